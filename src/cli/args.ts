@@ -1,0 +1,103 @@
+/**
+ * Bucardo's argument syntax: `ibex <verb> [noun] [name …] [key=value …] [--flags]`.
+ */
+import { usage } from '../errors.js';
+
+/** Positional words and key=value pairs, in order, after the verb and noun. */
+export interface ParsedArgs {
+  words: string[];
+  /** key=value pairs; keys are lower-cased, a key given twice is an error. */
+  options: Map<string, string>;
+}
+
+/** Split arguments into words and `key=value` options. */
+export function parseArgs(args: readonly string[]): ParsedArgs {
+  const words: string[] = [];
+  const options = new Map<string, string>();
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    // A word with `=` is an option only if what precedes it looks like a key.
+    if (eq > 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(arg.slice(0, eq))) {
+      const key = arg.slice(0, eq).toLowerCase();
+      if (options.has(key)) throw usage(`option "${key}" is given twice: give it once`);
+      options.set(key, arg.slice(eq + 1));
+    } else {
+      words.push(arg);
+    }
+  }
+  return { words, options };
+}
+
+/** Refuse options outside an allowed set, naming the allowed ones. */
+export function allowOnly(options: Map<string, string>, allowed: readonly string[], what: string): void {
+  for (const key of options.keys()) {
+    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for ${what}: use one of ${allowed.join(', ')}`);
+  }
+}
+
+/** A member of `dbs=A:source,B:target`. */
+export interface DbRole {
+  db: string;
+  role: 'source' | 'target' | 'fullcopy';
+  /** Explicitly given (false: defaulted by position, Bucardo's rule). */
+  explicit: boolean;
+}
+
+const ROLE_ALIASES: Record<string, DbRole['role']> = {
+  source: 'source', master: 'source', s: 'source',
+  target: 'target', slave: 'target', replica: 'target', t: 'target',
+  fullcopy: 'fullcopy', f: 'fullcopy',
+};
+
+/**
+ * Parse `A:source,B:source,C:target` (commas or spaces). Bucardo's rule: a db
+ * without a role is a source if it comes first, else a target.
+ */
+export function parseDbRoles(text: string | readonly string[]): DbRole[] {
+  const items = (typeof text === 'string' ? text.split(/[,\s]+/) : text.flatMap((t) => t.split(/[,\s]+/))).filter(Boolean);
+  if (items.length === 0) throw usage('dbs= is empty: write dbs=A:source,B:target');
+  const out: DbRole[] = [];
+  items.forEach((item, i) => {
+    const [db, roleText, extra] = item.split(':');
+    if (extra !== undefined || !db) throw usage(`bad db "${item}" in dbs=: write name or name:role`);
+    let role: DbRole['role'];
+    if (roleText === undefined || roleText === '') role = i === 0 ? 'source' : 'target';
+    else {
+      const r = ROLE_ALIASES[roleText.toLowerCase()];
+      if (!r) throw usage(`unknown role "${roleText}" for db "${db}": use source, target or fullcopy`);
+      role = r;
+    }
+    if (out.some((o) => o.db === db)) throw usage(`db "${db}" is listed twice in dbs=: list it once`);
+    out.push({ db, role, explicit: roleText !== undefined && roleText !== '' });
+  });
+  return out;
+}
+
+/** Parse a boolean option the way Bucardo accepts them. */
+export function parseBool(key: string, value: string): boolean {
+  const v = value.toLowerCase();
+  if (['1', 't', 'true', 'on', 'yes', 'y'].includes(v)) return true;
+  if (['0', 'f', 'false', 'off', 'no', 'n'].includes(v)) return false;
+  throw usage(`bad value "${value}" for ${key}: use 1/0, true/false, on/off or yes/no`);
+}
+
+/** Parse a non-negative integer option. */
+export function parseIntOption(key: string, value: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw usage(`bad value "${value}" for ${key}: give a whole number from ${min} to ${max}`);
+  return Number(value);
+}
+
+/**
+ * Parse a duration: a number of seconds, or a number with a unit (ms, s, m, h, d),
+ * or a PostgreSQL interval such as "5 minutes". Returns a PostgreSQL interval text.
+ */
+export function parseInterval(key: string, value: string): string {
+  const v = value.trim();
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?$/i.exec(v);
+  if (!m) throw usage(`bad duration "${value}" for ${key}: give seconds (30) or a number with a unit (500ms, 30s, 5m, 1h)`);
+  const n = Number(m[1]);
+  if (n <= 0) throw usage(`bad duration "${value}" for ${key}: it must be more than zero`);
+  const unit = (m[2] ?? 's').toLowerCase();
+  const seconds = unit === 'ms' ? n / 1000 : unit.startsWith('s') ? n : unit.startsWith('m') ? n * 60 : unit.startsWith('h') ? n * 3600 : n * 86400;
+  return `${seconds} seconds`;
+}

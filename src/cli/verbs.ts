@@ -1,0 +1,32 @@
+/**
+ * The verbs of the command line and the module that implements each. Modules
+ * are loaded lazily so `ibex list db` does not load the engine.
+ */
+import type { Context } from './context.js';
+
+/** A verb implementation: returns the exit code (0 when it returns nothing). */
+export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | void>;
+
+interface VerbEntry {
+  summary: string;
+  load: () => Promise<VerbHandler>;
+}
+
+/** Every verb, with a one-line summary for `ibex help`. */
+export const VERBS: Record<string, VerbEntry> = {
+  install: { summary: 'create or upgrade the control schema (idempotent)', load: async () => (await import('./install.js')).install },
+  add: { summary: 'add db | table | all tables | sequence | all sequences | relgroup | dbgroup | sync | customcode', load: async () => (await import('./config/verbs.js')).add },
+  list: { summary: 'list dbs | tables | sequences | relgroups | dbgroups | syncs | customcodes', load: async () => (await import('./config/verbs.js')).list },
+  update: { summary: 'update db | table | relgroup | dbgroup | sync | customcode <name> key=value …', load: async () => (await import('./config/verbs.js')).update },
+  remove: { summary: 'remove db | table | sequence | relgroup | dbgroup | sync | customcode <name …>', load: async () => (await import('./config/verbs.js')).remove },
+  start: { summary: 'start the daemon in the background; returns when it is ready', load: async () => (await import('./daemon.js')).start },
+  run: { summary: 'run the daemon in the foreground (SIGTERM stops it gracefully)', load: async () => (await import('./daemon.js')).run },
+  stop: { summary: 'stop the daemon after the runs in progress', load: async () => (await import('./daemon.js')).stop },
+  restart: { summary: 'stop, then start the daemon', load: async () => (await import('./daemon.js')).restart },
+  reload: { summary: 'make the daemon re-read the configuration', load: async () => (await import('./daemon.js')).reload },
+  status: { summary: 'state of every sync (or one): last runs, backlog, lag, errors', load: async () => (await import('./status.js')).status },
+  kick: { summary: 'kick <sync> [timeout]: run a sync now, optionally wait for that run', load: async () => (await import('./status.js')).kick },
+  pause: { summary: 'pause <sync …>: stop running these syncs', load: async () => (await import('./status.js')).pause },
+  resume: { summary: 'resume <sync …>: run these syncs again', load: async () => (await import('./status.js')).resume },
+  quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
+};
