@@ -215,3 +215,34 @@ export function pgArray(v: unknown): string[] {
   }
   return out;
 }
+
+/** A unique index of a table, as `add sync` compares keys across dbs. */
+export interface UniqueIndexInfo {
+  index: string;
+  primary: boolean;
+  columns: string[];
+  /** Primary key, or every column NOT NULL: it can serve as ibex's key. */
+  usable: boolean;
+}
+
+/**
+ * Every valid unique index of a table without predicate or expressions (key
+ * columns only, INCLUDE columns left out), primary key first.
+ */
+export async function uniqueIndexes(c: pg.Client, oid: number): Promise<UniqueIndexInfo[]> {
+  const r = await c.query(
+    `SELECT i.indexrelid::regclass::text AS index, i.indisprimary AS primary,
+            array_agg(a.attname ORDER BY k.ord) AS cols, bool_and(a.attnotnull) AS allnotnull
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+        AND k.ord <= i.indnkeyatts
+      GROUP BY i.indexrelid, i.indisprimary
+      ORDER BY i.indisprimary DESC, count(*), i.indexrelid`,
+    [oid],
+  );
+  return r.rows.map((row) => ({
+    index: String(row.index), primary: t(row.primary), columns: pgArray(row.cols), usable: t(row.primary) || t(row.allnotnull),
+  }));
+}

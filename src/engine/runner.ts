@@ -1,9 +1,37 @@
 /**
- * One run of one sync (DESIGN, "One run of a sync"). Being written; the
- * class shape below is the contract the daemon relies on.
+ * One run of one sync (DESIGN, "One run of a sync"):
+ *
+ *  open    one REPEATABLE READ transaction per database, snapshot taken first;
+ *  gather  on each source, the keys changed by transactions that committed in
+ *          this snapshot but not in the cursor's (PgQ's rule: a transaction
+ *          still open is never skipped, it is consumed by a later run);
+ *  resolve with two or more sources, every source receives every other
+ *          source's pending keys and computes the same per-row winner;
+ *  apply   each source streams the rows it won (COPY, raw bytes) into staging
+ *          tables on every other database, then deletes (children first) and
+ *          upserts (parents first), stamped with their origin so capture
+ *          never sends a change back and cascades work;
+ *  confirm progress rows inside each apply transaction, commit everywhere,
+ *          then advance the cursors in the control database.
+ *
+ * A failure anywhere before the commits rolls back every database; the
+ * cursors only move after every database committed, so a crash re-applies
+ * idempotently.
  */
+import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { RunKind, RunResult } from './types.js';
+import { connect, errorText, redact } from '../db/connect.js';
+import { ident } from '../db/ident.js';
+import { isTransient, sqlstate, SqlState } from '../db/sqlstate.js';
+import { IbexError } from '../errors.js';
+import { openControl } from '../control/connection.js';
+import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
+import * as store from '../control/run-store.js';
+import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
+import { buildPlans, fingerprintQuery, type TablePlan } from './plan.js';
+import { copyFanOut } from './exchange.js';
+import { copyTables } from './copy.js';
+import type { RunKind, RunResult, TableCounts } from './types.js';
 
 /** Options of a runner. */
 export interface RunnerOptions {
@@ -12,33 +40,548 @@ export interface RunnerOptions {
   log: Logger;
 }
 
+/** A failure that should pause the sync (schema mismatch) rather than be retried. */
+export class PauseError extends IbexError {
+  constructor(message: string) {
+    super('config', message);
+  }
+}
+
+/** The run aborted on a conflict it was told to abort on. */
+export class AbortError extends IbexError {
+  constructor(message: string) {
+    super('conflict_abort', message);
+  }
+}
+
+function lit(s: string): string {
+  return `'${s.replaceAll("'", "''")}'`;
+}
+
+/** The change-time expression of the sync's clock. */
+function clockExpr(cfg: SyncConfig): string {
+  return cfg.clock === 'commit'
+    ? `coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts)`
+    : 'ibex_ts';
+}
+
 /**
  * Runs one sync, again and again, on persistent connections. Not re-entrant:
  * the daemon never calls `run` twice at once on one runner.
  */
 export class SyncRunner {
+  private cfg: SyncConfig | undefined;
+  private plans: TablePlan[] = [];
+  private control: pg.Client | undefined;
+  private readonly conns = new Map<string, pg.Client>();
+  /** Temp tables exist on these connections (created outside run transactions). */
+  private readonly prepared = new Set<pg.Client>();
+  /** db -> tables whose applied rows another sync reads there (capture must record them). */
+  private downstream = new Map<string, Set<string>>();
+  private strategy: Strategy = { kind: 'latest' };
+  private lastPurge = 0;
+
   constructor(readonly opts: RunnerOptions) {}
+
+  private get log(): Logger {
+    return this.opts.log;
+  }
+
+  private async ctl(): Promise<pg.Client> {
+    if (!this.control) this.control = await openControl(this.opts.controlUrl, { applicationName: `ibex/${this.opts.sync}/control` });
+    return this.control;
+  }
+
+  /** The loaded configuration. */
+  config(): SyncConfig {
+    if (!this.cfg) throw new IbexError('internal', `sync ${this.opts.sync} is not loaded`);
+    return this.cfg;
+  }
 
   /** Read the sync's configuration (again). Throws IbexError('config') when unusable. */
   async load(): Promise<void> {
-    throw new Error('not implemented yet');
+    const control = await this.ctl();
+    this.cfg = await loadSyncConfig(control, this.opts.sync);
+    this.strategy = parseStrategy(this.cfg.conflictStrategy, this.cfg.dbs.map((d) => d.name));
+    this.downstream = await store.downstreamReaders(control, this.opts.sync);
+    const ref = this.cfg.dbs.find((d) => d.role === 'source');
+    if (!ref) throw new IbexError('config', `sync ${this.opts.sync} has no source db: add one with ibex update dbgroup`);
+    this.plans = [];
+    await this.closeDbs();
+    const c = await this.db(ref);
+    this.plans = await buildPlans(c, this.cfg.relations, ref.name);
   }
 
   /** Names of the source dbs (each must be LISTENed on) — valid after load(). */
   sources(): string[] {
-    return [];
+    return this.cfg?.dbs.filter((d) => d.role === 'source').map((d) => d.name) ?? [];
+  }
+
+  private pgDbs(roles: SyncDb['role'][] = ['source', 'target']): SyncDb[] {
+    return this.config().dbs.filter((d) => d.dbtype === 'postgres' && roles.includes(d.role) && d.status === 'active');
+  }
+
+  /** A session on one db, connected lazily and kept between runs. */
+  private async db(d: SyncDb): Promise<pg.Client> {
+    let c = this.conns.get(d.name);
+    if (c) return c;
+    try {
+      c = await connect(d.params, { applicationName: `ibex/${this.opts.sync}` });
+    } catch (err) {
+      throw new IbexError('unreachable', `db ${d.name} is unreachable: ${errorText(err)}`, { cause: (err as IbexError).cause ?? err });
+    }
+    c.on('error', () => this.discard(d.name));
+    this.conns.set(d.name, c);
+    return c;
+  }
+
+  private discard(name: string): void {
+    const c = this.conns.get(name);
+    if (!c) return;
+    this.conns.delete(name);
+    this.prepared.delete(c);
+    c.end().catch(() => {});
+  }
+
+  private async closeDbs(): Promise<void> {
+    for (const name of [...this.conns.keys()]) this.discard(name);
+  }
+
+  /** Create this session's temp tables once, outside any run transaction. */
+  private async prepare(c: pg.Client): Promise<void> {
+    if (this.prepared.has(c)) return;
+    const keyOnly = (p: TablePlan): string => p.keys.map((k) => ident(k).text).join(', ');
+    for (const p of this.plans) {
+      const i = p.idx;
+      const meta = `NULL::timestamptz AS ibex_ts, NULL::boolean AS ibex_insonly, NULL::text AS ibex_origin`;
+      await c.query(`
+        CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, ${meta} FROM ${p.q} WITH NO DATA;
+        CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} ON COMMIT DELETE ROWS AS SELECT NULL::text AS ibex_src, ${keyOnly(p)}, ${meta} FROM ${p.q} WITH NO DATA;
+        CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+        CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+        CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      `);
+    }
+    this.prepared.add(c);
+  }
+
+  /** The delta-window filter of this sync for one source (parameters: $1 cursor snapshot). */
+  private windowFilter(sourceNames: string[]): string {
+    const others = sourceNames.map(lit).join(', ');
+    // Skip what this sync applied itself, and changes that originated at one of its
+    // sources: the sync picks those up at their origin.
+    return `ibex_txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(ibex_txid, $1::pg_snapshot)
+        AND ibex_by IS DISTINCT FROM ${lit(this.opts.sync)}
+        AND (ibex_origin IS NULL OR ibex_origin NOT IN (${others}))`;
   }
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */
   async hasPending(): Promise<boolean> {
+    if (!this.cfg) return false;
+    const control = await this.ctl();
+    const cursors = await store.readCursors(control, this.opts.sync);
+    const sources = this.pgDbs(['source']);
+    const names = sources.map((s) => s.name);
+    for (const src of sources) {
+      const cur = cursors.get(src.name);
+      if (!cur) return true;
+      const c = await this.db(src);
+      const parts = this.plans.map((p) => `SELECT 1 FROM ${p.delta} WHERE ${this.windowFilter(names)}`);
+      parts.push(`SELECT 1 FROM ibex.truncates WHERE ${this.windowFilter(names)}`);
+      const r = await c.query(`SELECT EXISTS (${parts.join(' UNION ALL ')}) AS p`, [cur]);
+      if (r.rows[0].p === 't') return true;
+    }
     return false;
   }
 
   /** Do one run and record it in ibex.run. Never throws for run failures: they are in the result. */
-  async run(_kind: RunKind, _opts: { kickId?: number } = {}): Promise<RunResult> {
-    throw new Error('not implemented yet');
+  async run(kind: RunKind = 'delta', opts: { kickId?: number } = {}): Promise<RunResult> {
+    const started = Date.now();
+    const result: RunResult = {
+      runId: 0, sync: this.opts.sync, kind, status: 'empty', inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {}, durationMs: 0,
+    };
+    let extra: Record<string, unknown> = {};
+    try {
+      const control = await this.ctl();
+      result.runId = await store.startRun(control, this.opts.sync, kind);
+      if (opts.kickId !== undefined) await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [result.runId, opts.kickId]);
+      if (!this.cfg) await this.load();
+      if (kind === 'delta') extra = await this.deltaRun(result);
+      else extra = await copyTables(this.copyContext(), kind, result);
+    } catch (err) {
+      await this.rollbackAll();
+      await this.closeDbs();
+      const msg = redact(err instanceof IbexError ? err.message : errorText(err));
+      result.error = msg;
+      result.status = err instanceof AbortError ? 'aborted' : 'failed';
+      result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
+      result.pause = err instanceof PauseError || err instanceof AbortError;
+      if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
+      this.log.warn({ sync: this.opts.sync, run: result.runId, sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient }, `run failed: ${msg}`);
+      if (!isTransient(err) && !(err instanceof IbexError)) this.log.debug({ err }, 'run failure detail');
+    }
+    result.durationMs = Date.now() - started;
+    try {
+      const control = await this.ctl();
+      if (result.runId) {
+        await store.endRun(control, result, extra);
+        if (result.pause && result.error) await store.pauseSync(control, this.opts.sync, result.error);
+      }
+    } catch (err) {
+      // The control db went away: the run itself is settled (committed or rolled back); say so and go on.
+      this.control?.end().catch(() => {});
+      this.control = undefined;
+      this.log.warn({ sync: this.opts.sync }, `could not record run: ${redact(errorText(err))}`);
+      if (result.status !== 'failed') result.transient = false;
+    }
+    this.log.info({ sync: this.opts.sync, run: result.runId, kind, status: result.status, inserted: result.inserted, deleted: result.deleted, conflicts: result.conflicts, truncates: result.truncates, ms: result.durationMs }, 'run');
+    return result;
+  }
+
+  private copyContext(): import('./copy.js').CopyContext {
+    return {
+      sync: this.opts.sync,
+      cfg: this.config(),
+      plans: this.plans,
+      log: this.log,
+      control: () => this.ctl(),
+      db: (d) => this.db(d),
+      discard: (name) => this.discard(name),
+    };
+  }
+
+  private async rollbackAll(): Promise<void> {
+    await Promise.all([...this.conns.values()].map((c) => c.query('ROLLBACK').catch(() => {})));
+  }
+
+  /** One delta run; fills `result`, returns extra details for ibex.run. */
+  private async deltaRun(result: RunResult): Promise<Record<string, unknown>> {
+    const cfg = this.config();
+    const control = await this.ctl();
+    const all = this.pgDbs(['source', 'target']);
+    const sources = all.filter((d) => d.role === 'source');
+    const sourceNames = sources.map((s) => s.name);
+    const clients = new Map<string, pg.Client>();
+    for (const d of all) clients.set(d.name, await this.db(d));
+    for (const c of clients.values()) await this.prepare(c);
+    const cursors = await store.readCursors(control, this.opts.sync);
+
+    // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
+    const snaps = new Map<string, string>();
+    const clocks: number[] = [];
+    await Promise.all(all.map(async (d) => {
+      const c = clients.get(d.name)!;
+      const t0 = Date.now();
+      await c.query(`BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'}`);
+      const r = await c.query(
+        `SELECT pg_current_snapshot()::text AS snap,
+                extract(epoch FROM clock_timestamp() + coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval) * 1000 AS now_ms`);
+      const t1 = Date.now();
+      snaps.set(d.name, String(r.rows[0].snap));
+      clocks.push(Number(r.rows[0].now_ms) - (t0 + t1) / 2);
+    }));
+    const skewMs = clocks.length > 1 ? Math.max(...clocks) - Math.min(...clocks) : 0;
+
+    // Schema check: every db must still have the columns and key the plans were built from.
+    await Promise.all(all.map(async (d) => {
+      const r = await clients.get(d.name)!.query(fingerprintQuery(), [this.plans.map((p) => p.rel.schema), this.plans.map((p) => p.rel.name)]);
+      const got = new Map(r.rows.map((row) => [String(row.label), String(row.fp)]));
+      for (const p of this.plans) {
+        const fp = `${got.get(p.label) ?? ''} key(${p.keys.join(',')})`;
+        if (fp !== p.fingerprint) {
+          throw new PauseError(`table ${p.label} on db ${d.name} no longer matches (${describeDiff(p.fingerprint, fp)}): make the tables identical on every db, then "ibex resume ${this.opts.sync}"`);
+        }
+      }
+    }));
+
+    // Gather, on each source, the keys changed in this run's window.
+    const window = this.windowFilter(sourceNames);
+    const ts = clockExpr(cfg);
+    const counts = new Map<string, number>(); // `${src}/${idx}` -> pending keys
+    const truncs = new Map<number, { src: string; ts: string }>();
+    for (const src of sources) {
+      const c = clients.get(src.name)!;
+      const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
+      const tr = await c.query(
+        `SELECT schemaname || '.' || relname AS label, max(ibex_ts)::text AS ts FROM ibex.truncates WHERE ${window} GROUP BY 1`, [cur]);
+      for (const row of tr.rows) {
+        const p = this.plans.find((x) => x.label === row.label);
+        if (!p) continue;
+        const prev = truncs.get(p.idx);
+        if (!prev || prev.ts < String(row.ts)) truncs.set(p.idx, { src: src.name, ts: String(row.ts) });
+      }
+      for (const p of this.plans) {
+        const keys = p.keys.map((k) => ident(k).text).join(', ');
+        const r = await c.query(
+          `INSERT INTO pg_temp.ibex_pend_${p.idx} (${keys}, ibex_ts, ibex_insonly, ibex_origin)
+           SELECT ${keys}, max(${ts}), bool_and(ibex_op = 'I'), (array_agg(coalesce(ibex_origin, ${lit(src.name)}) ORDER BY ibex_ts DESC))[1]
+             FROM ${p.delta} WHERE ${window} GROUP BY ${keys}`, [cur]);
+        if (r.rowCount) counts.set(`${src.name}/${p.idx}`, r.rowCount);
+      }
+    }
+    const backlog: Record<string, { keys: number; oldest: string | null }> = {};
+    for (const src of sources) {
+      backlog[src.name] = { keys: this.plans.reduce((n, p) => n + (counts.get(`${src.name}/${p.idx}`) ?? 0), 0), oldest: null };
+    }
+
+    const hasWork = counts.size > 0 || truncs.size > 0;
+    if (!hasWork) {
+      // Nothing to do: end the transactions and still move the cursors forward (keeps windows small).
+      await Promise.all([...clients.values()].map((c) => c.query('COMMIT')));
+      await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
+      await store.recordBacklog(control, this.opts.sync, Object.fromEntries(sources.map((s) => [s.name, { keys: 0, oldest: null }])), skewMs);
+      await this.maybePurge(sources, clients);
+      result.status = 'empty';
+      return { skewMs };
+    }
+
+    const tableCounts = (p: TablePlan): TableCounts => (result.tables[p.label] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
+    const others = (name: string): SyncDb[] => all.filter((d) => d.name !== name);
+    const setLocal = async (c: pg.Client, origin: string | null, p: TablePlan, dbName: string): Promise<void> => {
+      const downstream = this.downstream.get(dbName)?.has(p.label) ?? false;
+      await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', $3, true)`,
+        [origin ?? '', this.opts.sync, downstream ? 'off' : 'on']);
+    };
+
+    // Truncates: the latest truncate of a table wins; changes older than it are dropped.
+    for (const [idx, t] of truncs) {
+      const p = this.plans[idx]!;
+      for (const src of sources) await clients.get(src.name)!.query(`DELETE FROM pg_temp.ibex_pend_${idx} WHERE ibex_ts <= $1::timestamptz`, [t.ts]);
+      for (const d of others(t.src)) {
+        const c = clients.get(d.name)!;
+        await setLocal(c, t.src, p, d.name);
+        await c.query('SAVEPOINT ibex_trunc');
+        try {
+          await c.query(`TRUNCATE ${p.q}`);
+          await c.query('RELEASE SAVEPOINT ibex_trunc');
+        } catch (err) {
+          // Referenced by a foreign key from outside the truncation: delete instead.
+          await c.query('ROLLBACK TO SAVEPOINT ibex_trunc');
+          if (sqlstate(err) !== '0A000') throw err;
+          await c.query(`DELETE FROM ${p.q}`);
+        }
+      }
+      tableCounts(p).truncates++;
+      result.truncates++;
+    }
+
+    // Resolve: with several sources, every source learns every other's pending keys.
+    const conflicts: store.ConflictRecord[] = [];
+    for (const p of this.plans) {
+      const keys = p.keys.map((k) => ident(k).text).join(', ');
+      const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
+      if (pendingOn.length === 0) continue;
+      if (sources.length === 1) {
+        await clients.get(sources[0]!.name)!.query(`INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
+        continue;
+      }
+      for (const src of sources) {
+        const c = clients.get(src.name)!;
+        await c.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`);
+        if (!counts.has(`${src.name}/${p.idx}`)) continue;
+        await copyFanOut(c, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
+          sources.filter((s) => s.name !== src.name).map((s) => ({ client: clients.get(s.name)!, sql: `COPY pg_temp.ibex_all_${p.idx} FROM STDIN` })));
+      }
+      const priority = new Map(cfg.dbs.map((d) => [d.name, d.priority]));
+      const order = winnerOrder(this.relStrategy(p), priority, `ROW(${keys})::text`);
+      const conflictKeys = `SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1`;
+      const kind = this.relStrategy(p).kind;
+      for (const src of pendingOn) {
+        const c = clients.get(src.name)!;
+        await c.query(
+          `INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM (
+             SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
+            WHERE w.ibex_src = ${lit(src.name)}
+            ${kind === 'skip' ? `AND (${keys}) NOT IN (${conflictKeys})` : ''}`);
+      }
+      if (pendingOn.length > 1) {
+        const found = await this.collectConflicts(p, sources, clients, order);
+        if (found.length) {
+          tableCounts(p).conflicts += found.length;
+          result.conflicts += found.length;
+          conflicts.push(...found);
+        }
+      }
+    }
+    if (conflicts.some((c) => c.strategy === 'abort')) {
+      const shown = conflicts.slice(0, 5).map((c) => `${c.schema}.${c.table} ${JSON.stringify(c.key)}`).join(', ');
+      await store.logConflicts(control, this.opts.sync, result.runId, conflicts, 'aborted');
+      throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; fix the rows, then "ibex resume ${this.opts.sync}"`);
+    }
+
+    // Apply, phase 1: deletes of keys absent at their winner, children first.
+    for (const src of sources) {
+      const c = clients.get(src.name)!;
+      for (const p of this.plans) {
+        if (!counts.has(`${src.name}/${p.idx}`)) continue;
+        const keys = p.keys.map((k) => `m.${ident(k).text}`).join(', ');
+        await copyFanOut(c,
+          `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})) TO STDOUT`,
+          others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+      }
+    }
+    for (const p of [...this.plans].reverse()) {
+      if (!sources.some((s) => counts.has(`${s.name}/${p.idx}`))) continue;
+      for (const d of all) {
+        const c = clients.get(d.name)!;
+        const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
+        for (const o of origins.rows) {
+          await setLocal(c, o.ibex_origin, p, d.name);
+          const r = await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} d WHERE ${p.keyJoin('t', 'd')} AND d.ibex_origin IS NOT DISTINCT FROM $1`, [o.ibex_origin]);
+          tableCounts(p).deleted += r.rowCount ?? 0;
+          result.deleted += r.rowCount ?? 0;
+        }
+      }
+    }
+
+    // Apply, phase 2: rows streamed from their winner into staging, then upserted, parents first.
+    for (const p of this.plans) {
+      const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
+      if (pendingOn.length === 0) continue;
+      for (const src of pendingOn) {
+        const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
+        await copyFanOut(clients.get(src.name)!,
+          `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
+          others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
+      }
+      const update = p.nonKeyCols.length
+        ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
+        : 'DO NOTHING';
+      for (const d of all) {
+        const c = clients.get(d.name)!;
+        const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`);
+        for (const o of origins.rows) {
+          await setLocal(c, o.ibex_origin, p, d.name);
+          const r = await c.query(
+            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} WHERE ibex_origin IS NOT DISTINCT FROM $1
+             ON CONFLICT (${p.keyList}) ${update}`, [o.ibex_origin]);
+          tableCounts(p).inserted += r.rowCount ?? 0;
+          result.inserted += r.rowCount ?? 0;
+        }
+      }
+    }
+
+    await this.syncSequences(clients, sources, all);
+
+    // Confirm: progress inside each apply transaction, conflicts logged as pending, commit everywhere.
+    for (const d of all) {
+      const srcs = sources.filter((s) => s.name !== d.name);
+      if (srcs.length === 0) continue;
+      await clients.get(d.name)!.query(
+        `INSERT INTO ibex.progress (sync, source, snapshot, run) SELECT $1, s, n, $4 FROM unnest($2::text[], $3::text[]) AS u(s, n)
+         ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now()`,
+        [this.opts.sync, srcs.map((s) => s.name), srcs.map((s) => snaps.get(s.name)!), result.runId]);
+    }
+    await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy !== 'skip'));
+    await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy === 'skip'), 'skipped');
+    try {
+      for (const d of all) await clients.get(d.name)!.query('COMMIT');
+    } catch (err) {
+      // Outcome unknown on some db: the cursors stay behind and the next run re-applies idempotently.
+      await store.settleConflicts(control, result.runId, false).catch(() => {});
+      throw err;
+    }
+    await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
+    await store.settleConflicts(control, result.runId, true);
+    await store.recordBacklog(control, this.opts.sync, Object.fromEntries(sources.map((s) => [s.name, { keys: 0, oldest: null }])), skewMs);
+    await this.maybePurge(sources, clients);
+    result.status = result.inserted + result.deleted + result.truncates > 0 || result.conflicts > 0 ? 'good' : 'empty';
+    return { skewMs, gathered: backlog, snapshots: Object.fromEntries(snaps) };
+  }
+
+  private relStrategy(p: TablePlan): Strategy {
+    if (!p.rel.conflictStrategy) return this.strategy;
+    return parseStrategy(p.rel.conflictStrategy, this.config().dbs.map((d) => d.name));
+  }
+
+  /** The conflicts of one table: winner and every losing version, read inside each db's apply snapshot. */
+  private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string): Promise<store.ConflictRecord[]> {
+    const keys = p.keys.map((k) => ident(k).text).join(', ');
+    const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, w.${ident(k).text}`).join(', ')})`;
+    const byKey = new Map<string, store.ConflictRecord>();
+    const strategy = this.relStrategy(p);
+    for (const src of sources) {
+      const c = clients.get(src.name)!;
+      const r = await c.query(
+        `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
+              k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
+         SELECT ${keyJson}::text AS key, w.ibex_src AS winner, w.ibex_ts::text AS winner_ts, a.ibex_ts::text AS my_ts,
+                (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
+           FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`);
+      for (const row of r.rows) {
+        const k = String(row.key);
+        let rec = byKey.get(k);
+        if (!rec) {
+          rec = { schema: p.rel.schema, table: p.rel.name, key: JSON.parse(k), kind: 'update_update', strategy: strategy.kind === 'list' ? 'list' : strategy.kind,
+            winner: strategy.kind === 'skip' ? null : String(row.winner), winnerRow: null, winnerTime: String(row.winner_ts), losers: [] };
+          byKey.set(k, rec);
+        }
+        const version = row.row === null ? null : JSON.parse(String(row.row));
+        if (src.name === row.winner && strategy.kind !== 'skip') rec.winnerRow = version;
+        else rec.losers.push({ db: src.name, row: version, changed_at: row.my_ts === null ? null : String(row.my_ts) });
+      }
+    }
+    for (const rec of byKey.values()) {
+      const winnerDeleted = rec.winnerRow === null;
+      const loserDeleted = rec.losers.some((l) => l.row === null);
+      rec.kind = winnerDeleted && loserDeleted ? 'delete_delete' : winnerDeleted ? 'delete_update' : loserDeleted ? 'update_delete' : 'update_update';
+    }
+    return [...byKey.values()];
+  }
+
+  /** Sequences: the highest value among the sources wins everywhere. */
+  private async syncSequences(clients: Map<string, pg.Client>, sources: SyncDb[], all: SyncDb[]): Promise<void> {
+    for (const rel of this.config().relations.filter((r) => r.reltype === 'sequence')) {
+      const q = `${ident(rel.schema).text}.${ident(rel.name).text}`;
+      let best: bigint | undefined;
+      for (const s of sources) {
+        const r = await clients.get(s.name)!.query(`SELECT last_value::text AS v, is_called FROM ${q}`);
+        const v = BigInt(String(r.rows[0].v)) - (r.rows[0].is_called === 't' ? 0n : 1n);
+        if (best === undefined || v > best) best = v;
+      }
+      if (best === undefined) continue;
+      for (const d of all) {
+        const c = clients.get(d.name)!;
+        const r = await c.query(`SELECT last_value::text AS v, is_called FROM ${q}`);
+        const v = BigInt(String(r.rows[0].v)) - (r.rows[0].is_called === 't' ? 0n : 1n);
+        if (v < best) await c.query(`SELECT setval($1::regclass, $2::bigint, true)`, [q, best.toString()]);
+      }
+    }
+  }
+
+  /** Remove delta rows every sync reading a source has consumed (at most every 30 s). */
+  private async maybePurge(sources: SyncDb[], clients: Map<string, pg.Client>): Promise<void> {
+    if (Date.now() - this.lastPurge < 30_000) return;
+    this.lastPurge = Date.now();
+    const control = await this.ctl();
+    for (const src of sources) {
+      const r = await control.query(`SELECT snapshot FROM ibex.cursor WHERE db = $1`, [src.name]);
+      if (r.rows.length === 0) continue;
+      const c = clients.get(src.name)!;
+      const min = await c.query(`SELECT min(pg_snapshot_xmin(s::pg_snapshot))::text AS x FROM unnest($1::text[]) s`, [r.rows.map((x) => x.snapshot)]);
+      const xmin = min.rows[0].x;
+      if (!xmin) continue;
+      for (const p of this.plans) await c.query(`DELETE FROM ${p.delta} WHERE ibex_txid < $1::xid8`, [xmin]);
+      await c.query(`DELETE FROM ibex.truncates WHERE ibex_txid < $1::xid8`, [xmin]);
+    }
   }
 
   /** Close every connection. */
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.closeDbs();
+    await this.control?.end().catch(() => {});
+    this.control = undefined;
+  }
+}
+
+/** Say which columns differ between two fingerprints. */
+function describeDiff(want: string, got: string): string {
+  const a = new Set(want.replace(/ key\(.*\)$/, '').split(', '));
+  const b = new Set(got.replace(/ key\(.*\)$/, '').split(', '));
+  const missing = [...a].filter((x) => x && !b.has(x));
+  const added = [...b].filter((x) => x && !a.has(x));
+  const parts = [];
+  if (missing.length) parts.push(`expected ${missing.join(', ')}`);
+  if (added.length) parts.push(`found ${added.join(', ')}`);
+  return parts.join('; ') || 'columns differ';
 }

@@ -1,0 +1,159 @@
+/**
+ * The SQL of capture objects (pure: text only, no I/O).
+ *
+ * Per replicated table, on each source db, in schema `ibex`:
+ * - a delta table: the key columns in their own types, the operation, the
+ *   origin db and applying sync (NULL = a local change), the change time and
+ *   the top-level transaction id (`pg_current_xact_id()`, never xmin);
+ * - a row-level AFTER trigger. Row level because PostgreSQL clones row
+ *   triggers of a partitioned parent onto every current and future partition,
+ *   and because its WHEN clause lets ibex's own apply skip the trigger
+ *   entirely when nobody downstream needs the applied rows;
+ * - a statement-level trigger that sends the wake-up NOTIFY only while the
+ *   daemon is idle (see wakeup.ts), and one that records TRUNCATE.
+ */
+import { ident, identList, objectName, qualified } from '../db/ident.js';
+
+/** Bump when the generated objects change: install upgrades older ones in place. */
+export const CAPTURE_VERSION = 1;
+
+/** Metadata columns of a delta table (key columns may not use these names). */
+export const META_COLUMNS = ['ibex_op', 'ibex_origin', 'ibex_by', 'ibex_ts', 'ibex_txid'] as const;
+
+/** A table to capture. */
+export interface CaptureTable {
+  schema: string;
+  name: string;
+  keyColumns: string[];
+  keyTypes: string[];
+  partitioned: boolean;
+}
+
+/** Names of the per-table objects. */
+export function captureNames(schema: string, name: string): { delta: string; fn: string } {
+  return { delta: objectName('delta', schema, name), fn: objectName('capture', schema, name) };
+}
+
+function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+/** The objects every ibex-managed PostgreSQL db has (sources and targets). */
+export function baseDdl(): string {
+  return `
+CREATE SCHEMA IF NOT EXISTS ibex;
+CREATE TABLE IF NOT EXISTS ibex.meta (key text PRIMARY KEY, value text NOT NULL);
+-- How far each sync has applied each source here, written inside the apply transaction:
+-- a run repeated after a crash recognises what already landed (DESIGN step 7).
+CREATE TABLE IF NOT EXISTS ibex.progress (
+  sync text NOT NULL, source text NOT NULL, snapshot text NOT NULL, run bigint NOT NULL,
+  applied timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, source));
+`;
+}
+
+/** The objects a source db needs once (wake-up flag, truncate log, registry of captured tables). */
+export function sourceBaseDdl(ibexRole: string): string {
+  return `
+CREATE TABLE IF NOT EXISTS ibex.wakeup (
+  id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), idle boolean NOT NULL DEFAULT true, changed timestamptz NOT NULL DEFAULT now());
+INSERT INTO ibex.wakeup (id) VALUES (1) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS ibex.captured (
+  schemaname text NOT NULL, relname text NOT NULL, delta text NOT NULL, fn text NOT NULL,
+  syncs text[] NOT NULL DEFAULT '{}', version int NOT NULL, PRIMARY KEY (schemaname, relname));
+CREATE TABLE IF NOT EXISTS ibex.truncates (
+  schemaname text NOT NULL, relname text NOT NULL,
+  ibex_origin text, ibex_by text,
+  ibex_ts timestamptz NOT NULL DEFAULT clock_timestamp(),
+  ibex_txid xid8 NOT NULL DEFAULT pg_current_xact_id());
+CREATE INDEX IF NOT EXISTS truncates_txid ON ibex.truncates (ibex_txid);
+
+CREATE OR REPLACE FUNCTION ibex.wake() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF (SELECT idle FROM ibex.wakeup WHERE id = 1) THEN
+    PERFORM pg_notify('ibex_wake', '');
+  END IF;
+  RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION ibex.note_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE o text; b text;
+BEGIN
+  IF session_user = ${literal(ibexRole)} THEN
+    o := nullif(current_setting('ibex.origin', true), '');
+    b := nullif(current_setting('ibex.by', true), '');
+  END IF;
+  INSERT INTO ibex.truncates (schemaname, relname, ibex_origin, ibex_by) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, o, b);
+  RETURN NULL;
+END $fn$;
+`;
+}
+
+/** Create or upgrade the capture objects of one table. */
+export function tableDdl(t: CaptureTable, ibexRole: string): string {
+  const { delta, fn } = captureNames(t.schema, t.name);
+  const table = qualified(t.schema, t.name).text;
+  const d = qualified('ibex', delta).text;
+  const keyDefs = t.keyColumns.map((c, i) => `${ident(c).text} ${t.keyTypes[i]}`).join(', ');
+  const keys = identList(t.keyColumns).text;
+  const newKeys = t.keyColumns.map((c) => `NEW.${ident(c).text}`).join(', ');
+  const oldKeys = t.keyColumns.map((c) => `OLD.${ident(c).text}`).join(', ');
+  const role = literal(ibexRole);
+  // The WHEN clause skips the trigger for ibex's own apply when nothing downstream reads it.
+  const when = `(session_user <> ${role} OR pg_catalog.current_setting('ibex.nocapture', true) IS DISTINCT FROM 'on')`;
+  return `
+CREATE TABLE IF NOT EXISTS ${d} (${keyDefs},
+  ibex_op "char" NOT NULL, ibex_origin text, ibex_by text,
+  ibex_ts timestamptz NOT NULL DEFAULT clock_timestamp(),
+  ibex_txid xid8 NOT NULL DEFAULT pg_current_xact_id())
+  WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02);
+CREATE INDEX IF NOT EXISTS ${ident(objectName(delta, 'txid')).text} ON ${d} (ibex_txid);
+
+CREATE OR REPLACE FUNCTION ${qualified('ibex', fn).text}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE o text; b text; t timestamptz := clock_timestamp();
+BEGIN
+  IF session_user = ${role} THEN
+    o := nullif(current_setting('ibex.origin', true), '');
+    b := nullif(current_setting('ibex.by', true), '');
+  END IF;
+  -- A per-db clock offset (ALTER DATABASE … SET ibex.clock_offset) lets tests skew one node's clock.
+  IF current_setting('ibex.clock_offset', true) <> '' THEN
+    t := t + current_setting('ibex.clock_offset')::interval;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${newKeys}, 'I', o, b, t);
+  ELSIF TG_OP = 'UPDATE' THEN
+    INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${newKeys}, 'U', o, b, t);
+    IF ROW(${oldKeys}) IS DISTINCT FROM ROW(${newKeys}) THEN
+      INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${oldKeys}, 'D', o, b, t);
+    END IF;
+  ELSE
+    INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${oldKeys}, 'D', o, b, t);
+  END IF;
+  ${t.partitioned ? `IF (SELECT idle FROM ibex.wakeup WHERE id = 1) THEN PERFORM pg_notify('ibex_wake', ''); END IF;` : ''}
+  RETURN NULL;
+END $fn$;
+
+CREATE OR REPLACE TRIGGER ibex_capture AFTER INSERT OR UPDATE OR DELETE ON ${table}
+  FOR EACH ROW WHEN ${when} EXECUTE FUNCTION ${qualified('ibex', fn).text}();
+CREATE OR REPLACE TRIGGER ibex_wake AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ${table}
+  FOR EACH STATEMENT EXECUTE FUNCTION ibex.wake();
+CREATE OR REPLACE TRIGGER ibex_truncate AFTER TRUNCATE ON ${table}
+  FOR EACH STATEMENT EXECUTE FUNCTION ibex.note_truncate();
+`;
+}
+
+/** Drop the capture objects of one table. */
+export function dropTableDdl(schema: string, name: string, exists: boolean): string {
+  const { delta, fn } = captureNames(schema, name);
+  const table = qualified(schema, name).text;
+  return `
+${exists ? `DROP TRIGGER IF EXISTS ibex_capture ON ${table};
+DROP TRIGGER IF EXISTS ibex_wake ON ${table};
+DROP TRIGGER IF EXISTS ibex_truncate ON ${table};` : ''}
+DROP FUNCTION IF EXISTS ${qualified('ibex', fn).text}();
+DROP TABLE IF EXISTS ${qualified('ibex', delta).text};
+`;
+}

@@ -1,0 +1,125 @@
+/**
+ * The typed options of the configuration commands (pure: no I/O): what each
+ * sync option accepts, its default, Bucardo's aliases, and the conflict
+ * strategies.
+ */
+import { usage } from '../../errors.js';
+import { parseBool, parseIntOption, parseInterval } from '../args.js';
+import type { SyncOptions } from '../../control/config-store.js';
+
+/** How one option's text becomes a stored value. */
+type Parser = (key: string, value: string) => unknown;
+
+const bool: Parser = (k, v) => parseBool(k, v);
+const int = (min: number, max: number): Parser => (k, v) => parseIntOption(k, v, min, max);
+const intOrNull = (min: number, max: number): Parser => (k, v) => (v === '' ? null : parseIntOption(k, v, min, max));
+/** An interval; empty or 0 means "none" (NULL). */
+const intervalOrNull: Parser = (k, v) => (v === '' || v === '0' ? null : parseInterval(k, v));
+const oneOf = (values: readonly string[], normalize: (v: string) => string = (v) => v.toLowerCase()): Parser => (k, v) => {
+  const n = normalize(v);
+  if (!values.includes(n)) throw usage(`bad value "${v}" for ${k}: use one of ${values.join(', ')}`);
+  return n;
+};
+const text: Parser = (_k, v) => (v === '' ? null : v);
+
+/** One sync option: parser and default. */
+interface SyncOptionSpec {
+  parse: Parser;
+  default: unknown;
+}
+
+/** The sync options `add sync` and `update sync` accept, with their defaults (DESIGN, bucardo.md §c.1). */
+export const SYNC_OPTIONS: Record<Exclude<keyof SyncOptions, 'conflict_strategy' | 'onetimecopy_from'>, SyncOptionSpec> = {
+  clock: { parse: oneOf(['change', 'commit']), default: 'change' },
+  onetimecopy: { parse: int(0, 2), default: 0 },
+  autokick: { parse: bool, default: true },
+  checktime: { parse: intervalOrNull, default: null },
+  fullcopy_interval: { parse: intervalOrNull, default: null },
+  stayalive: { parse: bool, default: true },
+  kidsalive: { parse: bool, default: true },
+  deletemethod: { parse: oneOf(['delete', 'truncate', 'truncate_cascade']), default: 'delete' },
+  isolation_level: { parse: oneOf(['repeatable read', 'serializable'], (v) => v.toLowerCase().replace(/_/g, ' ')), default: 'repeatable read' },
+  apply_mode: { parse: oneOf(['upsert', 'replica']), default: 'upsert' },
+  rebuild_index: { parse: int(0, 2), default: 0 },
+  analyze_after_copy: { parse: bool, default: true },
+  vacuum_after_copy: { parse: bool, default: false },
+  strict_checking: { parse: bool, default: true },
+  lifetime: { parse: intervalOrNull, default: null },
+  maxkicks: { parse: intOrNull(0, 2_147_483_647), default: null },
+  about: { parse: text, default: null },
+};
+
+/** Bucardo's aliases of sync option names. */
+export const SYNC_ALIASES: Record<string, string> = {
+  conflict: 'conflict_strategy',
+  standard_conflict: 'conflict_strategy',
+  ping: 'autokick',
+  txnmode: 'isolation_level',
+  herd: 'relgroup',
+};
+
+/** Our conflict strategies. */
+export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom'] as const;
+
+const BUCARDO_STRATEGIES: Record<string, string> = {
+  bucardo_latest: 'latest',
+  // Bucardo's per-table "latest" is a known wart (DESIGN invariant 5); ours is per row for every table.
+  bucardo_latest_all_tables: 'latest',
+  bucardo_source: 'source',
+  bucardo_target: 'target',
+  bucardo_skip: 'skip',
+  bucardo_random: 'random',
+  bucardo_abort: 'abort',
+};
+
+/**
+ * Normalize a conflict strategy: one of ours, a Bucardo alias, or an ordered
+ * list of db names (`B,A,C`, checked against the sync's dbs by the caller).
+ * Returns the stored text and the db list, if it is one.
+ */
+export function parseStrategy(value: string): { strategy: string; dbs?: string[] } {
+  const v = value.trim();
+  const lower = v.toLowerCase();
+  if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
+  if (BUCARDO_STRATEGIES[lower]) return { strategy: BUCARDO_STRATEGIES[lower] };
+  const dbs = v.split(/[\s,]+/).filter(Boolean);
+  if (dbs.length === 0 || !dbs.every((d) => /^[A-Za-z][A-Za-z0-9_]*$/.test(d))) {
+    throw usage(`bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B`);
+  }
+  if (new Set(dbs).size !== dbs.length) throw usage(`conflict_strategy "${value}" names a db twice: name each db once`);
+  return { strategy: dbs.join(','), dbs };
+}
+
+/** The db list of a stored strategy, when it is one. */
+export function strategyDbs(strategy: string): string[] | undefined {
+  return (STRATEGIES as readonly string[]).includes(strategy) ? undefined : strategy.split(',');
+}
+
+/** Parse one sync option (already de-aliased) into its stored value. */
+export function parseSyncOption(key: keyof typeof SYNC_OPTIONS, value: string): unknown {
+  return SYNC_OPTIONS[key].parse(key, value);
+}
+
+/** Resolve Bucardo's aliases in a parsed option map (an alias and its name together is an error). */
+export function dealias(options: Map<string, string>, aliases: Record<string, string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [k, v] of options) {
+    const name = aliases[k] ?? k;
+    if (out.has(name)) throw usage(`option "${name}" is given twice (as "${k}" too): give it once`);
+    out.set(name, v);
+  }
+  return out;
+}
+
+/** Bucardo's db type aliases (pg, postgresql, maria, sqlite3 …). */
+export function parseDbType(value: string): 'postgres' | 'mysql' | 'mariadb' | 'sqlite' | 'redis' | 'mongo' | 'oracle' {
+  const v = value.toLowerCase();
+  if (/^(pg|postgres)/.test(v)) return 'postgres';
+  if (/^maria/.test(v)) return 'mariadb';
+  if (/^mysql/.test(v)) return 'mysql';
+  if (/^sqll?ite/.test(v)) return 'sqlite';
+  if (/^redis/.test(v)) return 'redis';
+  if (/^mongo/.test(v)) return 'mongo';
+  if (/^oracle/.test(v)) return 'oracle';
+  throw usage(`unknown db type "${value}": use one of postgres, mysql, mariadb, sqlite, redis, mongo, oracle`);
+}

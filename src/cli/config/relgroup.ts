@@ -1,0 +1,229 @@
+/**
+ * `add | list | update | remove relgroup`: named sets of tables and sequences of one db.
+ */
+import type pg from 'pg';
+import {
+  addRelgroupMembers, deleteRelations, deleteRelgroup, deleteSync, getRelgroup, getSync, insertRelation, insertRelgroup,
+  listRelgroups, listSyncs, relationsById, removeRelgroupMembers, setRelgroupAbout, syncsUsing, type RelationRecord,
+  type NewRelation,
+} from '../../control/config-store.js';
+import { configError, notFound, usage } from '../../errors.js';
+import { allowOnly } from '../args.js';
+import type { Context } from '../context.js';
+import {
+  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
+} from './common.js';
+import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm } from './names.js';
+import { planOf, validateSync, type RelationLike } from './sync-check.js';
+import { discover, registeredRelations } from './table.js';
+
+/** A change to a relgroup, checked up front, applied in the caller's transaction. */
+export interface RelgroupChange {
+  /** Inside the transaction: create the group if needed and add the members (ids of `relations`, in order). */
+  apply(ids: number[]): Promise<void>;
+  /** After the commit: bring the capture of the syncs that use the group up to date; on failure undo and throw. */
+  afterCommit(undoMore?: () => Promise<void>): Promise<void>;
+}
+
+/**
+ * Plan adding relations to a relgroup (created when missing): one db per
+ * relgroup, and every sync that uses it is validated again with the new
+ * tables (columns, keys, the two-writers rule) before anything is written.
+ */
+export async function planRelgroupAddition(ctx: Context, c: pg.Client, group: string, relations: readonly (RelationLike & { id?: number })[]): Promise<RelgroupChange> {
+  const existing = await getRelgroup(c, group);
+  const current = existing ? await relationsById(c, existing.members.map((m) => m.relation)) : [];
+  const dbs = new Set([...current, ...relations].map((r) => r.db));
+  if (dbs.size > 1) {
+    const odd = relations.find((r) => r.db !== (current[0]?.db ?? relations[0]?.db));
+    throw configError(`relgroup ${group} would hold tables of dbs ${[...dbs].join(' and ')}${odd ? ` (${displayRelation(odd.schemaname, odd.relname)} is on db ${odd.db})` : ''}: a relgroup holds the tables of one db; use another relgroup`);
+  }
+  const isMember = (r: RelationLike & { id?: number }): boolean => r.id !== undefined && current.some((x) => x.id === r.id);
+  const adding = relations.filter((r) => !isMember(r));
+  const syncs = existing && adding.length ? await syncsUsing(c, { relgroup: group }) : [];
+  const statuses = new Map<string, string>();
+  for (const s of syncs) {
+    const plan = await planOf(c, s, { relations: [...current, ...adding] });
+    await validateSync(c, plan);
+    statuses.set(s, (await getSync(c, s))!.status);
+  }
+  const added: number[] = [];
+  const installAll = async (undo?: () => Promise<void>): Promise<void> => {
+    for (const s of syncs) {
+      const st = statuses.get(s)!;
+      await runInstallCapture(ctx, c, s, st === 'installing' ? 'active' : (st as 'active' | 'paused' | 'inactive'), undo);
+    }
+  };
+  return {
+    async apply(ids) {
+      if (!existing) {
+        await insertRelgroup(c, group);
+        report(ctx, 'create', `relgroup ${group}`);
+      }
+      relations.forEach((r, i) => {
+        if (!isMember(r)) added.push(ids[i]!);
+      });
+      await addRelgroupMembers(c, group, added);
+      for (const r of relations) {
+        if (!isMember(r)) report(ctx, 'add', `${r.reltype} ${displayRelation(r.schemaname, r.relname)} to relgroup ${group}`);
+        else ctx.say(`${r.reltype} ${displayRelation(r.schemaname, r.relname)} is already in relgroup ${group}`);
+      }
+      if (syncs.length && ctx.flags.dryRun) await installAll();
+    },
+    async afterCommit(undoMore) {
+      if (ctx.flags.dryRun || syncs.length === 0) return;
+      await installAll(async () => {
+        await write(ctx, c, async () => {
+          await removeRelgroupMembers(c, group, added);
+          if (undoMore) await undoMore();
+        });
+      });
+    },
+  };
+}
+
+/** Resolve table words for a relgroup: registered relations, or with db= discovered (and registered) on that db. */
+async function resolveMembers(ctx: Context, c: pg.Client, words: readonly string[], dbName: string | undefined): Promise<{ existing: RelationRecord[]; found: NewRelation[] }> {
+  if (words.length === 0) return { existing: [], found: [] };
+  if (!dbName) return { existing: await registeredRelations(c, undefined, words), found: [] };
+  const db = await requireDb(c, dbName);
+  const client = await openDb(db);
+  try {
+    const terms = words.map(parseRelationTerm);
+    const tables = await discover(c, db, client, 'table', { terms }, ctx.flags.force).catch(async (err) => {
+      // A term may name a sequence: try sequences before giving up.
+      const seq = await discover(c, db, client, 'sequence', { terms }, ctx.flags.force).catch(() => undefined);
+      if (seq) return seq;
+      throw err;
+    });
+    for (const s of tables.skipped) ctx.say(`skipped ${s.label}: it ${s.why}`);
+    return { existing: tables.existing, found: tables.found };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+async function addMembers(ctx: Context, c: pg.Client, group: string, words: readonly string[], dbName: string | undefined): Promise<void> {
+  const { existing, found } = await resolveMembers(ctx, c, words, dbName);
+  const change = await planRelgroupAddition(ctx, c, group, [...existing, ...found]);
+  const newIds: number[] = [];
+  await write(ctx, c, async () => {
+    for (const r of found) {
+      newIds.push(await insertRelation(c, r));
+      report(ctx, 'register', `${r.reltype} ${displayRelation(r.schemaname, r.relname)} of db ${r.db}`);
+    }
+    await change.apply([...existing.map((r) => r.id), ...newIds]);
+  });
+  await change.afterCommit(async () => deleteRelations(c, newIds));
+}
+
+/** `ibex add relgroup <name> [schema.table …] [db=<db>] [about=]` (with db=, unregistered tables are registered) */
+export async function addRelgroup(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'add relgroup');
+  allowOnly(options, ['db', 'about'], 'add relgroup');
+  const [name, ...tables] = words;
+  if (!name) throw usage('add relgroup needs a name: ibex add relgroup <name> [schema.table …] [db=<db>]');
+  checkObjectName('relgroup', name);
+  await ctx.withControl(async (c) => {
+    if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists: choose another name or change it with "ibex update relgroup ${name} add <table …>"`);
+    if (tables.length === 0) {
+      await write(ctx, c, async () => insertRelgroup(c, name, options.get('about') || null));
+      report(ctx, 'create', `relgroup ${name}`);
+    } else {
+      await addMembers(ctx, c, name, tables, options.get('db'));
+      if (options.get('about')) await write(ctx, c, async () => setRelgroupAbout(c, name, options.get('about')!));
+    }
+    dryRunDone(ctx);
+  });
+}
+
+/** `ibex list relgroups [name|pattern …] [--json]` */
+export async function listRelgroup(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'list relgroups');
+  allowOnly(options, [], 'list relgroups');
+  await ctx.withControl(async (c) => {
+    const groups = (await listRelgroups(c)).filter((g) => matchesFilter(g.name, words));
+    const syncs = await listSyncs(c);
+    const rels = await relationsById(c, groups.flatMap((g) => g.members.map((m) => m.relation)));
+    const rows = groups.map((g) => {
+      const members = g.members.map((m) => rels.find((r) => r.id === m.relation)!).filter(Boolean);
+      return {
+        name: g.name, db: members[0]?.db ?? null,
+        tables: members.filter((r) => r.reltype === 'table').map((r) => displayRelation(r.schemaname, r.relname)),
+        sequences: members.filter((r) => r.reltype === 'sequence').map((r) => displayRelation(r.schemaname, r.relname)),
+        syncs: syncs.filter((s) => s.relgroup === g.name).map((s) => s.name), about: g.about,
+      };
+    });
+    printRows(ctx, ['relgroup', 'db', 'members', 'syncs'],
+      rows.map((r) => [r.name, r.db ?? '', [...r.tables, ...r.sequences].join('\n'), r.syncs.join(' ')]),
+      rows, words.length ? `no relgroup matches ${words.join(' ')}` : 'no relgroups: add one with "ibex add relgroup <name> <table …>"');
+  });
+}
+
+/**
+ * `ibex update relgroup <name> add <table …> [db=]` | `remove <table …>` | `about=…`.
+ * Adding to a relgroup of a sync validates the sync again and updates its capture;
+ * removing from one is refused unless --force.
+ */
+export async function updateRelgroup(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'update relgroup');
+  allowOnly(options, ['db', 'about'], 'update relgroup');
+  const [name, action, ...tables] = words;
+  if (!name) throw usage('update relgroup needs a name: ibex update relgroup <name> add|remove <table …>');
+  if (action !== undefined && action !== 'add' && action !== 'remove') throw usage(`unknown action "${action}" for update relgroup: write "add <table …>" or "remove <table …>"`);
+  if (action && tables.length === 0) throw usage(`update relgroup ${name} ${action} needs tables: ibex update relgroup ${name} ${action} <schema.table …>`);
+  if (!action && !options.has('about')) throw usage(`update relgroup ${name} needs a change: add <table …>, remove <table …> or about=`);
+  await ctx.withControl(async (c) => {
+    const group = await getRelgroup(c, name);
+    if (!group) throw notFound('relgroup', name, listHint('relgroup'));
+    if (action === 'add') await addMembers(ctx, c, name, tables, options.get('db'));
+    if (action === 'remove') {
+      const rels = (await registeredRelations(c, undefined, tables, options.get('db'))).filter((r) => group.members.some((m) => m.relation === r.id));
+      if (rels.length === 0) throw notFound('member of relgroup', name, `none of ${tables.join(' ')} is in it: list its members with "ibex list relgroups ${name}"`);
+      const syncs = await syncsUsing(c, { relgroup: name });
+      if (syncs.length && !ctx.flags.force) throw configError(`relgroup ${name} is used by sync ${syncs.join(', ')}: removing tables from a running sync is refused; remove the sync first, or use --force (its capture objects for them stay until the sync is removed)`);
+      await write(ctx, c, async () => {
+        await removeRelgroupMembers(c, name, rels.map((r) => r.id));
+        for (const r of rels) report(ctx, 'remove', `${r.reltype} ${displayRelation(r.schemaname, r.relname)} from relgroup ${name}`);
+      });
+    }
+    if (options.has('about')) {
+      await write(ctx, c, async () => setRelgroupAbout(c, name, options.get('about') || null));
+      report(ctx, 'set', `about on relgroup ${name}`);
+    }
+    dryRunDone(ctx);
+  });
+}
+
+/** Remove syncs (capture first), for `--force` removals of what they use. */
+export async function removeSyncsFor(ctx: Context, c: pg.Client, syncs: readonly string[]): Promise<void> {
+  for (const s of syncs) await runRemoveCapture(ctx, c, s);
+}
+
+/** `ibex remove relgroup <name …> [--force]`: refused while a sync uses it, unless --force removes those syncs. */
+export async function removeRelgroup(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'remove relgroup');
+  allowOnly(options, [], 'remove relgroup');
+  if (words.length === 0) throw usage('remove relgroup needs a name: ibex remove relgroup <name …>');
+  await ctx.withControl(async (c) => {
+    const syncs = new Set<string>();
+    for (const name of new Set(words)) {
+      if (!(await getRelgroup(c, name))) throw notFound('relgroup', name, listHint('relgroup'));
+      const users = await syncsUsing(c, { relgroup: name });
+      if (users.length && !ctx.flags.force) throw configError(`relgroup ${name} is used by sync ${users.join(', ')}: remove the sync first, or use --force to remove it too`);
+      for (const u of users) syncs.add(u);
+    }
+    await removeSyncsFor(ctx, c, [...syncs]);
+    await write(ctx, c, async () => {
+      for (const s of syncs) {
+        await deleteSync(c, s);
+        report(ctx, 'remove', `sync ${s}`);
+      }
+      for (const name of new Set(words)) {
+        await deleteRelgroup(c, name);
+        report(ctx, 'remove', `relgroup ${name} (its tables stay registered)`);
+      }
+    });
+    dryRunDone(ctx);
+  });
+}

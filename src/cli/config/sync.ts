@@ -1,0 +1,339 @@
+/**
+ * `add | list | update | remove sync`. A sync is written only after every
+ * check passed (sync-check.ts); its rows are committed with status
+ * `installing`, then capture is installed; if that fails every row this
+ * command added is deleted again.
+ */
+import {
+  SYNC_OPTION_COLUMNS, addRelgroupMembers, defaultConflictStrategy, deleteDbgroup, deleteRelations, deleteRelgroup,
+  deleteSync, getDb, getDbgroup, getRelgroup, getSync, insertDbgroup, insertRelation, insertRelgroup, insertSync,
+  listDbgroups, listRelgroups, listSyncs, relationsById, updateSync, type DbgroupMember, type NewRelation,
+  type RelationRecord, type SyncOptions, type SyncRecord, type SyncStatus,
+} from '../../control/config-store.js';
+import { configError, notFound, usage } from '../../errors.js';
+import { allowOnly, parseDbRoles } from '../args.js';
+import type { Context } from '../context.js';
+import {
+  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
+} from './common.js';
+import { checkMembers } from './dbgroup.js';
+import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm } from './names.js';
+import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseStrategy, parseSyncOption } from './options.js';
+import { checkRules, planOf, validateSync, type SyncPlan } from './sync-check.js';
+import { discover, splitList } from './table.js';
+
+const GROUP_KEYS = ['relgroup', 'tables', 'dbs', 'dbgroup'];
+const OPTION_KEYS = ['conflict_strategy', 'onetimecopy_from', 'status', ...Object.keys(SYNC_OPTIONS)];
+
+/** Parsed option values of add/update sync (only those given). */
+type OptionValues = Partial<SyncOptions> & { status?: 'active' | 'inactive' };
+
+/** Parse the sync options given on the command line (no I/O). */
+function parseOptions(o: Map<string, string>): OptionValues {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of o) {
+    if (GROUP_KEYS.includes(k)) continue;
+    if (k === 'conflict_strategy') out.conflict_strategy = parseStrategy(v).strategy;
+    else if (k === 'onetimecopy_from') {
+      if (v !== '') checkObjectName('db', v);
+      out.onetimecopy_from = v === '' ? null : v;
+    } else if (k === 'status') {
+      const s = v.toLowerCase();
+      if (s !== 'active' && s !== 'inactive') throw usage(`bad value "${v}" for status: use active or inactive (pause and resume a sync with "ibex pause" / "ibex resume")`);
+      out.status = s;
+    } else out[k] = parseSyncOption(k as keyof typeof SYNC_OPTIONS, v);
+  }
+  return out as OptionValues;
+}
+
+function sameMembers(a: readonly { db: string; role: string }[], b: readonly { db: string; role: string }[]): boolean {
+  return a.length === b.length && a.every((m) => b.some((x) => x.db === m.db && x.role === m.role));
+}
+
+/** `ibex add sync <name> relgroup=<g>|tables=<t,…> dbs=<A:source,…>|dbgroup=<g> [options]` */
+export async function addSync(ctx: Context, args: string[]): Promise<void> {
+  const { words, options: raw } = parseNounArgs(args, 'add sync');
+  const o = dealias(raw, SYNC_ALIASES);
+  allowOnly(o, [...GROUP_KEYS, ...OPTION_KEYS], 'add sync');
+  const [name, ...extra] = words;
+  if (!name) throw usage('add sync needs a name: ibex add sync <name> relgroup=<g> dbs=A:source,B:source');
+  if (extra.length) throw usage(`unexpected "${extra.join(' ')}" for add sync: give one name, then key=value options`);
+  checkObjectName('sync', name);
+  if (o.has('relgroup') === o.has('tables')) throw usage(`add sync ${name} needs ${o.has('relgroup') ? 'only one of ' : ''}relgroup=<relgroup> or tables=<t1,t2>`);
+  if (o.has('dbs') === o.has('dbgroup')) throw usage(`add sync ${name} needs ${o.has('dbs') ? 'only one of ' : ''}dbs=<A:source,B:source,C:target> or dbgroup=<dbgroup>`);
+  const values = parseOptions(o);
+  const requested: SyncStatus = values.status ?? 'active';
+  delete values.status;
+
+  await ctx.withControl(async (c) => {
+    if (await getSync(c, name)) throw configError(`a sync named ${name} already exists: choose another name or change it with "ibex update sync ${name}"`);
+
+    // The dbs: an existing dbgroup, an identical one, or a new one named after the sync.
+    let dbgroup: string;
+    let members: DbgroupMember[];
+    let createDbgroup = false;
+    if (o.has('dbgroup')) {
+      const g = await getDbgroup(c, o.get('dbgroup')!);
+      if (!g) throw notFound('dbgroup', o.get('dbgroup')!, listHint('dbgroup'));
+      dbgroup = g.name;
+      members = g.members;
+    } else {
+      const spec = o.get('dbs')!;
+      const single = spec.includes(':') || spec.includes(',') ? undefined : spec.trim();
+      const asGroup = single && !(await getDb(c, single)) ? await getDbgroup(c, single) : undefined;
+      if (asGroup) {
+        dbgroup = asGroup.name;
+        members = asGroup.members;
+      } else {
+        members = parseDbRoles(spec).map((m) => ({ db: m.db, role: m.role, priority: 0 }));
+        await checkMembers(c, members);
+        const same = (await listDbgroups(c)).find((g) => sameMembers(g.members, members));
+        if (same) {
+          dbgroup = same.name;
+          report(ctx, 'reuse', `dbgroup ${same.name} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`);
+        } else {
+          if (await getDbgroup(c, name)) throw configError(`a dbgroup named ${name} already exists with other members: use dbgroup=${name}, or change the dbs, or choose another sync name`);
+          dbgroup = name;
+          createDbgroup = true;
+        }
+      }
+    }
+
+    // The relations: an existing relgroup, or tables= registered from the first source, grouped.
+    let relgroup: string;
+    let relations: (RelationRecord | NewRelation)[];
+    let createRelgroup = false;
+    let newRelations: NewRelation[] = [];
+    if (o.has('relgroup')) {
+      const g = await getRelgroup(c, o.get('relgroup')!);
+      if (!g) throw notFound('relgroup', o.get('relgroup')!, `${listHint('relgroup')}, or give tables=<t1,t2>`);
+      relgroup = g.name;
+      relations = await relationsById(c, g.members.map((m) => m.relation));
+    } else {
+      const source = members.find((m) => m.role === 'source');
+      if (!source) throw configError(`sync ${name} has no source db: mark at least one db as source, e.g. dbs=${members[0]?.db ?? 'A'}:source`);
+      const db = await requireDb(c, source.db);
+      if (db.dbtype !== 'postgres') throw configError(`db ${db.name} is a ${db.dbtype} db and cannot be a source: only postgres dbs can be sources`);
+      const terms = splitList(o.get('tables')!).map(parseRelationTerm);
+      if (terms.length === 0) throw usage('tables= is empty: write tables=public.t1,public.t2');
+      const client = await openDb(db);
+      try {
+        const d = await discover(c, db, client, 'table', { terms }, ctx.flags.force);
+        for (const s of d.skipped) ctx.say(`skipped table ${s.label}: it ${s.why}`);
+        relations = [...d.existing, ...d.found];
+        newRelations = d.found;
+      } finally {
+        await client.end().catch(() => {});
+      }
+      const ids = relations.flatMap((r) => ('id' in r ? [r.id] : []));
+      const same = newRelations.length ? undefined
+        : (await listRelgroups(c)).find((g) => g.members.length === ids.length && g.members.every((m) => ids.includes(m.relation)));
+      if (same) {
+        relgroup = same.name;
+        report(ctx, 'reuse', `relgroup ${same.name}`);
+      } else {
+        if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists with other tables: use relgroup=${name}, or choose another sync name`);
+        relgroup = name;
+        createRelgroup = true;
+      }
+    }
+
+    const strategy = values.conflict_strategy ?? (await defaultConflictStrategy(c));
+    const plan: SyncPlan = {
+      name, members, relations, conflict_strategy: strategy, clock: values.clock ?? 'change', onetimecopy_from: values.onetimecopy_from ?? null,
+    };
+    await validateSync(c, plan);
+
+    const newIds: number[] = [];
+    const insertAll = async (): Promise<void> => {
+      for (const r of newRelations) {
+        newIds.push(await insertRelation(c, r));
+        report(ctx, 'register', `table ${displayRelation(r.schemaname, r.relname)} of db ${r.db} key (${(r.key_columns ?? []).join(', ')})`);
+      }
+      if (createRelgroup) {
+        await insertRelgroup(c, relgroup);
+        await addRelgroupMembers(c, relgroup, relations.map((r, i) => ('id' in r ? r.id : newIds[i - (relations.length - newRelations.length)]!)));
+        report(ctx, 'create', `relgroup ${relgroup} with ${relations.length} table(s)`);
+      }
+      if (createDbgroup) {
+        await insertDbgroup(c, dbgroup, members);
+        report(ctx, 'create', `dbgroup ${dbgroup} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`);
+      }
+      await insertSync(c, { ...values, conflict_strategy: strategy, name, relgroup, dbgroup, status: 'installing' });
+      report(ctx, 'add', `sync ${name}: relgroup ${relgroup}, dbs ${members.map((m) => `${m.db}:${m.role}`).join(' ')}, conflict_strategy ${strategy}`);
+    };
+    if (ctx.flags.dryRun) {
+      await write(ctx, c, async () => {
+        await insertAll();
+        await runInstallCapture(ctx, c, name, requested);
+      });
+    } else {
+      await write(ctx, c, insertAll);
+      await runInstallCapture(ctx, c, name, requested, async () => {
+        await write(ctx, c, async () => {
+          await deleteSync(c, name);
+          if (createRelgroup) await deleteRelgroup(c, relgroup);
+          if (createDbgroup) await deleteDbgroup(c, dbgroup);
+          await deleteRelations(c, newIds);
+        });
+      });
+      if (requested !== 'active') ctx.say(`sync ${name} is ${requested}`);
+    }
+    dryRunDone(ctx);
+  });
+}
+
+/** The default of each option (conflict_strategy: the configured default). */
+function defaults(defaultStrategy: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { conflict_strategy: defaultStrategy, onetimecopy_from: null };
+  for (const [k, spec] of Object.entries(SYNC_OPTIONS)) out[k] = spec.default;
+  return out;
+}
+
+function optionText(v: unknown): string {
+  if (typeof v === 'boolean') return v ? '1' : '0';
+  return String(v);
+}
+
+/** `ibex list syncs [name|pattern …] [--json]` */
+export async function listSync(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'list syncs');
+  allowOnly(options, [], 'list syncs');
+  await ctx.withControl(async (c) => {
+    const syncs = (await listSyncs(c)).filter((s) => matchesFilter(s.name, words));
+    const def = defaults(await defaultConflictStrategy(c));
+    const dbgroups = await listDbgroups(c);
+    const relgroups = await listRelgroups(c);
+    const rels = await relationsById(c, relgroups.flatMap((g) => g.members.map((m) => m.relation)));
+    const rows = syncs.map((s) => {
+      const members = dbgroups.find((g) => g.name === s.dbgroup)?.members ?? [];
+      const relIds = relgroups.find((g) => g.name === s.relgroup)?.members.map((m) => m.relation) ?? [];
+      const mine = relIds.map((id) => rels.find((r) => r.id === id)).filter((r): r is RelationRecord => !!r);
+      const opts: Record<string, unknown> = {};
+      const changed: Record<string, unknown> = {};
+      for (const k of SYNC_OPTION_COLUMNS) {
+        if (k === 'about') continue;
+        opts[k] = s[k];
+        if (s[k] !== def[k]) changed[k] = s[k];
+      }
+      return {
+        name: s.name, status: s.status, status_reason: s.status_reason, relgroup: s.relgroup, dbgroup: s.dbgroup,
+        dbs: members.map((m) => ({ db: m.db, role: m.role })),
+        tables: mine.filter((r) => r.reltype === 'table').map((r) => displayRelation(r.schemaname, r.relname)),
+        sequences: mine.filter((r) => r.reltype === 'sequence').map((r) => displayRelation(r.schemaname, r.relname)),
+        conflict_strategy: s.conflict_strategy, clock: s.clock, options: opts, changed_options: changed, about: s.about,
+      };
+    });
+    printRows(ctx, ['sync', 'status', 'relgroup', 'dbs', 'strategy', 'options'],
+      rows.map((r) => [
+        r.name, r.status + (r.status_reason ? ` (${r.status_reason})` : ''), `${r.relgroup} (${r.tables.length + r.sequences.length})`,
+        r.dbs.map((d) => `${d.db}:${d.role}`).join(' '), r.conflict_strategy,
+        Object.entries(r.changed_options).filter(([k]) => k !== 'conflict_strategy').map(([k, v]) => `${k}=${optionText(v)}`).join(' '),
+      ]),
+      rows, words.length ? `no sync matches ${words.join(' ')}` : 'no syncs: add one with "ibex add sync <name> relgroup=<g> dbs=A:source,B:source"');
+  });
+}
+
+/**
+ * `ibex update sync <name> key=value …`: options, status=active|inactive, and
+ * relgroup=/dbgroup= (another existing group: validated like add sync, the
+ * two-writers rule included, then capture is brought up to date).
+ */
+export async function updateSyncVerb(ctx: Context, args: string[]): Promise<void> {
+  const { words, options: raw } = parseNounArgs(args, 'update sync');
+  const o = dealias(raw, SYNC_ALIASES);
+  allowOnly(o, ['relgroup', 'dbgroup', ...OPTION_KEYS], 'update sync');
+  const [name, ...extra] = words;
+  if (!name) throw usage('update sync needs a name: ibex update sync <name> key=value …');
+  if (extra.length) throw usage(`unexpected "${extra.join(' ')}" for update sync: give one name, then key=value options`);
+  if (o.size === 0) throw usage(`update sync ${name} needs something to change: e.g. autokick=0`);
+  const values = parseOptions(o);
+  await ctx.withControl(async (c) => {
+    const s = await getSync(c, name);
+    if (!s) throw notFound('sync', name, listHint('sync'));
+    const relgroup = o.get('relgroup');
+    const dbgroup = o.get('dbgroup');
+    if (relgroup !== undefined && !(await getRelgroup(c, relgroup))) throw notFound('relgroup', relgroup, listHint('relgroup'));
+    if (dbgroup !== undefined && !(await getDbgroup(c, dbgroup))) throw notFound('dbgroup', dbgroup, listHint('dbgroup'));
+    const groupsChanged = (relgroup !== undefined && relgroup !== s.relgroup) || (dbgroup !== undefined && dbgroup !== s.dbgroup);
+    const plan = await planOf(c, s, {
+      ...(relgroup !== undefined ? { relgroup } : {}), ...(dbgroup !== undefined ? { dbgroup } : {}),
+      ...(values.conflict_strategy !== undefined ? { conflict_strategy: values.conflict_strategy } : {}),
+      ...(values.clock !== undefined ? { clock: values.clock } : {}),
+      ...(values.onetimecopy_from !== undefined ? { onetimecopy_from: values.onetimecopy_from } : {}),
+    });
+    if (groupsChanged || (values.clock === 'commit' && s.clock !== 'commit')) await validateSync(c, plan);
+    else await checkRules(c, plan);
+
+    const changes: Record<string, unknown> = {};
+    const shown: string[] = [];
+    const record = s as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries({ ...values, ...(relgroup !== undefined ? { relgroup } : {}), ...(dbgroup !== undefined ? { dbgroup } : {}) })) {
+      if (k === 'status') continue;
+      if (record[k] === v || (typeof v === 'string' && k.match(/checktime|interval|lifetime/) && record[k] !== null && intervalEq(record[k], v))) continue;
+      changes[k] = v;
+      shown.push(`${k}=${v === null ? '(none)' : optionText(v)}`);
+    }
+    let status: SyncStatus | undefined;
+    if (values.status && values.status !== s.status) {
+      if (s.status === 'installing') throw configError(`sync ${name} is still being installed: remove it and add it again`);
+      status = values.status;
+      changes.status = status;
+      shown.push(`status=${status}`);
+    }
+    if (shown.length === 0) {
+      ctx.say(`no change needed for sync ${name}`);
+      return;
+    }
+    const keepStatus = (status ?? s.status) as SyncStatus;
+    await write(ctx, c, async () => {
+      await updateSync(c, name, changes as Parameters<typeof updateSync>[2]);
+      report(ctx, 'change', `sync ${name}: ${shown.join(' ')}`);
+      if (groupsChanged && ctx.flags.dryRun) await runInstallCapture(ctx, c, name, keepStatus);
+    });
+    if (groupsChanged && !ctx.flags.dryRun) {
+      await runInstallCapture(ctx, c, name, keepStatus, async () => {
+        await write(ctx, c, async () => updateSync(c, name, { relgroup: s.relgroup, dbgroup: s.dbgroup, status: s.status }));
+      });
+    }
+    if (!groupsChanged && shown.length) ctx.say('a running daemon picks the change up on "ibex reload"');
+    dryRunDone(ctx);
+  });
+}
+
+/** Compare a stored interval text with a parsed one ("30 seconds" vs "00:00:30"). */
+function intervalEq(stored: unknown, given: string): boolean {
+  const secs = (t: string): number | undefined => {
+    const m = /^(\d+(?:\.\d+)?) seconds$/.exec(t);
+    if (m) return Number(m[1]);
+    const h = /^(?:(\d+) days? ?)?(\d+):(\d\d):(\d\d(?:\.\d+)?)$/.exec(t);
+    if (h) return Number(h[1] ?? 0) * 86400 + Number(h[2]) * 3600 + Number(h[3]) * 60 + Number(h[4]);
+    return undefined;
+  };
+  const a = secs(String(stored));
+  return a !== undefined && a === secs(given);
+}
+
+/** `ibex remove sync <name …>`: capture first (what it installed), then the rows (cursors etc cascade). */
+export async function removeSync(ctx: Context, args: string[]): Promise<void> {
+  const { words, options } = parseNounArgs(args, 'remove sync');
+  allowOnly(options, [], 'remove sync');
+  if (words.length === 0) throw usage('remove sync needs a name: ibex remove sync <name …>');
+  await ctx.withControl(async (c) => {
+    const names = [...new Set(words)];
+    const found: SyncRecord[] = [];
+    for (const n of names) {
+      const s = await getSync(c, n);
+      if (!s) throw notFound('sync', n, listHint('sync'));
+      found.push(s);
+    }
+    for (const s of found) await runRemoveCapture(ctx, c, s.name);
+    await write(ctx, c, async () => {
+      for (const s of found) {
+        await deleteSync(c, s.name);
+        report(ctx, 'remove', `sync ${s.name} (relgroup ${s.relgroup} and dbgroup ${s.dbgroup} stay)`);
+      }
+    });
+    dryRunDone(ctx);
+  });
+}

@@ -1,0 +1,427 @@
+/**
+ * The daemon's bookkeeping in the control database: daemon registration and
+ * heartbeat, sync leases (session advisory locks), live sync state, kicks,
+ * control messages, and the reads behind `ibex status`. Every statement on
+ * ibex.daemon, ibex.sync_state (state columns) and ibex.kick lives here.
+ */
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import type { PgParams } from '../db/connect.js';
+import type { RunKind } from '../engine/types.js';
+import type { SyncState } from '../engine/scheduler.js';
+import { dbParams } from './sync-config.js';
+
+/** The channel of control messages: `kick:<sync>`, `reload`, `stop`. */
+export const CONTROL_CHANNEL = 'ibex_control';
+
+/** The first key of every sync lease: "ibex" in ASCII, so ibex's advisory locks are recognisable in pg_locks. */
+export const LEASE_CLASS = 0x69626578;
+
+/** A daemon whose heartbeat is older than this is dead, whatever its row says. */
+export const HEARTBEAT_MS = 5_000;
+export const DAEMON_DEAD_AFTER_MS = 15_000;
+
+// ---- daemons ------------------------------------------------------------------------------
+
+/** Register this process; returns the daemon id. */
+export async function registerDaemon(c: pg.Client, d: { pid: number; host: string; version: string }): Promise<number> {
+  // Rows of daemons long gone are history nobody reads: keep a week.
+  await c.query(`DELETE FROM ibex.daemon WHERE coalesce(stopped, heartbeat) < now() - interval '7 days'`);
+  const r = await c.query(`INSERT INTO ibex.daemon (pid, host, version) VALUES ($1, $2, $3) RETURNING id`, [d.pid, d.host, d.version]);
+  return Number(r.rows[0].id);
+}
+
+/** Prove this daemon is alive. */
+export async function heartbeat(c: pg.Client, id: number): Promise<void> {
+  await c.query(`UPDATE ibex.daemon SET heartbeat = now() WHERE id = $1`, [id]);
+}
+
+/** Mark this daemon stopped. */
+export async function markStopped(c: pg.Client, id: number): Promise<void> {
+  await c.query(`UPDATE ibex.daemon SET stopped = now(), heartbeat = now() WHERE id = $1`, [id]);
+}
+
+/** A daemon registered in the control database. */
+export interface DaemonRow {
+  id: number;
+  pid: number;
+  host: string;
+  version: string;
+  started: Date;
+  heartbeat: Date;
+  /** Seconds since the last heartbeat, by the control database's clock. */
+  heartbeatAgeS: number;
+  stopped: Date | null;
+}
+
+/** Is a process with this pid running on this host? (EPERM: it exists, owned by someone else.) */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Daemons that are alive: not stopped, a recent heartbeat, and — on this
+ * host — a process that still exists (a daemon killed with -9 a second ago is
+ * not alive, whatever its heartbeat says).
+ */
+export async function liveDaemons(c: pg.Client, opts: { exceptId?: number } = {}): Promise<DaemonRow[]> {
+  const r = await c.query(
+    `SELECT id, pid, host, version, started, heartbeat, stopped, extract(epoch FROM now() - heartbeat)::float8 AS age
+       FROM ibex.daemon
+      WHERE stopped IS NULL AND heartbeat > now() - make_interval(secs => $1) AND id IS DISTINCT FROM $2::bigint
+      ORDER BY id`,
+    [DAEMON_DEAD_AFTER_MS / 1000, opts.exceptId ?? null],
+  );
+  const here = hostname();
+  return r.rows
+    .map((row) => ({
+      id: Number(row.id), pid: Number(row.pid), host: String(row.host), version: String(row.version), started: row.started as Date,
+      heartbeat: row.heartbeat as Date, heartbeatAgeS: Number(row.age), stopped: (row.stopped as Date | null) ?? null,
+    }))
+    .filter((d) => d.host !== here || processAlive(d.pid));
+}
+
+/** The most recently started daemon, alive or not (for `status`). */
+export async function lastDaemon(c: pg.Client): Promise<DaemonRow | undefined> {
+  const r = await c.query(
+    `SELECT id, pid, host, version, started, heartbeat, stopped, extract(epoch FROM now() - heartbeat)::float8 AS age
+       FROM ibex.daemon ORDER BY started DESC, id DESC LIMIT 1`,
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return {
+    id: Number(row.id), pid: Number(row.pid), host: String(row.host), version: String(row.version), started: row.started as Date,
+    heartbeat: row.heartbeat as Date, heartbeatAgeS: Number(row.age), stopped: (row.stopped as Date | null) ?? null,
+  };
+}
+
+/** Send a control message to every daemon of this control database (delivered at commit). */
+export async function notifyControl(c: pg.Client, message: string): Promise<void> {
+  await c.query(`SELECT pg_notify($1, $2)`, [CONTROL_CHANNEL, message]);
+}
+
+// ---- leases -------------------------------------------------------------------------------
+
+/**
+ * Take a sync's lease on this session: a session-level advisory lock, so it
+ * ends with the session — a daemon that dies loses its leases at once.
+ */
+export async function tryLease(c: pg.Client, sync: string): Promise<boolean> {
+  const r = await c.query(`SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok`, [LEASE_CLASS, sync]);
+  return r.rows[0].ok === true;
+}
+
+/** Give a sync's lease back. */
+export async function releaseLease(c: pg.Client, sync: string): Promise<void> {
+  await c.query(`SELECT pg_advisory_unlock($1, hashtext($2))`, [LEASE_CLASS, sync]);
+}
+
+/**
+ * Clean up after a daemon that died holding this sync: close its open runs
+ * (a kick waiting on one learns it failed) and hand back kicks it had taken
+ * but not answered, so they are served again.
+ */
+export async function recoverSync(c: pg.Client, sync: string, pid: number): Promise<{ runsEnded: number; kicksReset: number }> {
+  const runs = await c.query(
+    `UPDATE ibex.run SET ended = now(), status = 'failed', error = $2
+      WHERE sync = $1 AND ended IS NULL`,
+    [sync, `the daemon running this ended before the run did (cleaned up by daemon pid ${pid})`],
+  );
+  const kicks = await c.query(`UPDATE ibex.kick SET taken = NULL WHERE sync = $1 AND taken IS NOT NULL AND run IS NULL`, [sync]);
+  return { runsEnded: runs.rowCount ?? 0, kicksReset: kicks.rowCount ?? 0 };
+}
+
+/**
+ * End the sessions a previous daemon left behind for these syncs on the
+ * database `c` is connected to (application_name `ibex/<sync>` and
+ * `ibex/<sync>/control`), other than `c` itself. Returns how many.
+ */
+export async function terminateSyncSessions(c: pg.Client, syncs: readonly string[]): Promise<number> {
+  if (syncs.length === 0) return 0;
+  // application_name is cut at 63 bytes (sync names are ASCII).
+  const names = syncs.flatMap((s) => [`ibex/${s}`, `ibex/${s}/control`]).map((n) => n.slice(0, 63));
+  const r = await c.query(
+    `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity
+      WHERE application_name = ANY($1) AND pid <> pg_backend_pid() AND datname = current_database()`,
+    [names],
+  );
+  return Number(r.rows[0].n);
+}
+
+// ---- syncs --------------------------------------------------------------------------------
+
+/** A sync as the daemon schedules it. */
+export interface DaemonSyncRow {
+  name: string;
+  status: 'active' | 'paused';
+  statusReason: string | null;
+  autokick: boolean;
+  /** NULL in the row: the daemon's default. */
+  checktimeMs: number | null;
+  fullcopyIntervalMs: number | null;
+  onetimecopy: number;
+  /** Source dbs (postgres), sorted. */
+  sources: string[];
+  /** Every db of the sync, with its type. */
+  dbs: { name: string; dbtype: string; role: string }[];
+  /** Only fullcopy targets: no 'target' member and one source. */
+  fullcopyOnly: boolean;
+  /** Changes when anything the daemon schedules by changes. */
+  fingerprint: string;
+}
+
+/** The syncs a daemon runs (active) or keeps loaded (paused); `installing` and `inactive` are ignored. */
+export async function readDaemonSyncs(c: pg.Client): Promise<DaemonSyncRow[]> {
+  const r = await c.query(
+    `SELECT s.name, s.status, s.status_reason, s.autokick, s.onetimecopy, s.updated,
+            extract(epoch FROM s.checktime) * 1000 AS checktime_ms, extract(epoch FROM s.fullcopy_interval) * 1000 AS fullcopy_ms,
+            coalesce((SELECT jsonb_agg(jsonb_build_object('name', d.name, 'dbtype', d.dbtype, 'role', m.role) ORDER BY d.name)
+                        FROM ibex.dbgroup_member m JOIN ibex.db d ON d.name = m.db WHERE m.dbgroup = s.dbgroup), '[]') AS dbs
+       FROM ibex.sync s WHERE s.status IN ('active', 'paused') ORDER BY s.name`,
+  );
+  return r.rows.map((row) => {
+    const dbs = (row.dbs as { name: string; dbtype: string; role: string }[]).map((d) => ({ name: d.name, dbtype: d.dbtype, role: d.role }));
+    const sources = dbs.filter((d) => d.role === 'source').map((d) => d.name);
+    const out: Omit<DaemonSyncRow, 'fingerprint'> = {
+      name: String(row.name),
+      status: row.status === 'paused' ? 'paused' : 'active',
+      statusReason: row.status_reason === null ? null : String(row.status_reason),
+      autokick: row.autokick === true,
+      checktimeMs: row.checktime_ms === null ? null : Number(row.checktime_ms),
+      fullcopyIntervalMs: row.fullcopy_ms === null ? null : Number(row.fullcopy_ms),
+      onetimecopy: Number(row.onetimecopy),
+      sources,
+      dbs,
+      fullcopyOnly: sources.length === 1 && !dbs.some((d) => d.role === 'target') && dbs.some((d) => d.role === 'fullcopy'),
+    };
+    const updated = row.updated instanceof Date ? row.updated.toISOString() : String(row.updated);
+    return { ...out, fingerprint: JSON.stringify([updated, out.autokick, out.checktimeMs, out.fullcopyIntervalMs, dbs]) };
+  });
+}
+
+/** Connection parameters and types of dbs, by name. Never log the result: it holds passwords. */
+export async function readDbParams(c: pg.Client, names: readonly string[]): Promise<Map<string, { dbtype: string; params: PgParams }>> {
+  const r = await c.query(`SELECT name, dbtype, host, port, dbname, dbuser, dbpass, conn, service FROM ibex.db WHERE name = ANY($1)`, [names]);
+  return new Map(r.rows.map((row) => [String(row.name), { dbtype: String(row.dbtype), params: dbParams(row) }]));
+}
+
+/** Pause a sync on behalf of a run that asked for it (idempotent: the runner may have done it). */
+export async function pauseSyncForRun(c: pg.Client, sync: string, reason: string): Promise<void> {
+  await c.query(
+    `UPDATE ibex.sync SET status = 'paused', status_reason = $2, updated = now() WHERE name = $1 AND status = 'active'`,
+    [sync, reason],
+  );
+}
+
+/** Write the live state of a sync (backlog and clock skew are the runner's and left alone). */
+export async function writeSyncState(c: pg.Client, sync: string, s: SyncState): Promise<void> {
+  await c.query(
+    `INSERT INTO ibex.sync_state AS st (sync, state, since, last_error, last_error_at, attempts, updated)
+          SELECT $1, $2, $3, $4, $5, $6, now() WHERE EXISTS (SELECT 1 FROM ibex.sync WHERE name = $1)
+     ON CONFLICT (sync) DO UPDATE SET state = EXCLUDED.state, since = EXCLUDED.since, last_error = EXCLUDED.last_error,
+            last_error_at = EXCLUDED.last_error_at, attempts = EXCLUDED.attempts, updated = now()`,
+    [sync, s.state, s.since, s.lastError ?? null, s.lastErrorAt ?? null, s.attempts],
+  );
+}
+
+/** The last error the daemon recorded for a sync (so a restart does not forget a stall). */
+export async function readSyncStates(c: pg.Client): Promise<Map<string, { lastError: string | null; lastErrorAt: Date | null; attempts: number }>> {
+  const r = await c.query(`SELECT sync, last_error, last_error_at, attempts FROM ibex.sync_state`);
+  return new Map(r.rows.map((row) => [String(row.sync), {
+    lastError: row.last_error === null ? null : String(row.last_error), lastErrorAt: (row.last_error_at as Date | null) ?? null, attempts: Number(row.attempts),
+  }]));
+}
+
+/**
+ * Record a run that never reached the runner's own bookkeeping (the runner
+ * threw, or could not be loaded), so a kick waiting on it gets an answer.
+ */
+export async function recordFailedRun(c: pg.Client, sync: string, kind: RunKind, started: Date, error: string): Promise<number> {
+  const r = await c.query(
+    `INSERT INTO ibex.run (sync, kind, started, ended, status, error) VALUES ($1, $2, $3, clock_timestamp(), 'failed', $4) RETURNING id`,
+    [sync, kind, started, error],
+  );
+  return Number(r.rows[0].id);
+}
+
+// ---- kicks --------------------------------------------------------------------------------
+
+/** Take the unserved kicks of these syncs (oldest first). */
+export async function takeKicks(c: pg.Client, syncs: readonly string[]): Promise<{ id: number; sync: string }[]> {
+  if (syncs.length === 0) return [];
+  const r = await c.query(
+    `UPDATE ibex.kick SET taken = now() WHERE taken IS NULL AND sync = ANY($1) RETURNING id, sync`,
+    [syncs],
+  );
+  return r.rows.map((row) => ({ id: Number(row.id), sync: String(row.sync) })).sort((a, b) => a.id - b.id);
+}
+
+/** Name the run that answered these kicks. */
+export async function answerKicks(c: pg.Client, ids: readonly number[], run: number): Promise<void> {
+  if (ids.length === 0) return;
+  await c.query(`UPDATE ibex.kick SET run = $2, taken = coalesce(taken, now()) WHERE id = ANY($1::bigint[])`, [ids, run]);
+}
+
+/** Hand kicks back unserved (the daemon stops before running them). */
+export async function releaseKicks(c: pg.Client, ids: readonly number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await c.query(`UPDATE ibex.kick SET taken = NULL WHERE id = ANY($1::bigint[]) AND run IS NULL`, [ids]);
+}
+
+/** Ask for a run of a sync: insert the kick and notify the daemon, in one transaction. */
+export async function insertKick(c: pg.Client, sync: string): Promise<number> {
+  await c.query('BEGIN');
+  try {
+    const r = await c.query(`INSERT INTO ibex.kick (sync) VALUES ($1) RETURNING id`, [sync]);
+    await notifyControl(c, `kick:${sync}`);
+    await c.query('COMMIT');
+    return Number(r.rows[0].id);
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** Where a kick stands, with its run once it ended. */
+export interface KickProgress {
+  taken: boolean;
+  run?: RunRow;
+}
+
+/** One row of ibex.run, as `status` and `kick` show it. */
+export interface RunRow {
+  id: number;
+  kind: string;
+  status: string;
+  started: Date;
+  ended: Date | null;
+  inserted: number;
+  deleted: number;
+  conflicts: number;
+  truncates: number;
+  details: Record<string, unknown>;
+  error: string | null;
+}
+
+const RUN_COLUMNS = `r.id, r.kind, r.status, r.started, r.ended, r.inserted, r.deleted, r.conflicts, r.truncates, r.details, r.error`;
+
+function runRow(row: Record<string, unknown>, prefix = ''): RunRow {
+  const g = (k: string): unknown => row[prefix + k];
+  return {
+    id: Number(g('id')), kind: String(g('kind')), status: String(g('status')), started: g('started') as Date, ended: (g('ended') as Date | null) ?? null,
+    inserted: Number(g('inserted')), deleted: Number(g('deleted')), conflicts: Number(g('conflicts')), truncates: Number(g('truncates')),
+    details: (g('details') as Record<string, unknown> | null) ?? {}, error: g('error') === null || g('error') === undefined ? null : String(g('error')),
+  };
+}
+
+/** The progress of one kick; `run` only once that run has ended. */
+export async function kickProgress(c: pg.Client, id: number): Promise<KickProgress | undefined> {
+  const r = await c.query(
+    `SELECT k.taken IS NOT NULL AS taken, ${RUN_COLUMNS} FROM ibex.kick k LEFT JOIN ibex.run r ON r.id = k.run WHERE k.id = $1`,
+    [id],
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return { taken: row.taken === true, ...(row.id !== null && row.ended !== null ? { run: runRow(row) } : {}) };
+}
+
+// ---- the CLI's reads and writes -----------------------------------------------------------
+
+/** A sync's name and status, or undefined. */
+export async function syncStatus(c: pg.Client, name: string): Promise<{ status: string; reason: string | null } | undefined> {
+  const r = await c.query(`SELECT status, status_reason FROM ibex.sync WHERE name = $1`, [name]);
+  const row = r.rows[0];
+  return row ? { status: String(row.status), reason: row.status_reason === null ? null : String(row.status_reason) } : undefined;
+}
+
+/** The statuses of several syncs (unknown names are absent). */
+export async function syncStatuses(c: pg.Client, names: readonly string[]): Promise<Map<string, string>> {
+  const r = await c.query(`SELECT name, status FROM ibex.sync WHERE name = ANY($1)`, [names]);
+  return new Map(r.rows.map((row) => [String(row.name), String(row.status)]));
+}
+
+/** Pause or resume syncs and tell the daemon, in one transaction; returns the syncs that changed. */
+export async function setSyncsStatus(c: pg.Client, names: readonly string[], to: 'paused' | 'active', reason: string | null): Promise<string[]> {
+  await c.query('BEGIN');
+  try {
+    const from = to === 'paused' ? 'active' : 'paused';
+    const r = await c.query(
+      `UPDATE ibex.sync SET status = $2, status_reason = $3, updated = now() WHERE name = ANY($1) AND status = $4 RETURNING name`,
+      [names, to, reason, from],
+    );
+    if (to === 'active') {
+      // A resumed sync starts with a clean slate of attempts; its last error stays as history.
+      await c.query(`UPDATE ibex.sync_state SET attempts = 0 WHERE sync = ANY($1)`, [names]);
+    }
+    if ((r.rowCount ?? 0) > 0) await notifyControl(c, 'reload');
+    await c.query('COMMIT');
+    return r.rows.map((row) => String(row.name));
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** Everything `ibex status` shows about one sync. */
+export interface SyncStatusRow {
+  name: string;
+  status: string;
+  statusReason: string | null;
+  relgroup: string;
+  dbgroup: string;
+  autokick: boolean;
+  state: string | null;
+  stateSince: Date | null;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  attempts: number;
+  clockSkewMs: number | null;
+  backlog: Record<string, { keys?: unknown; oldest?: unknown }> | null;
+  /** The newest good or empty run. */
+  lastGood: { id: number; ended: Date } | undefined;
+  /** The newest ended run that was not empty (so busy polling does not hide what the last real work did). */
+  lastRun: RunRow | undefined;
+  /** The run in progress. */
+  running: { id: number; kind: string; started: Date } | undefined;
+  /** The control database's clock, for ages. */
+  now: Date;
+}
+
+/** The status rows of every sync, or of one. */
+export async function readStatus(c: pg.Client, sync?: string): Promise<SyncStatusRow[]> {
+  const r = await c.query(
+    `SELECT s.name, s.status, s.status_reason, s.relgroup, s.dbgroup, s.autokick, now() AS now,
+            st.state, st.since, st.last_error, st.last_error_at, coalesce(st.attempts, 0) AS attempts, st.clock_skew_ms, st.backlog,
+            g.id AS g_id, g.ended AS g_ended,
+            l.id AS l_id, l.kind AS l_kind, l.status AS l_status, l.started AS l_started, l.ended AS l_ended, l.inserted AS l_inserted,
+            l.deleted AS l_deleted, l.conflicts AS l_conflicts, l.truncates AS l_truncates, l.details AS l_details, l.error AS l_error,
+            c.id AS c_id, c.kind AS c_kind, c.started AS c_started
+       FROM ibex.sync s
+       LEFT JOIN ibex.sync_state st ON st.sync = s.name
+       LEFT JOIN LATERAL (SELECT r.id, r.ended FROM ibex.run r WHERE r.sync = s.name AND r.status IN ('good', 'empty') AND r.ended IS NOT NULL
+                           ORDER BY r.started DESC LIMIT 1) g ON true
+       LEFT JOIN LATERAL (SELECT ${RUN_COLUMNS} FROM ibex.run r WHERE r.sync = s.name AND r.status <> 'empty' AND r.ended IS NOT NULL
+                           ORDER BY r.started DESC LIMIT 1) l ON true
+       LEFT JOIN LATERAL (SELECT r.id, r.kind, r.started FROM ibex.run r WHERE r.sync = s.name AND r.ended IS NULL
+                           ORDER BY r.started DESC LIMIT 1) c ON true
+      WHERE $1::text IS NULL OR s.name = $1
+      ORDER BY s.name`,
+    [sync ?? null],
+  );
+  return r.rows.map((row) => ({
+    name: String(row.name), status: String(row.status), statusReason: row.status_reason ?? null, relgroup: String(row.relgroup), dbgroup: String(row.dbgroup),
+    autokick: row.autokick === true, state: row.state ?? null, stateSince: row.since ?? null, lastError: row.last_error ?? null,
+    lastErrorAt: row.last_error_at ?? null, attempts: Number(row.attempts), clockSkewMs: row.clock_skew_ms === null ? null : Number(row.clock_skew_ms),
+    backlog: (row.backlog as SyncStatusRow['backlog']) ?? null,
+    lastGood: row.g_id === null ? undefined : { id: Number(row.g_id), ended: row.g_ended as Date },
+    lastRun: row.l_id === null ? undefined : runRow(row, 'l_'),
+    running: row.c_id === null ? undefined : { id: Number(row.c_id), kind: String(row.c_kind), started: row.c_started as Date },
+    now: row.now as Date,
+  }));
+}

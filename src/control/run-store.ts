@@ -1,0 +1,123 @@
+/**
+ * The engine's writes to the control database: run history, cursors, the
+ * conflict log and the backlog figures of `status`.
+ */
+import type pg from 'pg';
+import type { RunKind, RunResult } from '../engine/types.js';
+
+/** Open a run row; returns its id. */
+export async function startRun(control: pg.Client, sync: string, kind: RunKind): Promise<number> {
+  const r = await control.query(
+    `INSERT INTO ibex.run (sync, kind, started, status) VALUES ($1, $2, clock_timestamp(), 'running') RETURNING id`, [sync, kind]);
+  return Number(r.rows[0].id);
+}
+
+/** Close a run row with its outcome. */
+export async function endRun(control: pg.Client, result: RunResult, extra: Record<string, unknown> = {}): Promise<void> {
+  await control.query(
+    `UPDATE ibex.run SET ended = clock_timestamp(), status = $2, inserted = $3, deleted = $4, conflicts = $5, truncates = $6,
+            details = $7::jsonb, error = $8 WHERE id = $1`,
+    [result.runId, result.status, result.inserted, result.deleted, result.conflicts, result.truncates,
+      JSON.stringify({ tables: result.tables, ...extra }), result.error ?? null],
+  );
+}
+
+/** The cursors (snapshots) of a sync, by source db. */
+export async function readCursors(control: pg.Client, sync: string): Promise<Map<string, string>> {
+  const r = await control.query(`SELECT db, snapshot FROM ibex.cursor WHERE sync = $1`, [sync]);
+  return new Map(r.rows.map((row) => [String(row.db), String(row.snapshot)]));
+}
+
+/** Advance cursors after every database committed. */
+export async function advanceCursors(control: pg.Client, sync: string, snaps: Map<string, string>): Promise<void> {
+  if (snaps.size === 0) return;
+  await control.query(
+    `INSERT INTO ibex.cursor (sync, db, snapshot, updated)
+       SELECT $1, d, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
+     ON CONFLICT (sync, db) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated = now()`,
+    [sync, [...snaps.keys()], [...snaps.values()]],
+  );
+}
+
+/** One conflict to log. */
+export interface ConflictRecord {
+  schema: string;
+  table: string;
+  key: Record<string, unknown>;
+  kind: string;
+  strategy: string;
+  winner: string | null;
+  winnerRow: unknown;
+  winnerTime: string | null;
+  losers: { db: string; row: unknown; changed_at: string | null }[];
+}
+
+/** Log conflicts as pending (before the targets commit). */
+export async function logConflicts(control: pg.Client, sync: string, run: number, conflicts: ConflictRecord[], status = 'pending'): Promise<void> {
+  if (conflicts.length === 0) return;
+  await control.query(
+    `INSERT INTO ibex.conflict (sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status)
+     SELECT $1, $2, c->>'schema', c->>'table', c->'key', c->>'kind', c->>'strategy', c->>'winner', c->'winnerRow',
+            (c->>'winnerTime')::timestamptz, c->'losers', $4
+       FROM jsonb_array_elements($3::jsonb) AS c`,
+    [sync, run, JSON.stringify(conflicts), status],
+  );
+}
+
+/** Mark the pending conflicts of a run as applied (after every db committed) or drop them (run rolled back). */
+export async function settleConflicts(control: pg.Client, run: number, applied: boolean): Promise<void> {
+  if (applied) await control.query(`UPDATE ibex.conflict SET status = 'applied' WHERE run = $1 AND status = 'pending'`, [run]);
+  else await control.query(`DELETE FROM ibex.conflict WHERE run = $1 AND status = 'pending'`, [run]);
+}
+
+/** Record backlog and clock skew for `status`. */
+export async function recordBacklog(control: pg.Client, sync: string, backlog: Record<string, { keys: number; oldest: string | null }>, skewMs: number | null): Promise<void> {
+  await control.query(
+    `INSERT INTO ibex.sync_state (sync, backlog, clock_skew_ms, updated) VALUES ($1, $2::jsonb, $3, now())
+     ON CONFLICT (sync) DO UPDATE SET backlog = EXCLUDED.backlog, clock_skew_ms = coalesce(EXCLUDED.clock_skew_ms, ibex.sync_state.clock_skew_ms), updated = now()`,
+    [sync, JSON.stringify(backlog), skewMs],
+  );
+}
+
+/** Pause a sync with a one-line reason (schema mismatch, conflict abort). */
+export async function pauseSync(control: pg.Client, sync: string, reason: string): Promise<void> {
+  await control.query(`UPDATE ibex.sync SET status = 'paused', status_reason = $2, updated = now() WHERE name = $1`, [sync, reason]);
+}
+
+/** Set a sync's onetimecopy back to 0 once its copy is done. */
+export async function finishOnetimecopy(control: pg.Client, sync: string): Promise<void> {
+  await control.query(`UPDATE ibex.sync SET onetimecopy = 0, updated = now() WHERE name = $1`, [sync]);
+  await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1`, [sync]);
+}
+
+/** Resumable copy progress of one table to one db. */
+export async function readCopyProgress(control: pg.Client, sync: string, relation: number, db: string): Promise<{ lastKey: string[] | null; rows: number; done: boolean } | undefined> {
+  const r = await control.query(`SELECT last_key, rows_copied, done FROM ibex.copy_progress WHERE sync = $1 AND relation = $2 AND db = $3`, [sync, relation, db]);
+  const row = r.rows[0];
+  return row ? { lastKey: row.last_key, rows: Number(row.rows_copied), done: row.done } : undefined;
+}
+
+/** Save copy progress after a chunk committed on the target. */
+export async function saveCopyProgress(control: pg.Client, sync: string, relation: number, db: string, lastKey: string[] | null, rows: number, done: boolean): Promise<void> {
+  await control.query(
+    `INSERT INTO ibex.copy_progress (sync, relation, db, last_key, rows_copied, done, updated) VALUES ($1, $2, $3, $4, $5, $6, now())
+     ON CONFLICT (sync, relation, db) DO UPDATE SET last_key = EXCLUDED.last_key, rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated = now()`,
+    [sync, relation, db, lastKey, rows, done],
+  );
+}
+
+/** Syncs other than `sync` that read `schema.table` from db `db` (their capture needs ibex's applied rows). */
+export async function downstreamReaders(control: pg.Client, sync: string): Promise<Map<string, Set<string>>> {
+  const r = await control.query(
+    `SELECT m.db, r.schemaname || '.' || r.relname AS rel
+       FROM ibex.sync s JOIN ibex.dbgroup_member m ON m.dbgroup = s.dbgroup AND m.role = 'source'
+       JOIN ibex.relgroup_member rm ON rm.relgroup = s.relgroup JOIN ibex.relation r ON r.id = rm.relation
+      WHERE s.name <> $1 AND s.status <> 'inactive'`, [sync]);
+  const out = new Map<string, Set<string>>();
+  for (const row of r.rows) {
+    let set = out.get(row.db);
+    if (!set) out.set(row.db, (set = new Set()));
+    set.add(row.rel);
+  }
+  return out;
+}

@@ -1,0 +1,69 @@
+/**
+ * Moving rows between databases as raw COPY text: one COPY TO on the source is
+ * piped, unparsed, into COPY FROM on every target at once, with backpressure
+ * (the slowest target paces the source). Nothing per row is parsed in Node.
+ */
+import type pg from 'pg';
+import { to as copyTo, from as copyFrom } from 'pg-copy-streams';
+import type { Readable, Writable } from 'node:stream';
+
+/** Where a COPY stream goes. */
+export interface CopySink {
+  client: pg.Client;
+  /** A COPY … FROM STDIN statement. */
+  sql: string;
+}
+
+/**
+ * Run `COPY (…) TO STDOUT` on `source` and feed the bytes to every sink's
+ * `COPY … FROM STDIN`. Resolves to the row count of each sink (in order).
+ * On any error every stream is destroyed and the first error is thrown; the
+ * caller must then discard the sessions' transactions.
+ */
+export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: CopySink[]): Promise<number[]> {
+  if (sinks.length === 0) return [];
+  const outs = sinks.map((s) => s.client.query(copyFrom(s.sql)) as unknown as Writable & { rowCount?: number });
+  const input = source.query(copyTo(copyOutSql)) as unknown as Readable;
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    let pendingDrains = 0;
+    let finishedCount = 0;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      input.destroy();
+      for (const o of outs) o.destroy();
+      reject(err);
+    };
+    input.on('error', fail);
+    for (const o of outs) {
+      o.on('error', fail);
+      o.on('finish', () => {
+        finishedCount++;
+        if (finishedCount === outs.length && !failed) resolve();
+      });
+      o.on('drain', () => {
+        pendingDrains--;
+        if (pendingDrains === 0) input.resume();
+      });
+    }
+    input.on('data', (chunk: Buffer) => {
+      for (const o of outs) {
+        if (!o.write(chunk)) pendingDrains++;
+      }
+      if (pendingDrains > 0) input.pause();
+    });
+    input.on('end', () => {
+      for (const o of outs) o.end();
+    });
+  });
+  return outs.map((o) => Number(o.rowCount ?? 0));
+}
+
+/** Run `COPY (…) TO STDOUT` and collect the text (for small key lists). */
+export async function copyOutText(source: pg.Client, copyOutSql: string): Promise<string> {
+  const input = source.query(copyTo(copyOutSql)) as unknown as Readable;
+  const chunks: Buffer[] = [];
+  for await (const c of input) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,91 @@
+/**
+ * The per-table plan of a sync, computed once when a runner loads: quoted
+ * names, writable columns, the delta table, FK order, and a fingerprint of
+ * each table's columns and key to detect schema changes at every run.
+ */
+import type pg from 'pg';
+import { ident, identList, qualified } from '../db/ident.js';
+import { tableInfo, foreignKeys } from '../db/catalog.js';
+import { captureNames } from '../capture/objects.js';
+import { IbexError } from '../errors.js';
+import type { SyncRelation } from '../control/sync-config.js';
+
+/** Everything the runner needs to move one table. */
+export interface TablePlan {
+  rel: SyncRelation;
+  /** `schema.table` as shown to users. */
+  label: string;
+  /** Position in FK order (parents first); temp tables are named by it. */
+  idx: number;
+  oid: number;
+  /** Quoted `"schema"."table"`. */
+  q: string;
+  /** Quoted delta table. */
+  delta: string;
+  keys: string[];
+  /** Quoted, comma-separated key columns. */
+  keyList: string;
+  /** Writable (non-generated) columns, in table order. */
+  cols: string[];
+  colList: string;
+  nonKeyCols: string[];
+  /** `t.k1 = x.k1 AND …` for aliases t and x. */
+  keyJoin: (a: string, b: string) => string;
+  /** Fingerprint of columns and key, compared on every db at every run. */
+  fingerprint: string;
+}
+
+/** SQL that returns (label, fingerprint) for the given tables on one db. */
+export function fingerprintQuery(): string {
+  return `SELECT n.nspname || '.' || c.relname AS label,
+                 string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END, ', ' ORDER BY a.attname) AS fp
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           GROUP BY 1`;
+}
+
+/** Build the plans of a sync's tables from one reference db, in FK order (parents first). */
+export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb: string): Promise<TablePlan[]> {
+  const infos = [];
+  for (const rel of rels.filter((r) => r.reltype === 'table')) {
+    const info = await tableInfo(client, rel.schema, rel.name);
+    if (!info) throw new IbexError('config', `table ${rel.schema}.${rel.name} is missing on db ${refDb}: create it, or remove it from the sync`);
+    infos.push({ rel, info });
+  }
+  const fks = await foreignKeys(client, infos.map((x) => x.info.oid));
+  // Topological order, parents first; a cycle keeps the configured order.
+  const order: typeof infos = [];
+  const placed = new Set<number>();
+  let progress = true;
+  while (order.length < infos.length && progress) {
+    progress = false;
+    for (const x of infos) {
+      if (placed.has(x.info.oid)) continue;
+      const parents = fks.filter((f) => f.child === x.info.oid && f.parent !== x.info.oid).map((f) => f.parent);
+      if (parents.every((p) => placed.has(p))) {
+        order.push(x);
+        placed.add(x.info.oid);
+        progress = true;
+      }
+    }
+  }
+  for (const x of infos) if (!placed.has(x.info.oid)) order.push(x);
+  const fp = await client.query(fingerprintQuery(), [order.map((x) => x.rel.schema), order.map((x) => x.rel.name)]);
+  const fps = new Map(fp.rows.map((r) => [String(r.label), String(r.fp)]));
+  return order.map(({ rel, info }, idx) => {
+    const keys = rel.keyColumns;
+    const cols = info.columns.filter((c) => !c.generated).map((c) => c.name);
+    const label = `${rel.schema}.${rel.name}`;
+    return {
+      rel, label, idx, oid: info.oid,
+      q: qualified(rel.schema, rel.name).text,
+      delta: qualified('ibex', captureNames(rel.schema, rel.name).delta).text,
+      keys, keyList: identList(keys).text,
+      cols, colList: identList(cols).text,
+      nonKeyCols: cols.filter((c) => !keys.includes(c)),
+      keyJoin: (a, b) => keys.map((k) => `${a}.${ident(k).text} = ${b}.${ident(k).text}`).join(' AND '),
+      fingerprint: `${fps.get(label) ?? ''} key(${keys.join(',')})`,
+    };
+  });
+}

@@ -1,0 +1,94 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { useClusters } from '../helpers/env.js';
+import { setupControl, addSync, runner, runOk, closeRunners, tableRows } from '../helpers/sync.js';
+
+const env = useClusters(3);
+after(closeRunners);
+
+const DDL = `
+CREATE TABLE item (id int PRIMARY KEY, name text, qty numeric(12,2), updated timestamptz DEFAULT now());
+CREATE TABLE oneway (id bigint PRIMARY KEY, v text);
+`;
+
+describe('a two-master sync', () => {
+  it('converges inserts, updates and deletes made on both masters', async () => {
+    for (const i of [0, 1, 2]) await env.query(i, DDL);
+    await setupControl(env, { A: 0, B: 1, C: 2 });
+    await addSync(env, 'mm', { dbs: { A: 'source', B: 'source' }, tables: ['public.item'] });
+    const r = runner(env, 'mm');
+    await env.query(0, `INSERT INTO item (id, name, qty) SELECT g, 'a' || g, g FROM generate_series(1, 100) g`);
+    await env.query(1, `INSERT INTO item (id, name, qty) SELECT g, 'b' || g, g FROM generate_series(101, 150) g`);
+    const res = await runOk(r);
+    assert.equal(res.status, 'good');
+    assert.equal(res.inserted, 150);
+    await env.query(0, `UPDATE item SET name = 'changed on A' WHERE id = 120`);
+    await env.query(1, `DELETE FROM item WHERE id BETWEEN 1 AND 10`);
+    await env.query(1, `UPDATE item SET qty = 999 WHERE id = 50`);
+    await runOk(r);
+    const a = await tableRows(await env.client(0), 'item');
+    const b = await tableRows(await env.client(1), 'item');
+    assert.equal(a.length, 140);
+    assert.deepEqual(a, b);
+    const row = await env.query(0, `SELECT name FROM item WHERE id = 120`);
+    assert.equal(row[0]!.name, 'changed on A');
+    const q = await env.query(0, `SELECT qty FROM item WHERE id = 50`);
+    assert.equal(q[0]!.qty, '999.00');
+    // Nothing loops back: the next run has nothing to do.
+    const again = await runOk(r);
+    assert.equal(again.status, 'empty');
+  });
+
+  it('picks up a transaction that was still open while a run read the deltas', async () => {
+    const r = runner(env, 'mm');
+    const open = await env.client(0);
+    await open.query('BEGIN');
+    await open.query(`INSERT INTO item (id, name) VALUES (1000, 'in flight')`);
+    await env.query(0, `INSERT INTO item (id, name) VALUES (1001, 'committed')`);
+    await runOk(r);
+    assert.equal((await env.query(1, `SELECT count(*) AS n FROM item WHERE id = 1001`))[0]!.n, '1');
+    assert.equal((await env.query(1, `SELECT count(*) AS n FROM item WHERE id = 1000`))[0]!.n, '0');
+    await open.query('COMMIT');
+    await runOk(r);
+    assert.equal((await env.query(1, `SELECT name FROM item WHERE id = 1000`))[0]!.name, 'in flight');
+  });
+
+  it('resolves a conflict per row: the latest change wins and the loser is logged', async () => {
+    const r = runner(env, 'mm');
+    await env.query(0, `UPDATE item SET name = 'A wins 1' WHERE id = 20`);
+    await env.query(1, `UPDATE item SET name = 'B wins 2' WHERE id = 21`);
+    await env.query(1, `UPDATE item SET name = 'B loses 1' WHERE id = 20`.replace('B loses 1', 'B early'));
+    // Make A's change on 20 the later one.
+    await env.query(0, `UPDATE item SET name = 'A wins 1' WHERE id = 20`);
+    await env.query(0, `UPDATE item SET name = 'A loses 2' WHERE id = 21`);
+    await env.query(1, `UPDATE item SET name = 'B wins 2' WHERE id = 21`);
+    const res = await runOk(r);
+    assert.equal(res.conflicts, 2);
+    for (const i of [0, 1]) {
+      const rows = await env.query(i, `SELECT id, name FROM item WHERE id IN (20, 21) ORDER BY id`);
+      assert.deepEqual(rows.map((x) => x.name), ['A wins 1', 'B wins 2']);
+    }
+    const log = await env.query(0, `SELECT key->>'id' AS id, winner, losers->0->>'db' AS loser, losers->0->'row'->>'name' AS lost, status
+                                      FROM ibex.conflict ORDER BY (key->>'id')::int`, [], 'ibexctl');
+    assert.deepEqual(log.map((x) => [x.id, x.winner, x.loser, x.lost, x.status]), [
+      ['20', 'A', 'B', 'B early', 'applied'],
+      ['21', 'B', 'A', 'A loses 2', 'applied'],
+    ]);
+  });
+});
+
+describe('a one-way sync', () => {
+  it('copies A to C and never pushes writes on C back', async () => {
+    await addSync(env, 'ow', { dbs: { A: 'source', C: 'target' }, tables: ['public.oneway'] });
+    const r = runner(env, 'ow');
+    await env.query(0, `INSERT INTO oneway SELECT g, repeat('x', g % 50) FROM generate_series(1, 500) g`);
+    await runOk(r);
+    assert.equal((await env.query(2, `SELECT count(*) AS n FROM oneway`))[0]!.n, '500');
+    await env.query(2, `UPDATE oneway SET v = 'target only' WHERE id = 1`);
+    await env.query(0, `DELETE FROM oneway WHERE id > 250`);
+    await runOk(r);
+    assert.equal((await env.query(2, `SELECT count(*) AS n FROM oneway`))[0]!.n, '250');
+    assert.equal((await env.query(0, `SELECT v FROM oneway WHERE id = 1`))[0]!.v, 'x');
+    assert.equal((await env.query(2, `SELECT v FROM oneway WHERE id = 1`))[0]!.v, 'target only');
+  });
+});
