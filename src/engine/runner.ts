@@ -38,6 +38,8 @@ export interface RunnerOptions {
   controlUrl: string;
   sync: string;
   log: Logger;
+  /** Test hooks: called at fixed points of a delta run (e.g. to race a local write against apply). */
+  hooks?: { afterGather?: () => Promise<void> };
 }
 
 /** A failure that should pause the sync (schema mismatch) rather than be retried. */
@@ -326,6 +328,7 @@ export class SyncRunner {
 
     const hasWork = counts.size > 0 || truncs.size > 0;
     if (!hasWork) {
+      await this.syncSequences(clients, sources, all);
       // Nothing to do: end the transactions and still move the cursors forward (keeps windows small).
       await Promise.all([...clients.values()].map((c) => c.query('COMMIT')));
       await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
@@ -408,6 +411,8 @@ export class SyncRunner {
       await store.logConflicts(control, this.opts.sync, result.runId, conflicts, 'aborted');
       throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; fix the rows, then "ibex resume ${this.opts.sync}"`);
     }
+
+    await this.opts.hooks?.afterGather?.();
 
     // Apply, phase 1: deletes of keys absent at their winner, children first.
     for (const src of sources) {

@@ -65,8 +65,18 @@ export function useClusters(count: number, opts: Omit<ClusterOptions, 'count'> =
         c = await env.client(i, dbname);
         pooled.set(k, c);
       }
-      const r = await c.query(text, values);
-      return r.rows;
+      try {
+        const r = await c.query(text, values);
+        return r.rows;
+      } catch (err) {
+        // A pooled session lost with its server (a test stopped a cluster): retry once on a new one.
+        if (!/not queryable|Connection terminated|terminating connection/i.test(String(err))) throw err;
+        pooled.delete(k);
+        c.end().catch(() => {});
+        const fresh = await env.client(i, dbname);
+        pooled.set(k, fresh);
+        return (await fresh.query(text, values)).rows;
+      }
     };
     env.cli = (...args) => runCliInProcess(env.controlUrl, args);
   });

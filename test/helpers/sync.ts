@@ -99,8 +99,8 @@ export async function addSync(env: TestEnv, name: string, o: TestSyncOptions): P
 
 /** A runner for a sync, closed by `closeRunners()`. */
 const runners: SyncRunner[] = [];
-export function runner(env: TestEnv, sync: string): SyncRunner {
-  const r = new SyncRunner({ controlUrl: env.controlUrl, sync, log: testLog });
+export function runner(env: TestEnv, sync: string, hooks?: { afterGather?: () => Promise<void> }): SyncRunner {
+  const r = new SyncRunner({ controlUrl: env.controlUrl, sync, log: testLog, ...(hooks ? { hooks } : {}) });
   runners.push(r);
   return r;
 }

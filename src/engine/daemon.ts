@@ -1,0 +1,691 @@
+/**
+ * The daemon: one Node process that runs every sync it holds the lease of
+ * (DESIGN, "The daemon", "One daemon per sync"). All I/O is asynchronous; no
+ * process is spawned per run.
+ *
+ * - The control session registers the daemon, beats its heartbeat, holds one
+ *   session-level advisory lock per sync (the lease: it dies with the
+ *   session), and LISTENs for control messages (`kick:<sync>`, `reload`,
+ *   `stop`). Kicks are also polled, since a NOTIFY sent while the session was
+ *   being reopened is lost.
+ * - One LISTEN session per source db (shared by every sync reading it) turns
+ *   capture wake-ups into run requests; the wake coordinator keeps each db's
+ *   idle flag (src/engine/wake.ts).
+ * - The scheduler (src/engine/scheduler.ts) decides when each sync runs.
+ * - A lost session is reopened with backoff, and whatever it may have missed
+ *   is caught up: a LISTEN session by a catch-up run of its syncs, the control
+ *   session by re-taking every lease (runs are held meanwhile, since another
+ *   daemon could take a lease that lapsed) and re-reading configuration and
+ *   kicks.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { setIdle } from '../capture/wakeup.js';
+import { openControl } from '../control/connection.js';
+import * as store from '../control/daemon-store.js';
+import { connect, errorText, redact, type PgParams } from '../db/connect.js';
+import { isConnectionError, isTransient } from '../db/sqlstate.js';
+import { IbexError } from '../errors.js';
+import { listenWake } from '../capture/wakeup.js';
+import { Backoff } from './backoff.js';
+import { SyncRunner, type RunnerOptions } from './runner.js';
+import { Scheduler, realTimers, wakeDriven, type Reason, type RunEnd, type ScheduledRunner, type SyncPlan, type SyncState, type Timers } from './scheduler.js';
+import { KeptSession } from './session.js';
+import type { RunKind, RunResult } from './types.js';
+import { WakeCoordinator } from './wake.js';
+
+/** What the daemon needs of a runner (SyncRunner's contract). */
+export interface DaemonRunner {
+  load(): Promise<void>;
+  hasPending(): Promise<boolean>;
+  run(kind: RunKind, opts: { kickId?: number }): Promise<RunResult>;
+  close(): Promise<void>;
+}
+
+/** Options of a daemon. */
+export interface DaemonOptions {
+  controlUrl: string;
+  log: Logger;
+  /** Makes the runner of a sync. Default: the real SyncRunner. */
+  runnerFactory?: (opts: RunnerOptions) => DaemonRunner;
+  /** Overrides every sync's checktime, in ms (IBEX_CHECKTIME_MS, for tests). */
+  checktimeMs?: number;
+  /** Checktime of syncs that set none (default 60 s). */
+  defaultChecktimeMs?: number;
+  /** Heartbeat period (default 5 s). */
+  heartbeatMs?: number;
+  /** Kick polling period, the fallback of the kick NOTIFY (default 1 s). */
+  kickPollMs?: number;
+  /** Re-read ibex.sync this often for new syncs and leases freed by other daemons (default 30 s). */
+  rescanMs?: number;
+  /** Start even when another live daemon serves this control database (leases keep it safe). */
+  allowOthers?: boolean;
+  timers?: Timers;
+  backoff?: Backoff;
+}
+
+interface Managed {
+  row: store.DaemonSyncRow;
+  runner: DaemonRunner;
+  loaded: boolean;
+  log: Logger;
+}
+
+/** This ibex's version, from package.json. */
+export function ibexVersion(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const p of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
+    try {
+      const v = (JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string });
+      if (v.name === 'ibex' && v.version) return v.version;
+    } catch {
+      // try the next candidate
+    }
+  }
+  return '0.0.0';
+}
+
+/** One daemon process. */
+export class Daemon {
+  private readonly log: Logger;
+  private readonly timers: Timers;
+  private readonly scheduler: Scheduler;
+  private readonly wake: WakeCoordinator;
+  private readonly control: KeptSession;
+  private readonly managed = new Map<string, Managed>();
+  private readonly listeners = new Map<string, KeptSession>();
+  private readonly params = new Map<string, PgParams>();
+  private readonly states: StateWriter;
+  /** Syncs seen leased by another daemon (logged once). */
+  private readonly elsewhere = new Set<string>();
+  private daemonId: number | undefined;
+  private reconciling: Promise<void> = Promise.resolve();
+  private servingKicks: Promise<void> | undefined;
+  private kicksAgain = false;
+  private readonly loops: { handle: unknown }[] = [];
+  /** The session opened by start(), handed to the kept control session as its first. */
+  private firstControl: pg.Client | undefined;
+  private stopping: Promise<void> | undefined;
+  private resolveDone!: () => void;
+  /** Resolves once the daemon has stopped. */
+  readonly done: Promise<void>;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.log = opts.log;
+    this.timers = opts.timers ?? realTimers;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.scheduler = new Scheduler({
+      log: this.log,
+      timers: this.timers,
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      hooks: {
+        runStarting: (sync) => this.wake.runStarting(sync),
+        runEnded: (sync, end) => this.runEnded(sync, end),
+        stateChanged: (sync, state) => this.states.set(sync, state),
+        pauseRequested: (sync, reason) => this.pauseForRun(sync, reason),
+        quiescent: (sync) => this.wake.quiescent(sync),
+      },
+    });
+    this.wake = new WakeCoordinator({
+      log: this.log,
+      syncsOf: (db) => [...this.managed.keys()].filter((s) => this.wakeDbs(s).includes(db)),
+      dbsOf: (sync) => this.wakeDbs(sync),
+      isQuiescent: (sync) => this.scheduler.isQuiescent(sync),
+      hasPending: (sync) => this.hasPending(sync),
+      request: (sync, reason: Reason) => void this.scheduler.request(sync, { reason }),
+      setIdle: (db, idle) => this.setDbIdle(db, idle),
+    });
+    this.states = new StateWriter(() => this.control.client(), this.log);
+    this.control = new KeptSession({
+      name: 'control',
+      log: this.log,
+      timers: this.timers,
+      ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      open: async () => {
+        const c = this.firstControl;
+        this.firstControl = undefined;
+        return c ?? openControl(opts.controlUrl, { applicationName: 'ibex/daemon', check: false });
+      },
+      onUp: (c, reconnect) => this.controlUp(c, reconnect),
+      onDown: () => {
+        // The leases died with the session: hold every run until they are ours again.
+        for (const s of this.managed.keys()) this.scheduler.hold(s, true);
+      },
+    });
+  }
+
+  /** The syncs this daemon runs now. */
+  syncs(): string[] {
+    return [...this.managed.keys()];
+  }
+
+  /**
+   * Start: register, take the leases of the active and paused syncs, end the
+   * sessions a previous daemon left behind, load the runners, listen. Resolves
+   * when the daemon is ready; throws when the control database is unusable or
+   * another daemon serves it.
+   */
+  async start(): Promise<void> {
+    // The first session is opened here, so a missing schema or an unreachable server fails the start clearly.
+    this.firstControl = await openControl(this.opts.controlUrl, { applicationName: 'ibex/daemon' });
+    await this.control.start();
+    const c = this.control.client();
+    if (!c) {
+      await this.control.close();
+      throw new IbexError('unreachable', 'lost the control database while starting: check that its server runs, then start again');
+    }
+    try {
+      if (!this.opts.allowOthers) {
+        const others = await store.liveDaemons(c);
+        const other = others[0];
+        if (other) {
+          throw new IbexError('daemon', `an ibex daemon already serves this control database (pid ${other.pid} on ${other.host}): stop it first with "ibex stop", or add --force to run another beside it`);
+        }
+      }
+      this.daemonId = await store.registerDaemon(c, { pid: process.pid, host: hostname(), version: ibexVersion() });
+    } catch (err) {
+      await this.control.close();
+      throw err;
+    }
+    this.log.info({ daemon: this.daemonId, version: ibexVersion() }, 'daemon starting');
+    await this.reconcile(false);
+    this.every(this.opts.heartbeatMs ?? store.HEARTBEAT_MS, () => this.beat());
+    this.every(this.opts.kickPollMs ?? 1000, () => this.serveKicks());
+    this.every(this.opts.rescanMs ?? 30_000, () => this.reconcile(false));
+    for (const s of this.managed.keys()) this.scheduler.request(s, { reason: 'catchup' });
+    await this.serveKicks();
+    this.log.info({ daemon: this.daemonId, syncs: this.syncs() }, 'ready');
+  }
+
+  /**
+   * Stop gracefully: no new runs, wait for the runs in progress, close runners
+   * and sessions (releasing the leases), mark the daemon stopped. Idempotent.
+   */
+  stop(reason = 'stop requested'): Promise<void> {
+    if (!this.stopping) this.stopping = this.shutdown(reason);
+    return this.stopping;
+  }
+
+  /** Is the daemon stopping (or stopped)? */
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  /** Re-read the configuration now (what `reload` does). */
+  reload(): Promise<void> {
+    return this.reconcile(true);
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  private async shutdown(reason: string): Promise<void> {
+    try {
+      await this.shutdownSteps(reason);
+    } finally {
+      this.resolveDone();
+    }
+  }
+
+  private async shutdownSteps(reason: string): Promise<void> {
+    this.log.info({ reason }, 'daemon stopping: waiting for the runs in progress');
+    for (const l of this.loops) this.timers.clearTimeout(l.handle);
+    await this.reconciling.catch(() => {});
+    const unanswered = await this.scheduler.stop();
+    await this.servingKicks?.catch(() => {});
+    const c = this.control.client();
+    if (c && unanswered.length) await store.releaseKicks(c, unanswered).catch((err) => this.log.warn({ err: errorText(err) }, 'could not hand back kicks'));
+    await this.states.flush();
+    // Nobody will listen: stop the triggers from notifying.
+    await Promise.all([...this.listeners.entries()].map(async ([db, l]) => {
+      const lc = l.client();
+      if (lc) await setIdle(lc, false).catch(() => {});
+      await l.close();
+      this.wake.forget(db);
+    }));
+    this.listeners.clear();
+    await Promise.all([...this.managed.values()].map((m) => m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'))));
+    this.managed.clear();
+    const cc = this.control.client();
+    if (cc && this.daemonId !== undefined) await store.markStopped(cc, this.daemonId).catch((err) => this.log.warn({ err: errorText(err) }, 'could not mark the daemon stopped'));
+    // Ending the session releases every lease.
+    await this.control.close();
+    this.log.info({ daemon: this.daemonId }, 'daemon stopped');
+  }
+
+  /** Call `fn` every `ms`, never overlapping itself. */
+  private every(ms: number, fn: () => Promise<void>): void {
+    const loop: { handle: unknown } = { handle: undefined };
+    this.loops.push(loop);
+    const arm = (): void => {
+      loop.handle = this.timers.setTimeout(async () => {
+        try {
+          await fn();
+        } catch (err) {
+          this.log.warn({ err: errorText(err) }, 'periodic task failed');
+        }
+        if (!this.stopping) arm();
+      }, ms);
+    };
+    arm();
+  }
+
+  private async beat(): Promise<void> {
+    const c = this.control.client();
+    if (!c || this.daemonId === undefined) return;
+    try {
+      await store.heartbeat(c, this.daemonId);
+    } catch (err) {
+      this.log.warn({ err: errorText(err) }, 'heartbeat failed');
+      if (isConnectionError(err)) this.control.drop();
+    }
+  }
+
+  private async controlUp(c: pg.Client, reconnect: boolean): Promise<void> {
+    c.on('notification', (msg) => {
+      if (msg.channel === store.CONTROL_CHANNEL) this.message(msg.payload ?? '');
+    });
+    await c.query(`LISTEN ${store.CONTROL_CHANNEL}`);
+    if (!reconnect) return;
+    for (const [name] of [...this.managed]) {
+      if (await store.tryLease(c, name)) this.scheduler.hold(name, false);
+      else {
+        this.log.warn({ sync: name }, 'lost the lease of this sync to another daemon while the control session was away; no longer running it');
+        await this.retire(name, false);
+      }
+    }
+    if (this.daemonId !== undefined) await store.heartbeat(c, this.daemonId);
+    this.states.kick();
+    void this.reconcile(false);
+    void this.serveKicks();
+  }
+
+  private message(payload: string): void {
+    if (this.stopping) return;
+    if (payload === 'stop') void this.stop('stop message');
+    else if (payload === 'reload') {
+      this.log.info('reloading the configuration');
+      void this.reconcile(true);
+    } else if (payload.startsWith('kick:')) void this.serveKicks();
+    else this.log.debug({ payload }, 'unknown control message');
+  }
+
+  // ---- configuration ------------------------------------------------------------------------
+
+  /** Re-read ibex.sync and bring the managed syncs in line (serialized). */
+  private reconcile(full: boolean): Promise<void> {
+    const next = this.reconciling.then(() => this.reconcileNow(full));
+    this.reconciling = next.catch((err) => this.log.warn({ err: errorText(err) }, 'reading the configuration failed'));
+    return next;
+  }
+
+  private async reconcileNow(full: boolean): Promise<void> {
+    if (this.stopping) return;
+    const c = this.control.client();
+    if (!c) return;
+    const rows = await store.readDaemonSyncs(c);
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    for (const name of [...this.managed.keys()]) {
+      if (!byName.has(name)) {
+        this.log.info({ sync: name }, 'sync removed or deactivated; no longer running it');
+        await this.retire(name, true);
+      }
+    }
+    const leased: store.DaemonSyncRow[] = [];
+    for (const r of rows) {
+      if (this.managed.has(r.name)) continue;
+      if (await store.tryLease(c, r.name)) {
+        leased.push(r);
+        this.elsewhere.delete(r.name);
+      } else if (!this.elsewhere.has(r.name)) {
+        this.elsewhere.add(r.name);
+        this.log.info({ sync: r.name }, 'another daemon holds the lease of this sync; skipping it');
+      }
+    }
+    if (leased.length) await this.adopt(c, leased);
+    for (const r of rows) {
+      const m = this.managed.get(r.name);
+      if (!m || leased.includes(r)) continue;
+      const changed = m.row.fingerprint !== r.fingerprint || m.row.status !== r.status || m.row.onetimecopy !== r.onetimecopy;
+      if (!changed && !full) continue;
+      m.row = r;
+      this.scheduler.update(r.name, this.plan(r));
+      if (full || changed) {
+        void this.scheduler.maintain(r.name, async () => {
+          await this.load(m);
+        }).catch(() => {});
+      }
+    }
+    this.refreshListeners();
+  }
+
+  /** Start running syncs whose leases were just taken. */
+  private async adopt(c: pg.Client, rows: store.DaemonSyncRow[]): Promise<void> {
+    await this.endStaleSessions(c, rows);
+    const seeds = await store.readSyncStates(c);
+    for (const r of rows) {
+      const rec = await store.recoverSync(c, r.name, process.pid);
+      if (rec.runsEnded || rec.kicksReset) this.log.info({ sync: r.name, ...rec }, 'cleaned up after the previous daemon');
+    }
+    await Promise.all(rows.map(async (r) => {
+      const log = this.log.child({ sync: r.name });
+      const m: Managed = { row: r, runner: (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log }), loaded: false, log };
+      this.managed.set(r.name, m);
+      await this.load(m);
+      const seed = seeds.get(r.name);
+      this.scheduler.add(r.name, this.runnerOf(m), this.plan(r), seed ? {
+        lastError: seed.lastError ?? undefined, lastErrorAt: seed.lastErrorAt ?? undefined, attempts: seed.attempts,
+      } : {});
+      log.info({ status: r.status, sources: r.sources, autokick: r.autokick }, 'running sync');
+    }));
+  }
+
+  /** Stop running a sync; `release`: give its lease back (false when the lease is already gone). */
+  private async retire(name: string, release: boolean): Promise<void> {
+    const m = this.managed.get(name);
+    if (!m) return;
+    const kicks = await this.scheduler.remove(name);
+    this.managed.delete(name);
+    await m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'));
+    const c = this.control.client();
+    if (c) {
+      if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {});
+      if (release) await store.releaseLease(c, name).catch(() => {});
+    }
+    this.refreshListeners();
+  }
+
+  private async load(m: Managed): Promise<void> {
+    try {
+      await m.runner.load();
+      m.loaded = true;
+    } catch (err) {
+      m.loaded = false;
+      m.log.warn({ err: redact(errorText(err)) }, 'cannot load the sync; its runs will fail until this is fixed');
+    }
+  }
+
+  /**
+   * End sessions that a previous daemon left on the dbs of these syncs (by
+   * application_name), before this daemon creates its own.
+   */
+  private async endStaleSessions(c: pg.Client, rows: store.DaemonSyncRow[]): Promise<void> {
+    const byDb = new Map<string, string[]>();
+    for (const r of rows) {
+      for (const d of r.dbs) {
+        if (d.dbtype !== 'postgres') continue;
+        byDb.set(d.name, [...(byDb.get(d.name) ?? []), r.name]);
+      }
+    }
+    const params = await store.readDbParams(c, [...byDb.keys()]);
+    const names = rows.map((r) => r.name);
+    const onControl = await store.terminateSyncSessions(c, names).catch((err) => {
+      this.log.warn({ err: errorText(err) }, 'could not end stale sessions on the control database');
+      return 0;
+    });
+    if (onControl) this.log.info({ sessions: onControl }, 'ended stale ibex sessions on the control database');
+    await Promise.all([...byDb].map(async ([db, syncs]) => {
+      const p = params.get(db);
+      if (!p) return;
+      this.params.set(db, p.params);
+      try {
+        const s = await connect(p.params, { applicationName: 'ibex/daemon', connectTimeoutS: 5 });
+        try {
+          const n = await store.terminateSyncSessions(s, syncs);
+          if (n) this.log.info({ db, sessions: n }, 'ended stale ibex sessions');
+        } finally {
+          await s.end().catch(() => {});
+        }
+      } catch (err) {
+        this.log.warn({ db, err: redact(errorText(err), p.params.password) }, 'could not end stale ibex sessions on this db');
+      }
+    }));
+  }
+
+  private plan(r: store.DaemonSyncRow): SyncPlan {
+    return {
+      autokick: r.autokick,
+      fullcopyOnly: r.fullcopyOnly,
+      checktimeMs: this.opts.checktimeMs ?? r.checktimeMs ?? this.opts.defaultChecktimeMs ?? 60_000,
+      fullcopyIntervalMs: r.fullcopyIntervalMs ?? undefined,
+      onetimecopy: r.onetimecopy,
+      paused: r.status === 'paused',
+    };
+  }
+
+  // ---- runs ---------------------------------------------------------------------------------
+
+  /** The scheduler's view of a runner: load on demand, never throw. */
+  private runnerOf(m: Managed): ScheduledRunner {
+    return {
+      run: async (kind, opts) => {
+        const started = new Date();
+        if (!m.loaded) {
+          try {
+            await m.runner.load();
+            m.loaded = true;
+          } catch (err) {
+            return this.failedRun(m, kind, started, err);
+          }
+        }
+        try {
+          return await m.runner.run(kind, opts);
+        } catch (err) {
+          m.log.error({ kind, err: redact(errorText(err)) }, 'the runner threw instead of returning a failed result');
+          return this.failedRun(m, kind, started, err);
+        }
+      },
+    };
+  }
+
+  /** A run that never reached the runner's bookkeeping: record it, so a waiting kick learns of it. */
+  private async failedRun(m: Managed, kind: RunKind, started: Date, err: unknown): Promise<RunResult> {
+    const error = redact(errorText(err));
+    let runId = 0;
+    const c = this.control.client();
+    if (c) {
+      try {
+        runId = await store.recordFailedRun(c, m.row.name, kind, started, error);
+      } catch (e) {
+        m.log.warn({ err: errorText(e) }, 'could not record the failed run');
+      }
+    }
+    return {
+      runId, sync: m.row.name, kind, status: 'failed', inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {}, error,
+      transient: isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'), durationMs: Date.now() - started.getTime(),
+    };
+  }
+
+  private async runEnded(sync: string, end: RunEnd): Promise<void> {
+    const r = end.result;
+    const line = {
+      sync, run: r.runId, kind: end.kind, status: r.status, reasons: end.reasons, inserted: r.inserted, deleted: r.deleted,
+      conflicts: r.conflicts, truncates: r.truncates, ms: r.durationMs, ...(end.kickIds.length ? { kicks: end.kickIds } : {}),
+    };
+    if (r.status === 'good' || r.status === 'empty') this.log.debug(line, 'run ended');
+    else this.log.warn({ ...line, error: r.error, transient: r.transient ?? false, pause: r.pause ?? false, retryMs: end.retryInMs }, 'run failed');
+    if (end.kickIds.length && r.runId) {
+      const c = this.control.client();
+      if (c) await store.answerKicks(c, end.kickIds, r.runId);
+    }
+  }
+
+  private async pauseForRun(sync: string, reason: string): Promise<void> {
+    const m = this.managed.get(sync);
+    if (m) m.row = { ...m.row, status: 'paused' };
+    this.log.warn({ sync, reason }, 'sync paused');
+    const c = this.control.client();
+    if (c) await store.pauseSyncForRun(c, sync, reason);
+    this.refreshListeners();
+  }
+
+  private async hasPending(sync: string): Promise<boolean> {
+    const m = this.managed.get(sync);
+    if (!m || !m.loaded) return false;
+    return m.runner.hasPending();
+  }
+
+  // ---- kicks --------------------------------------------------------------------------------
+
+  /** Take unserved kicks of the syncs this daemon runs and schedule them (serialized). */
+  private serveKicks(): Promise<void> {
+    if (this.servingKicks) {
+      this.kicksAgain = true;
+      return this.servingKicks;
+    }
+    this.servingKicks = (async () => {
+      try {
+        do {
+          this.kicksAgain = false;
+          await this.serveKicksOnce();
+        } while (this.kicksAgain && !this.stopping);
+      } finally {
+        this.servingKicks = undefined;
+      }
+    })();
+    return this.servingKicks;
+  }
+
+  private async serveKicksOnce(): Promise<void> {
+    const c = this.control.client();
+    if (!c || this.stopping) return;
+    // A paused sync's kicks wait (the CLI refuses them; one that raced a pause runs on resume).
+    const eligible = [...this.managed.values()].filter((m) => m.row.status === 'active' && !this.scheduler.plan(m.row.name)?.paused).map((m) => m.row.name);
+    const kicks = await store.takeKicks(c, eligible);
+    const refused: number[] = [];
+    for (const k of kicks) {
+      const m = this.managed.get(k.sync);
+      const kind = m?.row.fullcopyOnly ? 'fullcopy' : 'delta';
+      if (this.scheduler.request(k.sync, { reason: 'kick', kind, kickId: k.id })) m?.log.info({ kick: k.id, kind }, 'kicked');
+      else refused.push(k.id);
+    }
+    if (refused.length) await store.releaseKicks(c, refused);
+  }
+
+  // ---- wake-ups -----------------------------------------------------------------------------
+
+  /** The source dbs of a sync that runs on changes (postgres, active, not paused). */
+  private wakeDbs(sync: string): string[] {
+    const m = this.managed.get(sync);
+    if (!m || m.row.status !== 'active') return [];
+    const plan = this.scheduler.plan(sync);
+    if (!plan || plan.paused || !wakeDriven(plan)) return [];
+    return m.row.dbs.filter((d) => d.role === 'source' && d.dbtype === 'postgres').map((d) => d.name);
+  }
+
+  /** Open a LISTEN session for every db a running sync reads; close the others. */
+  private refreshListeners(): void {
+    if (this.stopping) return;
+    const wanted = new Set([...this.managed.keys()].flatMap((s) => this.wakeDbs(s)));
+    for (const db of wanted) {
+      if (this.listeners.has(db)) continue;
+      const l = new KeptSession({
+        name: db,
+        log: this.log.child({ db }),
+        timers: this.timers,
+        ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
+        open: async () => {
+          const c = await connect(await this.dbParams(db), { applicationName: 'ibex/listen' });
+          try {
+            await listenWake(c, () => this.wake.wake(db));
+          } catch (err) {
+            await c.end().catch(() => {});
+            throw err;
+          }
+          return c;
+        },
+        onUp: () => this.wake.connected(db),
+        onDown: () => this.wake.lost(db),
+      });
+      this.listeners.set(db, l);
+      void l.start();
+    }
+    for (const [db, l] of [...this.listeners]) {
+      if (wanted.has(db)) continue;
+      this.listeners.delete(db);
+      this.wake.forget(db);
+      void (async () => {
+        const c = l.client();
+        if (c) await setIdle(c, false).catch(() => {});
+        await l.close();
+      })();
+    }
+  }
+
+  /** A db's connection parameters: fresh from the control database, else the last known. */
+  private async dbParams(db: string): Promise<PgParams> {
+    const c = this.control.client();
+    if (c) {
+      try {
+        const p = (await store.readDbParams(c, [db])).get(db);
+        if (p) this.params.set(db, p.params);
+      } catch (err) {
+        this.log.debug({ db, err: errorText(err) }, 'could not read the db parameters; using the last known');
+      }
+    }
+    const p = this.params.get(db);
+    if (!p) throw new IbexError('not_found', `db "${db}" is not in the control database`);
+    return p;
+  }
+
+  private async setDbIdle(db: string, idle: boolean): Promise<void> {
+    const c = this.listeners.get(db)?.client();
+    if (!c) throw new IbexError('unreachable', `no session on db ${db}`);
+    await setIdle(c, idle);
+  }
+}
+
+/**
+ * Writes sync states to the control database in order, latest first-class:
+ * while one write is in flight, later states of a sync replace earlier ones
+ * not yet written, so a busy sync costs one write per round trip, not per run.
+ */
+class StateWriter {
+  private readonly desired = new Map<string, SyncState>();
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly client: () => pg.Client | undefined, private readonly log: Logger) {}
+
+  set(sync: string, s: SyncState): void {
+    this.desired.delete(sync);
+    this.desired.set(sync, s);
+    this.kick();
+  }
+
+  /** Write what is waiting (e.g. after the control session came back). */
+  kick(): void {
+    if (this.running || this.desired.size === 0) return;
+    this.running = this.drain().then((ok) => {
+      this.running = undefined;
+      // A state set while the last write was in flight; after a failure, wait for the next kick.
+      if (ok && this.desired.size) this.kick();
+    });
+  }
+
+  /** Resolves when nothing is waiting that can be written now. */
+  async flush(): Promise<void> {
+    this.kick();
+    while (this.running) await this.running;
+  }
+
+  private async drain(): Promise<boolean> {
+    for (;;) {
+      const first = this.desired.entries().next();
+      if (first.done) return true;
+      const c = this.client();
+      if (!c) return false;
+      const [sync, s] = first.value;
+      this.desired.delete(sync);
+      try {
+        await store.writeSyncState(c, sync, s);
+      } catch (err) {
+        if (!this.desired.has(sync)) this.desired.set(sync, s);
+        this.log.warn({ sync, err: errorText(err) }, 'could not record the state of a sync');
+        return false;
+      }
+    }
+  }
+}
