@@ -76,8 +76,6 @@ export class SyncRunner {
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, pg.Client>();
-  /** Temp tables exist on these connections (created outside run transactions). */
-  private readonly prepared = new Set<pg.Client>();
   /** db -> tables whose applied rows another sync reads there (capture must record them). */
   private downstream = new Map<string, Set<string>>();
   private strategy: Strategy = { kind: 'latest' };
@@ -141,7 +139,6 @@ export class SyncRunner {
     const c = this.conns.get(name);
     if (!c) return;
     this.conns.delete(name);
-    this.prepared.delete(c);
     c.end().catch(() => {});
   }
 
@@ -149,22 +146,24 @@ export class SyncRunner {
     for (const name of [...this.conns.keys()]) this.discard(name);
   }
 
-  /** Create this session's temp tables once, outside any run transaction. */
-  private async prepare(c: pg.Client): Promise<void> {
-    if (this.prepared.has(c)) return;
-    const keyOnly = (p: TablePlan): string => p.keys.map((k) => ident(k).text).join(', ');
-    for (const p of this.plans) {
-      const i = p.idx;
-      const meta = `NULL::timestamptz AS ibex_ts, NULL::boolean AS ibex_insonly, NULL::text AS ibex_origin`;
-      await c.query(`
-        CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, ${meta} FROM ${p.q} WITH NO DATA;
-        CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} ON COMMIT DELETE ROWS AS SELECT NULL::text AS ibex_src, ${keyOnly(p)}, ${meta} FROM ${p.q} WITH NO DATA;
-        CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-        CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly(p)}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-        CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      `);
-    }
-    this.prepared.add(c);
+  /**
+   * The temp tables of one table on one session (pending keys, all sources'
+   * pending keys, keys this db wins, deletes, staged rows). Created inside the
+   * run transaction with IF NOT EXISTS, so a rolled-back run never leaves the
+   * runner believing in a table that is gone; emptied at every commit.
+   */
+  private async ensureTemp(c: pg.Client, p: TablePlan): Promise<void> {
+    const keyOnly = p.keys.map((k) => ident(k).text).join(', ');
+    const i = p.idx;
+    const meta = `NULL::timestamptz AS ibex_ts, NULL::boolean AS ibex_insonly, NULL::text AS ibex_origin`;
+    await c.query(`
+      SET LOCAL client_min_messages = warning;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} ON COMMIT DELETE ROWS AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+    `);
   }
 
   /** The delta-window filter of this sync for one source (parameters: $1 cursor snapshot). */
@@ -265,7 +264,6 @@ export class SyncRunner {
     const sourceNames = sources.map((s) => s.name);
     const clients = new Map<string, pg.Client>();
     for (const d of all) clients.set(d.name, await this.db(d));
-    for (const c of clients.values()) await this.prepare(c);
     const cursors = await store.readCursors(control, this.opts.sync);
 
     // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
@@ -301,6 +299,7 @@ export class SyncRunner {
     const ts = clockExpr(cfg);
     const counts = new Map<string, number>(); // `${src}/${idx}` -> pending keys
     const truncs = new Map<number, { src: string; ts: string }>();
+    const activeTables = new Set<number>();
     for (const src of sources) {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
@@ -312,7 +311,15 @@ export class SyncRunner {
         const prev = truncs.get(p.idx);
         if (!prev || prev.ts < String(row.ts)) truncs.set(p.idx, { src: src.name, ts: String(row.ts) });
       }
-      for (const p of this.plans) {
+      // One round trip finds the tables with pending changes; only those get temp tables and a gather.
+      const active = this.plans.length === 0 ? { rows: [] } : await c.query(
+        this.plans.map((p) => `SELECT ${p.idx} AS i WHERE EXISTS (SELECT 1 FROM ${p.delta} WHERE ${window})`).join(' UNION ALL '), [cur]);
+      for (const row of active.rows) {
+        const p = this.plans[Number(row.i)]!;
+        if (!activeTables.has(p.idx)) {
+          activeTables.add(p.idx);
+          await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
+        }
         const keys = p.keys.map((k) => ident(k).text).join(', ');
         const r = await c.query(
           `INSERT INTO pg_temp.ibex_pend_${p.idx} (${keys}, ibex_ts, ibex_insonly, ibex_origin)
@@ -349,6 +356,10 @@ export class SyncRunner {
     // Truncates: the latest truncate of a table wins; changes older than it are dropped.
     for (const [idx, t] of truncs) {
       const p = this.plans[idx]!;
+      if (!activeTables.has(idx)) {
+        activeTables.add(idx);
+        await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
+      }
       for (const src of sources) await clients.get(src.name)!.query(`DELETE FROM pg_temp.ibex_pend_${idx} WHERE ibex_ts <= $1::timestamptz`, [t.ts]);
       for (const d of others(t.src)) {
         const c = clients.get(d.name)!;
