@@ -111,16 +111,16 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       for (;;) {
         await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
         await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DELETE ROWS AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
-        let from = `${p.q} t`;
+        let fromClause = `${p.q} t`;
         let where = 'true';
         if (lastKey) {
           // The key types come from the catalog (format_type); the values are parameters.
           await src.query(
             `INSERT INTO pg_temp.ibex_copy_last_${p.idx} SELECT ${keyTypes.map((ty, i) => `($1::text[])[${i + 1}]::${ty}`).join(', ')}`, [lastKey]);
-          from += `, pg_temp.ibex_copy_last_${p.idx} l`;
+          fromClause += `, pg_temp.ibex_copy_last_${p.idx} l`;
           where = `(${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) > (${p.keys.map((k) => `l.${ident(k).text}`).join(', ')})`;
         }
-        const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${from} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
+        const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
         await c.query('BEGIN');
         await mark(c, from.name, ctx.sync);
         await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DELETE ROWS AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);

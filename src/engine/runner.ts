@@ -49,6 +49,13 @@ export class PauseError extends IbexError {
   }
 }
 
+/** The insert-only fast path met a key that already exists: repeat the run without it. */
+class FastPathConflict extends Error {
+  constructor(readonly table: string) {
+    super(`a row inserted on its source already exists on a target (${table}); repeating the run through staging`);
+  }
+}
+
 /** The run aborted on a conflict it was told to abort on. */
 export class AbortError extends IbexError {
   constructor(message: string) {
@@ -80,6 +87,7 @@ export class SyncRunner {
   private downstream = new Map<string, Set<string>>();
   private strategy: Strategy = { kind: 'latest' };
   private lastPurge = 0;
+  private fastPathAllowed = true;
 
   constructor(readonly opts: RunnerOptions) {}
 
@@ -207,7 +215,23 @@ export class SyncRunner {
       result.runId = await store.startRun(control, this.opts.sync, kind);
       if (opts.kickId !== undefined) await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [result.runId, opts.kickId]);
       if (!this.cfg) await this.load();
-      if (kind === 'delta') extra = await this.deltaRun(result);
+      if (kind === 'delta') {
+        try {
+          extra = await this.deltaRun(result);
+        } catch (err) {
+          if (!(err instanceof FastPathConflict)) throw err;
+          this.log.info({ sync: this.opts.sync, run: result.runId }, err.message);
+          await this.rollbackAll();
+          await this.closeDbs();
+          Object.assign(result, { inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
+          this.fastPathAllowed = false;
+          try {
+            extra = await this.deltaRun(result);
+          } finally {
+            this.fastPathAllowed = true;
+          }
+        }
+      }
       else extra = await copyTables(this.copyContext(), kind, result);
     } catch (err) {
       await this.rollbackAll();
@@ -294,12 +318,22 @@ export class SyncRunner {
       }
     }));
 
+    const phases: Record<string, number> = {};
+    let phaseStart = Date.now();
+    const phase = (name: string): void => {
+      phases[name] = Date.now() - phaseStart;
+      phaseStart = Date.now();
+    };
+    phase('open');
+
     // Gather, on each source, the keys changed in this run's window.
     const window = this.windowFilter(sourceNames);
     const ts = clockExpr(cfg);
     const counts = new Map<string, number>(); // `${src}/${idx}` -> pending keys
     const truncs = new Map<number, { src: string; ts: string }>();
     const activeTables = new Set<number>();
+    /** `${src}/${idx}` -> the one origin, when every pending key there is a plain insert. */
+    const insertOnly = new Map<string, string>();
     for (const src of sources) {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
@@ -321,11 +355,23 @@ export class SyncRunner {
           await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
         }
         const keys = p.keys.map((k) => ident(k).text).join(', ');
+        // The origin of a key is that of its latest change; most keys have one origin, so the
+        // ordered aggregate is only paid for keys with several (min = max short-circuits it).
         const r = await c.query(
-          `INSERT INTO pg_temp.ibex_pend_${p.idx} (${keys}, ibex_ts, ibex_insonly, ibex_origin)
-           SELECT ${keys}, max(${ts}), bool_and(ibex_op = 'I'), (array_agg(coalesce(ibex_origin, ${lit(src.name)}) ORDER BY ibex_ts DESC))[1]
-             FROM ${p.delta} WHERE ${window} GROUP BY ${keys}`, [cur]);
-        if (r.rowCount) counts.set(`${src.name}/${p.idx}`, r.rowCount);
+          `WITH ins AS (
+             INSERT INTO pg_temp.ibex_pend_${p.idx} (${keys}, ibex_ts, ibex_insonly, ibex_origin)
+             SELECT ${keys}, max(${ts}), bool_and(ibex_op = 'I'),
+                    CASE WHEN min(coalesce(ibex_origin, ${lit(src.name)})) = max(coalesce(ibex_origin, ${lit(src.name)}))
+                         THEN min(coalesce(ibex_origin, ${lit(src.name)}))
+                         ELSE (array_agg(coalesce(ibex_origin, ${lit(src.name)}) ORDER BY ibex_ts DESC))[1] END
+               FROM ${p.delta} WHERE ${window} GROUP BY ${keys}
+             RETURNING ibex_insonly, ibex_origin)
+           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin FROM ins`, [cur]);
+        const g = r.rows[0];
+        if (Number(g.n) > 0) {
+          counts.set(`${src.name}/${p.idx}`, Number(g.n));
+          if (g.insonly === 't' && Number(g.origins) === 1) insertOnly.set(`${src.name}/${p.idx}`, String(g.origin));
+        }
       }
     }
     const backlog: Record<string, { keys: number; oldest: string | null }> = {};
@@ -353,6 +399,8 @@ export class SyncRunner {
         [origin ?? '', this.opts.sync, downstream ? 'off' : 'on']);
     };
 
+    phase('gather');
+
     // Truncates: the latest truncate of a table wins; changes older than it are dropped.
     for (const [idx, t] of truncs) {
       const p = this.plans[idx]!;
@@ -379,14 +427,17 @@ export class SyncRunner {
       result.truncates++;
     }
 
+    phase('truncate');
+
     // Resolve: with several sources, every source learns every other's pending keys.
     const conflicts: store.ConflictRecord[] = [];
     for (const p of this.plans) {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
       const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
       if (pendingOn.length === 0) continue;
-      if (sources.length === 1) {
-        await clients.get(sources[0]!.name)!.query(`INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
+      if (pendingOn.length === 1) {
+        // Only one source changed this table: no conflict is possible, it wins every key.
+        await clients.get(pendingOn[0]!.name)!.query(`INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
         continue;
       }
       for (const src of sources) {
@@ -423,13 +474,20 @@ export class SyncRunner {
       throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; fix the rows, then "ibex resume ${this.opts.sync}"`);
     }
 
+    phase('resolve');
     await this.opts.hooks?.afterGather?.();
+
+    // The insert-only fast path: keys that were only inserted, on one source, with one origin,
+    // cannot exist elsewhere (unless a crashed run already delivered them: then COPY raises
+    // 23505 and the run is repeated without the fast path). Rows go straight into the table.
+    const fastPath = (src: string, p: TablePlan): boolean =>
+      this.fastPathAllowed && insertOnly.has(`${src}/${p.idx}`) && sources.filter((s) => counts.has(`${s.name}/${p.idx}`)).length === 1;
 
     // Apply, phase 1: deletes of keys absent at their winner, children first.
     for (const src of sources) {
       const c = clients.get(src.name)!;
       for (const p of this.plans) {
-        if (!counts.has(`${src.name}/${p.idx}`)) continue;
+        if (!counts.has(`${src.name}/${p.idx}`) || fastPath(src.name, p)) continue;
         const keys = p.keys.map((k) => `m.${ident(k).text}`).join(', ');
         await copyFanOut(c,
           `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})) TO STDOUT`,
@@ -450,12 +508,31 @@ export class SyncRunner {
       }
     }
 
+    phase('delete');
+
     // Apply, phase 2: rows streamed from their winner into staging, then upserted, parents first.
     for (const p of this.plans) {
       const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
       if (pendingOn.length === 0) continue;
       for (const src of pendingOn) {
         const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
+        if (fastPath(src.name, p)) {
+          const targets = others(src.name);
+          for (const d of targets) await setLocal(clients.get(d.name)!, insertOnly.get(`${src.name}/${p.idx}`)!, p, d.name);
+          let copied: number[];
+          try {
+            copied = await copyFanOut(clients.get(src.name)!,
+              `COPY (SELECT ${cols} FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
+              targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
+          } catch (err) {
+            if (sqlstate(err) === SqlState.uniqueViolation) throw new FastPathConflict(p.label);
+            throw err;
+          }
+          const n = copied.reduce((a, b) => a + b, 0);
+          tableCounts(p).inserted += n;
+          result.inserted += n;
+          continue;
+        }
         await copyFanOut(clients.get(src.name)!,
           `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
           others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
@@ -478,6 +555,8 @@ export class SyncRunner {
     }
 
     await this.syncSequences(clients, sources, all);
+
+    phase('upsert');
 
     // Confirm: progress inside each apply transaction, conflicts logged as pending, commit everywhere.
     for (const d of all) {
@@ -502,7 +581,9 @@ export class SyncRunner {
     await store.recordBacklog(control, this.opts.sync, Object.fromEntries(sources.map((s) => [s.name, { keys: 0, oldest: null }])), skewMs);
     await this.maybePurge(sources, clients);
     result.status = result.inserted + result.deleted + result.truncates > 0 || result.conflicts > 0 ? 'good' : 'empty';
-    return { skewMs, gathered: backlog, snapshots: Object.fromEntries(snaps) };
+    phase('commit');
+    this.log.debug({ sync: this.opts.sync, run: result.runId, phases }, 'run phases (ms)');
+    return { skewMs, gathered: backlog, phases, snapshots: Object.fromEntries(snaps) };
   }
 
   private relStrategy(p: TablePlan): Strategy {
