@@ -5,7 +5,7 @@
  */
 import Table from 'cli-table3';
 import type pg from 'pg';
-import { installCapture, removeCapture } from '../../capture/install.js';
+import { installCapture, removeCapture, type CaptureOptions } from '../../capture/install.js';
 import { connect, errorText } from '../../db/connect.js';
 import { dbParams, getDb, inTransaction, updateSync, type DbRecord, type SyncStatus } from '../../control/config-store.js';
 import { IbexError, notFound, usage } from '../../errors.js';
@@ -153,8 +153,10 @@ export async function runInstallCapture(ctx: Context, c: pg.Client, sync: string
 /** Remove the capture objects of a sync (honours IBEX_SKIP_CAPTURE=1 and dry runs). */
 export async function runRemoveCapture(ctx: Context, c: pg.Client, sync: string): Promise<void> {
   if (skipCapture()) return;
+  // With --force, dbs that cannot be reached are skipped (their objects stay; capture says so).
+  const opts: CaptureOptions & { force?: boolean } = { dryRun: ctx.flags.dryRun, say: (line) => ctx.say(line), force: ctx.flags.force };
   try {
-    await removeCapture(c, sync, { dryRun: ctx.flags.dryRun, say: (line) => ctx.say(line) });
+    await removeCapture(c, sync, opts);
   } catch (err) {
     throw captureFailure('removing', sync, err, ': the sync is still configured; fix the cause and run "ibex remove sync" again');
   }

@@ -105,12 +105,12 @@ async function dbColumns(name: string, options: Map<string, string>, what: strin
 }
 
 /** Test a postgres db and return what ibex records about its server. */
-async function probe(db: DbRecord): Promise<Pick<DbRecord, 'server_version' | 'encoding' | 'is_superuser' | 'can_replica'>> {
+async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecord, 'server_version' | 'encoding' | 'is_superuser' | 'can_replica'>> {
   let c: pg.Client;
   try {
     c = await openDb(db);
   } catch (err) {
-    throw new IbexError('unreachable', `${(err as Error).message.replace(/: start it or fix it.*$/, '')}: fix the connection options, or add it anyway with --force`, { cause: err });
+    throw new IbexError('unreachable', `${(err as Error).message.replace(/: start it or fix it.*$/, '')}: fix the connection options, or ${verb} it anyway with --force`, { cause: err });
   }
   try {
     const info = await serverInfo(c);
@@ -142,7 +142,7 @@ export async function addDb(ctx: Context, args: string[]): Promise<void> {
   if (db.dbtype !== 'postgres' && db.service) throw usage(`service= is for postgres dbs only: give dbname= host= port= for a ${db.dbtype} db`);
   await ctx.withControl(async (c) => {
     if (await getDb(c, name)) throw configError(`a db named ${name} already exists: choose another name or change it with "ibex update db ${name}"`);
-    if (db.dbtype === 'postgres' && !ctx.flags.force) Object.assign(db, await probe(db));
+    if (db.dbtype === 'postgres' && !ctx.flags.force) Object.assign(db, await probe(db, 'add'));
     await write(ctx, c, async () => {
       await insertDb(c, db);
     });
@@ -217,7 +217,7 @@ export async function updateDbVerb(ctx: Context, args: string[]): Promise<void> 
     }
     const connKeys: (keyof DbRecord)[] = ['host', 'port', 'dbname', 'dbuser', 'dbpass', 'conn', 'service', 'dbtype'];
     const connChanged = connKeys.some((k) => changes[k] !== undefined && changes[k] !== old[k]);
-    if (next.dbtype === 'postgres' && connChanged && !ctx.flags.force) Object.assign(changes, await probe(next));
+    if (next.dbtype === 'postgres' && connChanged && !ctx.flags.force) Object.assign(changes, await probe(next, 'update'));
     const shown: string[] = [];
     for (const [k, v] of Object.entries(changes) as [keyof DbRecord, unknown][]) {
       if (old[k] === v || ['server_version', 'encoding', 'is_superuser', 'can_replica'].includes(k)) continue;

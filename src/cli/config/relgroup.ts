@@ -2,6 +2,7 @@
  * `add | list | update | remove relgroup`: named sets of tables and sequences of one db.
  */
 import type pg from 'pg';
+import { relationOid } from '../../db/catalog.js';
 import {
   addRelgroupMembers, deleteRelations, deleteRelgroup, deleteSync, getRelgroup, getSync, insertRelation, insertRelgroup,
   listRelgroups, listSyncs, relationsById, removeRelgroupMembers, setRelgroupAbout, syncsUsing, type RelationRecord,
@@ -13,7 +14,7 @@ import type { Context } from '../context.js';
 import {
   dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
 } from './common.js';
-import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm } from './names.js';
+import { checkObjectName, displayRelation, isExact, matchesFilter, parseRelationTerm, type RelationTerm } from './names.js';
 import { planOf, validateSync, type RelationLike } from './sync-check.js';
 import { discover, registeredRelations } from './table.js';
 
@@ -89,15 +90,24 @@ async function resolveMembers(ctx: Context, c: pg.Client, words: readonly string
   const db = await requireDb(c, dbName);
   const client = await openDb(db);
   try {
-    const terms = words.map(parseRelationTerm);
-    const tables = await discover(c, db, client, 'table', { terms }, ctx.flags.force).catch(async (err) => {
-      // A term may name a sequence: try sequences before giving up.
-      const seq = await discover(c, db, client, 'sequence', { terms }, ctx.flags.force).catch(() => undefined);
-      if (seq) return seq;
-      throw err;
-    });
-    for (const s of tables.skipped) ctx.say(`skipped ${s.label}: it ${s.why}`);
-    return { existing: tables.existing, found: tables.found };
+    // Each exact name that is a sequence is registered as one; everything else as tables.
+    const tables: RelationTerm[] = [];
+    const sequences: RelationTerm[] = [];
+    for (const w of words) {
+      const term = parseRelationTerm(w);
+      const rel = isExact(term) ? await relationOid(client, term.schema.text, term.name.text) : undefined;
+      (rel?.relkind === 'S' ? sequences : tables).push(term);
+    }
+    const existing: RelationRecord[] = [];
+    const found: NewRelation[] = [];
+    for (const [kind, terms] of [['table', tables], ['sequence', sequences]] as const) {
+      if (terms.length === 0) continue;
+      const d = await discover(c, db, client, kind, { terms }, ctx.flags.force);
+      for (const s of d.skipped) ctx.say(`skipped ${kind} ${s.label}: it ${s.why}`);
+      existing.push(...d.existing);
+      found.push(...d.found);
+    }
+    return { existing, found };
   } finally {
     await client.end().catch(() => {});
   }

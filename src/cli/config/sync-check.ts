@@ -178,7 +178,7 @@ export async function checkLive(plan: SyncPlan, dbs: readonly DbRecord[]): Promi
       const infosByDb = new Map<string, TableInfo>();
       for (const [db, client] of clients) {
         const info = await tableInfo(client, r.schemaname, r.relname);
-        if (!info) throw configError(`table ${label} is missing on db ${db}: create it there (same columns and key) or leave it out of sync ${plan.name}`);
+        if (!info) throw configError(`table ${label} is missing on db ${db}: create it there (same columns and key) or leave it out of the sync`);
         if (info.partition) throw configError(`table ${label} on db ${db} is a partition: replicate its partitioned parent instead, and make it a table or partitioned table on every db`);
         if (info.inheritanceChild) throw configError(`table ${label} on db ${db} inherits from another table: inheritance children cannot be replicated; remove the INHERITS there or leave the table out of sync ${plan.name}`);
         infosByDb.set(db, info);

@@ -92,7 +92,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
           dbgroup = same.name;
           report(ctx, 'reuse', `dbgroup ${same.name} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`);
         } else {
-          if (await getDbgroup(c, name)) throw configError(`a dbgroup named ${name} already exists with other members: use dbgroup=${name}, or change the dbs, or choose another sync name`);
+          if (await getDbgroup(c, name)) throw configError(`a dbgroup named ${name} already exists with other members: use dbgroup=${name}, choose another sync name, or remove it with "ibex remove dbgroup ${name}"`);
           dbgroup = name;
           createDbgroup = true;
         }
@@ -132,7 +132,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
         relgroup = same.name;
         report(ctx, 'reuse', `relgroup ${same.name}`);
       } else {
-        if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists with other tables: use relgroup=${name}, or choose another sync name`);
+        if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists with other tables: use relgroup=${name}, choose another sync name, or remove it with "ibex remove relgroup ${name}"`);
         relgroup = name;
         createRelgroup = true;
       }

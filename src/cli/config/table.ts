@@ -86,7 +86,7 @@ export async function discover(
       if (info.inheritanceChild) return fail('inherits from another table', 'inheritance children cannot be replicated; replicate a table without INHERITS, or use declarative partitioning');
       if (info.key) {
         row = { ...row, key_columns: info.key.columns, key_types: info.key.types, key_kind: info.key.kind, key_index: info.key.index };
-      } else if (!force) {
+      } else if (!force && !(known && known.key_columns === null)) {
         return fail('has no primary key and no unique index on NOT NULL columns',
           'add a primary key; or add it with --force without a key, which only a sync with fullcopy targets can carry');
       }
@@ -210,6 +210,12 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
     } finally {
       await client.end().catch(() => {});
     }
+    for (const r of d.existing) {
+      if (strategy !== undefined && r.conflict_strategy !== strategy) {
+        const label = displayRelation(r.schemaname, r.relname);
+        throw configError(`${kind} ${label} is already registered on db ${r.db} with conflict_strategy=${r.conflict_strategy ?? '(the sync\'s)'}: change it with "ibex update ${kind} ${label} db=${r.db} conflict_strategy=${strategy ?? ''}"`);
+      }
+    }
     sayDiscovery(ctx, kind, d);
     await registerAndGroup(ctx, c, kind, d, group, strategy);
     if (d.found.length === 0 && !group && strategy === undefined) ctx.say(`nothing new to register on db ${db.name}`);
@@ -244,11 +250,17 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
  * Find registered relations by name or pattern (optionally on one db). An
  * exact name registered on several dbs needs db=.
  */
-export async function registeredRelations(c: pg.Client, kind: RelKind | undefined, words: readonly string[], db?: string): Promise<RelationRecord[]> {
+export async function registeredRelations(
+  c: pg.Client, kind: RelKind | undefined, words: readonly string[], db?: string, opts: { filter?: boolean } = {},
+): Promise<RelationRecord[]> {
   const all = await listRelations(c, { ...(kind ? { reltype: kind } : {}), ...(db ? { db } : {}) });
   const out = new Map<number, RelationRecord>();
   for (const w of words) {
     const term = parseRelationTerm(w);
+    if (opts.filter && isExact(term)) {
+      for (const r of all) if (r.schemaname === term.schema.text && r.relname === term.name.text) out.set(r.id, r);
+      continue;
+    }
     if (isExact(term)) {
       const hits = db !== undefined || kind !== undefined
         ? all.filter((r) => r.schemaname === term.schema.text && r.relname === term.name.text)
@@ -263,7 +275,7 @@ export async function registeredRelations(c: pg.Client, kind: RelKind | undefine
     const sRe = term.schema.pattern ? re(term.schema.text) : undefined;
     const nRe = term.name.pattern ? re(term.name.text) : undefined;
     const hits = all.filter((r) => (sRe ? sRe.test(r.schemaname) : r.schemaname === term.schema.text) && (nRe ? nRe.test(r.relname) : r.relname === term.name.text));
-    if (hits.length === 0) throw notFound(kind ?? 'table', w, `no registered ${kind ?? 'table'} matches it: ${listHint(kind ?? 'table')}`);
+    if (hits.length === 0 && !opts.filter) throw notFound(kind ?? 'table', w, `no registered ${kind ?? 'table'} matches it: ${listHint(kind ?? 'table')}`);
     for (const h of hits) out.set(h.id, h);
   }
   return [...out.values()];
@@ -275,7 +287,7 @@ export async function listRelationsVerb(ctx: Context, kind: RelKind, args: strin
   allowOnly(options, ['db'], `list ${kind}s`);
   await ctx.withControl(async (c) => {
     const rels = words.length
-      ? (await registeredRelations(c, kind, words, options.get('db')).catch(() => [])).sort((a, b) =>
+      ? (await registeredRelations(c, kind, words, options.get('db'), { filter: true })).sort((a, b) =>
         displayRelation(a.schemaname, a.relname).localeCompare(displayRelation(b.schemaname, b.relname)) || a.db.localeCompare(b.db))
       : await listRelations(c, { reltype: kind, ...(options.get('db') ? { db: options.get('db')! } : {}) });
     const groups = await relgroupsOf(c, rels.map((r) => r.id));
