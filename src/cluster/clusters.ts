@@ -54,6 +54,8 @@ export interface ClusterSet {
   readonly clusters: Cluster[];
   readonly root: string;
   destroy(): Promise<void>;
+  /** Keep the clusters running after this process exits (quickstart --keep). */
+  detach(): void;
 }
 
 /** Find the PostgreSQL server binaries: pg_config, PATH, then /usr/lib/postgresql/<newest>/bin. */
@@ -122,6 +124,8 @@ function hookExit(): void {
   process.on('exit', cleanup);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
+      // Another handler (e.g. quickstart's graceful stop) owns the signal; the exit hook stays the last resort.
+      if (process.listenerCount(sig) > 1) return;
       cleanup();
       process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
     });
@@ -232,6 +236,9 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
         }));
         started.clear();
         rmSync(root, { recursive: true, force: true });
+        liveRoots.delete(entry);
+      },
+      detach() {
         liveRoots.delete(entry);
       },
     };

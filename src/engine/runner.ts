@@ -298,7 +298,7 @@ export class SyncRunner {
       const t0 = Date.now();
       await c.query(`BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'}`);
       const r = await c.query(
-        `SELECT pg_current_snapshot()::text AS snap,
+        `SELECT set_config('work_mem', '64MB', true), pg_current_snapshot()::text AS snap,
                 extract(epoch FROM clock_timestamp() + coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval) * 1000 AS now_ms`);
       const t1 = Date.now();
       snaps.set(d.name, String(r.rows[0].snap));

@@ -1,0 +1,94 @@
+/**
+ * The `ibex` command line: global flags, verb dispatch, and the one place
+ * where errors become a one-line message and an exit code. main.ts is the
+ * executable entry; verbs that drive the CLI themselves (quickstart) import
+ * this module, not the entry.
+ */
+import { IbexError, ExitCode } from '../errors.js';
+import { errorText, redact } from '../db/connect.js';
+import { makeContext, type GlobalFlags } from './context.js';
+import { VERBS } from './verbs.js';
+
+const VERSION = '0.1.0';
+
+/** Split global flags (anywhere on the line) from the verb's own arguments. */
+export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb: string | undefined; rest: string[]; help: boolean; version: boolean } {
+  const flags: GlobalFlags = { json: false, quiet: false, debug: false, dryRun: false, force: false };
+  const rest: string[] = [];
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--control') {
+      const v = argv[++i];
+      if (v === undefined) throw new IbexError('usage', '--control needs a URL: --control postgresql://user@host/ibex');
+      flags.control = v;
+    } else if (a.startsWith('--control=')) flags.control = a.slice('--control='.length);
+    else if (a === '--json') flags.json = true;
+    else if (a === '--quiet' || a === '-q') flags.quiet = true;
+    else if (a === '--debug') flags.debug = true;
+    else if (a === '--dry-run' || a === '--dryrun') flags.dryRun = true;
+    else if (a === '--force') flags.force = true;
+    else if (a === '--help' || a === '-h') help = true;
+    else if (a === '--version' || a === '-V') version = true;
+    else rest.push(a);
+  }
+  const verb = rest.shift();
+  return { flags, verb, rest, help, version };
+}
+
+function helpText(): string {
+  const lines = [
+    `ibex ${VERSION} — asynchronous multi-master and fan-out replication for PostgreSQL`,
+    '',
+    'usage: ibex <verb> [noun] [name …] [key=value …] [--flags]',
+    '',
+    'verbs:',
+    ...Object.entries(VERBS).map(([v, e]) => `  ${v.padEnd(11)} ${e.summary}`),
+    '',
+    'global flags: --control URL (or IBEX_CONTROL_URL; default postgresql:///ibex)  --json  --quiet  --debug  --dry-run  --force',
+    'exit codes: 0 ok · 1 runtime failure · 2 usage/configuration · 3 conflict abort · 4 kick timeout · 5 kicked run failed · 6 validate differences',
+    'full reference: docs/cli.md',
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** Where the CLI writes (tests capture it in-process). */
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+const processIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
+
+/** Run the CLI; resolves to the exit code. */
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let debug = argv.includes('--debug');
+  try {
+    const { flags, verb, rest, help, version } = parseGlobal(argv);
+    debug = flags.debug;
+    if (version) {
+      io.out(`ibex ${VERSION}\n`);
+      return ExitCode.ok;
+    }
+    if (!verb || verb === 'help' || (help && !verb)) {
+      io.out(helpText());
+      return verb || help ? ExitCode.ok : ExitCode.usage;
+    }
+    const entry = VERBS[verb];
+    if (!entry) throw new IbexError('usage', `unknown verb "${verb}": run "ibex help" for the list of verbs`);
+    if (help) {
+      io.out(`ibex ${verb}: ${entry.summary}\nsee docs/cli.md for every option\n`);
+      return ExitCode.ok;
+    }
+    const handler = await entry.load();
+    const code = await handler(makeContext(flags, io.out), rest);
+    return code ?? ExitCode.ok;
+  } catch (err) {
+    const ibex = err instanceof IbexError ? err : undefined;
+    const message = redact(ibex ? ibex.message : `internal error: ${errorText(err)}`);
+    io.err(`ibex: ${message}\n`);
+    if (debug && err instanceof Error && err.stack) io.err(redact(err.stack) + '\n');
+    return ibex ? ibex.exitCode : ExitCode.runtime;
+  }
+}
