@@ -163,11 +163,12 @@ async function removeFromDb(client: pg.Client, db: SyncDb, sync: string, say: (l
         await client.query(`DELETE FROM ibex.captured WHERE schemaname = $1 AND relname = $2`, [row.schemaname, row.relname]);
       }
     }
-    // Nothing left of ibex on this db: remove the schema.
-    const left = await client.query(
-      `SELECT (SELECT count(*) FROM ibex.progress) + CASE WHEN to_regclass('ibex.captured') IS NULL THEN 0 ELSE (SELECT count(*) FROM ibex.captured) END AS n`,
-    ).catch(() => ({ rows: [{ n: '1' }] }));
-    if (Number(left.rows[0]?.n) === 0) await client.query(`DROP SCHEMA ibex CASCADE`);
+    // Nothing left of ibex on this db: remove the schema. (Each count runs only if its table exists:
+    // a query naming a missing table would fail and abort this transaction.)
+    let left = 0;
+    if (hasSchema.rows[0].p === 't') left += Number((await client.query(`SELECT count(*) AS n FROM ibex.progress`)).rows[0].n);
+    if (hasSchema.rows[0].c === 't') left += Number((await client.query(`SELECT count(*) AS n FROM ibex.captured`)).rows[0].n);
+    if (left === 0) await client.query(`DROP SCHEMA ibex CASCADE`);
   });
 }
 

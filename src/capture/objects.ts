@@ -90,6 +90,18 @@ END $fn$;
 `;
 }
 
+/**
+ * Tests skew one node's clock with `ALTER DATABASE … SET ibex.clock_offset`. The hook is compiled
+ * into the trigger only when IBEX_TEST_CLOCK_OFFSET=1 at install time: in production no session
+ * could make its own changes win `latest` by setting it.
+ */
+function clockOffsetHook(): string {
+  if (process.env.IBEX_TEST_CLOCK_OFFSET !== '1') return '';
+  return `IF current_setting('ibex.clock_offset', true) <> '' THEN
+    t := t + current_setting('ibex.clock_offset')::interval;
+  END IF;`;
+}
+
 /** Create or upgrade the capture objects of one table. */
 export function tableDdl(t: CaptureTable, ibexRole: string): string {
   const { delta, fn } = captureNames(t.schema, t.name);
@@ -118,11 +130,7 @@ BEGIN
     o := nullif(current_setting('ibex.origin', true), '');
     b := nullif(current_setting('ibex.by', true), '');
   END IF;
-  -- A per-db clock offset (ALTER DATABASE … SET ibex.clock_offset) lets tests skew one node's clock.
-  IF current_setting('ibex.clock_offset', true) <> '' THEN
-    t := t + current_setting('ibex.clock_offset')::interval;
-  END IF;
-  IF TG_OP = 'INSERT' THEN
+${clockOffsetHook()}  IF TG_OP = 'INSERT' THEN
     INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${newKeys}, 'I', o, b, t);
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO ${d} (${keys}, ibex_op, ibex_origin, ibex_by, ibex_ts) VALUES (${newKeys}, 'U', o, b, t);

@@ -7,5 +7,10 @@ export { main, parseGlobal, type CliIo } from './cli.js';
 
 // Run when executed directly (bin/ibex), not when imported by tests.
 if (process.argv[1] && /main\.[tj]s$/.test(process.argv[1])) {
+  // `ibex status | head -1`: a closed pipe ends the output, it is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -35,14 +35,31 @@ export interface TablePlan {
   fingerprint: string;
 }
 
-/** SQL that returns (label, fingerprint) for the given tables on one db. */
+/**
+ * SQL that returns (label, fingerprint) for the given tables on one db; parameters: schemas,
+ * names, and each table's key columns joined by commas in name order. The fingerprint lists
+ * the columns by name with their types, and says whether a usable unique index on exactly the
+ * key columns exists, so a dropped or changed key on one db shows as a difference too.
+ */
 export function fingerprintQuery(): string {
   return `SELECT n.nspname || '.' || c.relname AS label,
-                 string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END, ', ' ORDER BY a.attname) AS fp
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END, ', ' ORDER BY a.attname)
+                 || CASE WHEN EXISTS (
+                      SELECT 1 FROM pg_index i
+                       WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+                         AND (SELECT string_agg(ka.attname, ',' ORDER BY ka.attname) FROM pg_attribute ka
+                               WHERE ka.attrelid = c.oid AND ka.attnum = ANY(i.indkey[0:i.indnkeyatts - 1])) = w.k)
+                    THEN '' ELSE ', (no unique index on the key)' END AS fp
+            FROM unnest($1::text[], $2::text[], $3::text[]) AS w(s, t, k)
+            JOIN pg_namespace n ON n.nspname = w.s
+            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-           GROUP BY 1`;
+           GROUP BY n.nspname, c.relname, c.oid, w.k`;
+}
+
+/** The parameters of `fingerprintQuery` for some plans or relations. */
+export function fingerprintParams(rels: { schema: string; name: string; keyColumns: string[] }[]): string[][] {
+  return [rels.map((r) => r.schema), rels.map((r) => r.name), rels.map((r) => [...r.keyColumns].sort().join(','))];
 }
 
 /** Build the plans of a sync's tables from one reference db, in FK order (parents first). */
@@ -71,7 +88,7 @@ export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb:
     }
   }
   for (const x of infos) if (!placed.has(x.info.oid)) order.push(x);
-  const fp = await client.query(fingerprintQuery(), [order.map((x) => x.rel.schema), order.map((x) => x.rel.name)]);
+  const fp = await client.query(fingerprintQuery(), fingerprintParams(order.map((x) => x.rel)));
   const fps = new Map(fp.rows.map((r) => [String(r.label), String(r.fp)]));
   return order.map(({ rel, info }, idx) => {
     const keys = rel.keyColumns;
@@ -85,7 +102,7 @@ export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb:
       cols, colList: identList(cols).text,
       nonKeyCols: cols.filter((c) => !keys.includes(c)),
       keyJoin: (a, b) => keys.map((k) => `${a}.${ident(k).text} = ${b}.${ident(k).text}`).join(' AND '),
-      fingerprint: `${fps.get(label) ?? ''} key(${keys.join(',')})`,
+      fingerprint: fps.get(label) ?? '',
     };
   });
 }

@@ -28,7 +28,7 @@ import { openControl } from '../control/connection.js';
 import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
 import * as store from '../control/run-store.js';
 import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
-import { buildPlans, fingerprintQuery, type TablePlan } from './plan.js';
+import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
 import { copyFanOut } from './exchange.js';
 import { copyTables } from './copy.js';
 import type { RunKind, RunResult, TableCounts } from './types.js';
@@ -88,6 +88,8 @@ export class SyncRunner {
   private strategy: Strategy = { kind: 'latest' };
   private lastPurge = 0;
   private fastPathAllowed = true;
+  private statementTimeoutMs = 0;
+  private lastBacklog = 0;
 
   constructor(readonly opts: RunnerOptions) {}
 
@@ -112,6 +114,8 @@ export class SyncRunner {
     this.cfg = await loadSyncConfig(control, this.opts.sync);
     this.strategy = parseStrategy(this.cfg.conflictStrategy, this.cfg.dbs.map((d) => d.name));
     this.downstream = await store.downstreamReaders(control, this.opts.sync);
+    const st = await control.query(`SELECT value FROM ibex.config WHERE name = 'statement_timeout_ms'`);
+    this.statementTimeoutMs = st.rows[0] ? Number(st.rows[0].value) || 0 : 0;
     const ref = this.cfg.dbs.find((d) => d.role === 'source');
     if (!ref) throw new IbexError('config', `sync ${this.opts.sync} has no source db: add one with ibex update dbgroup`);
     this.plans = [];
@@ -134,7 +138,8 @@ export class SyncRunner {
     let c = this.conns.get(d.name);
     if (c) return c;
     try {
-      c = await connect(d.params, { applicationName: `ibex/${this.opts.sync}` });
+      // A run never waits long behind an application's lock: 55P03 is transient, the run is retried.
+      c = await connect(d.params, { applicationName: `ibex/${this.opts.sync}`, lockTimeoutMs: 10_000, statementTimeoutMs: this.statementTimeoutMs });
     } catch (err) {
       throw new IbexError('unreachable', `db ${d.name} is unreachable: ${errorText(err)}`, { cause: (err as IbexError).cause ?? err });
     }
@@ -259,7 +264,7 @@ export class SyncRunner {
       this.log.warn({ sync: this.opts.sync }, `could not record run: ${redact(errorText(err))}`);
       if (result.status !== 'failed') result.transient = false;
     }
-    this.log.info({ sync: this.opts.sync, run: result.runId, kind, status: result.status, inserted: result.inserted, deleted: result.deleted, conflicts: result.conflicts, truncates: result.truncates, ms: result.durationMs }, 'run');
+    this.log[result.status === 'empty' ? 'debug' : 'info']({ run: result.runId, kind, status: result.status, inserted: result.inserted, deleted: result.deleted, conflicts: result.conflicts, truncates: result.truncates, ms: result.durationMs }, 'run');
     return result;
   }
 
@@ -299,7 +304,7 @@ export class SyncRunner {
       await c.query(`BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'}`);
       const r = await c.query(
         `SELECT set_config('work_mem', '64MB', true), pg_current_snapshot()::text AS snap,
-                extract(epoch FROM clock_timestamp() + coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval) * 1000 AS now_ms`);
+                extract(epoch FROM clock_timestamp() + ${process.env.IBEX_TEST_CLOCK_OFFSET === '1' ? `coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval` : `'0'::interval`}) * 1000 AS now_ms`);
       const t1 = Date.now();
       snaps.set(d.name, String(r.rows[0].snap));
       clocks.push(Number(r.rows[0].now_ms) - (t0 + t1) / 2);
@@ -308,10 +313,10 @@ export class SyncRunner {
 
     // Schema check: every db must still have the columns and key the plans were built from.
     await Promise.all(all.map(async (d) => {
-      const r = await clients.get(d.name)!.query(fingerprintQuery(), [this.plans.map((p) => p.rel.schema), this.plans.map((p) => p.rel.name)]);
+      const r = await clients.get(d.name)!.query(fingerprintQuery(), fingerprintParams(this.plans.map((p) => p.rel)));
       const got = new Map(r.rows.map((row) => [String(row.label), String(row.fp)]));
       for (const p of this.plans) {
-        const fp = `${got.get(p.label) ?? ''} key(${p.keys.join(',')})`;
+        const fp = got.get(p.label) ?? '';
         if (fp !== p.fingerprint) {
           throw new PauseError(`table ${p.label} on db ${d.name} no longer matches (${describeDiff(p.fingerprint, fp)}): make the tables identical on every db, then "ibex resume ${this.opts.sync}"`);
         }
@@ -385,7 +390,7 @@ export class SyncRunner {
       // Nothing to do: end the transactions and still move the cursors forward (keeps windows small).
       await Promise.all([...clients.values()].map((c) => c.query('COMMIT')));
       await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
-      await store.recordBacklog(control, this.opts.sync, Object.fromEntries(sources.map((s) => [s.name, { keys: 0, oldest: null }])), skewMs);
+      await this.recordBacklog(sources, clients, snaps, skewMs);
       await this.maybePurge(sources, clients);
       result.status = 'empty';
       return { skewMs };
@@ -412,6 +417,12 @@ export class SyncRunner {
       for (const d of others(t.src)) {
         const c = clients.get(d.name)!;
         await setLocal(c, t.src, p, d.name);
+        // Review fix: rows a source changed after the truncate are still pending there and are read
+        // from its table later in this run: keep them (a plain TRUNCATE would lose them everywhere).
+        if (sourceNames.includes(d.name) && (await c.query(`SELECT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx}) AS e`)).rows[0].e === 't') {
+          await c.query(`DELETE FROM ${p.q} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx} m WHERE ${p.keyJoin('t', 'm')})`);
+          continue;
+        }
         await c.query('SAVEPOINT ibex_trunc');
         try {
           await c.query(`TRUNCATE ${p.q}`);
@@ -507,6 +518,33 @@ export class SyncRunner {
         }
       }
     }
+    // Review fix: a delete above can cascade (ON DELETE CASCADE) to a row another source won after it
+    // was found present there; it is then never copied while the other nodes keep their version. Delete
+    // such rows everywhere too: parents first (so cascades of these deletes are seen when their children
+    // come up), again until a pass deletes nothing (self-references). Re-deleting phase-1 keys is a no-op.
+    for (let again = result.deleted + result.truncates > 0; again;) {
+      again = false;
+      for (const p of this.plans) {
+        const winners = sources.filter((s) => counts.has(`${s.name}/${p.idx}`) && !fastPath(s.name, p));
+        if (winners.length === 0) continue;
+        for (const d of all) await clients.get(d.name)!.query(`DELETE FROM pg_temp.ibex_del_${p.idx}`);
+        for (const src of winners) {
+          await copyFanOut(clients.get(src.name)!,
+            `COPY (SELECT ${p.keys.map((k) => `m.${ident(k).text}`).join(', ')}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})) TO STDOUT`,
+            others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+        }
+        for (const d of all) {
+          const c = clients.get(d.name)!;
+          for (const o of (await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`)).rows) {
+            await setLocal(c, o.ibex_origin, p, d.name);
+            const n = (await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} d WHERE ${p.keyJoin('t', 'd')} AND d.ibex_origin IS NOT DISTINCT FROM $1`, [o.ibex_origin])).rowCount ?? 0;
+            tableCounts(p).deleted += n;
+            result.deleted += n;
+            if (n > 0) again = true;
+          }
+        }
+      }
+    }
 
     phase('delete');
 
@@ -578,7 +616,7 @@ export class SyncRunner {
     }
     await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
     await store.settleConflicts(control, result.runId, true);
-    await store.recordBacklog(control, this.opts.sync, Object.fromEntries(sources.map((s) => [s.name, { keys: 0, oldest: null }])), skewMs);
+    await this.recordBacklog(sources, clients, snaps, skewMs);
     await this.maybePurge(sources, clients);
     result.status = result.inserted + result.deleted + result.truncates > 0 || result.conflicts > 0 ? 'good' : 'empty';
     phase('commit');
@@ -646,6 +684,25 @@ export class SyncRunner {
     }
   }
 
+  /**
+   * What is still unconsumed past the new cursors (changes committed since the run's snapshot,
+   * and transactions that were open), per source: keys and the time of the oldest change, for
+   * `status`. Measured at most every 5 s, outside the run's transactions.
+   */
+  private async recordBacklog(sources: SyncDb[], clients: Map<string, pg.Client>, snaps: Map<string, string>, skewMs: number): Promise<void> {
+    if (Date.now() - this.lastBacklog < 5000) return;
+    this.lastBacklog = Date.now();
+    const names = sources.map((s) => s.name);
+    const backlog: Record<string, { keys: number; oldest: string | null }> = {};
+    for (const src of sources) {
+      if (this.plans.length === 0) break;
+      const parts = this.plans.map((p) => `SELECT ibex_ts FROM ${p.delta} WHERE ${this.windowFilter(names)}`);
+      const r = await clients.get(src.name)!.query(`SELECT count(*) AS n, min(ibex_ts)::text AS oldest FROM (${parts.join(' UNION ALL ')}) x`, [snaps.get(src.name)]);
+      backlog[src.name] = { keys: Number(r.rows[0].n), oldest: r.rows[0].oldest === null ? null : String(r.rows[0].oldest) };
+    }
+    await store.recordBacklog(await this.ctl(), this.opts.sync, backlog, skewMs);
+  }
+
   /** Remove delta rows every sync reading a source has consumed (at most every 30 s). */
   private async maybePurge(sources: SyncDb[], clients: Map<string, pg.Client>): Promise<void> {
     if (Date.now() - this.lastPurge < 30_000) return;
@@ -673,8 +730,9 @@ export class SyncRunner {
 
 /** Say which columns differ between two fingerprints. */
 function describeDiff(want: string, got: string): string {
-  const a = new Set(want.replace(/ key\(.*\)$/, '').split(', '));
-  const b = new Set(got.replace(/ key\(.*\)$/, '').split(', '));
+  if (!got) return 'the table is missing';
+  const a = new Set(want.split(', '));
+  const b = new Set(got.split(', '));
   const missing = [...a].filter((x) => x && !b.has(x));
   const added = [...b].filter((x) => x && !a.has(x));
   const parts = [];

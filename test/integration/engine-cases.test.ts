@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners, tableRows } from '../helpers/sync.js';
 
+// Compile the clock-offset hook into the capture triggers (a test-only switch).
+process.env.IBEX_TEST_CLOCK_OFFSET = '1';
 const env = useClusters(3);
 after(closeRunners);
 
