@@ -118,6 +118,17 @@ export class SyncRunner {
     this.statementTimeoutMs = st.rows[0] ? Number(st.rows[0].value) || 0 : 0;
     const ref = this.cfg.dbs.find((d) => d.role === 'source');
     if (!ref) throw new IbexError('config', `sync ${this.opts.sync} has no source db: add one with ibex update dbgroup`);
+    if (this.cfg.applyMode === 'replica') {
+      const cannot = this.cfg.dbs.filter((d) => d.dbtype === 'postgres' && !d.canReplica).map((d) => d.name);
+      if (cannot.length) {
+        throw new PauseError(`apply_mode=replica needs a role that may set session_replication_role on ${cannot.join(', ')} (superuser, or GRANT SET ON PARAMETER session_replication_role): grant it and "ibex update db" to re-test, or use apply_mode=upsert`);
+      }
+      const mine = new Set(this.cfg.relations.map((r) => `${r.schema}.${r.name}`));
+      const cascades = this.cfg.dbs.filter((d) => [...(this.downstream.get(d.name) ?? [])].some((t) => mine.has(t))).map((d) => d.name);
+      if (cascades.length) {
+        throw new PauseError(`apply_mode=replica silences capture of applied rows, but other syncs read ${cascades.join(', ')}: use apply_mode=upsert so their changes cascade`);
+      }
+    }
     this.plans = [];
     await this.closeDbs();
     const c = await this.db(ref);
@@ -295,6 +306,10 @@ export class SyncRunner {
     for (const d of all) clients.set(d.name, await this.db(d));
     const cursors = await store.readCursors(control, this.opts.sync);
 
+    // Replica mode: user triggers, rules and FK checks are silenced on the dbs ibex writes, so rows
+    // may be deleted and copied back (never fires ON DELETE CASCADE or user triggers).
+    const replica = cfg.applyMode === 'replica';
+
     // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
     const snaps = new Map<string, string>();
     const clocks: number[] = [];
@@ -303,7 +318,7 @@ export class SyncRunner {
       const t0 = Date.now();
       await c.query(`BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'}`);
       const r = await c.query(
-        `SELECT set_config('work_mem', '64MB', true), pg_current_snapshot()::text AS snap,
+        `SELECT set_config('work_mem', '64MB', true), ${replica ? `set_config('session_replication_role', 'replica', true), ` : ''}pg_current_snapshot()::text AS snap,
                 extract(epoch FROM clock_timestamp() + ${process.env.IBEX_TEST_CLOCK_OFFSET === '1' ? `coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval` : `'0'::interval`}) * 1000 AS now_ms`);
       const t1 = Date.now();
       snaps.set(d.name, String(r.rows[0].snap));
@@ -493,6 +508,8 @@ export class SyncRunner {
     // 23505 and the run is repeated without the fast path). Rows go straight into the table.
     const fastPath = (src: string, p: TablePlan): boolean =>
       this.fastPathAllowed && insertOnly.has(`${src}/${p.idx}`) && sources.filter((s) => counts.has(`${s.name}/${p.idx}`)).length === 1;
+    // In replica mode every winning row is deleted (phase 1) and copied straight back (phase 2).
+    const direct = (_src: string, _p: TablePlan): boolean => replica && this.fastPathAllowed;
 
     // Apply, phase 1: deletes of keys absent at their winner, children first.
     for (const src of sources) {
@@ -501,7 +518,7 @@ export class SyncRunner {
         if (!counts.has(`${src.name}/${p.idx}`) || fastPath(src.name, p)) continue;
         const keys = p.keys.map((k) => `m.${ident(k).text}`).join(', ');
         await copyFanOut(c,
-          `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})) TO STDOUT`,
+          `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m${direct(src.name, p) ? '' : ` WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})`}) TO STDOUT`,
           others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
       }
     }
@@ -522,7 +539,7 @@ export class SyncRunner {
     // was found present there; it is then never copied while the other nodes keep their version. Delete
     // such rows everywhere too: parents first (so cascades of these deletes are seen when their children
     // come up), again until a pass deletes nothing (self-references). Re-deleting phase-1 keys is a no-op.
-    for (let again = result.deleted + result.truncates > 0; again;) {
+    for (let again = !replica && result.deleted + result.truncates > 0; again;) {
       again = false;
       for (const p of this.plans) {
         const winners = sources.filter((s) => counts.has(`${s.name}/${p.idx}`) && !fastPath(s.name, p));
@@ -554,9 +571,9 @@ export class SyncRunner {
       if (pendingOn.length === 0) continue;
       for (const src of pendingOn) {
         const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
-        if (fastPath(src.name, p)) {
+        if (fastPath(src.name, p) || direct(src.name, p)) {
           const targets = others(src.name);
-          for (const d of targets) await setLocal(clients.get(d.name)!, insertOnly.get(`${src.name}/${p.idx}`)!, p, d.name);
+          for (const d of targets) await setLocal(clients.get(d.name)!, insertOnly.get(`${src.name}/${p.idx}`) ?? null, p, d.name);
           let copied: number[];
           try {
             copied = await copyFanOut(clients.get(src.name)!,

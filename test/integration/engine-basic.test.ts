@@ -92,3 +92,29 @@ describe('a one-way sync', () => {
     assert.equal((await env.query(2, `SELECT v FROM oneway WHERE id = 1`))[0]!.v, 'target only');
   });
 });
+
+describe('apply_mode=replica', () => {
+  it('deletes and copies rows back with user triggers and FK actions silenced', async () => {
+    for (const i of [0, 1]) {
+      await env.query(i, `CREATE TABLE rp (id int PRIMARY KEY, v text);
+        CREATE TABLE rc (id int PRIMARY KEY, rp_id int REFERENCES rp (id) ON DELETE CASCADE);
+        CREATE TABLE audit (n serial, what text);
+        CREATE FUNCTION audit_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit (what) VALUES (TG_OP); RETURN NULL; END $$;
+        CREATE TRIGGER audit_t AFTER INSERT OR UPDATE OR DELETE ON rp FOR EACH ROW EXECUTE FUNCTION audit_fn();`);
+    }
+    await addSync(env, 'rep', { dbs: { A: 'source', B: 'source' }, tables: ['public.rp', 'public.rc'], options: { apply_mode: 'replica' } });
+    const r = runner(env, 'rep');
+    await env.query(0, `INSERT INTO rp VALUES (1, 'one'), (2, 'two'); INSERT INTO rc VALUES (10, 1), (20, 2)`);
+    await runOk(r);
+    await env.query(0, `UPDATE rp SET v = 'one, updated' WHERE id = 1`);
+    await env.query(1, `UPDATE rp SET v = 'two, updated on B' WHERE id = 2`);
+    const res = await runOk(r);
+    assert.equal(res.status, 'good');
+    for (const i of [0, 1]) {
+      assert.deepEqual((await env.query(i, `SELECT v FROM rp ORDER BY id`)).map((x) => x.v), ['one, updated', 'two, updated on B']);
+      assert.equal((await env.query(i, `SELECT count(*) AS n FROM rc`))[0]!.n, '2', 'the cascade did not fire');
+    }
+    // B's audit trigger saw only B's own local update, none of ibex's deletes or copies.
+    assert.deepEqual((await env.query(1, `SELECT what FROM audit ORDER BY n`)).map((x) => x.what), ['UPDATE']);
+  });
+});
