@@ -23,12 +23,35 @@ export const DAEMON_DEAD_AFTER_MS = 15_000;
 
 // ---- daemons ------------------------------------------------------------------------------
 
-/** Register this process; returns the daemon id. */
-export async function registerDaemon(c: pg.Client, d: { pid: number; host: string; version: string }): Promise<number> {
-  // Rows of daemons long gone are history nobody reads: keep a week.
-  await c.query(`DELETE FROM ibex.daemon WHERE coalesce(stopped, heartbeat) < now() - interval '7 days'`);
-  const r = await c.query(`INSERT INTO ibex.daemon (pid, host, version) VALUES ($1, $2, $3) RETURNING id`, [d.pid, d.host, d.version]);
-  return Number(r.rows[0].id);
+/** The advisory lock (with LEASE_CLASS) that serializes daemon registrations. */
+const REGISTRATION_LOCK = -1;
+
+/**
+ * Register this process; returns the daemon id. With `exclusive`, refuses
+ * (returning the other daemon) when a live daemon serves this control
+ * database: the check and the insert happen under one lock, so two daemons
+ * started at once cannot both pass it.
+ */
+export async function registerDaemon(
+  c: pg.Client, d: { pid: number; host: string; version: string }, opts: { exclusive: boolean },
+): Promise<{ id: number } | { other: DaemonRow }> {
+  await c.query('BEGIN');
+  try {
+    await c.query(`SELECT pg_advisory_xact_lock($1, $2)`, [LEASE_CLASS, REGISTRATION_LOCK]);
+    const other = opts.exclusive ? (await liveDaemons(c))[0] : undefined;
+    if (other) {
+      await c.query('ROLLBACK');
+      return { other };
+    }
+    // Rows of daemons long gone are history nobody reads: keep a week.
+    await c.query(`DELETE FROM ibex.daemon WHERE coalesce(stopped, heartbeat) < now() - interval '7 days'`);
+    const r = await c.query(`INSERT INTO ibex.daemon (pid, host, version) VALUES ($1, $2, $3) RETURNING id`, [d.pid, d.host, d.version]);
+    await c.query('COMMIT');
+    return { id: Number(r.rows[0].id) };
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
 }
 
 /** Prove this daemon is alive. */

@@ -24,14 +24,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { setIdle } from '../capture/wakeup.js';
+import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
 import * as store from '../control/daemon-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
 import { isConnectionError, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
-import { listenWake } from '../capture/wakeup.js';
-import { Backoff } from './backoff.js';
+import type { Backoff } from './backoff.js';
 import { SyncRunner, type RunnerOptions } from './runner.js';
 import { Scheduler, realTimers, wakeDriven, type Reason, type RunEnd, type ScheduledRunner, type SyncPlan, type SyncState, type Timers } from './scheduler.js';
 import { KeptSession } from './session.js';
@@ -102,6 +101,8 @@ export class Daemon {
   private readonly states: StateWriter;
   /** Syncs seen leased by another daemon (logged once). */
   private readonly elsewhere = new Set<string>();
+  /** Bookkeeping after runs (answering kicks, pausing) that shutdown must let finish. */
+  private readonly inflight = new Set<Promise<void>>();
   private daemonId: number | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   private servingKicks: Promise<void> | undefined;
@@ -124,9 +125,9 @@ export class Daemon {
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
       hooks: {
         runStarting: (sync) => this.wake.runStarting(sync),
-        runEnded: (sync, end) => this.runEnded(sync, end),
+        runEnded: (sync, end) => this.track(this.runEnded(sync, end)),
         stateChanged: (sync, state) => this.states.set(sync, state),
-        pauseRequested: (sync, reason) => this.pauseForRun(sync, reason),
+        pauseRequested: (sync, reason) => this.track(this.pauseForRun(sync, reason)),
         quiescent: (sync) => this.wake.quiescent(sync),
       },
     });
@@ -179,25 +180,28 @@ export class Daemon {
       throw new IbexError('unreachable', 'lost the control database while starting: check that its server runs, then start again');
     }
     try {
-      if (!this.opts.allowOthers) {
-        const others = await store.liveDaemons(c);
-        const other = others[0];
-        if (other) {
-          throw new IbexError('daemon', `an ibex daemon already serves this control database (pid ${other.pid} on ${other.host}): stop it first with "ibex stop", or add --force to run another beside it`);
-        }
+      const reg = await store.registerDaemon(c, { pid: process.pid, host: hostname(), version: ibexVersion() }, { exclusive: !this.opts.allowOthers });
+      if ('other' in reg) {
+        throw new IbexError('daemon', `an ibex daemon already serves this control database (pid ${reg.other.pid} on ${reg.other.host}): stop it first with "ibex stop", or add --force to run another beside it`);
       }
-      this.daemonId = await store.registerDaemon(c, { pid: process.pid, host: hostname(), version: ibexVersion() });
+      this.daemonId = reg.id;
     } catch (err) {
       await this.control.close();
       throw err;
     }
     this.log.info({ daemon: this.daemonId, version: ibexVersion() }, 'daemon starting');
-    await this.reconcile(false);
+    try {
+      await this.reconcile(false);
+      await this.serveKicks();
+    } catch (err) {
+      await this.stop('the start failed');
+      throw err;
+    }
     this.every(this.opts.heartbeatMs ?? store.HEARTBEAT_MS, () => this.beat());
     this.every(this.opts.kickPollMs ?? 1000, () => this.serveKicks());
     this.every(this.opts.rescanMs ?? 30_000, () => this.reconcile(false));
+    // Changes made while no daemon ran notified nobody.
     for (const s of this.managed.keys()) this.scheduler.request(s, { reason: 'catchup' });
-    await this.serveKicks();
     this.log.info({ daemon: this.daemonId, syncs: this.syncs() }, 'ready');
   }
 
@@ -236,6 +240,7 @@ export class Daemon {
     await this.reconciling.catch(() => {});
     const unanswered = await this.scheduler.stop();
     await this.servingKicks?.catch(() => {});
+    await Promise.allSettled([...this.inflight]);
     const c = this.control.client();
     if (c && unanswered.length) await store.releaseKicks(c, unanswered).catch((err) => this.log.warn({ err: errorText(err) }, 'could not hand back kicks'));
     await this.states.flush();
@@ -254,6 +259,13 @@ export class Daemon {
     // Ending the session releases every lease.
     await this.control.close();
     this.log.info({ daemon: this.daemonId }, 'daemon stopped');
+  }
+
+  /** Remember a piece of bookkeeping until it settles (errors are the caller's to log). */
+  private track(p: Promise<void>): Promise<void> {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p)).catch(() => {});
+    return p;
   }
 
   /** Call `fn` every `ms`, never overlapping itself. */
@@ -289,7 +301,7 @@ export class Daemon {
       if (msg.channel === store.CONTROL_CHANNEL) this.message(msg.payload ?? '');
     });
     await c.query(`LISTEN ${store.CONTROL_CHANNEL}`);
-    if (!reconnect) return;
+    if (!reconnect || this.stopping) return;
     for (const [name] of [...this.managed]) {
       if (await store.tryLease(c, name)) this.scheduler.hold(name, false);
       else {
@@ -345,7 +357,15 @@ export class Daemon {
         this.log.info({ sync: r.name }, 'another daemon holds the lease of this sync; skipping it');
       }
     }
-    if (leased.length) await this.adopt(c, leased);
+    if (leased.length) {
+      try {
+        await this.adopt(c, leased);
+      } catch (err) {
+        // Leases are re-entrant on one session: give back those not adopted, or they would never be freed.
+        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {});
+        throw err;
+      }
+    }
     for (const r of rows) {
       const m = this.managed.get(r.name);
       if (!m || leased.includes(r)) continue;
@@ -372,13 +392,22 @@ export class Daemon {
     }
     await Promise.all(rows.map(async (r) => {
       const log = this.log.child({ sync: r.name });
-      const m: Managed = { row: r, runner: (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log }), loaded: false, log };
+      let runner: DaemonRunner;
+      try {
+        runner = (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log });
+      } catch (err) {
+        log.error({ err: redact(errorText(err)) }, 'cannot create the runner of this sync; not running it');
+        await store.releaseLease(c, r.name).catch(() => {});
+        return;
+      }
+      const m: Managed = { row: r, runner, loaded: false, log };
       this.managed.set(r.name, m);
-      await this.load(m);
       const seed = seeds.get(r.name);
       this.scheduler.add(r.name, this.runnerOf(m), this.plan(r), seed ? {
         lastError: seed.lastError ?? undefined, lastErrorAt: seed.lastErrorAt ?? undefined, attempts: seed.attempts,
       } : {});
+      // Loading may wait on an unreachable db: do it before the first run, not before the daemon is ready.
+      void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {});
       log.info({ status: r.status, sources: r.sources, autokick: r.autokick }, 'running sync');
     }));
   }
@@ -501,12 +530,13 @@ export class Daemon {
 
   private async runEnded(sync: string, end: RunEnd): Promise<void> {
     const r = end.result;
-    const line = {
-      sync, run: r.runId, kind: end.kind, status: r.status, reasons: end.reasons, inserted: r.inserted, deleted: r.deleted,
-      conflicts: r.conflicts, truncates: r.truncates, ms: r.durationMs, ...(end.kickIds.length ? { kicks: end.kickIds } : {}),
-    };
+    // The runner logs each run with its counts; this line says why it ran and what happens next.
+    const line = { sync, run: r.runId, kind: end.kind, status: r.status, reasons: end.reasons, ...(end.kickIds.length ? { kicks: end.kickIds } : {}) };
     if (r.status === 'good' || r.status === 'empty') this.log.debug(line, 'run ended');
-    else this.log.warn({ ...line, error: r.error, transient: r.transient ?? false, pause: r.pause ?? false, retryMs: end.retryInMs }, 'run failed');
+    else {
+      const next = r.pause ? 'sync paused' : end.retryInMs !== undefined ? `retrying in ${end.retryInMs} ms` : 'waiting for a kick';
+      this.log.warn({ ...line, error: r.error, transient: r.transient ?? false, attempts: this.scheduler.state(sync)?.attempts }, `run failed; ${next}`);
+    }
     if (end.kickIds.length && r.runId) {
       const c = this.control.client();
       if (c) await store.answerKicks(c, end.kickIds, r.runId);

@@ -1,0 +1,316 @@
+/**
+ * `ibex status`, `ibex kick`, `ibex pause`, `ibex resume`: what the syncs are
+ * doing, and asking them to do something now.
+ */
+import type pg from 'pg';
+import Table from 'cli-table3';
+import * as store from '../control/daemon-store.js';
+import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
+import { allowOnly, parseArgs, parseIntOption } from './args.js';
+import type { Context } from './context.js';
+import type { VerbHandler } from './verbs.js';
+
+/** How long before a kick's first answer we check that a daemon is still there. */
+const KICK_POLL_MS = 200;
+const DAEMON_CHECK_MS = 3000;
+
+// ---- formatting ---------------------------------------------------------------------------
+
+/** "3s", "5m 2s", "2h 3m", "4d 2h". */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}
+
+const ageS = (from: Date | null | undefined, now: Date): number | null => (from ? Math.max(0, (now.getTime() - from.getTime()) / 1000) : null);
+const round1 = (n: number): number => Math.round(n * 10) / 10;
+
+function table(head: string[]): Table.Table {
+  // Colours only on a terminal (cli-table3 colours by default).
+  return new Table({ head, style: process.stdout.isTTY ? {} : { head: [], border: [] } });
+}
+
+/** Counts of one table in one run. */
+export interface TableCounts {
+  inserted: number;
+  deleted: number;
+  conflicts: number;
+  truncates: number;
+}
+
+/** The per-table counts in ibex.run.details: under `tables`, or at the top level. */
+export function tablesOf(details: Record<string, unknown>): Record<string, TableCounts> {
+  const src = details.tables && typeof details.tables === 'object' ? (details.tables as Record<string, unknown>) : details;
+  const out: Record<string, TableCounts> = {};
+  for (const [name, v] of Object.entries(src)) {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) continue;
+    const o = v as Record<string, unknown>;
+    if (!['inserted', 'deleted', 'conflicts', 'truncates'].some((k) => typeof o[k] === 'number')) continue;
+    out[name] = { inserted: Number(o.inserted ?? 0), deleted: Number(o.deleted ?? 0), conflicts: Number(o.conflicts ?? 0), truncates: Number(o.truncates ?? 0) };
+  }
+  return out;
+}
+
+// ---- ibex status --------------------------------------------------------------------------
+
+/** The daemon part of `status --json`. */
+export interface DaemonStatus {
+  running: boolean;
+  pid?: number;
+  host?: string;
+  version?: string;
+  started?: string;
+  heartbeat?: string;
+  heartbeatAgeS?: number;
+  stopped?: string | null;
+}
+
+/** One sync in `status --json` (a stable shape: scripts read it). */
+export interface SyncStatusDoc {
+  name: string;
+  status: string;
+  statusReason: string | null;
+  relgroup: string;
+  dbgroup: string;
+  autokick: boolean;
+  /** idle | running | stalled | paused | copying; null before any daemon ran it. */
+  state: string | null;
+  stateSince: string | null;
+  running: { run: number; kind: string; started: string; ageS: number } | null;
+  lastGood: { run: number; ended: string; ageS: number } | null;
+  lastRun: {
+    run: number; kind: string; status: string; started: string; ended: string | null; ms: number | null;
+    inserted: number; deleted: number; conflicts: number; truncates: number; tables: Record<string, TableCounts>; error: string | null;
+  } | null;
+  backlog: { db: string; keys: number; oldest: string | null; lagS: number | null }[];
+  /** The age of the oldest change not yet replicated, over every source. */
+  lagS: number | null;
+  clockSkewMs: number | null;
+  lastError: { message: string; at: string | null; ageS: number | null } | null;
+  attempts: number;
+}
+
+/** Build the `status --json` document. */
+export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
+  const d: DaemonStatus = daemon
+    ? {
+      running: alive, pid: daemon.pid, host: daemon.host, version: daemon.version, started: daemon.started.toISOString(),
+      heartbeat: daemon.heartbeat.toISOString(), heartbeatAgeS: round1(daemon.heartbeatAgeS), stopped: daemon.stopped?.toISOString() ?? null,
+    }
+    : { running: false };
+  const syncs = rows.map((r): SyncStatusDoc => {
+    const backlog = Object.entries(r.backlog ?? {}).map(([db, b]) => {
+      const keys = Number(b?.keys ?? 0);
+      const oldest = typeof b?.oldest === 'string' && b.oldest ? b.oldest : null;
+      const t = oldest ? Date.parse(oldest) : NaN;
+      return { db, keys, oldest, lagS: keys > 0 && !Number.isNaN(t) ? round1(Math.max(0, (r.now.getTime() - t) / 1000)) : keys > 0 ? null : 0 };
+    }).sort((a, b) => a.db.localeCompare(b.db));
+    const lags = backlog.map((b) => b.lagS).filter((x): x is number => x !== null);
+    const lr = r.lastRun;
+    return {
+      name: r.name, status: r.status, statusReason: r.statusReason, relgroup: r.relgroup, dbgroup: r.dbgroup, autokick: r.autokick,
+      state: r.state, stateSince: r.stateSince?.toISOString() ?? null,
+      running: r.running ? { run: r.running.id, kind: r.running.kind, started: r.running.started.toISOString(), ageS: round1(ageS(r.running.started, r.now)!) } : null,
+      lastGood: r.lastGood ? { run: r.lastGood.id, ended: r.lastGood.ended.toISOString(), ageS: round1(ageS(r.lastGood.ended, r.now)!) } : null,
+      lastRun: lr ? {
+        run: lr.id, kind: lr.kind, status: lr.status, started: lr.started.toISOString(), ended: lr.ended?.toISOString() ?? null,
+        ms: lr.ended ? lr.ended.getTime() - lr.started.getTime() : null,
+        inserted: lr.inserted, deleted: lr.deleted, conflicts: lr.conflicts, truncates: lr.truncates, tables: tablesOf(lr.details), error: lr.error,
+      } : null,
+      backlog,
+      lagS: lags.length ? Math.max(...lags) : null,
+      clockSkewMs: r.clockSkewMs,
+      lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
+      attempts: r.attempts,
+    };
+  });
+  return { daemon: d, syncs };
+}
+
+/** `ibex status [sync] [--json]` */
+export const status: VerbHandler = async (ctx, args) => {
+  const { words, options } = parseArgs(args);
+  allowOnly(options, [], '"ibex status"');
+  if (words.length > 1) throw usage('"ibex status" takes at most one sync: ibex status [sync] [--json]');
+  const name = words[0];
+  await ctx.withControl(async (c) => {
+    const rows = await store.readStatus(c, name);
+    if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
+    const live = await store.liveDaemons(c);
+    const daemon = live[0] ?? (await store.lastDaemon(c));
+    const doc = statusDoc(rows, daemon, live.length > 0);
+    if (ctx.flags.json) ctx.json(doc);
+    else printStatus(ctx, doc, name !== undefined);
+  });
+  return 0;
+};
+
+function daemonLine(d: DaemonStatus): string {
+  if (d.running) {
+    const up = d.started ? formatAge((Date.now() - Date.parse(d.started)) / 1000) : '?';
+    return `daemon: running (pid ${d.pid} on ${d.host}, version ${d.version}, up ${up}, heartbeat ${formatAge(d.heartbeatAgeS ?? 0)} ago)`;
+  }
+  if (d.pid !== undefined) return `daemon: not running (last: pid ${d.pid} on ${d.host}, seen ${formatAge(d.heartbeatAgeS ?? 0)} ago) — start it with "ibex start"`;
+  return 'daemon: not running — start it with "ibex start"';
+}
+
+const countsText = (r: { inserted: number; deleted: number; conflicts: number; truncates: number }): string =>
+  `${r.inserted}/${r.deleted}/${r.conflicts}/${r.truncates}`;
+
+function stateText(s: SyncStatusDoc): string {
+  if (!s.state) return '-';
+  const since = s.stateSince ? ` ${formatAge((Date.now() - Date.parse(s.stateSince)) / 1000)}` : '';
+  return `${s.state}${since}${s.state === 'stalled' && s.attempts ? ` (${s.attempts} tries)` : ''}`;
+}
+
+function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatusDoc[] }, one: boolean): void {
+  ctx.say(daemonLine(doc.daemon), true);
+  if (doc.syncs.length === 0) {
+    ctx.say('no syncs: add one with "ibex add sync"', true);
+    return;
+  }
+  if (!one) {
+    const t = table(['Sync', 'Status', 'State', 'Last good', 'Last run', 'I/D/C/T', 'Backlog', 'Lag', 'Skew', 'Last error']);
+    for (const s of doc.syncs) {
+      const err = s.lastError ? `${s.lastError.message.length > 60 ? s.lastError.message.slice(0, 57) + '...' : s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '';
+      t.push([
+        s.name,
+        s.status,
+        stateText(s),
+        s.lastGood ? `#${s.lastGood.run} ${formatAge(s.lastGood.ageS)} ago` : '-',
+        s.lastRun ? `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}${s.lastRun.ms !== null ? ` ${s.lastRun.ms}ms` : ''}` : '-',
+        s.lastRun ? countsText(s.lastRun) : '-',
+        s.backlog.length ? String(s.backlog.reduce((n, b) => n + b.keys, 0)) : '-',
+        s.lagS !== null ? formatAge(s.lagS) : '-',
+        s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)}ms` : '-',
+        err,
+      ]);
+    }
+    ctx.say(t.toString(), true);
+    ctx.say('I/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty', true);
+    return;
+  }
+  const s = doc.syncs[0]!;
+  const kv = table(['Sync', s.name]);
+  kv.push(['Status', s.status + (s.statusReason ? ` (${s.statusReason})` : '')]);
+  kv.push(['State', stateText(s)]);
+  kv.push(['Relgroup / dbgroup', `${s.relgroup} / ${s.dbgroup}`]);
+  kv.push(['Autokick', s.autokick ? 'yes' : 'no (runs only when kicked)']);
+  if (s.running) kv.push(['Running', `#${s.running.run} ${s.running.kind} for ${formatAge(s.running.ageS)}`]);
+  kv.push(['Last good run', s.lastGood ? `#${s.lastGood.run} ended ${s.lastGood.ended} (${formatAge(s.lastGood.ageS)} ago)` : '-']);
+  if (s.lastRun) {
+    kv.push(['Last run', `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}, ended ${s.lastRun.ended ?? '-'}${s.lastRun.ms !== null ? ` in ${s.lastRun.ms} ms` : ''}`]);
+    kv.push(['Last run counts', `${s.lastRun.inserted} inserted, ${s.lastRun.deleted} deleted, ${s.lastRun.conflicts} conflicts, ${s.lastRun.truncates} truncates`]);
+  } else kv.push(['Last run', '-']);
+  kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => `${b.db}: ${b.keys} keys${b.lagS !== null && b.keys > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);
+  kv.push(['Clock skew', s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)} ms` : '-']);
+  kv.push(['Last error', s.lastError ? `${s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '-']);
+  ctx.say(kv.toString(), true);
+  const tables = Object.entries(s.lastRun?.tables ?? {});
+  if (tables.length) {
+    const t = table(['Table', 'Inserted', 'Deleted', 'Conflicts', 'Truncates']);
+    for (const [name, c] of tables.sort(([a], [b]) => a.localeCompare(b))) t.push([name, c.inserted, c.deleted, c.conflicts, c.truncates]);
+    ctx.say(t.toString(), true);
+  }
+}
+
+// ---- ibex kick ----------------------------------------------------------------------------
+
+/** `ibex kick <sync> [timeout]`: run a sync now; with a timeout in seconds (0 = forever), wait for that run. */
+export const kick: VerbHandler = async (ctx, args) => {
+  const { words, options } = parseArgs(args);
+  allowOnly(options, [], '"ibex kick"');
+  if (words.length === 0 || words.length > 2) throw usage('write: ibex kick <sync> [timeout in seconds, 0 = wait forever]');
+  const sync = words[0]!;
+  const timeoutS = words[1] === undefined ? undefined : parseIntOption('timeout', words[1]);
+  return ctx.withControl(async (c) => {
+    const st = await store.syncStatus(c, sync);
+    if (!st) throw notFound('sync', sync, 'list them with "ibex list syncs"');
+    if (st.status === 'paused') throw configError(`sync "${sync}" is paused${st.reason ? ` (${st.reason})` : ''}: resume it first with "ibex resume ${sync}"`);
+    if (st.status !== 'active') throw configError(`sync "${sync}" is ${st.status}, not active: it cannot be kicked until it is active`);
+    if ((await store.liveDaemons(c)).length === 0) throw new IbexError('daemon', 'no ibex daemon is running: start it with "ibex start"');
+    const id = await store.insertKick(c, sync);
+    if (timeoutS === undefined) {
+      if (ctx.flags.json) ctx.json({ sync, kick: id });
+      else ctx.say(`kicked sync "${sync}"`);
+      return ExitCode.ok;
+    }
+    return waitForKick(ctx, c, sync, id, timeoutS);
+  });
+};
+
+async function waitForKick(ctx: Context, c: pg.Client, sync: string, id: number, timeoutS: number): Promise<number> {
+  const started = Date.now();
+  const deadline = timeoutS === 0 ? Infinity : started + timeoutS * 1000;
+  let lastDaemonCheck = started;
+  for (;;) {
+    const p = await store.kickProgress(c, id);
+    if (!p) throw new IbexError('internal', `kick ${id} of sync "${sync}" disappeared (was the sync removed?)`);
+    if (p.run) return reportKick(ctx, sync, id, p.run);
+    const now = Date.now();
+    if (now > deadline) {
+      throw new IbexError('kick_timeout', `the run kicked for sync "${sync}" did not end within ${timeoutS} s (kick ${id} ${p.taken ? 'is running' : 'is not taken yet'}): see "ibex status ${sync}"`);
+    }
+    if (now - lastDaemonCheck >= DAEMON_CHECK_MS) {
+      lastDaemonCheck = now;
+      if ((await store.liveDaemons(c)).length === 0) {
+        throw new IbexError('daemon', `the ibex daemon stopped before the run kicked for sync "${sync}" ended: start it with "ibex start"; the kick stays queued`);
+      }
+      const st = await store.syncStatus(c, sync);
+      if (st?.status === 'paused' && !p.taken) throw configError(`sync "${sync}" was paused before its kick ran${st.reason ? ` (${st.reason})` : ''}: the kick runs once it is resumed with "ibex resume ${sync}"`);
+    }
+    await new Promise((r) => setTimeout(r, KICK_POLL_MS));
+  }
+}
+
+function reportKick(ctx: Context, sync: string, kickId: number, run: store.RunRow): number {
+  const ms = run.ended ? run.ended.getTime() - run.started.getTime() : 0;
+  if (ctx.flags.json) {
+    ctx.json({
+      sync, kick: kickId, run: run.id, kind: run.kind, status: run.status, ms, inserted: run.inserted, deleted: run.deleted,
+      conflicts: run.conflicts, truncates: run.truncates, tables: tablesOf(run.details), error: run.error,
+    });
+  } else {
+    ctx.say(`sync "${sync}": run ${run.id} (${run.kind}) ${run.status} in ${ms} ms: ${run.inserted} inserted, ${run.deleted} deleted, ${run.conflicts} conflicts, ${run.truncates} truncates`);
+  }
+  if (run.status === 'good' || run.status === 'empty') return ExitCode.ok;
+  if (run.status === 'aborted') throw new IbexError('conflict_abort', `sync "${sync}" stopped on a conflict (run ${run.id}): ${run.error ?? 'see "ibex conflicts"'}`);
+  throw new IbexError('run_failed', `the run kicked for sync "${sync}" failed (run ${run.id}): ${run.error ?? 'see the daemon log'}`);
+}
+
+// ---- ibex pause / resume ------------------------------------------------------------------
+
+/** `ibex pause <sync …> [reason=…]`: stop running these syncs (the run in progress ends first). */
+export const pause: VerbHandler = async (ctx, args) => setStatus(ctx, args, 'paused');
+
+/** `ibex resume <sync …>`: run these syncs again. */
+export const resume: VerbHandler = async (ctx, args) => setStatus(ctx, args, 'active');
+
+async function setStatus(ctx: Context, args: string[], to: 'paused' | 'active'): Promise<number> {
+  const verb = to === 'paused' ? 'pause' : 'resume';
+  const { words, options } = parseArgs(args);
+  allowOnly(options, to === 'paused' ? ['reason'] : [], `"ibex ${verb}"`);
+  if (words.length === 0) throw usage(`write: ibex ${verb} <sync …>`);
+  const names = [...new Set(words)];
+  return ctx.withControl(async (c) => {
+    const statuses = await store.syncStatuses(c, names);
+    const unknown = names.filter((n) => !statuses.has(n));
+    if (unknown.length) throw notFound(unknown.length > 1 ? 'syncs' : 'sync', unknown.join('", "'), 'list them with "ibex list syncs"');
+    for (const n of names) {
+      const s = statuses.get(n)!;
+      if (s !== 'active' && s !== 'paused') throw configError(`sync "${n}" is ${s}: only an active or paused sync can be ${to === 'paused' ? 'paused' : 'resumed'}`);
+    }
+    const reason = to === 'paused' ? (options.get('reason') || 'paused with "ibex pause"') : null;
+    const changed = await store.setSyncsStatus(c, names, to, reason);
+    const unchanged = names.filter((n) => !changed.includes(n));
+    if (ctx.flags.json) ctx.json({ [to === 'paused' ? 'paused' : 'resumed']: changed, unchanged });
+    else {
+      for (const n of changed) ctx.say(`${to === 'paused' ? 'paused' : 'resumed'} sync "${n}"`);
+      for (const n of unchanged) ctx.say(`sync "${n}" was already ${to === 'paused' ? 'paused' : 'active'}`);
+    }
+    return ExitCode.ok;
+  });
+}
