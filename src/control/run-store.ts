@@ -49,7 +49,7 @@ export interface ConflictRecord {
   winner: string | null;
   winnerRow: unknown;
   winnerTime: string | null;
-  losers: { db: string; row: unknown; changed_at: string | null }[];
+  losers: { db: string; row: unknown; changed_at: string | null; constraint?: string }[];
 }
 
 /** Log conflicts as pending (before the targets commit). */
@@ -66,7 +66,11 @@ export async function logConflicts(control: pg.Client, sync: string, run: number
 
 /** Mark the pending conflicts of a run as applied (after every db committed) or drop them (run rolled back). */
 export async function settleConflicts(control: pg.Client, run: number, applied: boolean): Promise<void> {
-  if (applied) await control.query(`UPDATE ibex.conflict SET status = 'applied' WHERE run = $1 AND status = 'pending'`, [run]);
+  if (applied) {
+    await control.query(
+      `UPDATE ibex.conflict SET status = CASE WHEN strategy = 'quarantine' THEN 'quarantined' ELSE 'applied' END
+        WHERE run = $1 AND status = 'pending'`, [run]);
+  }
   else await control.query(`DELETE FROM ibex.conflict WHERE run = $1 AND status = 'pending'`, [run]);
 }
 

@@ -511,6 +511,9 @@ export class SyncRunner {
     // In replica mode every winning row is deleted (phase 1) and copied straight back (phase 2).
     const direct = (_src: string, _p: TablePlan): boolean => replica && this.fastPathAllowed;
 
+    /** Rows a db refused (another unique index, a foreign key): logged, not retried forever. */
+    const quarantined: store.ConflictRecord[] = [];
+
     // Apply, phase 1: deletes of keys absent at their winner, children first.
     for (const src of sources) {
       const c = clients.get(src.name)!;
@@ -529,9 +532,10 @@ export class SyncRunner {
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
         for (const o of origins.rows) {
           await setLocal(c, o.ibex_origin, p, d.name);
-          const r = await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} d WHERE ${p.keyJoin('t', 'd')} AND d.ibex_origin IS NOT DISTINCT FROM $1`, [o.ibex_origin]);
-          tableCounts(p).deleted += r.rowCount ?? 0;
-          result.deleted += r.rowCount ?? 0;
+          const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, quarantined, (one) =>
+            `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM $1 ${one}`);
+          tableCounts(p).deleted += n;
+          result.deleted += n;
         }
       }
     }
@@ -600,11 +604,11 @@ export class SyncRunner {
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`);
         for (const o of origins.rows) {
           await setLocal(c, o.ibex_origin, p, d.name);
-          const r = await c.query(
-            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} WHERE ibex_origin IS NOT DISTINCT FROM $1
-             ON CONFLICT (${p.keyList}) ${update}`, [o.ibex_origin]);
-          tableCounts(p).inserted += r.rowCount ?? 0;
-          result.inserted += r.rowCount ?? 0;
+          const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o.ibex_origin, quarantined, (one) =>
+            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM $1 ${one}
+             ON CONFLICT (${p.keyList}) ${update}`);
+          tableCounts(p).inserted += n;
+          result.inserted += n;
         }
       }
     }
@@ -622,13 +626,20 @@ export class SyncRunner {
          ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now()`,
         [this.opts.sync, srcs.map((s) => s.name), srcs.map((s) => snaps.get(s.name)!), result.runId]);
     }
-    await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy !== 'skip'));
+    await store.logConflicts(control, this.opts.sync, result.runId, [...conflicts.filter((c) => c.strategy !== 'skip'), ...quarantined]);
+    for (const q of quarantined) {
+      const t = (result.tables[`${q.schema}.${q.table}`] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
+      t.conflicts++;
+      result.conflicts++;
+    }
     await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy === 'skip'), 'skipped');
+    let committed = 0;
     try {
-      for (const d of all) await clients.get(d.name)!.query('COMMIT');
+      for (const d of all) await clients.get(d.name)!.query('COMMIT').then(() => committed++);
     } catch (err) {
       // Outcome unknown on some db: the cursors stay behind and the next run re-applies idempotently.
-      await store.settleConflicts(control, result.runId, false).catch(() => {});
+      // Review fix: once a db committed, its overwrites happened: keep their records (pending), never drop them.
+      if (committed === 0) await store.settleConflicts(control, result.runId, false).catch(() => {});
       throw err;
     }
     await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
@@ -639,6 +650,67 @@ export class SyncRunner {
     phase('commit');
     this.log.debug({ sync: this.opts.sync, run: result.runId, phases }, 'run phases (ms)');
     return { skewMs, gathered: backlog, phases, snapshots: Object.fromEntries(snaps) };
+  }
+
+  /**
+   * Run one apply statement over a staging table; when a db refuses it for another unique index
+   * (23505) or a foreign key (23503), apply row by row instead, repeating passes while rows go in
+   * (a unique value moved between rows fits once the row that held it has moved on). Rows still
+   * refused are quarantined: left out, logged with the constraint, never retried forever.
+   */
+  private async applyOrQuarantine(c: pg.Client, p: TablePlan, dbName: string, from: 'stage' | 'del', origin: string | null,
+    quarantined: store.ConflictRecord[], statement: (oneRow: string) => string): Promise<number> {
+    const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
+    await c.query('SAVEPOINT ibex_apply');
+    try {
+      const r = await c.query(statement(''), [origin]);
+      await c.query('RELEASE SAVEPOINT ibex_apply');
+      return r.rowCount ?? 0;
+    } catch (err) {
+      await c.query('ROLLBACK TO SAVEPOINT ibex_apply');
+      if (!refused(err)) throw err;
+    }
+    const table = `pg_temp.ibex_${from}_${p.idx}`;
+    let pending = (await c.query(`SELECT ctid::text AS id FROM ${table} WHERE ibex_origin IS NOT DISTINCT FROM $1`, [origin])).rows.map((r) => String(r.id));
+    const errors = new Map<string, { state: string; constraint: string }>();
+    let applied = 0;
+    for (let progress = true; pending.length && progress;) {
+      progress = false;
+      const next: string[] = [];
+      for (const id of pending) {
+        await c.query('SAVEPOINT ibex_row');
+        try {
+          const r = await c.query(statement('AND s.ctid = $2::tid'), [origin, id]);
+          await c.query('RELEASE SAVEPOINT ibex_row');
+          applied += r.rowCount ?? 0;
+          progress = true;
+        } catch (err) {
+          await c.query('ROLLBACK TO SAVEPOINT ibex_row');
+          if (!refused(err)) throw err;
+          errors.set(id, { state: sqlstate(err)!, constraint: String((err as { constraint?: string }).constraint ?? '') });
+          next.push(id);
+        }
+      }
+      pending = next;
+    }
+    const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, s.${ident(k).text}`).join(', ')})`;
+    for (const id of pending) {
+      const r = await c.query(
+        `SELECT ${keyJson}::text AS key, (to_jsonb(s) - 'ibex_origin')::text AS incoming,
+                (SELECT to_jsonb(t)::text FROM ${p.q} t WHERE ${p.keyJoin('t', 's')}) AS here
+           FROM ${table} s WHERE s.ctid = $1::tid`, [id]);
+      const row = r.rows[0];
+      const e = errors.get(id)!;
+      quarantined.push({
+        schema: p.rel.schema, table: p.rel.name, key: JSON.parse(String(row.key)),
+        kind: e.state === SqlState.uniqueViolation ? 'unique' : 'foreign_key', strategy: 'quarantine',
+        winner: origin, winnerRow: from === 'stage' ? JSON.parse(String(row.incoming)) : null, winnerTime: null,
+        losers: [{ db: dbName, row: row.here === null ? null : JSON.parse(String(row.here)), changed_at: null, constraint: e.constraint }],
+      });
+      this.log.warn({ table: p.label, db: dbName, key: String(row.key), constraint: e.constraint },
+        `${from === 'stage' ? 'a row' : 'a delete'} was refused by ${e.constraint || 'a constraint'} on db ${dbName} and quarantined (see ibex.conflict)`);
+    }
+    return applied;
   }
 
   private relStrategy(p: TablePlan): Strategy {
