@@ -6,7 +6,7 @@
  * and `status`. Runs until Ctrl-C (or to the end with --exit) and removes
  * everything it made unless --keep.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { createClusters, type Cluster, type ClusterSet } from '../cluster/clusters.js';
 import { connect } from '../db/connect.js';
 import { createLogger } from '../log.js';

@@ -30,7 +30,7 @@ import * as store from '../control/run-store.js';
 import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
 import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
 import { copyFanOut } from './exchange.js';
-import { copyTables } from './copy.js';
+import { copyTables, type CopyContext } from './copy.js';
 import type { RunKind, RunResult, TableCounts } from './types.js';
 
 /** Options of a runner. */
@@ -279,7 +279,7 @@ export class SyncRunner {
     return result;
   }
 
-  private copyContext(): import('./copy.js').CopyContext {
+  private copyContext(): CopyContext {
     return {
       sync: this.opts.sync,
       cfg: this.config(),
