@@ -81,6 +81,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       io.out(`ibex ${verb}: ${entry.summary}\nsee docs/cli.md for every option\n`);
       return ExitCode.ok;
     }
+    if (flags.dryRun && ['kick', 'start', 'stop', 'restart', 'run', 'reload', 'quickstart'].includes(verb)) {
+      throw new IbexError('usage', `--dry-run has no meaning for "ibex ${verb}": leave it out`);
+    }
     const handler = await entry.load();
     const code = await handler(makeContext(flags, io.out), rest);
     return code ?? ExitCode.ok;

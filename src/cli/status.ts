@@ -304,6 +304,11 @@ async function setStatus(ctx: Context, args: string[], to: 'paused' | 'active'):
       if (s !== 'active' && s !== 'paused') throw configError(`sync "${n}" is ${s}: only an active or paused sync can be ${to === 'paused' ? 'paused' : 'resumed'}`);
     }
     const reason = to === 'paused' ? (options.get('reason') || 'paused with "ibex pause"') : null;
+    if (ctx.flags.dryRun) {
+      for (const n of names) ctx.say(statuses.get(n) === to ? `sync "${n}" is already ${to}` : `would ${verb} sync "${n}"`);
+      ctx.say('dry run: nothing was changed');
+      return ExitCode.ok;
+    }
     const changed = await store.setSyncsStatus(c, names, to, reason);
     const unchanged = names.filter((n) => !changed.includes(n));
     if (ctx.flags.json) ctx.json({ [to === 'paused' ? 'paused' : 'resumed']: changed, unchanged });
