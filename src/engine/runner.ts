@@ -346,6 +346,27 @@ export class SyncRunner {
     };
     phase('open');
 
+    // Recover: a run whose transactions all committed but whose cursor update was lost (a crash
+    // in between) is recognised from the progress rows it wrote on every other db. Adopting its
+    // snapshots keeps a stale re-delivery from overriding a later change under a priority strategy.
+    const progress = await Promise.all(all.map(async (d) => {
+      const r = await clients.get(d.name)!.query(
+        `SELECT source, snapshot FROM ibex.progress WHERE sync = $1`, [this.opts.sync]).catch(() => ({ rows: [] as Record<string, unknown>[] }));
+      return { db: d.name, rows: new Map(r.rows.map((x) => [String(x.source), String(x.snapshot)])) };
+    }));
+    for (const src of sources) {
+      const others = progress.filter((p) => p.db !== src.name);
+      const seen = new Set(others.map((p) => p.rows.get(src.name) ?? ''));
+      const snap = [...seen][0];
+      const cur = cursors.get(src.name);
+      if (others.length === 0 || seen.size !== 1 || !snap || !cur || snap === cur) continue;
+      const newer = await clients.get(src.name)!.query(`SELECT pg_snapshot_xmax($1::pg_snapshot) > pg_snapshot_xmax($2::pg_snapshot) AS n`, [snap, cur]);
+      if (newer.rows[0].n === 't') {
+        this.log.info({ source: src.name }, 'adopting the snapshot of a run that committed everywhere before its cursor was saved');
+        cursors.set(src.name, snap);
+      }
+    }
+
     // Gather, on each source, the keys changed in this run's window.
     const window = this.windowFilter(sourceNames);
     const ts = clockExpr(cfg);

@@ -118,3 +118,22 @@ describe('apply_mode=replica', () => {
     assert.deepEqual((await env.query(1, `SELECT what FROM audit ORDER BY n`)).map((x) => x.what), ['UPDATE']);
   });
 });
+
+describe('a run repeated after a crash between its commits and its cursor update', () => {
+  it('recognises what already landed and never lets the stale delivery override a later change', async () => {
+    for (const i of [0, 1]) await env.query(i, `CREATE TABLE pr (id int PRIMARY KEY, v text)`);
+    // A wins every conflict (an ordered list): a stale re-delivery of A's change would win too.
+    await addSync(env, 'prio', { dbs: { A: 'source', B: 'source' }, tables: ['public.pr'], options: { conflict_strategy: 'A,B' } });
+    const r = runner(env, 'prio');
+    await env.query(0, `INSERT INTO pr VALUES (1, 'v1 from A')`);
+    await runOk(r);
+    const before = await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'prio'`, [], 'ibexctl');
+    await env.query(0, `UPDATE pr SET v = 'v2 from A' WHERE id = 1`);
+    await runOk(r);
+    // The crash: every db committed, the cursors in the control db stayed behind.
+    for (const row of before) await env.query(0, `UPDATE ibex.cursor SET snapshot = $1 WHERE sync = 'prio' AND db = $2`, [row.snapshot, row.db], 'ibexctl');
+    await env.query(1, `UPDATE pr SET v = 'v3 from B, later' WHERE id = 1`);
+    await runOk(r);
+    for (const i of [0, 1]) assert.equal((await env.query(i, `SELECT v FROM pr WHERE id = 1`))[0]!.v, 'v3 from B, later');
+  });
+});
