@@ -299,6 +299,8 @@ export class SyncRunner {
   private async deltaRun(result: RunResult): Promise<Record<string, unknown>> {
     const cfg = this.config();
     const control = await this.ctl();
+    // Review fix: a sync added since load() may read our tables somewhere: capture what we apply there.
+    this.downstream = await store.downstreamReaders(control, this.opts.sync);
     const all = this.pgDbs(['source', 'target']);
     const sources = all.filter((d) => d.role === 'source');
     const sourceNames = sources.map((s) => s.name);
@@ -605,7 +607,9 @@ export class SyncRunner {
               `COPY (SELECT ${cols} FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
               targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
           } catch (err) {
-            if (sqlstate(err) === SqlState.uniqueViolation) throw new FastPathConflict(p.label);
+            // A key that already exists (a repeated run), another unique index or a missing parent:
+            // repeat the run through staging, which applies what fits and quarantines the rest.
+            if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation) throw new FastPathConflict(p.label);
             throw err;
           }
           const n = copied.reduce((a, b) => a + b, 0);
