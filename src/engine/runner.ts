@@ -581,7 +581,12 @@ export class SyncRunner {
           const c = clients.get(d.name)!;
           for (const o of (await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`)).rows) {
             await setLocal(c, o.ibex_origin, p, d.name);
-            const n = (await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} d WHERE ${p.keyJoin('t', 'd')} AND d.ibex_origin IS NOT DISTINCT FROM $1`, [o.ibex_origin])).rowCount ?? 0;
+            // Keys phase 1 quarantined come up again here: refused again, but logged once.
+            const refused: store.ConflictRecord[] = [];
+            const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, refused, (one) =>
+              `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM $1 ${one}`);
+            const seen = new Set(quarantined.map((q) => `${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`));
+            quarantined.push(...refused.filter((q) => !seen.has(`${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`)));
             tableCounts(p).deleted += n;
             result.deleted += n;
             if (n > 0) again = true;
