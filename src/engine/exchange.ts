@@ -31,6 +31,8 @@ export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: C
     const fail = (err: unknown): void => {
       if (failed) return;
       failed = true;
+      // The sessions of a broken COPY may be left mid-protocol: the runner discards them.
+      if (err && typeof err === 'object') (err as { ibexCopyStream?: boolean }).ibexCopyStream = true;
       input.destroy();
       for (const o of outs) o.destroy();
       reject(err);

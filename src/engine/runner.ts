@@ -22,7 +22,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { connect, errorText, redact } from '../db/connect.js';
 import { ident } from '../db/ident.js';
-import { isTransient, sqlstate, SqlState } from '../db/sqlstate.js';
+import { isConnectionError, isTransient, sqlstate, SqlState } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import { openControl } from '../control/connection.js';
 import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
@@ -232,26 +232,28 @@ export class SyncRunner {
       if (opts.kickId !== undefined) await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [result.runId, opts.kickId]);
       if (!this.cfg) await this.load();
       if (kind === 'delta') {
-        try {
-          extra = await this.deltaRun(result);
-        } catch (err) {
-          if (!(err instanceof FastPathConflict)) throw err;
-          this.log.info({ sync: this.opts.sync, run: result.runId }, err.message);
-          await this.rollbackAll();
-          await this.closeDbs();
-          Object.assign(result, { inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
-          this.fastPathAllowed = false;
+        // A local write racing the apply (40001) or a deadlock is answered at once with a fresh
+        // snapshot, a few times, before the failure goes to the daemon's backoff: under steady
+        // writes a short retry usually wins, a growing wait only makes the next run longer.
+        for (let attempt = 1; ; attempt++) {
           try {
             extra = await this.deltaRun(result);
-          } finally {
-            this.fastPathAllowed = true;
+            break;
+          } catch (err) {
+            const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
+            if (!(err instanceof FastPathConflict) && !(raced && attempt < 4)) throw err;
+            this.log.debug({ run: result.runId, attempt }, err instanceof FastPathConflict ? err.message : `retrying at once: ${errorText(err)}`);
+            await this.rollbackAll(err);
+            Object.assign(result, { inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
+            if (err instanceof FastPathConflict) this.fastPathAllowed = false;
           }
         }
+        this.fastPathAllowed = true;
       }
       else extra = await copyTables(this.copyContext(), kind, result);
     } catch (err) {
-      await this.rollbackAll();
-      await this.closeDbs();
+      this.fastPathAllowed = true;
+      await this.rollbackAll(err);
       const msg = redact(err instanceof IbexError ? err.message : errorText(err));
       result.error = msg;
       result.status = err instanceof AbortError ? 'aborted' : 'failed';
@@ -291,8 +293,21 @@ export class SyncRunner {
     };
   }
 
-  private async rollbackAll(): Promise<void> {
-    await Promise.all([...this.conns.values()].map((c) => c.query('ROLLBACK').catch(() => {})));
+  /**
+   * Roll back every session after a failed run. Sessions stay open after a clean rollback of a
+   * statement error (a serialization failure under load should not cost reconnects and new temp
+   * tables); they are discarded after a connection error, a broken COPY stream, or a failed ROLLBACK.
+   */
+  private async rollbackAll(cause?: unknown): Promise<void> {
+    const keep = cause !== undefined && !isConnectionError(cause) && !(cause as { ibexCopyStream?: boolean }).ibexCopyStream;
+    await Promise.all([...this.conns.entries()].map(async ([name, c]) => {
+      try {
+        await c.query('ROLLBACK');
+        if (!keep) this.discard(name);
+      } catch {
+        this.discard(name);
+      }
+    }));
   }
 
   /** One delta run; fills `result`, returns extra details for ibex.run. */
