@@ -14,7 +14,7 @@ import { SqlState, sqlstate, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import { loadSyncConfig, type SyncDb } from '../control/sync-config.js';
 import { qualified } from '../db/ident.js';
-import { baseDdl, sourceBaseDdl, tableDdl, dropTableDdl, captureNames, CAPTURE_VERSION, META_COLUMNS } from './objects.js';
+import { baseDdl, sourceBaseDdl, tableDdl, dropTableDdl, captureNames, CAPTURE_VERSION, META_COLUMNS, RESERVED_COLUMNS } from './objects.js';
 
 /** Options of an install or removal. */
 export interface CaptureOptions {
@@ -115,6 +115,8 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
         for (const t of tables) {
           const ti = await tableInfo(client, t.schema, t.name);
           if (!ti) throw new IbexError('config', `table ${t.schema}.${t.name} is missing on db ${db.name}: create it there, or remove it from the sync`);
+          const reserved = ti.columns.find((c) => (RESERVED_COLUMNS as readonly string[]).includes(c.name));
+          if (reserved) throw new IbexError('config', `table ${t.schema}.${t.name} has a column named "${reserved.name}", a name ibex reserves for its staging tables: rename the column`);
           await client.query(tableDdl({ schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p' }, info.user));
           const names = captureNames(t.schema, t.name);
           await client.query(

@@ -19,7 +19,12 @@ export const CAPTURE_VERSION = 2;
 /** Metadata columns of a delta table (key columns may not use these names). */
 export const META_COLUMNS = ['ibex_op', 'ibex_origin', 'ibex_by', 'ibex_ts', 'ibex_txid',
   // names of the trigger function's variables: a key column named like one would be ambiguous
-  'ibex_v_origin', 'ibex_v_by', 'ibex_v_ts', 'ibex_new', 'ibex_old'] as const;
+  'ibex_v_origin', 'ibex_v_by', 'ibex_v_ts', 'ibex_new', 'ibex_old',
+  // columns of the runner's temp tables
+  'ibex_src', 'ibex_insonly'] as const;
+
+/** Column names no replicated table may have at all (the runner's staging tables add them). */
+export const RESERVED_COLUMNS = ['ibex_origin'] as const;
 
 /** A table to capture. */
 export interface CaptureTable {

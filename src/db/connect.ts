@@ -50,6 +50,8 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   client_encoding: 'UTF8',
   synchronous_commit: 'on',
   row_security: 'off',
+  // Literals ibex builds double quotes only; backslashes must stay plain characters.
+  standard_conforming_strings: 'on',
 };
 
 const SUPPORTED_CONN_KEYS = new Set([

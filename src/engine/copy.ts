@@ -95,7 +95,8 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       let progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name);
       if (progress?.done) continue;
       if (mode === 2 && !progress) {
-        // "Empty" is checked under a lock that keeps writers out until the first chunk commits.
+        // "Empty" is checked under a lock that keeps writers out while it is checked; rows written
+        // after that are kept (chunks are upserted), the check only decides whether to copy at all.
         await c.query('BEGIN');
         await c.query(`LOCK TABLE ${p.q} IN EXCLUSIVE MODE`);
         const r = await c.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`);
