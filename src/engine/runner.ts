@@ -738,6 +738,26 @@ export class SyncRunner {
       }
       pending = next;
     }
+    // Rows that only refuse each other (two rows swapping a unique value in one source transaction)
+    // cannot go in one by one. Where this db lets ibex use replica mode, replace exactly those rows
+    // with triggers silenced (so no ON DELETE CASCADE fires), unique checks still on: if that holds,
+    // it was a swap; if not, a real conflict, and they are quarantined below.
+    if (from === 'stage' && pending.length > 1 && pending.every((id) => errors.get(id)?.state === SqlState.uniqueViolation)
+      && this.config().dbs.find((d) => d.name === dbName)?.canReplica) {
+      await c.query('SAVEPOINT ibex_swap');
+      try {
+        await c.query(`SELECT set_config('session_replication_role', 'replica', true)`);
+        await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_stage_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ctid = ANY($1::tid[])`, [pending]);
+        const r = await c.query(`INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ctid = ANY($1::tid[])`, [pending]);
+        await c.query(`SELECT set_config('session_replication_role', 'origin', true)`);
+        await c.query('RELEASE SAVEPOINT ibex_swap');
+        applied += r.rowCount ?? 0;
+        pending = [];
+      } catch (err) {
+        await c.query('ROLLBACK TO SAVEPOINT ibex_swap');
+        if (!refused(err)) throw err;
+      }
+    }
     const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, s.${ident(k).text}`).join(', ')})`;
     for (const id of pending) {
       const r = await c.query(

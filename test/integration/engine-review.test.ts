@@ -89,7 +89,7 @@ describe('engine review', () => {
   // between rows, or is claimed on two nodes, made every later run fail with 23505; now the refused
   // rows are quarantined, so the run goes on but the nodes stay different. A swap inside one node's
   // transaction is not a conflict at all and must replicate.
-  it('replicates two rows swapping a UNIQUE value in one transaction', { todo: 'secondary unique conflicts are quarantined, not resolved (DESIGN step 6)' }, async () => {
+  it('replicates two rows swapping a UNIQUE value in one transaction', async () => {
     const r = runner(env, 'uniq');
     await env.query(0, `INSERT INTO un VALUES (1, 'a@x'), (2, 'b@x')`);
     await runOk(r);
