@@ -28,5 +28,6 @@ export const VERBS: Record<string, VerbEntry> = {
   kick: { summary: 'kick <sync> [timeout]: run a sync now, optionally wait for that run', load: async () => (await import('./status.js')).kick },
   pause: { summary: 'pause <sync …>: stop running these syncs', load: async () => (await import('./status.js')).pause },
   resume: { summary: 'resume <sync …>: run these syncs again', load: async () => (await import('./status.js')).resume },
+  conflicts: { summary: 'conflicts [sync] [table=] [since=] [status=] [limit=]: the conflict log, every overwritten version', load: async () => (await import('./conflicts.js')).conflicts },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

@@ -74,6 +74,14 @@ describe('a two-master sync', () => {
       ['20', 'A', 'B', 'B early', 'applied'],
       ['21', 'B', 'A', 'A loses 2', 'applied'],
     ]);
+    const cli = await env.cli('conflicts', 'mm', 'table=public.item', '--json');
+    assert.equal(cli.code, 0, cli.err);
+    const shown = JSON.parse(cli.out) as { key: { id: number }; winner: string; losers: { db: string; row: { name: string } }[] }[];
+    assert.deepEqual(shown.map((x) => [x.key.id, x.winner, x.losers[0]!.row.name]).sort(), [[20, 'A', 'B early'], [21, 'B', 'A loses 2']]);
+    const none = await env.cli('conflicts', 'mm', 'table=public.nothing');
+    assert.match(none.out, /no conflicts logged/);
+    const bad = await env.cli('conflicts', 'mm', 'status=maybe');
+    assert.equal(bad.code, 2);
   });
 });
 
