@@ -1,0 +1,146 @@
+/**
+ * ibex, driven through its real command line: `bin/ibex … install | add db |
+ * add table | add sync | start | stop | remove sync`. The daemon runs detached
+ * (`ibex start`), exactly as users run it; its pid comes from the pid file and
+ * is checked against `ibex status --json`.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { mustRun } from '../lib/proc.js';
+import { BENCH_DB, nodeName, type BenchEnv } from '../lib/env.js';
+import type { ReplSystem, RunDetail, Topology } from './system.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = join(ROOT, 'bin', 'ibex');
+export const SYNC = 'bench';
+
+/**
+ * A hash of every file under src/: each CLI call and the daemon load the sources afresh, so this
+ * says which engine a result measured (it changes with any edit, committed or not).
+ */
+export function srcFingerprint(): string {
+  const h = createHash('sha256');
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        h.update(p.slice(ROOT.length));
+        h.update(readFileSync(p));
+      }
+    }
+  };
+  walk(join(ROOT, 'src'));
+  return h.digest('hex').slice(0, 12);
+}
+
+export class IbexSystem implements ReplSystem {
+  readonly name = 'ibex' as const;
+  private env: BenchEnv | undefined;
+  private controlUrl = '';
+  private piddir = '';
+  private pid: number | undefined;
+  private control: pg.Client | undefined;
+  private srcAtSetup = '';
+  private srcAtStart = '';
+
+  async version(): Promise<string> {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    return `ibex ${pkg.version} (node ${process.version})`;
+  }
+
+  private async cli(...args: string[]): Promise<string> {
+    return mustRun(BIN, ['--control', this.controlUrl, ...args], { env: { ...process.env, IBEX_PIDDIR: this.piddir }, cwd: ROOT });
+  }
+
+  async setup(env: BenchEnv, topo: Topology, tables: string[]): Promise<void> {
+    this.env = env;
+    this.srcAtSetup = srcFingerprint();
+    this.srcAtStart = '';
+    this.piddir = join(env.dir, 'ibex');
+    await env.cluster(0).createDatabase('ibexctl');
+    this.controlUrl = env.cluster(0).url('ibexctl');
+    await this.cli('install');
+    const nodes = [...topo.sources, ...topo.targets];
+    for (const i of nodes) {
+      const c = env.cluster(i);
+      await this.cli('add', 'db', nodeName(i), `dbname=${BENCH_DB}`, `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres');
+    }
+    await this.cli('add', 'table', ...tables, `db=${nodeName(topo.sources[0]!)}`, `relgroup=${SYNC}`);
+    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`)].join(',');
+    await this.cli('add', 'sync', SYNC, `relgroup=${SYNC}`, `dbs=${dbs}`);
+  }
+
+  async start(): Promise<void> {
+    this.srcAtStart = srcFingerprint();
+    await this.cli('start', `--piddir=${this.piddir}`);
+    const file = readdirSync(this.piddir).find((f) => /^ibex-.*\.pid$/.test(f));
+    if (!file) throw new Error(`ibex start left no pid file in ${this.piddir}`);
+    this.pid = Number(readFileSync(join(this.piddir, file), 'utf8').split('\n')[0]);
+  }
+
+  provenance(): Record<string, unknown> {
+    return { src_sha: this.srcAtStart || this.srcAtSetup, ...(this.srcAtStart && this.srcAtStart !== this.srcAtSetup ? { src_sha_setup: this.srcAtSetup } : {}) };
+  }
+
+  pids(): number[] {
+    return this.pid ? [this.pid] : [];
+  }
+
+  async stop(): Promise<void> {
+    if (this.pid === undefined) return;
+    // The pid measured must be the daemon ibex itself reports (checked here, outside any timing).
+    const status = JSON.parse(await this.cli('status', '--json')) as { daemon?: { pid?: number } };
+    if (status.daemon?.pid !== undefined && status.daemon.pid !== this.pid) {
+      throw new Error(`pid file says ${this.pid}, ibex status --json says ${status.daemon.pid}`);
+    }
+    await this.cli('stop', `--piddir=${this.piddir}`, '--timeout=60');
+    this.pid = undefined;
+  }
+
+  async teardown(): Promise<void> {
+    await this.stop().catch(() => {});
+    if (!this.env) return;
+    await this.cli('remove', 'sync', SYNC).catch(() => {});
+    for (const i of this.env.nodeIdx()) await this.env.q(i, 'DROP SCHEMA IF EXISTS ibex CASCADE').catch(() => {});
+    await this.control?.end().catch(() => {});
+    this.control = undefined;
+  }
+
+  logs(): string[] {
+    try {
+      return readdirSync(this.piddir).filter((f) => f.endsWith('.log')).map((f) => join(this.piddir, f));
+    } catch {
+      return [];
+    }
+  }
+
+  private async ctl(): Promise<pg.Client> {
+    if (!this.control) {
+      const p = this.env!.cluster(0).params('ibexctl');
+      this.control = new pg.Client({ host: p.host, port: p.port, database: 'ibexctl', user: 'postgres', application_name: 'ibexbench' });
+      await this.control.connect();
+    }
+    return this.control;
+  }
+
+  async mark(): Promise<number> {
+    const r = await (await this.ctl()).query(`SELECT coalesce(max(id), 0)::int AS id FROM ibex.run`);
+    return Number(r.rows[0].id);
+  }
+
+  async runsSince(mark: number): Promise<RunDetail[]> {
+    const r = await (await this.ctl()).query(
+      `SELECT id::int, (extract(epoch FROM ended - started) * 1000)::float8 AS ms, inserted::int, deleted::int, conflicts::int, details->'phases' AS phases
+         FROM ibex.run WHERE id > $1 AND status = 'good' ORDER BY id`, [mark]);
+    return r.rows.map((x) => ({ run: x.id, ms: x.ms, inserted: x.inserted, deleted: x.deleted, conflicts: x.conflicts, phases: x.phases ?? null }));
+  }
+
+  async conflictsLogged(mark: number): Promise<number> {
+    const r = await (await this.ctl()).query(`SELECT count(*)::int AS n FROM ibex.conflict WHERE run > $1`, [mark]);
+    return Number(r.rows[0].n);
+  }
+}
