@@ -98,7 +98,15 @@ export class SyncRunner {
   }
 
   private async ctl(): Promise<pg.Client> {
-    if (!this.control) this.control = await openControl(this.opts.controlUrl, { applicationName: `ibex/${this.opts.sync}/control` });
+    if (!this.control) {
+      const c = await openControl(this.opts.controlUrl, { applicationName: `ibex/${this.opts.sync}/control` });
+      // Run history and cursors need not wait for an fsync of the control cluster on every run: a
+      // cursor update lost in a crash is recovered from the progress rows every target wrote durably
+      // inside its apply transaction (see "Recover" in deltaRun). Conflict records that must
+      // precede the commits are written with synchronous_commit on (run-store.logConflicts).
+      await c.query(`SET synchronous_commit = off`);
+      this.control = c;
+    }
     return this.control;
   }
 
