@@ -10,7 +10,8 @@
  *
  *   node --import tsx bench/tools/capture-cost.ts [SECONDS per phase, default 15] [ROUNDS, default 2]
  */
-import { BenchEnv } from '../lib/env.js';
+import { rmSync } from 'node:fs';
+import { BenchEnv, RUN_ROOT } from '../lib/env.js';
 import { IbexSystem, srcFingerprint } from '../systems/ibex.js';
 import { topologyOf } from '../systems/system.js';
 
@@ -45,4 +46,5 @@ try {
 } finally {
   await sys.teardown().catch(() => {});
   await env.destroy();
+  rmSync(RUN_ROOT, { recursive: true, force: true });
 }
