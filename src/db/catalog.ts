@@ -135,26 +135,10 @@ export async function tableInfo(c: pg.Client, schema: string, name: string): Pro
   const columns: ColumnInfo[] = cols.rows.map((r) => ({
     name: String(r.name), type: String(r.type), notNull: t(r.notnull), generated: t(r.generated), attnum: Number(r.attnum),
   }));
-  const idx = await c.query(
-    `SELECT i.indexrelid::regclass::text AS index, i.indisprimary AS primary,
-            array_agg(a.attname ORDER BY k.ord) AS cols,
-            array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord) AS types,
-            bool_and(a.attnotnull) AS allnotnull
-       FROM pg_index i
-       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
-        AND k.ord <= i.indnkeyatts
-      GROUP BY i.indexrelid, i.indisprimary
-      ORDER BY i.indisprimary DESC, count(*), i.indexrelid`,
-    [oid],
-  );
-  let key: KeyInfo | undefined;
-  for (const r of idx.rows) {
-    if (!t(r.primary) && !t(r.allnotnull)) continue;
-    key = { kind: t(r.primary) ? 'primary' : 'unique', index: String(r.index), columns: pgArray(r.cols), types: pgArray(r.types) };
-    break;
-  }
+  const usable = (await uniqueIndexes(c, oid)).find((u) => u.usable);
+  const key: KeyInfo | undefined = usable
+    ? { kind: usable.primary ? 'primary' : 'unique', index: usable.index, columns: usable.columns, types: usable.types }
+    : undefined;
   return {
     oid, schema, name, relkind: row.relkind === 'p' ? 'p' : 'r', partition: t(row.partition), inheritanceChild: t(row.inh), columns, key,
   };
@@ -221,6 +205,8 @@ export interface UniqueIndexInfo {
   index: string;
   primary: boolean;
   columns: string[];
+  /** format_type() of each key column. */
+  types: string[];
   /** Primary key, or every column NOT NULL: it can serve as ibex's key. */
   usable: boolean;
 }
@@ -232,7 +218,9 @@ export interface UniqueIndexInfo {
 export async function uniqueIndexes(c: pg.Client, oid: number): Promise<UniqueIndexInfo[]> {
   const r = await c.query(
     `SELECT i.indexrelid::regclass::text AS index, i.indisprimary AS primary,
-            array_agg(a.attname ORDER BY k.ord) AS cols, bool_and(a.attnotnull) AS allnotnull
+            array_agg(a.attname ORDER BY k.ord) AS cols,
+            array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY k.ord) AS types,
+            bool_and(a.attnotnull) AS allnotnull
        FROM pg_index i
        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -243,6 +231,7 @@ export async function uniqueIndexes(c: pg.Client, oid: number): Promise<UniqueIn
     [oid],
   );
   return r.rows.map((row) => ({
-    index: String(row.index), primary: t(row.primary), columns: pgArray(row.cols), usable: t(row.primary) || t(row.allnotnull),
+    index: String(row.index), primary: t(row.primary), columns: pgArray(row.cols), types: pgArray(row.types),
+    usable: t(row.primary) || t(row.allnotnull),
   }));
 }
