@@ -28,6 +28,9 @@ import { openControl } from '../control/connection.js';
 import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
 import * as store from '../control/run-store.js';
 import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
+import { checkDecisions, type Decision } from '../conflict/custom.js';
+import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
+import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
 import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
 import { copyFanOut } from './exchange.js';
 import { copyTables, type CopyContext } from './copy.js';
@@ -63,6 +66,12 @@ export class AbortError extends IbexError {
   }
 }
 
+/** A hook asked to end the run without applying anything; the changes stay pending. */
+class SkipRun extends Error {}
+
+/** Hooks whose skipRun is honoured (they run before anything is committed). */
+const SKIPPABLE: ReadonlySet<Whenrun> = new Set(['before_sync', 'before_txn', 'before_check_rows', 'before_commit']);
+
 function lit(s: string): string {
   return `'${s.replaceAll("'", "''")}'`;
 }
@@ -90,6 +99,12 @@ export class SyncRunner {
   private fastPathAllowed = true;
   private statementTimeoutMs = 0;
   private lastBacklog = 0;
+  /** The sync's active customcodes, loaded with the configuration. */
+  private codes: LoadedCode[] = [];
+  /** Columns and types of tables that custom conflict code decides (by plan index). */
+  private columnTypes = new Map<number, { name: string; type: string }[]>();
+  /** State custom code keeps between calls (HookContext.shared). */
+  private readonly shared: Record<string, unknown> = {};
 
   constructor(readonly opts: RunnerOptions) {}
 
@@ -118,6 +133,16 @@ export class SyncRunner {
 
   /** Read the sync's configuration (again). Throws IbexError('config') when unusable. */
   async load(): Promise<void> {
+    try {
+      await this.loadConfig();
+    } catch (err) {
+      // Never run on half a configuration (say, without the custom code that failed to load).
+      this.cfg = undefined;
+      throw err;
+    }
+  }
+
+  private async loadConfig(): Promise<void> {
     const control = await this.ctl();
     this.cfg = await loadSyncConfig(control, this.opts.sync);
     this.strategy = parseStrategy(this.cfg.conflictStrategy, this.cfg.dbs.map((d) => d.name));
@@ -141,6 +166,18 @@ export class SyncRunner {
     await this.closeDbs();
     const c = await this.db(ref);
     this.plans = await buildPlans(c, this.cfg.relations, ref.name);
+    this.codes = await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel));
+    this.columnTypes.clear();
+    for (const p of this.plans) {
+      if (this.relStrategy(p).kind !== 'custom') continue;
+      if (!codesFor(this.codes, 'conflict', p.label).length) {
+        throw new PauseError(`table ${p.label} has conflict_strategy=custom but no active conflict customcode is mapped to it or to sync ${this.opts.sync}: add one with "ibex add customcode <name> whenrun=conflict src_code=<file> sync=${this.opts.sync}", then "ibex resume ${this.opts.sync}"`);
+      }
+      const r = await c.query(
+        `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, [p.oid]);
+      this.columnTypes.set(p.idx, r.rows.map((x) => ({ name: String(x.name), type: String(x.type) })));
+    }
   }
 
   /** Names of the source dbs (each must be LISTENed on) — valid after load(). */
@@ -243,13 +280,27 @@ export class SyncRunner {
         // A local write racing the apply (40001) or a deadlock is answered at once with a fresh
         // snapshot, a few times, before the failure goes to the daemon's backoff: under steady
         // writes a short retry usually wins, a growing wait only makes the next run longer.
+        await this.runHooks('before_sync', result.runId);
+        let hookRetries = 0;
         for (let attempt = 1; ; attempt++) {
           try {
             extra = await this.deltaRun(result);
             break;
           } catch (err) {
             const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
-            if (!(err instanceof FastPathConflict) && !(raced && attempt < 4)) throw err;
+            if (!(err instanceof FastPathConflict) && !(raced && attempt < 4)) {
+              // Exception customcode may repair what failed and ask for a retry (twice at most), or skip.
+              const askHooks = hookRetries < 2 && this.codes.some((c) => c.whenrun === 'exception')
+                && !(err instanceof SkipRun) && !(err instanceof CustomCodeError) && !(err instanceof AbortError);
+              if (!askHooks) throw err;
+              await this.rollbackAll(err);
+              const verdict = await this.runExceptionHooks(err, result.runId, attempt);
+              if (verdict === 'skip') throw new SkipRun(`exception customcode skipped the run after: ${redact(errorText(err))}`);
+              if (verdict === 'fail') throw err;
+              hookRetries++;
+              Object.assign(result, { inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
+              continue;
+            }
             this.log.debug({ run: result.runId, attempt }, err instanceof FastPathConflict ? err.message : `retrying at once: ${errorText(err)}`);
             await this.rollbackAll(err);
             Object.assign(result, { inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
@@ -262,16 +313,23 @@ export class SyncRunner {
     } catch (err) {
       this.fastPathAllowed = true;
       await this.rollbackAll(err);
-      const msg = redact(err instanceof IbexError ? err.message : errorText(err));
-      result.error = msg;
-      result.status = err instanceof AbortError ? 'aborted' : 'failed';
-      result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
-      result.pause = err instanceof PauseError || err instanceof AbortError;
-      if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
-      this.log.warn({ sync: this.opts.sync, run: result.runId, sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient }, `run failed: ${msg}`);
-      if (!isTransient(err) && !(err instanceof IbexError)) this.log.debug({ err }, 'run failure detail');
+      if (err instanceof SkipRun) {
+        Object.assign(result, { status: 'empty', inserted: 0, deleted: 0, conflicts: 0, truncates: 0, tables: {} });
+        extra = { skipped: err.message };
+        this.log.info({ sync: this.opts.sync, run: result.runId }, err.message);
+      } else {
+        const msg = redact(err instanceof IbexError ? err.message : errorText(err));
+        result.error = msg;
+        result.status = err instanceof AbortError ? 'aborted' : 'failed';
+        result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
+        result.pause = err instanceof PauseError || err instanceof AbortError;
+        if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
+        this.log.warn({ sync: this.opts.sync, run: result.runId, sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient }, `run failed: ${msg}`);
+        if (!isTransient(err) && !(err instanceof IbexError)) this.log.debug({ err }, 'run failure detail');
+      }
     }
     result.durationMs = Date.now() - started;
+    if (kind === 'delta' && this.cfg) await this.runAfterHooks('after_sync', result, extra);
     try {
       const control = await this.ctl();
       if (result.runId) {
@@ -335,6 +393,8 @@ export class SyncRunner {
     // may be deleted and copied back (never fires ON DELETE CASCADE or user triggers).
     const replica = cfg.applyMode === 'replica';
 
+    await this.runHooks('before_txn', result.runId);
+
     // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
     const snaps = new Map<string, string>();
     const clocks: number[] = [];
@@ -362,6 +422,8 @@ export class SyncRunner {
         }
       }
     }));
+
+    await this.runHooks('before_check_rows', result.runId);
 
     const phases: Record<string, number> = {};
     let phaseStart = Date.now();
@@ -520,19 +582,22 @@ export class SyncRunner {
           sources.filter((s) => s.name !== src.name).map((s) => ({ client: clients.get(s.name)!, sql: `COPY pg_temp.ibex_all_${p.idx} FROM STDIN` })));
       }
       const priority = new Map(cfg.dbs.map((d) => [d.name, d.priority]));
-      const order = winnerOrder(this.relStrategy(p), priority, `ROW(${keys})::text`);
+      const strategy = this.relStrategy(p);
+      const custom = strategy.kind === 'custom';
+      // Custom code starts from "latest": its version of each key is offered as the default.
+      const order = winnerOrder(custom ? { kind: 'latest' } : strategy, priority, `ROW(${keys})::text`);
       const conflictKeys = `SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1`;
-      const kind = this.relStrategy(p).kind;
       for (const src of pendingOn) {
         const c = clients.get(src.name)!;
         await c.query(
           `INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM (
              SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
             WHERE w.ibex_src = ${lit(src.name)}
-            ${kind === 'skip' ? `AND (${keys}) NOT IN (${conflictKeys})` : ''}`);
+            ${strategy.kind === 'skip' || custom ? `AND (${keys}) NOT IN (${conflictKeys})` : ''}`);
       }
       if (pendingOn.length > 1) {
-        const found = await this.collectConflicts(p, sources, clients, order);
+        const found = await this.collectConflicts(p, sources, clients, order, custom);
+        if (custom && found.length) await this.resolveCustom(p, found, clients, result.runId);
         if (found.length) {
           tableCounts(p).conflicts += found.length;
           result.conflicts += found.length;
@@ -679,6 +744,7 @@ export class SyncRunner {
          ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now()`,
         [this.opts.sync, srcs.map((s) => s.name), srcs.map((s) => snaps.get(s.name)!), result.runId]);
     }
+    await this.runHooks('before_commit', result.runId, { result: runCounts({ ...result, status: 'good' }) });
     await store.logConflicts(control, this.opts.sync, result.runId, [...conflicts.filter((c) => c.strategy !== 'skip'), ...quarantined]);
     for (const q of quarantined) {
       const t = (result.tables[`${q.schema}.${q.table}`] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
@@ -701,8 +767,10 @@ export class SyncRunner {
     await this.maybePurge(sources, clients);
     result.status = result.inserted + result.deleted + result.truncates > 0 || result.conflicts > 0 ? 'good' : 'empty';
     phase('commit');
+    const details: Record<string, unknown> = { skewMs, gathered: backlog, phases, snapshots: Object.fromEntries(snaps) };
+    await this.runAfterHooks('after_txn', result, details);
     this.log.debug({ sync: this.opts.sync, run: result.runId, phases }, 'run phases (ms)');
-    return { skewMs, gathered: backlog, phases, snapshots: Object.fromEntries(snaps) };
+    return details;
   }
 
   /**
@@ -786,16 +854,78 @@ export class SyncRunner {
     return applied;
   }
 
+  /** The context one customcode call receives. */
+  private hookContext(code: LoadedCode, runId: number): HookContext {
+    const cfg = this.config();
+    const noQuery = code.whenrun === 'before_sync' || code.whenrun === 'after_sync';
+    return {
+      sync: this.opts.sync, runId, whenrun: code.whenrun, code: code.name,
+      dbs: cfg.dbs.map((d) => ({ name: d.name, role: d.role })),
+      query: noQuery ? undefined : async (db: string, text: string, params?: unknown[]): Promise<Row[]> => {
+        const d = cfg.dbs.find((x) => x.name === db && x.dbtype === 'postgres');
+        if (!d) throw new Error(`query(): "${db}" is not a PostgreSQL db of sync ${this.opts.sync}`);
+        return (await (await this.db(d)).query(text, params)).rows as Row[];
+      },
+      log: (message: string) => this.log.info({ sync: this.opts.sync, run: runId, customcode: code.name }, message),
+      shared: this.shared,
+    };
+  }
+
+  /** Run the codes of a plain hook in order; throws SkipRun when one asks to skip (where allowed). */
+  private async runHooks(whenrun: Whenrun, runId: number, extra: Record<string, unknown> = {}): Promise<void> {
+    for (const code of this.codes.filter((c) => c.whenrun === whenrun)) {
+      const out = await callCode<HookResult | undefined>(code, { ...this.hookContext(code, runId), ...extra });
+      if (out !== undefined && out !== null && (typeof out !== 'object' || Array.isArray(out))) {
+        throw new CustomCodeError(code.name, whenrun, `returned ${JSON.stringify(out)?.slice(0, 100)}: return nothing or { skipRun?: boolean, message?: string }`);
+      }
+      if (out?.message) this.log.info({ sync: this.opts.sync, run: runId, customcode: code.name }, String(out.message));
+      if (out?.skipRun && SKIPPABLE.has(whenrun)) throw new SkipRun(`custom code "${code.name}" (whenrun=${whenrun}) skipped the run${out.message ? `: ${String(out.message)}` : ''}`);
+    }
+  }
+
+  /** Hooks after the commits cannot undo anything: a failure is logged and kept in the run's details. */
+  private async runAfterHooks(whenrun: 'after_txn' | 'after_sync', result: RunResult, extra: Record<string, unknown>): Promise<void> {
+    try {
+      await this.runHooks(whenrun, result.runId, { result: runCounts(result) });
+    } catch (err) {
+      const msg = redact(errorText(err));
+      this.log.warn({ sync: this.opts.sync, run: result.runId }, msg);
+      extra.hookErrors = [...((extra.hookErrors as string[] | undefined) ?? []), msg];
+    }
+  }
+
+  /** Ask the exception codes what to do about a failed run (everything is rolled back). */
+  private async runExceptionHooks(err: unknown, runId: number, attempt: number): Promise<'retry' | 'skip' | 'fail'> {
+    let verdict: 'retry' | 'skip' | 'fail' = 'fail';
+    for (const code of this.codes.filter((c) => c.whenrun === 'exception')) {
+      const out = await callCode<ExceptionResult | undefined>(code, {
+        ...this.hookContext(code, runId), error: redact(errorText(err)), sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), attempt,
+      });
+      if (out !== undefined && out !== null && (typeof out !== 'object' || Array.isArray(out))) {
+        throw new CustomCodeError(code.name, 'exception', `returned ${JSON.stringify(out)?.slice(0, 100)}: return nothing or { retry?: boolean, skipRun?: boolean, message?: string }`);
+      }
+      if (out?.message) this.log.info({ sync: this.opts.sync, run: runId, customcode: code.name }, String(out.message));
+      if (out?.skipRun) return 'skip';
+      if (out?.retry) verdict = 'retry';
+    }
+    return verdict;
+  }
+
   private relStrategy(p: TablePlan): Strategy {
+    // A conflict customcode mapped to the table or its sync takes over (Bucardo's rule).
+    if (codesFor(this.codes, 'conflict', p.label).length) return { kind: 'custom' };
     if (!p.rel.conflictStrategy) return this.strategy;
     return parseStrategy(p.rel.conflictStrategy, this.config().dbs.map((d) => d.name));
   }
 
-  /** The conflicts of one table: winner and every losing version, read inside each db's apply snapshot. */
-  private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string): Promise<store.ConflictRecord[]> {
+  /**
+   * The conflicts of one table: winner and every losing version, read inside each db's apply
+   * snapshot. With `asText`, each record also carries every version as text (for custom code).
+   */
+  private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string, asText = false): Promise<CollectedConflict[]> {
     const keys = p.keys.map((k) => ident(k).text).join(', ');
     const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, w.${ident(k).text}`).join(', ')})`;
-    const byKey = new Map<string, store.ConflictRecord>();
+    const byKey = new Map<string, CollectedConflict>();
     const strategy = this.relStrategy(p);
     for (const src of sources) {
       const c = clients.get(src.name)!;
@@ -804,6 +934,7 @@ export class SyncRunner {
               k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
          SELECT ${keyJson}::text AS key, w.ibex_src AS winner, w.ibex_ts::text AS winner_ts, a.ibex_ts::text AS my_ts,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
+                ${asText ? `, ${textRow('w', p.keys)}::text AS key_text, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
            FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`);
       for (const row of r.rows) {
         const k = String(row.key);
@@ -811,19 +942,83 @@ export class SyncRunner {
         if (!rec) {
           rec = { schema: p.rel.schema, table: p.rel.name, key: JSON.parse(k), kind: 'update_update', strategy: strategy.kind === 'list' ? 'list' : strategy.kind,
             winner: strategy.kind === 'skip' ? null : String(row.winner), winnerRow: null, winnerTime: String(row.winner_ts), losers: [] };
+          if (asText) rec.text = { key: JSON.parse(String(row.key_text)), latest: String(row.winner), versions: [] };
           byKey.set(k, rec);
         }
         const version = row.row === null ? null : JSON.parse(String(row.row));
         if (src.name === row.winner && strategy.kind !== 'skip') rec.winnerRow = version;
         else rec.losers.push({ db: src.name, row: version, changed_at: row.my_ts === null ? null : String(row.my_ts) });
+        rec.text?.versions.push({ db: src.name, row: row.row_text === null ? null : JSON.parse(String(row.row_text)), changedAt: row.my_ts === null ? null : String(row.my_ts) });
       }
     }
-    for (const rec of byKey.values()) {
-      const winnerDeleted = rec.winnerRow === null;
-      const loserDeleted = rec.losers.some((l) => l.row === null);
-      rec.kind = winnerDeleted && loserDeleted ? 'delete_delete' : winnerDeleted ? 'delete_update' : loserDeleted ? 'update_delete' : 'update_update';
-    }
+    for (const rec of byKey.values()) setConflictKind(rec);
     return [...byKey.values()];
+  }
+
+  /**
+   * Let the conflict customcodes of a table decide its conflicts, in batches: the first code
+   * that decides a key wins it, undecided keys fall back to "latest". A winning db gets the key
+   * into its ibex_mine (copied from there like any won row); a merged row is staged on every db
+   * with origin "merge". Records are rewritten to say what was done.
+   */
+  private async resolveCustom(p: TablePlan, found: CollectedConflict[], clients: Map<string, pg.Client>, runId: number): Promise<void> {
+    const codes = codesFor(this.codes, 'conflict', p.label);
+    const columns = this.columnTypes.get(p.idx) ?? p.cols.map((name) => ({ name, type: 'text' }));
+    const decided: ({ code: string; d: Decision } | undefined)[] = found.map(() => undefined);
+    const BATCH = 500;
+    for (const code of codes) {
+      for (let at = 0; at < found.length; at += BATCH) {
+        const idx = [...found.keys()].slice(at, at + BATCH).filter((i) => decided[i] === undefined);
+        if (idx.length === 0) continue;
+        const batch = idx.map((i) => found[i]!.text!);
+        const out = await callCode<unknown>(code, {
+          ...this.hookContext(code, runId), table: { schema: p.rel.schema, name: p.rel.name }, keyColumns: [...p.keys], columns, conflicts: batch,
+        });
+        const checked = checkDecisions(code.name, batch, out, p.cols, p.keys);
+        checked.forEach((d, j) => {
+          if (d) decided[idx[j]!] = { code: code.name, d };
+        });
+      }
+    }
+    const wins = new Map<string, Row[]>();
+    const merged: Row[] = [];
+    found.forEach((rec, i) => {
+      const t = rec.text!;
+      const dec = decided[i];
+      const winner = !dec ? t.latest : 'winner' in dec.d ? dec.d.winner : null;
+      rec.strategy = dec ? `custom:${dec.code}` : 'latest';
+      const versions = [...rec.losers, ...(rec.winner && rec.winner !== 'merge' ? [{ db: rec.winner, row: rec.winnerRow, changed_at: rec.winnerTime }] : [])];
+      if (winner === null) {
+        merged.push((dec!.d as { row: Row }).row);
+        rec.winner = 'merge';
+        rec.winnerRow = (dec!.d as { row: Row }).row;
+        rec.winnerTime = null;
+        rec.losers = versions;
+      } else {
+        const list = wins.get(winner) ?? [];
+        list.push(t.key);
+        wins.set(winner, list);
+        const w = versions.find((v) => v.db === winner)!;
+        rec.winner = winner;
+        rec.winnerRow = w.row;
+        rec.winnerTime = w.changed_at;
+        rec.losers = versions.filter((v) => v.db !== winner);
+      }
+      setConflictKind(rec);
+      delete rec.text;
+    });
+    const keys = p.keys.map((k) => ident(k).text).join(', ');
+    for (const [db, keyRows] of wins) {
+      await clients.get(db)!.query(
+        `INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_all_${p.idx} a
+          WHERE a.ibex_src = $1 AND ${textRow('a', p.keys)} IN (SELECT jsonb_array_elements($2::jsonb))`, [db, JSON.stringify(keyRows)]);
+    }
+    if (merged.length) {
+      const cast = columns.map((col) => `(r->>${lit(col.name)})::${col.type}`).join(', ');
+      await Promise.all([...clients.values()].map((c) => c.query(
+        `INSERT INTO pg_temp.ibex_stage_${p.idx} (${p.colList}, ibex_origin) SELECT ${cast}, 'merge' FROM jsonb_array_elements($1::jsonb) r`,
+        [JSON.stringify(merged)])));
+    }
   }
 
   /** Sequences: the highest value among the sources wins everywhere. */
@@ -888,6 +1083,33 @@ export class SyncRunner {
     await this.control?.end().catch(() => {});
     this.control = undefined;
   }
+}
+
+/** A conflict record while a run resolves it; `text` carries the versions custom code sees. */
+type CollectedConflict = store.ConflictRecord & { text?: Conflict };
+
+/**
+ * SQL of a jsonb object mapping each column to its text output, for alias `a` (in chunks:
+ * a function takes at most 100 arguments). Text output is exact and reads back with a cast.
+ */
+function textRow(a: string, cols: readonly string[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < cols.length; i += 50) {
+    parts.push(`jsonb_build_object(${cols.slice(i, i + 50).map((c) => `${lit(c)}, ${a}.${ident(c).text}::text`).join(', ')})`);
+  }
+  return `(${parts.join(' || ')})`;
+}
+
+/** The counts of a run as custom code sees them. */
+function runCounts(r: RunResult): RunCounts {
+  return { status: r.status, inserted: r.inserted, deleted: r.deleted, conflicts: r.conflicts, truncates: r.truncates, tables: structuredClone(r.tables), ...(r.error ? { error: r.error } : {}) };
+}
+
+/** The kind of a conflict from what the winner wrote and what the losers had. */
+function setConflictKind(rec: store.ConflictRecord): void {
+  const winnerDeleted = rec.winnerRow === null;
+  const loserDeleted = rec.losers.some((l) => l.row === null);
+  rec.kind = winnerDeleted && loserDeleted ? 'delete_delete' : winnerDeleted ? 'delete_update' : loserDeleted ? 'update_delete' : 'update_update';
 }
 
 /** Say which columns differ between two fingerprints. */

@@ -1,0 +1,115 @@
+/**
+ * Loading and calling custom code. A sync's codes (mapped to the sync, or to
+ * one of its tables by schema and name) are read from the control database,
+ * written once to a private cache directory under a content hash and
+ * imported: the same source is one module for the life of the process, so a
+ * handler is loaded once per configuration, never per run or per row.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type pg from 'pg';
+import { IbexError } from '../errors.js';
+import type { Whenrun } from './api.js';
+
+/** A failure of custom code: names the code and its hook; fails the run cleanly. */
+export class CustomCodeError extends IbexError {
+  constructor(readonly codeName: string, readonly whenrun: string, message: string, cause?: unknown) {
+    super('config', `custom code "${codeName}" (whenrun=${whenrun}) ${message}`, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** One loaded customcode. */
+export interface LoadedCode {
+  name: string;
+  whenrun: Whenrun;
+  /** `schema.table` for a table-level mapping; null for the whole sync. */
+  table: string | null;
+  fn: (input: never) => unknown;
+}
+
+/** How long one hook call may take before the run fails (it keeps running in the background). */
+export const HOOK_TIMEOUT_MS = 60_000;
+
+function cacheDir(): string {
+  const dir = join(tmpdir(), `ibex-customcode-${process.getuid?.() ?? 'user'}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+/** Write the source under its content hash (once) and import it. */
+async function importSource(name: string, whenrun: string, src: string, language: string): Promise<(input: never) => unknown> {
+  const hash = createHash('sha256').update(language).update('\0').update(src).digest('hex').slice(0, 20);
+  const file = join(cacheDir(), `${name}-${hash}.${language === 'typescript' ? 'ts' : 'mjs'}`);
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, src, { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  } catch (err) {
+    throw new CustomCodeError(name, whenrun, `could not be loaded: ${firstLine(err)}; fix it with "ibex update customcode ${name} src_code=<file>"`, err);
+  }
+  if (typeof mod.default !== 'function') {
+    throw new CustomCodeError(name, whenrun, `must export a default function (export default function (input) { … }); fix it with "ibex update customcode ${name} src_code=<file>"`);
+  }
+  return mod.default as (input: never) => unknown;
+}
+
+/**
+ * The active codes of a sync, in the order they run: mapping priority, table-level before
+ * sync-level, then name (Bucardo's order).
+ */
+export async function loadCustomcode(control: pg.Client, sync: string, tables: { schema: string; name: string }[]): Promise<LoadedCode[]> {
+  const r = await control.query(
+    `SELECT c.name, c.whenrun, c.src_code, c.language, r.schemaname, r.relname
+       FROM ibex.customcode c
+       JOIN ibex.customcode_map m ON m.code = c.id
+       LEFT JOIN ibex.relation r ON r.id = m.relation
+      WHERE c.status = 'active' AND m.active
+        AND (m.sync = $1 OR (r.schemaname, r.relname) IN (SELECT * FROM unnest($2::text[], $3::text[])))
+      ORDER BY m.priority, (m.relation IS NULL), c.name`,
+    [sync, tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const out: LoadedCode[] = [];
+  const seen = new Set<string>();
+  for (const row of r.rows) {
+    const table = row.schemaname === null ? null : `${row.schemaname}.${row.relname}`;
+    const id = `${row.name}/${table}`;
+    if (seen.has(id)) continue; // the same table registered on several dbs
+    seen.add(id);
+    out.push({ name: String(row.name), whenrun: row.whenrun as Whenrun, table, fn: await importSource(String(row.name), String(row.whenrun), String(row.src_code), String(row.language)) });
+  }
+  return out;
+}
+
+/** The codes of one hook; for a table, its own codes come first, then the sync's. */
+export function codesFor(codes: readonly LoadedCode[], whenrun: Whenrun, table?: string): LoadedCode[] {
+  return codes.filter((c) => c.whenrun === whenrun && (c.table === null || c.table === table));
+}
+
+/** Call one code with a timeout; any throw or rejection becomes a CustomCodeError naming the code. */
+export async function callCode<T>(code: LoadedCode, input: unknown): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(() => (code.fn as (i: unknown) => unknown)(input)) as Promise<T>,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new CustomCodeError(code.name, code.whenrun, `did not return within ${HOOK_TIMEOUT_MS / 1000} s`)), HOOK_TIMEOUT_MS);
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof CustomCodeError) throw err;
+    throw new CustomCodeError(code.name, code.whenrun, `threw: ${firstLine(err)}`, err);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.slice(0, 500);
+}
