@@ -27,6 +27,7 @@ import { IbexError } from '../errors.js';
 import { openControl } from '../control/connection.js';
 import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
 import * as store from '../control/run-store.js';
+import { purgeHistory } from '../control/retention.js';
 import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
 import { checkDecisions, type Decision } from '../conflict/custom.js';
 import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
@@ -65,6 +66,9 @@ export class AbortError extends IbexError {
     super('conflict_abort', message);
   }
 }
+
+/** When this process last purged the control database's history (shared by every runner). */
+let historyPurgedAt = 0;
 
 /** A hook asked to end the run without applying anything; the changes stay pending. */
 class SkipRun extends Error {}
@@ -586,29 +590,30 @@ export class SyncRunner {
       const custom = strategy.kind === 'custom';
       // Custom code starts from "latest": its version of each key is offered as the default.
       const order = winnerOrder(custom ? { kind: 'latest' } : strategy, priority, `ROW(${keys})::text`);
-      const conflictKeys = `SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1`;
+      const found = await this.collectConflicts(p, sources, clients, order, custom);
+      // skip leaves conflicting keys alone and custom code decides them below; every other key
+      // (agreeing versions included) goes to its winner as usual.
+      const held = (strategy.kind === 'skip' || custom) && found.length > 0;
       for (const src of pendingOn) {
         const c = clients.get(src.name)!;
         await c.query(
           `INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM (
              SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
             WHERE w.ibex_src = ${lit(src.name)}
-            ${strategy.kind === 'skip' || custom ? `AND (${keys}) NOT IN (${conflictKeys})` : ''}`);
+            ${held ? `AND ${textRow('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`,
+          held ? [JSON.stringify(found.map((f) => f.keyText))] : []);
       }
-      if (pendingOn.length > 1) {
-        const found = await this.collectConflicts(p, sources, clients, order, custom);
-        if (custom && found.length) await this.resolveCustom(p, found, clients, result.runId);
-        if (found.length) {
-          tableCounts(p).conflicts += found.length;
-          result.conflicts += found.length;
-          conflicts.push(...found);
-        }
+      if (custom && found.length) await this.resolveCustom(p, found, clients, result.runId);
+      if (found.length) {
+        tableCounts(p).conflicts += found.length;
+        result.conflicts += found.length;
+        conflicts.push(...found.map(({ keyText: _k, text: _t, ...rec }) => rec));
       }
     }
     if (conflicts.some((c) => c.strategy === 'abort')) {
       const shown = conflicts.slice(0, 5).map((c) => `${c.schema}.${c.table} ${JSON.stringify(c.key)}`).join(', ');
       await store.logConflicts(control, this.opts.sync, result.runId, conflicts, 'aborted');
-      throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; fix the rows, then "ibex resume ${this.opts.sync}"`);
+      throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; make each row identical on the dbs that changed it, then "ibex resume ${this.opts.sync}"`);
     }
 
     phase('resolve');
@@ -736,33 +741,34 @@ export class SyncRunner {
     phase('upsert');
 
     // Confirm: progress inside each apply transaction, conflicts logged as pending, commit everywhere.
-    for (const d of all) {
+    await Promise.all(all.map(async (d) => {
       const srcs = sources.filter((s) => s.name !== d.name);
-      if (srcs.length === 0) continue;
+      if (srcs.length === 0) return;
       await clients.get(d.name)!.query(
         `INSERT INTO ibex.progress (sync, source, snapshot, run) SELECT $1, s, n, $4 FROM unnest($2::text[], $3::text[]) AS u(s, n)
          ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now()`,
         [this.opts.sync, srcs.map((s) => s.name), srcs.map((s) => snaps.get(s.name)!), result.runId]);
-    }
+    }));
     await this.runHooks('before_commit', result.runId, { result: runCounts({ ...result, status: 'good' }) });
-    await store.logConflicts(control, this.opts.sync, result.runId, [...conflicts.filter((c) => c.strategy !== 'skip'), ...quarantined]);
+    const pendingRecords = [...conflicts.filter((c) => c.strategy !== 'skip'), ...quarantined];
+    await store.logConflicts(control, this.opts.sync, result.runId, pendingRecords);
     for (const q of quarantined) {
       const t = (result.tables[`${q.schema}.${q.table}`] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
       t.conflicts++;
       result.conflicts++;
     }
     await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy === 'skip'), 'skipped');
-    let committed = 0;
-    try {
-      for (const d of all) await clients.get(d.name)!.query('COMMIT').then(() => committed++);
-    } catch (err) {
-      // Outcome unknown on some db: the cursors stay behind and the next run re-applies idempotently.
+    // Every db commits at once (their fsyncs overlap). A failure anywhere leaves the cursors behind
+    // and the next run re-applies idempotently — the same as when a later one of sequential commits fails.
+    const outcomes = await Promise.allSettled(all.map((d) => clients.get(d.name)!.query('COMMIT')));
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failure) {
       // Review fix: once a db committed, its overwrites happened: keep their records (pending), never drop them.
-      if (committed === 0) await store.settleConflicts(control, result.runId, false).catch(() => {});
-      throw err;
+      if (outcomes.every((o) => o.status === 'rejected')) await store.settleConflicts(control, result.runId, false).catch(() => {});
+      throw failure.reason;
     }
     await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
-    await store.settleConflicts(control, result.runId, true);
+    if (pendingRecords.length) await store.settleConflicts(control, result.runId, true);
     await this.recordBacklog(sources, clients, snaps, skewMs);
     await this.maybePurge(sources, clients);
     result.status = result.inserted + result.deleted + result.truncates > 0 || result.conflicts > 0 ? 'good' : 'empty';
@@ -925,34 +931,52 @@ export class SyncRunner {
   private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string, asText = false): Promise<CollectedConflict[]> {
     const keys = p.keys.map((k) => ident(k).text).join(', ');
     const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, w.${ident(k).text}`).join(', ')})`;
-    const byKey = new Map<string, CollectedConflict>();
+    type Version = { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null };
+    const byKey = new Map<string, { key: Record<string, unknown>; winner: string; keyText: Row; versions: Version[] }>();
     const strategy = this.relStrategy(p);
     for (const src of sources) {
       const c = clients.get(src.name)!;
       const r = await c.query(
         `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
               k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
-         SELECT ${keyJson}::text AS key, w.ibex_src AS winner, w.ibex_ts::text AS winner_ts, a.ibex_ts::text AS my_ts,
+         SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
-                ${asText ? `, ${textRow('w', p.keys)}::text AS key_text, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
+                , ${textRow('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
            FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`);
       for (const row of r.rows) {
         const k = String(row.key);
-        let rec = byKey.get(k);
-        if (!rec) {
-          rec = { schema: p.rel.schema, table: p.rel.name, key: JSON.parse(k), kind: 'update_update', strategy: strategy.kind === 'list' ? 'list' : strategy.kind,
-            winner: strategy.kind === 'skip' ? null : String(row.winner), winnerRow: null, winnerTime: String(row.winner_ts), losers: [] };
-          if (asText) rec.text = { key: JSON.parse(String(row.key_text)), latest: String(row.winner), versions: [] };
-          byKey.set(k, rec);
+        let entry = byKey.get(k);
+        if (!entry) {
+          entry = { key: JSON.parse(k), winner: String(row.winner), keyText: JSON.parse(String(row.key_text)), versions: [] };
+          byKey.set(k, entry);
         }
-        const version = row.row === null ? null : JSON.parse(String(row.row));
-        if (src.name === row.winner && strategy.kind !== 'skip') rec.winnerRow = version;
-        else rec.losers.push({ db: src.name, row: version, changed_at: row.my_ts === null ? null : String(row.my_ts) });
-        rec.text?.versions.push({ db: src.name, row: row.row_text === null ? null : JSON.parse(String(row.row_text)), changedAt: row.my_ts === null ? null : String(row.my_ts) });
+        entry.versions.push({
+          db: src.name, row: row.row === null ? null : JSON.parse(String(row.row)), changed_at: row.my_ts === null ? null : String(row.my_ts),
+          inserted: row.inserted === 't', text: asText && row.row_text !== null ? JSON.parse(String(row.row_text)) : null,
+        });
       }
     }
-    for (const rec of byKey.values()) setConflictKind(rec);
-    return [...byKey.values()];
+    const out: CollectedConflict[] = [];
+    for (const e of byKey.values()) {
+      // Versions that agree (the same row everywhere, or deleted everywhere) overwrite nothing:
+      // not a conflict. This is also how an operator settles an aborted conflict: make the rows equal.
+      const first = JSON.stringify(e.versions[0]!.row);
+      if (e.versions.every((v) => JSON.stringify(v.row) === first)) continue;
+      // skip and abort write nothing: every version is kept in losers, no winner is named.
+      const decides = strategy.kind !== 'skip' && strategy.kind !== 'abort';
+      const w = decides ? e.versions.find((v) => v.db === e.winner)! : undefined;
+      const rec: CollectedConflict = {
+        schema: p.rel.schema, table: p.rel.name, key: e.key, kind: 'update_update', strategy: strategy.kind,
+        keyText: e.keyText, winner: w ? w.db : null, winnerRow: w ? w.row : null, winnerTime: w ? w.changed_at : null,
+        losers: e.versions.filter((v) => v !== w).map((v) => ({ db: v.db, row: v.row, changed_at: v.changed_at })),
+      };
+      if (asText) {
+        rec.text = { key: e.keyText, latest: e.winner, versions: e.versions.map((v) => ({ db: v.db, row: v.text, changedAt: v.changed_at })) };
+      }
+      setConflictKind(rec, e.versions.every((v) => v.inserted && v.row !== null));
+      out.push(rec);
+    }
+    return out;
   }
 
   /**
@@ -1004,8 +1028,7 @@ export class SyncRunner {
         rec.winnerTime = w.changed_at;
         rec.losers = versions.filter((v) => v.db !== winner);
       }
-      setConflictKind(rec);
-      delete rec.text;
+      setConflictKind(rec, rec.kind === 'insert_insert');
     });
     const keys = p.keys.map((k) => ident(k).text).join(', ');
     for (const [db, keyRows] of wins) {
@@ -1060,11 +1083,23 @@ export class SyncRunner {
     await store.recordBacklog(await this.ctl(), this.opts.sync, backlog, skewMs);
   }
 
-  /** Remove delta rows every sync reading a source has consumed (at most every 30 s). */
+  /**
+   * Remove delta rows every sync reading a source has consumed (at most every 30 s), and the
+   * conflict log and run history past their retention (once every 10 minutes per process).
+   */
   private async maybePurge(sources: SyncDb[], clients: Map<string, pg.Client>): Promise<void> {
     if (Date.now() - this.lastPurge < 30_000) return;
     this.lastPurge = Date.now();
     const control = await this.ctl();
+    if (Date.now() - historyPurgedAt > 600_000) {
+      historyPurgedAt = Date.now();
+      try {
+        const n = await purgeHistory(control);
+        if (n.conflicts + n.runs > 0) this.log.info({ conflicts: n.conflicts, runs: n.runs }, 'purged the conflict log and run history past their retention');
+      } catch (err) {
+        this.log.warn({ sync: this.opts.sync }, `could not purge history: ${redact(errorText(err))}`);
+      }
+    }
     for (const src of sources) {
       const r = await control.query(`SELECT snapshot FROM ibex.cursor WHERE db = $1`, [src.name]);
       if (r.rows.length === 0) continue;
@@ -1086,7 +1121,7 @@ export class SyncRunner {
 }
 
 /** A conflict record while a run resolves it; `text` carries the versions custom code sees. */
-type CollectedConflict = store.ConflictRecord & { text?: Conflict };
+type CollectedConflict = store.ConflictRecord & { keyText: Row; text?: Conflict };
 
 /**
  * SQL of a jsonb object mapping each column to its text output, for alias `a` (in chunks:
@@ -1105,11 +1140,19 @@ function runCounts(r: RunResult): RunCounts {
   return { status: r.status, inserted: r.inserted, deleted: r.deleted, conflicts: r.conflicts, truncates: r.truncates, tables: structuredClone(r.tables), ...(r.error ? { error: r.error } : {}) };
 }
 
-/** The kind of a conflict from what the winner wrote and what the losers had. */
-function setConflictKind(rec: store.ConflictRecord): void {
-  const winnerDeleted = rec.winnerRow === null;
-  const loserDeleted = rec.losers.some((l) => l.row === null);
-  rec.kind = winnerDeleted && loserDeleted ? 'delete_delete' : winnerDeleted ? 'delete_update' : loserDeleted ? 'update_delete' : 'update_update';
+/**
+ * The kind of a conflict from what the winner wrote and what the losers had: insert_insert when
+ * every db only inserted the key; delete_delete when nothing of the row survives anywhere;
+ * delete_update when the winner deleted a row another db kept; update_delete when a db deleted a
+ * row that survives. Without a winner (skip, abort), from the versions alone.
+ */
+function setConflictKind(rec: store.ConflictRecord, allInserted = false): void {
+  const versions = [...(rec.winner === null ? [] : [{ row: rec.winnerRow }]), ...rec.losers];
+  const deleted = versions.filter((v) => v.row === null).length;
+  if (allInserted) rec.kind = 'insert_insert';
+  else if (deleted === versions.length) rec.kind = 'delete_delete';
+  else if (rec.winner !== null && rec.winner !== 'merge' && rec.winnerRow === null) rec.kind = 'delete_update';
+  else rec.kind = deleted > 0 ? 'update_delete' : 'update_update';
 }
 
 /** Say which columns differ between two fingerprints. */
