@@ -10,11 +10,40 @@ export interface ParsedArgs {
   options: Map<string, string>;
 }
 
-/** Split arguments into words and `key=value` options. */
-export function parseArgs(args: readonly string[]): ParsedArgs {
+/** How {@link parseArgs} reads words that start with `-`. */
+export interface FlagOptions {
+  /**
+   * Option keys the verb also takes as `--key=value` or `--key value`: the same
+   * option as `key=value` (giving both is "given twice"). With this set, any
+   * other word starting with `-` is an unknown flag (a usage error); without
+   * it, such words are plain words. Global flags never reach a verb.
+   */
+  flags: readonly string[];
+  /** The command, for messages: `"ibex conflicts"`. */
+  what: string;
+}
+
+/** Split arguments into words and `key=value` options (and declared `--key=value` flags). */
+export function parseArgs(args: readonly string[], flagOptions?: FlagOptions): ParsedArgs {
   const words: string[] = [];
   const options = new Map<string, string>();
-  for (const arg of args) {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (flagOptions && arg.startsWith('-') && arg !== '-') {
+      const { flags, what } = flagOptions;
+      const m = /^--([A-Za-z_][A-Za-z0-9_]*)(?:=([\s\S]*))?$/.exec(arg);
+      const key = m?.[1]?.toLowerCase();
+      if (!m || !key || !flags.includes(key)) {
+        const flag = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
+        const own = flags.length ? `: use ${flags.map((f) => `--${f}=…`).join(' ')}` : '';
+        throw usage(`unknown flag "${flag}" for ${what}${own} (global flags: --json --dry-run --force --quiet --debug --control)`);
+      }
+      const value = m[2] ?? args[++i];
+      if (value === undefined || value === '') throw usage(`--${key} needs a value: --${key}=…`);
+      if (options.has(key)) throw usage(`option "${key}" is given twice: give it once`);
+      options.set(key, value);
+      continue;
+    }
     const eq = arg.indexOf('=');
     // A word with `=` is an option only if what precedes it looks like a key.
     if (eq > 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(arg.slice(0, eq))) {
@@ -31,7 +60,9 @@ export function parseArgs(args: readonly string[]): ParsedArgs {
 /** Refuse options outside an allowed set, naming the allowed ones. */
 export function allowOnly(options: Map<string, string>, allowed: readonly string[], what: string): void {
   for (const key of options.keys()) {
-    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for ${what}: use one of ${allowed.join(', ')}`);
+    if (allowed.includes(key)) continue;
+    if (allowed.length === 0) throw usage(`unknown option "${key}" for ${what}: it takes no key=value options; leave "${key}=" out`);
+    throw usage(`unknown option "${key}" for ${what}: use one of ${allowed.join(', ')}`);
   }
 }
 
@@ -83,9 +114,15 @@ export function parseBool(key: string, value: string): boolean {
 
 /** Parse a non-negative integer option. */
 export function parseIntOption(key: string, value: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw usage(`bad value "${value}" for ${key}: give a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `of ${min} or more` : `from ${min} to ${max}`;
+    throw usage(`bad value "${value}" for ${key}: give a whole number ${range}`);
+  }
   return Number(value);
 }
+
+/** The longest duration accepted (100 years): far below PostgreSQL's interval limit. */
+const MAX_DURATION_S = 36_500 * 86_400;
 
 /**
  * Parse a duration: a number of seconds, or a number with a unit (ms, s, m, h, d),
@@ -93,11 +130,14 @@ export function parseIntOption(key: string, value: string, min = 0, max = Number
  */
 export function parseInterval(key: string, value: string): string {
   const v = value.trim();
+  const hint = 'give seconds (30) or a number with a unit (500ms, 30s, 5m, 1h, 7d)';
+  if (/^-\s*\d/.test(v)) throw usage(`bad duration "${value}" for ${key}: it cannot be negative; ${hint}`);
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?$/i.exec(v);
-  if (!m) throw usage(`bad duration "${value}" for ${key}: give seconds (30) or a number with a unit (500ms, 30s, 5m, 1h)`);
+  if (!m) throw usage(`bad duration "${value}" for ${key}: ${hint}`);
   const n = Number(m[1]);
-  if (n <= 0) throw usage(`bad duration "${value}" for ${key}: it must be more than zero`);
+  if (n <= 0) throw usage(`bad duration "${value}" for ${key}: it must be more than zero; ${hint}`);
   const unit = (m[2] ?? 's').toLowerCase();
   const seconds = unit === 'ms' ? n / 1000 : unit.startsWith('s') ? n : unit.startsWith('m') ? n * 60 : unit.startsWith('h') ? n * 3600 : n * 86400;
+  if (!(seconds <= MAX_DURATION_S)) throw usage(`bad duration "${value}" for ${key}: it is too long; give at most 100 years (36500d)`);
   return `${seconds} seconds`;
 }

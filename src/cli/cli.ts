@@ -19,6 +19,11 @@ export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb
   let version = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a.includes('\0')) {
+      const key = /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(a)?.[1];
+      const what = key ? `the value of ${key}=` : `the argument "${printable(a)}"`;
+      throw new IbexError('usage', `${what} holds a NUL byte, which no name or value may contain: remove it`);
+    }
     if (a === '--control') {
       const v = argv[++i];
       if (v === undefined) throw new IbexError('usage', '--control needs a URL: --control postgresql://user@host/ibex');
@@ -35,6 +40,24 @@ export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb
   }
   const verb = rest.shift();
   return { flags, verb, rest, help, version };
+}
+
+/** A text as one printable line: line breaks and other control characters shown as escapes. */
+export function printable(text: string): string {
+  let out = '';
+  for (const ch of text.replace(/\r?\n/g, '\n')) {
+    const code = ch.charCodeAt(0);
+    if (ch === '\n') out += '\\n';
+    else if (ch === '\0') out += '\\0';
+    else if ((code < 0x20 && ch !== '\t') || code === 0x7f) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else out += ch;
+  }
+  return out;
+}
+
+/** The one line an error becomes: names given by the user may hold line breaks and control characters. */
+function oneLineMessage(text: string): string {
+  return printable(text.trim());
 }
 
 function helpText(): string {
@@ -76,6 +99,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       return verb || help ? ExitCode.ok : ExitCode.usage;
     }
     const entry = VERBS[verb];
+    if (!entry && verb.startsWith('-') && verb.length > 1) {
+      throw new IbexError('usage', `unknown flag "${verb}": global flags are --control URL, --json, --quiet, --debug, --dry-run, --force, --help, --version; see "ibex help"`);
+    }
     if (!entry) throw new IbexError('usage', `unknown verb "${verb}": run "ibex help" for the list of verbs`);
     if (help) {
       io.out(`ibex ${verb}: ${entry.summary}\nsee docs/cli.md for every option\n`);
@@ -89,7 +115,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     return code ?? ExitCode.ok;
   } catch (err) {
     const ibex = err instanceof IbexError ? err : undefined;
-    const message = redact(ibex ? ibex.message : `internal error: ${errorText(err)}`);
+    const message = oneLineMessage(redact(ibex ? ibex.message : `internal error: ${errorText(err).replace(/\s*\n\s*/g, ' ')}`));
     io.err(`ibex: ${message}\n`);
     if (debug && err instanceof Error && err.stack) io.err(redact(err.stack) + '\n');
     return ibex ? ibex.exitCode : ExitCode.runtime;

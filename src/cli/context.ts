@@ -2,7 +2,9 @@
  * What every CLI verb receives: the global flags and the output channel.
  */
 import type pg from 'pg';
-import { openControl, controlUrl } from '../control/connection.js';
+import { openControl, controlUrl, controlParams } from '../control/connection.js';
+import { sqlstate } from '../db/sqlstate.js';
+import { IbexError } from '../errors.js';
 
 /** Global flags, parsed once in main.ts. */
 export interface GlobalFlags {
@@ -40,7 +42,9 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void = (s) =
       out(JSON.stringify(value, null, 2) + '\n');
     },
     async withControl(fn) {
-      const c = await openControl(url);
+      const c = await openControl(url).catch((err: unknown) => {
+        throw controlFailure(url, err);
+      });
       try {
         return await fn(c);
       } finally {
@@ -48,4 +52,22 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void = (s) =
       }
     },
   };
+}
+
+/**
+ * Say which database failed and what to do when the control database cannot
+ * be opened: it does not exist (run "ibex install", which creates it), or it
+ * cannot be reached (start it, or fix --control). Schema errors pass unchanged.
+ */
+function controlFailure(url: string, err: unknown): unknown {
+  if (!(err instanceof IbexError) || err.code !== 'unreachable') return err;
+  const where = '--control (or IBEX_CONTROL_URL)';
+  if (sqlstate(err.cause) === '3D000') {
+    const name = controlParams(url).dbname ?? 'ibex';
+    return new IbexError('schema', `the control database "${name}" does not exist: run "ibex install" to create it, or point ${where} at an existing one`, { cause: err });
+  }
+  const fix = sqlstate(err.cause)?.startsWith('28')
+    ? 'fix the user or password in --control, IBEX_CONTROL_URL, ~/.pgpass or PGPASSWORD'
+    : `check that its server is running, or fix ${where}`;
+  return new IbexError('unreachable', `the control database cannot be reached: ${err.message}: ${fix}`, { cause: err });
 }

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { installCapture, removeCapture, type CaptureOptions } from '../../capture/install.js';
 import { connect, errorText } from '../../db/connect.js';
 import { dbParams, getDb, inTransaction, updateSync, type DbRecord, type SyncStatus } from '../../control/config-store.js';
-import { IbexError, notFound, usage } from '../../errors.js';
+import { ExitCode, IbexError, notFound, usage } from '../../errors.js';
 import { parseArgs } from '../args.js';
 import type { Context } from '../context.js';
 import type { Noun } from './names.js';
@@ -85,6 +85,8 @@ export async function openDb(db: DbRecord, timeoutS = 10): Promise<pg.Client> {
   try {
     return await connect(dbParams(db), { applicationName: 'ibex/cli', connectTimeoutS: timeoutS, statementTimeoutMs: 60_000 });
   } catch (err) {
+    // A configuration mistake (an unknown service, a bad conn= option) is not an outage: exit 2 as it is.
+    if (err instanceof IbexError && err.exitCode === ExitCode.usage) throw err;
     const reason = err instanceof IbexError ? err.message : errorText(err);
     throw new IbexError('unreachable', `db "${db.name}": ${reason}: start it or fix it with "ibex update db ${db.name} …"`, { cause: err });
   }
@@ -213,6 +215,7 @@ export function parseSignedInt(key: string, value: string): number {
 
 /** Make an error's message one line (driver texts can hold newlines). */
 export function oneLine(err: unknown): unknown {
-  if (err instanceof Error && /\n/.test(err.message)) err.message = err.message.replace(/\s*\n\s*/g, ' ').trim();
+  // An IbexError's line breaks come from names the user gave: the CLI shows them as \n instead.
+  if (err instanceof Error && !(err instanceof IbexError) && /\n/.test(err.message)) err.message = err.message.replace(/\s*\n\s*/g, ' ').trim();
   return err;
 }

@@ -5,11 +5,12 @@
 import type pg from 'pg';
 import { checkConnOptions, parseUrl, type PgParams } from '../../db/connect.js';
 import { serverInfo } from '../../db/catalog.js';
+import { sqlstate } from '../../db/sqlstate.js';
 import {
   deleteDb, deleteRelations, deleteSync, getDb, insertDb, listDbgroups, listDbs, listRelations,
   listRelgroups, removeDbFromDbgroups, syncsUsing, updateDb, type DbRecord,
 } from '../../control/config-store.js';
-import { IbexError, configError, notFound, usage } from '../../errors.js';
+import { ExitCode, IbexError, configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseIntOption } from '../args.js';
 import type { Context } from '../context.js';
 import {
@@ -23,6 +24,9 @@ const DB_ALIASES: Record<string, string> = {
   dbhost: 'host', dbport: 'port', dbuser: 'user', dbpass: 'pass', password: 'pass', dbconn: 'conn', dbservice: 'service',
   dbtype: 'type', dbdsn: 'dsn', db: 'dbname', database: 'dbname',
 };
+
+/** The options a dsn= URL sets; giving one of them next to dsn= is refused (which would win is a guess). */
+const DSN_PARTS = ['dbname', 'host', 'port', 'user', 'pass', 'conn', 'service'];
 
 /** The masked password, as every output shows it. */
 export const MASK = '********';
@@ -69,6 +73,10 @@ async function dbColumns(name: string, options: Map<string, string>, what: strin
   const out: Partial<DbRecord> = {};
   const textOrNull = (v: string): string | null => (v === '' ? null : v);
   if (o.has('dsn')) {
+    const both = DSN_PARTS.filter((k) => o.has(k));
+    if (both.length && o.get('dsn') !== '') {
+      throw usage(`dsn= and ${both.map((k) => `${k}=`).join(' ')} given together for ${what}: give the whole connection as dsn=postgresql://user@host:port/dbname?sslmode=…, or as separate options without dsn=`);
+    }
     const dsn = o.get('dsn')!;
     if (dsn !== '') {
       const p: PgParams = parseUrl(dsn);
@@ -104,13 +112,24 @@ async function dbColumns(name: string, options: Map<string, string>, what: strin
   return out;
 }
 
+/** Did the server refuse the login (SQLSTATE class 28), anywhere down the chain of causes? */
+function authFailure(err: unknown): boolean {
+  for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
+    if (sqlstate(e)?.startsWith('28')) return true;
+    if (!(e instanceof Error)) break;
+  }
+  return false;
+}
+
 /** Test a postgres db and return what ibex records about its server. */
 async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecord, 'server_version' | 'encoding' | 'is_superuser' | 'can_replica'>> {
   let c: pg.Client;
   try {
     c = await openDb(db);
   } catch (err) {
-    throw new IbexError('unreachable', `${(err as Error).message.replace(/: start it or fix it.*$/, '')}: fix the connection options, or ${verb} it anyway with --force`, { cause: err });
+    if (err instanceof IbexError && err.exitCode === ExitCode.usage) throw err;
+    const fix = authFailure(err) ? 'fix user= or pass= (or the password in ~/.pgpass or the service file)' : 'fix the connection options';
+    throw new IbexError('unreachable', `${(err as Error).message.replace(/: start it or fix it.*$/, '')}: ${fix}, or ${verb} it anyway with --force`, { cause: err });
   }
   try {
     const info = await serverInfo(c);

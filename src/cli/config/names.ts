@@ -103,6 +103,10 @@ export function parseRelationTerm(given: string): RelationTerm {
         text = text.replace(/\*/g, '%');
       }
     }
+    if (text.includes('\0')) bad('a name cannot contain a NUL byte');
+    if (!pattern && Buffer.byteLength(text) > 63) {
+      bad(`a part is ${Buffer.byteLength(text)} bytes long, but PostgreSQL names have at most 63 (it cuts longer ones when they are created, so give the name as stored)`);
+    }
     parts.push({ text, pattern });
     if (i >= s.length) break;
     i++; // the dot

@@ -11,7 +11,7 @@ import {
 import { configError, notFound } from '../../errors.js';
 import { closeAll, listHint, openDbs } from './common.js';
 import { displayPart, displayRelation } from './names.js';
-import { strategyDbs } from './options.js';
+import { STRATEGIES, strategyDbs } from './options.js';
 
 /** What the checks need of a relation (it may not be registered yet). */
 export interface RelationLike {
@@ -97,8 +97,13 @@ export async function checkRules(c: pg.Client, plan: SyncPlan): Promise<DbRecord
   if (plan.onetimecopy_from !== null && !names.includes(plan.onetimecopy_from)) {
     throw configError(`onetimecopy_from=${plan.onetimecopy_from} is not a db of sync ${plan.name}: name one of ${names.join(', ')}`);
   }
-  for (const d of strategyDbs(plan.conflict_strategy) ?? []) {
-    if (!names.includes(d)) throw configError(`conflict_strategy lists ${d}, which is not a db of sync ${plan.name}: list its dbs in order of preference (${names.join(',')})`);
+  const listed = strategyDbs(plan.conflict_strategy) ?? [];
+  for (const d of listed) {
+    if (names.includes(d)) continue;
+    if (listed.length === 1) {
+      throw configError(`conflict_strategy=${d} is neither a strategy (${STRATEGIES.join(', ')}) nor a db of sync ${plan.name}: use a strategy, or list its dbs in order of preference (${names.join(',')})`);
+    }
+    throw configError(`conflict_strategy lists ${d}, which is not a db of sync ${plan.name}: list its dbs in order of preference (${names.join(',')})`);
   }
   return dbs;
 }

@@ -68,6 +68,9 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
   await ctx.withControl(async (c) => {
     if (await getSync(c, name)) throw configError(`a sync named ${name} already exists: choose another name or change it with "ibex update sync ${name}"`);
 
+    // What is said before the checks passed would be a report of nothing: it waits for validateSync.
+    const later: (() => void)[] = [];
+
     // The dbs: an existing dbgroup, an identical one, or a new one named after the sync.
     let dbgroup: string;
     let members: DbgroupMember[];
@@ -90,7 +93,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
         const same = (await listDbgroups(c)).find((g) => sameMembers(g.members, members));
         if (same) {
           dbgroup = same.name;
-          report(ctx, 'reuse', `dbgroup ${same.name} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`);
+          later.push(() => report(ctx, 'reuse', `dbgroup ${same.name} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`));
         } else {
           if (await getDbgroup(c, name)) throw configError(`a dbgroup named ${name} already exists with other members: use dbgroup=${name}, choose another sync name, or remove it with "ibex remove dbgroup ${name}"`);
           dbgroup = name;
@@ -119,7 +122,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
       const client = await openDb(db);
       try {
         const d = await discover(c, db, client, 'table', { terms }, ctx.flags.force);
-        for (const s of d.skipped) ctx.say(`skipped table ${s.label}: it ${s.why}`);
+        for (const s of d.skipped) later.push(() => ctx.say(`skipped table ${s.label}: it ${s.why}`));
         relations = [...d.existing, ...d.found];
         newRelations = d.found;
       } finally {
@@ -130,7 +133,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
         : (await listRelgroups(c)).find((g) => g.members.length === ids.length && g.members.every((m) => ids.includes(m.relation)));
       if (same) {
         relgroup = same.name;
-        report(ctx, 'reuse', `relgroup ${same.name}`);
+        later.push(() => report(ctx, 'reuse', `relgroup ${same.name}`));
       } else {
         if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists with other tables: use relgroup=${name}, choose another sync name, or remove it with "ibex remove relgroup ${name}"`);
         relgroup = name;
@@ -143,6 +146,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
       name, members, relations, conflict_strategy: strategy, clock: values.clock ?? 'change', onetimecopy_from: values.onetimecopy_from ?? null,
     };
     await validateSync(c, plan);
+    for (const say of later) say();
 
     const newIds: number[] = [];
     const insertAll = async (): Promise<void> => {

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { findRelations, relationOid, tableInfo } from '../../db/catalog.js';
 import {
-  deleteRelations, insertRelation, listDbs, listRelations, listRelgroups,
+  deleteRelations, getDb, insertRelation, listDbs, listRelations, listRelgroups,
   listSyncs, relationsNamed, relgroupsOf, removeRelgroupMembers, setRelationStrategy, syncsUsing,
   type DbRecord, type NewRelation, type RelationRecord,
 } from '../../control/config-store.js';
@@ -18,7 +18,7 @@ import {
 import {
   checkObjectName, displayRelation, isExact, likeOf, parseRelationTerm, type RelationTerm,
 } from './names.js';
-import { parseStrategy } from './options.js';
+import { STRATEGIES, parseStrategy } from './options.js';
 import { planRelgroupAddition } from './relgroup.js';
 
 /** Table or sequence. */
@@ -59,7 +59,7 @@ export async function discover(
     if (seen.has(label)) return;
     seen.add(label);
     if (schema === 'ibex' || schema === 'pg_catalog' || schema === 'information_schema') {
-      throw usage(`${label} belongs to ${schema === 'ibex' ? 'ibex itself' : 'the system catalog'} and cannot be replicated`);
+      throw usage(`${label} belongs to ${schema === 'ibex' ? 'ibex itself' : 'the system catalog'} and cannot be replicated: name your own tables (schema.table)`);
     }
     const fail = (why: string, fix: string): void => {
       if (exact) throw configError(`${kind} ${label} on db ${db.name} ${why}: ${fix}`);
@@ -157,6 +157,9 @@ async function tableStrategy(c: pg.Client, value: string | undefined): Promise<s
   if (value === undefined) return undefined;
   if (value === '') return null;
   const s = parseStrategy(value);
+  if (s.dbs?.length === 1 && !(await getDb(c, s.dbs[0]!))) {
+    throw usage(`conflict_strategy=${value} is neither a strategy (${STRATEGIES.join(', ')}) nor a registered db: use a strategy, or list dbs in order of preference (A,B)`);
+  }
   for (const d of s.dbs ?? []) await requireDb(c, d);
   return s.strategy;
 }
@@ -166,9 +169,13 @@ async function tableStrategy(c: pg.Client, value: string | undefined): Promise<s
  * transaction; a relgroup used by syncs is re-validated for each of them and
  * their capture is brought up to date after the commit.
  */
-async function registerAndGroup(ctx: Context, c: pg.Client, kind: RelKind, d: Discovery, group: string | undefined, strategy: string | null | undefined): Promise<void> {
+async function registerAndGroup(
+  ctx: Context, c: pg.Client, kind: RelKind, d: Discovery, group: string | undefined, strategy: string | null | undefined, announce?: () => void,
+): Promise<void> {
   for (const r of d.found) r.conflict_strategy = strategy ?? null;
   const plan = group ? await planRelgroupAddition(ctx, c, group, [...d.existing, ...d.found]) : undefined;
+  // Only once the relgroup's syncs accept the tables: a refused command prints nothing but its error.
+  announce?.();
   const newIds: number[] = [];
   await write(ctx, c, async () => {
     for (const r of d.found) {
@@ -216,8 +223,7 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
         throw configError(`${kind} ${label} is already registered on db ${r.db} with conflict_strategy=${r.conflict_strategy ?? '(the sync\'s)'}: change it with "ibex update ${kind} ${label} db=${r.db} conflict_strategy=${strategy ?? ''}"`);
       }
     }
-    sayDiscovery(ctx, kind, d);
-    await registerAndGroup(ctx, c, kind, d, group, strategy);
+    await registerAndGroup(ctx, c, kind, d, group, strategy, () => sayDiscovery(ctx, kind, d));
     if (d.found.length === 0 && !group && strategy === undefined) ctx.say(`nothing new to register on db ${db.name}`);
     dryRunDone(ctx);
   });
@@ -239,8 +245,7 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
     } finally {
       await client.end().catch(() => {});
     }
-    sayDiscovery(ctx, kind, d);
-    await registerAndGroup(ctx, c, kind, d, group, undefined);
+    await registerAndGroup(ctx, c, kind, d, group, undefined, () => sayDiscovery(ctx, kind, d));
     ctx.say(`new ${kind}s: ${d.found.length}, already registered: ${d.existing.length}, skipped: ${d.skipped.length}`);
     dryRunDone(ctx);
   });
