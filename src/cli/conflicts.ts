@@ -2,27 +2,74 @@
  * `ibex conflicts [sync] [table=schema.table] [since=…] [status=…] [limit=N] [--json]`:
  * the conflict log — per resolved key the winner, the row written, and every
  * losing version with its change time — so any overwritten version can be
- * recovered.
+ * recovered. Each option may also be written as a flag: `--table=…`, `--since=…`.
  */
 import Table from 'cli-table3';
 import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
+import { displayRelation, likeOf, parseRelationTerm } from './config/names.js';
 import type { Context } from './context.js';
+
+const OPTIONS = ['table', 'since', 'status', 'limit'];
+const STATUSES = ['pending', 'applied', 'skipped', 'aborted', 'quarantined'];
+const SYNOPSIS = 'ibex conflicts [sync] [--table=schema.table] [--since=1h|2024-05-01T10:00Z] [--status=applied|quarantined|skipped|aborted|pending] [--limit=N] [--json]';
+
+/** An ISO 8601 date or date-time, with an optional zone (`Z`, `+02`, `+02:00`, `+0200`). */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/**
+ * `since=`: a duration back from now (`30`, `15m`, `2h`, `7d`), or a point in
+ * time in ISO 8601 (`2024-05-01`, `2024-05-01T10:00:00Z`, `2024-05-01 10:00+02:00`).
+ * A time without a zone is local time, as `date` prints it.
+ */
+export function parseSince(value: string): { interval: string } | { at: string } {
+  const v = value.trim();
+  const m = ISO_TIME.exec(v);
+  const bad = (): never => {
+    throw usage(`bad value "${value}" for since: give a duration (30s, 15m, 2h, 7d) or an ISO 8601 time (2024-05-01, 2024-05-01T10:00:00Z)`);
+  };
+  if (!m) {
+    if (/^\d{4}-/.test(v)) bad();
+    try {
+      return { interval: parseInterval('since', v) };
+    } catch {
+      return bad();
+    }
+  }
+  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4] ?? '0', m[5] ?? '0', m[6] ?? '0'].map(Number) as [number, number, number, number, number, number];
+  const ms = m[7] ? Math.floor(Number(m[7]) * 1000) : 0;
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) bad();
+  let t: number;
+  if (m[8]) {
+    const z = /^([+-])(\d{2}):?(\d{2})?$/.exec(m[8]);
+    const offset = z ? (z[1] === '-' ? -1 : 1) * (Number(z[2]) * 60 + Number(z[3] ?? 0)) : 0; // else Z
+    if (Math.abs(offset) > 18 * 60 || Number(z?.[3] ?? 0) > 59) bad();
+    t = Date.UTC(y, mo - 1, d, h, mi, s, ms) - offset * 60_000;
+    if (new Date(Date.UTC(y, mo - 1, d)).getUTCDate() !== d) bad();
+  } else {
+    const local = new Date(y, mo - 1, d, h, mi, s, ms);
+    if (local.getDate() !== d || local.getMonth() !== mo - 1) bad();
+    t = local.getTime();
+  }
+  return { at: new Date(t).toISOString() };
+}
 
 /** `ibex conflicts` */
 export async function conflicts(ctx: Context, args: string[]): Promise<number> {
-  const { words, options } = parseArgs(args);
-  allowOnly(options, ['table', 'since', 'status', 'limit'], '"ibex conflicts"');
-  if (words.length > 1) throw usage('write: ibex conflicts [sync] [table=schema.table] [since=1h] [status=applied|quarantined|skipped|aborted|pending] [limit=N]');
+  const { words, options } = parseArgs(args, { flags: OPTIONS, what: '"ibex conflicts"' });
+  allowOnly(options, OPTIONS, '"ibex conflicts"');
+  if (words.length > 1) throw usage(`unexpected "${words.slice(1).join(' ')}": write ${SYNOPSIS}`);
   const sync = words[0] ?? null;
-  const table = options.get('table') ?? null;
-  const since = options.has('since') ? parseInterval('since', options.get('since')!) : null;
+  const table = options.get('table') ? parseRelationTerm(options.get('table')!) : null;
+  const since = options.has('since') ? parseSince(options.get('since')!) : null;
   const status = options.get('status') ?? null;
-  if (status && !['pending', 'applied', 'skipped', 'aborted', 'quarantined'].includes(status)) {
+  if (status && !STATUSES.includes(status)) {
     throw usage(`bad value "${status}" for status: use pending, applied, skipped, aborted or quarantined`);
   }
   const limit = options.has('limit') ? parseIntOption('limit', options.get('limit')!, 1, 1_000_000) : 100;
-  const [schema, rel] = table ? (table.includes('.') ? [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)] : ['public', table]) : [null, null];
+  const [schema, rel] = table ? [likeOf(table.schema), likeOf(table.name)] : [null, null];
+  const sinceInterval = since && 'interval' in since ? since.interval : null;
+  const sinceTime = since && 'at' in since ? since.at : null;
   return ctx.withControl(async (c) => {
     if (sync) {
       const s = await c.query(`SELECT 1 FROM ibex.sync WHERE name = $1`, [sync]);
@@ -32,12 +79,14 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
     const r = await c.query(
       `SELECT id, sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status, created
          FROM ibex.conflict
-        WHERE ($1::text IS NULL OR sync = $1) AND ($2::text IS NULL OR (schemaname = $2 AND relname = $3))
-          AND ($4::interval IS NULL OR created > now() - $4::interval) AND ($5::text IS NULL OR status = $5)
-        ORDER BY id DESC LIMIT $6`,
-      [sync, schema, rel, since, status, limit]);
+        WHERE ($1::text IS NULL OR sync = $1) AND ($2::text IS NULL OR (schemaname LIKE $2 AND relname LIKE $3))
+          AND ($4::interval IS NULL OR created > now() - $4::interval) AND ($5::timestamptz IS NULL OR created >= $5::timestamptz)
+          AND ($6::text IS NULL OR status = $6)
+        ORDER BY id DESC LIMIT $7`,
+      [sync, schema, rel, sinceInterval, sinceTime, status, limit]);
     const rows = r.rows.map((x) => ({
-      id: Number(x.id), sync: x.sync, run: x.run === null ? null : Number(x.run), table: `${x.schemaname}.${x.relname}`, key: x.key,
+      id: Number(x.id), sync: x.sync, run: x.run === null ? null : Number(x.run),
+      table: displayRelation(x.schemaname, x.relname), schema: x.schemaname, relname: x.relname, key: x.key,
       kind: x.kind, strategy: x.strategy, winner: x.winner, winnerRow: x.winner_row, winnerTime: x.winner_time, losers: x.losers,
       status: x.status, created: x.created,
     }));
@@ -49,13 +98,13 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
       ctx.say('no conflicts logged' + (sync ? ` for sync ${sync}` : ''));
       return 0;
     }
-    const t = new Table({ head: ['Id', 'Sync', 'Table', 'Key', 'Kind', 'Winner', 'Losers (db: version overwritten)', 'Status', 'When'] });
+    const t = new Table({ head: ['Id', 'Sync', 'Table', 'Key', 'Kind', 'Winner', 'Losers (db: version overwritten)', 'Status', 'When'], style: { head: [], border: [] } });
     for (const x of rows) {
       const losers = (x.losers as { db: string; row: unknown; constraint?: string }[])
         .map((l) => `${l.db}: ${l.row === null ? '(deleted)' : JSON.stringify(l.row)}${l.constraint ? ` [${l.constraint}]` : ''}`).join('\n');
       t.push([x.id, x.sync, x.table, JSON.stringify(x.key), x.kind, x.winner ?? '-', losers, x.status, new Date(x.created).toISOString()]);
     }
-    ctx.say(t.toString());
+    ctx.say(t.toString(), true);
     return 0;
   });
 }

@@ -1,0 +1,153 @@
+/**
+ * `ibex set <name>=<value> …` and `ibex show [all | name …]`: the global
+ * settings in ibex.config (Bucardo's `set`/`show` over bucardo_config).
+ * Each known setting has a parser that checks its value and returns the text
+ * stored; what the engine reads back is therefore always well-formed.
+ */
+import { parseStrategy as engineStrategy } from '../conflict/strategy.js';
+import { RETENTION_DEFAULTS } from '../control/retention.js';
+import { usage, type IbexError } from '../errors.js';
+import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
+import { dryRunDone, printRows, report, write } from './config/common.js';
+import { parseStrategy as cliStrategy } from './config/options.js';
+import type { Context } from './context.js';
+
+/** A global setting ibex knows: its default, what it means, and how its value is checked. */
+interface Setting {
+  /** The value the control schema is installed with. */
+  default: string;
+  about: string;
+  /** Check a value given on the command line; returns the text to store. Throws a usage error. */
+  parse: (name: string, value: string) => string;
+  /** When a running daemon starts using a new value, if not at once. */
+  takesEffect?: string;
+}
+
+/** PostgreSQL's largest timeout, in milliseconds (INT_MAX). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/**
+ * A duration, through `parseInterval` (30, 90s, 15m, 12h, 7d, "30 days"),
+ * stored as interval text in the largest whole unit ("7 days", "90 seconds").
+ */
+function interval(name: string, value: string): string {
+  const seconds = Number(parseInterval(name, value).split(' ')[0]);
+  for (const [unit, size] of [['days', 86_400], ['hours', 3_600], ['minutes', 60]] as const) {
+    if (seconds % size === 0) return `${seconds / size} ${unit}`;
+  }
+  return `${seconds} seconds`;
+}
+
+function milliseconds(name: string, value: string): string {
+  return String(parseIntOption(name, value.trim(), 0, MAX_TIMEOUT_MS));
+}
+
+/**
+ * A strategy by name (ours or Bucardo's alias), stored in the same form as a
+ * sync's `conflict_strategy=`. An ordered db list names the dbs of one sync,
+ * so it cannot be a global default.
+ */
+function strategy(name: string, value: string): string {
+  const hint = 'use latest, skip, abort, random, source, target or custom (or a bucardo_* alias)';
+  let parsed: { strategy: string; dbs?: string[] };
+  try {
+    parsed = cliStrategy(value);
+  } catch {
+    throw usage(`bad value "${value}" for ${name}: ${hint}`);
+  }
+  if (parsed.dbs) {
+    throw usage(parsed.dbs.length > 1
+      ? `bad value "${value}" for ${name}: a list of dbs belongs to one sync ("ibex update sync <name> conflict_strategy=${parsed.dbs.join(',')}"); ${hint}`
+      : `unknown strategy "${value}" for ${name}: ${hint}`);
+  }
+  // What is stored must be readable by the engine.
+  engineStrategy(parsed.strategy, []);
+  return parsed.strategy;
+}
+
+/** Every setting `set` accepts, by name (the rows of ibex.config). */
+export const SETTINGS: Readonly<Record<string, Setting>> = {
+  conflict_log_retention: {
+    default: RETENTION_DEFAULTS.conflict_log_retention, about: 'conflict log entries older than this are purged (pending ones never)', parse: interval,
+  },
+  default_conflict_strategy: {
+    default: 'latest', about: 'strategy of a sync that names none', parse: strategy, takesEffect: 'syncs added from now on use it',
+  },
+  lock_timeout_ms: {
+    default: '2000', about: 'lock_timeout of DDL steps (install, remove), retried with backoff; 0 waits without limit', parse: milliseconds,
+  },
+  run_history_retention: {
+    default: RETENTION_DEFAULTS.run_history_retention, about: 'run history older than this is purged (runs in progress never)', parse: interval,
+  },
+  statement_timeout_ms: {
+    default: '0', about: 'statement_timeout of replication sessions (0 = none)', parse: milliseconds,
+    takesEffect: 'a running daemon uses it after "ibex reload"',
+  },
+};
+
+const NAMES = Object.keys(SETTINGS).sort();
+
+function unknownSetting(name: string, names: readonly string[]): IbexError {
+  return usage(`unknown setting "${name}": use one of ${names.join(', ')}`);
+}
+
+/** `ibex set <name>=<value> …`: all or nothing, in one transaction. */
+export async function set(ctx: Context, args: string[]): Promise<number> {
+  const { words, options } = parseArgs(args, { flags: [], what: '"ibex set"' });
+  if (words.length || options.size === 0) {
+    throw usage(`${words.length ? `unexpected "${words.join(' ')}" for "ibex set"` : '"ibex set" needs a setting'}: write ibex set name=value … (settings: ${NAMES.join(', ')})`);
+  }
+  const values = new Map<string, string>();
+  for (const [name, value] of options) {
+    const s = SETTINGS[name];
+    if (!s) throw unknownSetting(name, NAMES);
+    values.set(name, s.parse(name, value));
+  }
+  await ctx.withControl(async (c) => {
+    await write(ctx, c, async () => {
+      const old = await c.query(`SELECT name, value FROM ibex.config WHERE name = ANY($1) FOR UPDATE`, [[...values.keys()]]);
+      const before = new Map(old.rows.map((r) => [String(r.name), String(r.value)]));
+      await c.query(
+        `INSERT INTO ibex.config (name, value, about) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`,
+        [[...values.keys()], [...values.values()], [...values.keys()].map((n) => SETTINGS[n]!.about)]);
+      for (const [name, value] of values) {
+        const was = before.get(name);
+        if (was === value) {
+          ctx.say(`${name} is already ${value}`);
+          continue;
+        }
+        report(ctx, 'set', `${name}=${value}${was === undefined ? '' : ` (was ${was})`}`);
+        const when = SETTINGS[name]!.takesEffect;
+        if (when && !ctx.flags.dryRun) ctx.say(`  ${when}`);
+      }
+    });
+  });
+  dryRunDone(ctx);
+  return 0;
+}
+
+/** `ibex show [all | name …] [--json]`: the settings, their values and what they mean. */
+export async function show(ctx: Context, args: string[]): Promise<number> {
+  const { words, options } = parseArgs(args, { flags: [], what: '"ibex show"' });
+  allowOnly(options, [], '"ibex show": write ibex show [all | name …]');
+  const wanted = words.some((w) => w.toLowerCase() === 'all') ? [] : [...new Set(words.map((w) => w.toLowerCase()))];
+  return ctx.withControl(async (c) => {
+    const r = await c.query(`SELECT name, value, about FROM ibex.config ORDER BY name`);
+    // The table may hold settings a newer migration added; show those too.
+    const rows = new Map<string, { name: string; value: string; default: string | null; about: string | null }>();
+    for (const x of r.rows) {
+      const name = String(x.name);
+      rows.set(name, { name, value: String(x.value), default: SETTINGS[name]?.default ?? null, about: x.about === null ? null : String(x.about) });
+    }
+    for (const [name, s] of Object.entries(SETTINGS)) {
+      if (!rows.has(name)) rows.set(name, { name, value: s.default, default: s.default, about: s.about });
+    }
+    const names = [...rows.keys()].sort();
+    for (const w of wanted) if (!rows.has(w)) throw unknownSetting(w, names);
+    const shown = (wanted.length ? wanted : names).map((n) => rows.get(n)!);
+    printRows(ctx, ['name', 'value', 'default', 'about'],
+      shown.map((s) => [s.name, s.value, s.default ?? '', s.about ?? '']), shown, 'no settings');
+    return 0;
+  });
+}
