@@ -40,7 +40,8 @@ function cacheDir(): string {
 }
 
 /** Write the source under its content hash (once) and import it. */
-async function importSource(name: string, whenrun: string, src: string, language: string): Promise<(input: never) => unknown> {
+async function importSource(name: string, whenrun: string, src: string, language: string,
+  fix = `fix it with "ibex update customcode ${name} src_code=<file>"`): Promise<(input: never) => unknown> {
   const hash = createHash('sha256').update(language).update('\0').update(src).digest('hex').slice(0, 20);
   const file = join(cacheDir(), `${name}-${hash}.${language === 'typescript' ? 'ts' : 'mjs'}`);
   if (!existsSync(file)) {
@@ -52,12 +53,17 @@ async function importSource(name: string, whenrun: string, src: string, language
   try {
     mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (err) {
-    throw new CustomCodeError(name, whenrun, `could not be loaded: ${firstLine(err)}; fix it with "ibex update customcode ${name} src_code=<file>"`, err);
+    throw new CustomCodeError(name, whenrun, `could not be loaded: ${loadError(err, file)}; ${fix}`, err);
   }
   if (typeof mod.default !== 'function') {
-    throw new CustomCodeError(name, whenrun, `must export a default function (export default function (input) { … }); fix it with "ibex update customcode ${name} src_code=<file>"`);
+    throw new CustomCodeError(name, whenrun, `has no default export: export the hook as "export default function (input) { … }", ${fix}`);
   }
   return mod.default as (input: never) => unknown;
+}
+
+/** Load a source once to check it (at add/update time): it must import and export a default function. */
+export async function checkSource(name: string, whenrun: string, src: string, language: string, path: string): Promise<void> {
+  await importSource(name, whenrun, src, language, `fix ${path} and give it again`);
 }
 
 /**
@@ -107,6 +113,13 @@ export async function callCode<T>(code: LoadedCode, input: unknown): Promise<T> 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A compile error's useful line (esbuild puts it second), with the cache path shown as "line L:C". */
+function loadError(err: unknown, file: string): string {
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim()).filter(Boolean);
+  const line = lines.length > 1 && lines[0]!.endsWith(':') ? lines[1]! : (lines[0] ?? 'unknown error');
+  return line.replace(new RegExp(`(?:file://)?${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:(\\d+):(\\d+):?`), 'line $1:$2').replace(/ERROR: /, '').slice(0, 500);
 }
 
 function firstLine(err: unknown): string {

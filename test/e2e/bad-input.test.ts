@@ -129,6 +129,8 @@ const CASES: Case[] = [
   { name: 'missing src_code file', args: (k) => ['add', 'customcode', 'cc', 'whenrun=conflict', `src_code=${join(k.dir, 'missing.ts')}`], exit: 2, err: /^cannot read src_code=.*missing\.ts: give the path of an existing, readable \.ts or \.js file$/ },
   { name: 'empty src_code file', args: (k) => ['add', 'customcode', 'cc', 'whenrun=conflict', `src_code=${join(k.dir, 'empty.ts')}`], exit: 2, err: /^src_code=.*empty\.ts is empty: write the hook first$/ },
   { name: 'src_code of the wrong extension', args: (k) => ['add', 'customcode', 'cc', 'whenrun=conflict', `src_code=${join(k.dir, 'hook.txt')}`], exit: 2, err: /^src_code=.*hook\.txt has an unknown extension: give a \.ts/ },
+  { name: 'src_code that does not compile', args: (k) => ['add', 'customcode', 'cc', 'whenrun=conflict', `src_code=${join(k.dir, 'broken.ts')}`], exit: 2, err: /^custom code "cc" \(whenrun=conflict\) could not be loaded: line 1:\d+ Unexpected ";"; fix .*broken\.ts and give it again$/ },
+  { name: 'src_code without a default export', args: (k) => ['add', 'customcode', 'cc', 'whenrun=conflict', `src_code=${join(k.dir, 'nodefault.mjs')}`], exit: 2, err: /^custom code "cc" \(whenrun=conflict\) has no default export: export the hook as .*, fix .*nodefault\.mjs and give it again$/ },
   { name: 'unknown whenrun', args: (k) => ['add', 'customcode', 'cc', 'whenrun=sometimes', `src_code=${join(k.dir, 'hook.ts')}`], exit: 2, err: /^bad value "sometimes" for whenrun: use one of before_sync/ },
 
   // --- the control database ---
@@ -236,6 +238,8 @@ describe('bad input, catalogued', () => {
     writeFileSync(join(dir, 'empty.ts'), '');
     writeFileSync(join(dir, 'hook.txt'), 'export default () => undefined;\n');
     writeFileSync(join(dir, 'hook.ts'), 'export default () => undefined;\n');
+    writeFileSync(join(dir, 'broken.ts'), 'export default (input: { a: number }) => { return input.a +; };\n');
+    writeFileSync(join(dir, 'nodefault.mjs'), 'export const hook = () => undefined;\n');
     Object.assign(known, {
       db: (i: number) => {
         const p = env.params(i);

@@ -10,6 +10,7 @@ import {
   updateCustomcode, type CustomcodeRecord,
 } from '../../control/config-store.js';
 import { configError, notFound, usage } from '../../errors.js';
+import { checkSource } from '../../customcode/loader.js';
 import { allowOnly } from '../args.js';
 import type { Context } from '../context.js';
 import { dryRunDone, listHint, parseNounArgs, parseSignedInt, printRows, report, write } from './common.js';
@@ -76,6 +77,7 @@ export async function addCustomcode(ctx: Context, args: string[]): Promise<void>
   if (!o.get('src_code')) throw usage(`add customcode ${name} needs src_code=<file>: the .ts or .js file of the hook`);
   const whenrun = parseWhenrun(o.get('whenrun')!);
   const src = readSource(o.get('src_code')!);
+  await checkSource(name, whenrun, src.code, src.language, src.path);
   const priority = o.has('priority') ? parseSignedInt('priority', o.get('priority')!) : 0;
   const status = o.has('status') ? parseStatus(o.get('status')!) : 'active';
   await ctx.withControl(async (c) => {
@@ -126,6 +128,7 @@ export async function updateCustomcodeVerb(ctx: Context, args: string[]): Promis
   if (o.has('whenrun')) changes.whenrun = parseWhenrun(o.get('whenrun')!);
   if (o.has('src_code')) {
     const src = readSource(o.get('src_code')!);
+    await checkSource(name, changes.whenrun ?? 'conflict', src.code, src.language, src.path);
     Object.assign(changes, { src_code: src.code, src_path: src.path, language: src.language });
   }
   if (o.has('priority')) changes.priority = parseSignedInt('priority', o.get('priority')!);
