@@ -28,6 +28,9 @@ export const VERBS: Record<string, VerbEntry> = {
   kick: { summary: 'kick <sync> [timeout]: run a sync now, optionally wait for that run', load: async () => (await import('./status.js')).kick },
   pause: { summary: 'pause <sync …>: stop running these syncs', load: async () => (await import('./status.js')).pause },
   resume: { summary: 'resume <sync …>: run these syncs again', load: async () => (await import('./status.js')).resume },
-  conflicts: { summary: 'conflicts [sync] [table=] [since=] [status=] [limit=]: the conflict log, every overwritten version', load: async () => (await import('./conflicts.js')).conflicts },
+  conflicts: { summary: 'conflicts [sync] [--table=] [--since=] [--status=] [--limit=]: the conflict log, every overwritten version', load: async () => (await import('./conflicts.js')).conflicts },
+  set: { summary: 'set name=value …: change global settings (retention, timeouts, default strategy)', load: async () => (await import('./settings.js')).set },
+  show: { summary: 'show [all | name …]: global settings, their values, defaults and meaning', load: async () => (await import('./settings.js')).show },
+  validate: { summary: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)', load: async () => (await import('./validate.js')).validate },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

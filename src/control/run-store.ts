@@ -53,7 +53,7 @@ export interface ConflictRecord {
 }
 
 /** Log conflicts as pending (before the targets commit). */
-export async function logConflicts(control: pg.Client, sync: string, run: number, conflicts: ConflictRecord[], status = 'pending'): Promise<void> {
+export async function logConflicts(control: pg.Client, sync: string, run: number | null, conflicts: ConflictRecord[], status = 'pending'): Promise<void> {
   if (conflicts.length === 0) return;
   // Durable before the targets commit, whatever the session's synchronous_commit.
   await control.query('BEGIN');
@@ -67,7 +67,7 @@ export async function logConflicts(control: pg.Client, sync: string, run: number
   }
 }
 
-async function insertConflicts(control: pg.Client, sync: string, run: number, conflicts: ConflictRecord[], status: string): Promise<void> {
+async function insertConflicts(control: pg.Client, sync: string, run: number | null, conflicts: ConflictRecord[], status: string): Promise<void> {
   await control.query(
     `INSERT INTO ibex.conflict (sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status)
      SELECT $1, $2, c->>'schema', c->>'table', c->'key', c->>'kind', c->>'strategy', c->>'winner', c->'winnerRow',

@@ -466,6 +466,11 @@ export class SyncRunner {
     const activeTables = new Set<number>();
     /** `${src}/${idx}` -> the one origin, when every pending key there is a plain insert. */
     const insertOnly = new Map<string, string>();
+    /** `${src}/${idx}` of pending changes read straight from the delta table, never gathered (see below). */
+    const lazy = new Set<string>();
+    // One round trip per source finds its truncates, and per table with pending changes how many
+    // delta rows, whether all are plain inserts, and their one origin (if one).
+    const classes = new Map<string, { n: number; insonly: boolean; origin: string | null }>();
     for (const src of sources) {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
@@ -477,11 +482,33 @@ export class SyncRunner {
         const prev = truncs.get(p.idx);
         if (!prev || prev.ts < String(row.ts)) truncs.set(p.idx, { src: src.name, ts: String(row.ts) });
       }
-      // One round trip finds the tables with pending changes; only those get temp tables and a gather.
-      const active = this.plans.length === 0 ? { rows: [] } : await c.query(
-        this.plans.map((p) => `SELECT ${p.idx} AS i WHERE EXISTS (SELECT 1 FROM ${p.delta} WHERE ${window})`).join(' UNION ALL '), [cur]);
-      for (const row of active.rows) {
-        const p = this.plans[Number(row.i)]!;
+      if (this.plans.length === 0) continue;
+      const origin = `coalesce(ibex_origin, ${lit(src.name)})`;
+      const cls = await c.query(
+        `SELECT i, n, insonly, origin FROM (${this.plans.map((p) =>
+          `SELECT ${p.idx} AS i, count(*) AS n, bool_and(ibex_op = 'I') AS insonly,
+                  CASE WHEN min(${origin}) = max(${origin}) THEN min(${origin}) END AS origin
+             FROM ${p.delta} WHERE ${window}`).join(' UNION ALL ')}) x WHERE n > 0`, [cur]);
+      for (const row of cls.rows) {
+        classes.set(`${src.name}/${row.i}`, { n: Number(row.n), insonly: row.insonly === 't', origin: row.origin === null ? null : String(row.origin) });
+      }
+    }
+    // A table only inserted into, on one source, with one origin and no truncate, takes the fast
+    // path straight from its delta table: no gather into temp tables (most of a bulk load's cost).
+    for (const [key, k] of classes) {
+      const idx = Number(key.slice(key.lastIndexOf('/') + 1));
+      const single = sources.filter((s) => classes.has(`${s.name}/${idx}`)).length === 1;
+      if (this.fastPathAllowed && k.insonly && k.origin !== null && single && !truncs.has(idx)) {
+        lazy.add(key);
+        counts.set(key, k.n);
+        insertOnly.set(key, k.origin);
+      }
+    }
+    for (const src of sources) {
+      const c = clients.get(src.name)!;
+      const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
+      for (const p of this.plans) {
+        if (!classes.has(`${src.name}/${p.idx}`) || lazy.has(`${src.name}/${p.idx}`)) continue;
         if (!activeTables.has(p.idx)) {
           activeTables.add(p.idx);
           await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
@@ -575,6 +602,7 @@ export class SyncRunner {
       if (pendingOn.length === 0) continue;
       if (pendingOn.length === 1) {
         // Only one source changed this table: no conflict is possible, it wins every key.
+        if (lazy.has(`${pendingOn[0]!.name}/${p.idx}`)) continue;
         await clients.get(pendingOn[0]!.name)!.query(`INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
         continue;
       }
@@ -642,7 +670,8 @@ export class SyncRunner {
       }
     }
     for (const p of [...this.plans].reverse()) {
-      if (!sources.some((s) => counts.has(`${s.name}/${p.idx}`))) continue;
+      // Fast-path tables stage no deletes (and lazy ones have no temp tables at all).
+      if (!sources.some((s) => counts.has(`${s.name}/${p.idx}`) && !fastPath(s.name, p))) continue;
       for (const d of all) {
         const c = clients.get(d.name)!;
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
@@ -700,9 +729,20 @@ export class SyncRunner {
           const targets = others(src.name);
           for (const d of targets) await setLocal(clients.get(d.name)!, insertOnly.get(`${src.name}/${p.idx}`) ?? null, p, d.name);
           let copied: number[];
+          // A big lazy batch: the delta table's statistics lag behind its growth, and the planner
+          // would look every key up through the index (a nested loop, ~10x slower than hashing
+          // when the batch is a good part of the table). Hash when that is cheaper.
+          const hash = lazy.has(`${src.name}/${p.idx}`) && (counts.get(`${src.name}/${p.idx}`) ?? 0) >= 1000
+            && (await clients.get(src.name)!.query(
+              `SELECT $1::bigint * 20 > reltuples AS hash FROM pg_class WHERE oid = ${lit(p.q)}::regclass`, [counts.get(`${src.name}/${p.idx}`)])).rows[0]?.hash === 't';
+          if (hash) await clients.get(src.name)!.query(`SET LOCAL enable_nestloop = off`);
           try {
             copied = await copyFanOut(clients.get(src.name)!,
-              `COPY (SELECT ${cols} FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
+              lazy.has(`${src.name}/${p.idx}`)
+                // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
+                ? `COPY (SELECT ${cols} FROM ${p.q} t WHERE (${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) IN (
+                     SELECT ${p.keys.map((k) => ident(k).text).join(', ')} FROM ${p.delta} WHERE ${window.replaceAll('$1', lit(cursors.get(src.name) ?? snaps.get(src.name)!))})) TO STDOUT`
+                : `COPY (SELECT ${cols} FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
               targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
           } catch (err) {
             // A key that already exists (a repeated run), another unique index or a missing parent:
@@ -710,6 +750,7 @@ export class SyncRunner {
             if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation) throw new FastPathConflict(p.label);
             throw err;
           }
+          if (hash) await clients.get(src.name)!.query(`SET LOCAL enable_nestloop = on`);
           const n = copied.reduce((a, b) => a + b, 0);
           tableCounts(p).inserted += n;
           result.inserted += n;
@@ -719,6 +760,8 @@ export class SyncRunner {
           `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
           others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
       }
+      // Every pending source took the fast path: nothing was staged.
+      if (pendingOn.every((src) => fastPath(src.name, p))) continue;
       const update = p.nonKeyCols.length
         ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
         : 'DO NOTHING';

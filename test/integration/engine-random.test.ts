@@ -376,5 +376,24 @@ describe('randomized 3-master convergence', () => {
       assert.ok(losers.length > 0 && losers.every((l) => l.db !== x.winner), why(`bad conflict record ${JSON.stringify(x)}`));
     }
     console.log(`# engine-random seed=${SEED} ${summary} logged=${log.length}`);
+
+    // `ibex validate` agrees through the CLI: every table identical on every node, nothing in flight.
+    const validated = await env.cli('validate', 'rnd', '--json');
+    assert.equal(validated.code, 0, why(`ibex validate rnd exited ${validated.code}: ${validated.out.slice(0, 4000)} ${validated.err}; ${summary}`));
+    const vdoc = JSON.parse(validated.out) as { equal: boolean; inFlight: number; syncs: { tables: { table: string; status: string }[] }[] };
+    assert.equal(vdoc.equal, true, why(validated.out.slice(0, 4000)));
+    assert.equal(vdoc.inFlight, 0, why(`keys still in flight after the sync drained: ${validated.out.slice(0, 4000)}`));
+    assert.deepEqual(vdoc.syncs[0]!.tables.map((t) => [t.table, t.status]).sort(), TABLES.map((t) => [`public.${t}`, 'equal']).sort());
+
+    // Every overwritten version in the conflict log is a real row of its table (a JSON object with its key) or null (deleted).
+    const versions = await env.query(0, `SELECT id, relname, losers::text AS losers FROM ibex.conflict WHERE sync = 'rnd'`, [], 'ibexctl');
+    for (const x of versions) {
+      const losers = JSON.parse(String(x.losers)) as { db: string; row?: unknown }[];
+      for (const l of losers) {
+        const ok = l.row === null || (typeof l.row === 'object' && !Array.isArray(l.row)
+          && (KEYS[String(x.relname)] ?? ['?']).every((k) => k in (l.row as Record<string, unknown>)));
+        assert.ok(ok, why(`conflict ${String(x.id)} on ${String(x.relname)}: loser ${l.db} recorded ${JSON.stringify(l.row)}, neither a row nor null`));
+      }
+    }
   });
 });
