@@ -402,30 +402,31 @@ export class SyncRunner {
     // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
     const snaps = new Map<string, string>();
     const clocks: number[] = [];
+    // One round trip per db: open, snapshot and clock, and the schema check (every db must still
+    // have the columns and key the plans were built from). Parameters are inlined as literals:
+    // several statements in one query text go through the simple protocol, which takes none.
+    const fpParams = fingerprintParams(this.plans.map((p) => p.rel));
+    const fpQuery = fingerprintQuery().replace(/\$(\d)/g, (_, n: string) => `ARRAY[${fpParams[Number(n) - 1]!.map(lit).join(', ')}]::text[]`);
     await Promise.all(all.map(async (d) => {
       const c = clients.get(d.name)!;
       const t0 = Date.now();
-      await c.query(`BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'}`);
-      const r = await c.query(
-        `SELECT set_config('work_mem', '64MB', true), ${replica ? `set_config('session_replication_role', 'replica', true), ` : ''}pg_current_snapshot()::text AS snap,
-                extract(epoch FROM clock_timestamp() + ${process.env.IBEX_TEST_CLOCK_OFFSET === '1' ? `coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval` : `'0'::interval`}) * 1000 AS now_ms`);
+      const [, r, fp] = (await c.query(
+        `BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'};
+         SELECT set_config('work_mem', '64MB', true), ${replica ? `set_config('session_replication_role', 'replica', true), ` : ''}pg_current_snapshot()::text AS snap,
+                extract(epoch FROM clock_timestamp() + ${process.env.IBEX_TEST_CLOCK_OFFSET === '1' ? `coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval` : `'0'::interval`}) * 1000 AS now_ms;
+         ${fpQuery}`)) as unknown as pg.QueryResult[];
       const t1 = Date.now();
-      snaps.set(d.name, String(r.rows[0].snap));
-      clocks.push(Number(r.rows[0].now_ms) - (t0 + t1) / 2);
-    }));
-    const skewMs = clocks.length > 1 ? Math.max(...clocks) - Math.min(...clocks) : 0;
-
-    // Schema check: every db must still have the columns and key the plans were built from.
-    await Promise.all(all.map(async (d) => {
-      const r = await clients.get(d.name)!.query(fingerprintQuery(), fingerprintParams(this.plans.map((p) => p.rel)));
-      const got = new Map(r.rows.map((row) => [String(row.label), String(row.fp)]));
+      snaps.set(d.name, String(r!.rows[0].snap));
+      clocks.push(Number(r!.rows[0].now_ms) - (t0 + t1) / 2);
+      const got = new Map(fp!.rows.map((row) => [String(row.label), String(row.fp)]));
       for (const p of this.plans) {
-        const fp = got.get(p.label) ?? '';
-        if (fp !== p.fingerprint) {
-          throw new PauseError(`table ${p.label} on db ${d.name} no longer matches (${describeDiff(p.fingerprint, fp)}): make the tables identical on every db, then "ibex resume ${this.opts.sync}"`);
+        const f = got.get(p.label) ?? '';
+        if (f !== p.fingerprint) {
+          throw new PauseError(`table ${p.label} on db ${d.name} no longer matches (${describeDiff(p.fingerprint, f)}): make the tables identical on every db, then "ibex resume ${this.opts.sync}"`);
         }
       }
     }));
+    const skewMs = clocks.length > 1 ? Math.max(...clocks) - Math.min(...clocks) : 0;
 
     await this.runHooks('before_check_rows', result.runId);
 
@@ -474,22 +475,21 @@ export class SyncRunner {
     for (const src of sources) {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
-      const tr = await c.query(
-        `SELECT schemaname || '.' || relname AS label, max(ibex_ts)::text AS ts FROM ibex.truncates WHERE ${window} GROUP BY 1`, [cur]);
-      for (const row of tr.rows) {
+      const inlined = window.replaceAll('$1', lit(cur));
+      const origin = `coalesce(ibex_origin, ${lit(src.name)})`;
+      const [tr, cls] = (await c.query(
+        `SELECT schemaname || '.' || relname AS label, max(ibex_ts)::text AS ts FROM ibex.truncates WHERE ${inlined} GROUP BY 1;
+         ${this.plans.length === 0 ? 'SELECT 1 WHERE false' : `SELECT i, n, insonly, origin FROM (${this.plans.map((p) =>
+          `SELECT ${p.idx} AS i, count(*) AS n, bool_and(ibex_op = 'I') AS insonly,
+                  CASE WHEN min(${origin}) = max(${origin}) THEN min(${origin}) END AS origin
+             FROM ${p.delta} WHERE ${inlined}`).join(' UNION ALL ')}) x WHERE n > 0`}`)) as unknown as pg.QueryResult[];
+      for (const row of tr!.rows) {
         const p = this.plans.find((x) => x.label === row.label);
         if (!p) continue;
         const prev = truncs.get(p.idx);
         if (!prev || prev.ts < String(row.ts)) truncs.set(p.idx, { src: src.name, ts: String(row.ts) });
       }
-      if (this.plans.length === 0) continue;
-      const origin = `coalesce(ibex_origin, ${lit(src.name)})`;
-      const cls = await c.query(
-        `SELECT i, n, insonly, origin FROM (${this.plans.map((p) =>
-          `SELECT ${p.idx} AS i, count(*) AS n, bool_and(ibex_op = 'I') AS insonly,
-                  CASE WHEN min(${origin}) = max(${origin}) THEN min(${origin}) END AS origin
-             FROM ${p.delta} WHERE ${window}`).join(' UNION ALL ')}) x WHERE n > 0`, [cur]);
-      for (const row of cls.rows) {
+      for (const row of cls!.rows) {
         classes.set(`${src.name}/${row.i}`, { n: Number(row.n), insonly: row.insonly === 't', origin: row.origin === null ? null : String(row.origin) });
       }
     }
