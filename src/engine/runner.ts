@@ -443,9 +443,10 @@ export class SyncRunner {
     // snapshots keeps a stale re-delivery from overriding a later change under a priority strategy.
     const progress = await Promise.all(all.map(async (d) => {
       const r = await clients.get(d.name)!.query(
-        `SELECT source, snapshot FROM ibex.progress WHERE sync = $1`, [this.opts.sync]).catch(() => ({ rows: [] as Record<string, unknown>[] }));
-      return { db: d.name, rows: new Map(r.rows.map((x) => [String(x.source), String(x.snapshot)])) };
+        `SELECT source, snapshot, run FROM ibex.progress WHERE sync = $1`, [this.opts.sync]).catch(() => ({ rows: [] as Record<string, unknown>[] }));
+      return { db: d.name, rows: new Map(r.rows.map((x) => [String(x.source), String(x.snapshot)])), runs: r.rows.map((x) => Number(x.run)) };
     }));
+    const adoptedRuns = new Set<number>();
     for (const src of sources) {
       const others = progress.filter((p) => p.db !== src.name);
       const seen = new Set(others.map((p) => p.rows.get(src.name) ?? ''));
@@ -456,8 +457,12 @@ export class SyncRunner {
       if (newer.rows[0].n === 't') {
         this.log.info({ source: src.name }, 'adopting the snapshot of a run that committed everywhere before its cursor was saved');
         cursors.set(src.name, snap);
+        for (const p of others) for (const run of p.runs) adoptedRuns.add(run);
       }
     }
+    // That run's overwrites happened everywhere: its conflict records, logged pending before the
+    // commits, are settled now (its own settle was lost with the cursor update).
+    for (const run of adoptedRuns) if (run && run !== result.runId) await store.settleConflicts(control, run, true);
 
     // Gather, on each source, the keys changed in this run's window.
     const window = this.windowFilter(sourceNames);

@@ -136,12 +136,17 @@ describe('a run repeated after a crash between its commits and its cursor update
     await env.query(0, `INSERT INTO pr VALUES (1, 'v1 from A')`);
     await runOk(r);
     const before = await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'prio'`, [], 'ibexctl');
+    await env.query(1, `UPDATE pr SET v = 'v2 from B, loses' WHERE id = 1`);
     await env.query(0, `UPDATE pr SET v = 'v2 from A' WHERE id = 1`);
-    await runOk(r);
-    // The crash: every db committed, the cursors in the control db stayed behind.
+    const crashed = await runOk(r);
+    assert.equal(crashed.conflicts, 1);
+    // The crash: every db committed, the cursors and the settling of the conflict record were lost.
     for (const row of before) await env.query(0, `UPDATE ibex.cursor SET snapshot = $1 WHERE sync = 'prio' AND db = $2`, [row.snapshot, row.db], 'ibexctl');
+    await env.query(0, `UPDATE ibex.conflict SET status = 'pending' WHERE run = $1`, [crashed.runId], 'ibexctl');
     await env.query(1, `UPDATE pr SET v = 'v3 from B, later' WHERE id = 1`);
     await runOk(r);
     for (const i of [0, 1]) assert.equal((await env.query(i, `SELECT v FROM pr WHERE id = 1`))[0]!.v, 'v3 from B, later');
+    const settled = await env.query(0, `SELECT status FROM ibex.conflict WHERE run = $1`, [crashed.runId], 'ibexctl');
+    assert.deepEqual(settled.map((x) => x.status), ['applied'], 'the recovered run\'s overwrite is recorded as applied');
   });
 });
