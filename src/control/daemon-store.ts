@@ -160,6 +160,28 @@ export async function recoverSync(c: pg.Client, sync: string, pid: number): Prom
   return { runsEnded: runs.rowCount ?? 0, kicksReset: kicks.rowCount ?? 0 };
 }
 
+/** The newest run id (0 when there is none). */
+export async function maxRunId(c: pg.Client): Promise<number> {
+  const r = await c.query(`SELECT coalesce(max(id), 0) AS id FROM ibex.run`);
+  return Number(r.rows[0].id);
+}
+
+/**
+ * Close runs of these syncs that are still open although no run of theirs is
+ * in progress (their runner could not record the end: the control database
+ * went away meanwhile), up to run id `upTo`. Returns how many.
+ */
+export async function closeOrphanRuns(c: pg.Client, syncs: readonly string[], upTo: number): Promise<number> {
+  if (syncs.length === 0) return 0;
+  const r = await c.query(
+    `UPDATE ibex.run SET ended = now(), status = 'failed',
+            error = 'the end of this run was not recorded (the control database was unreachable): its changes were committed everywhere or rolled back everywhere, and the next runs went on from there'
+      WHERE sync = ANY($1) AND ended IS NULL AND id <= $2`,
+    [syncs, upTo],
+  );
+  return r.rowCount ?? 0;
+}
+
 /**
  * End the sessions a previous daemon left behind for these syncs on the
  * database `c` is connected to (application_name `ibex/<sync>` and

@@ -101,6 +101,9 @@ export class Daemon {
   private readonly states: StateWriter;
   /** Syncs seen leased by another daemon (logged once). */
   private readonly elsewhere = new Set<string>();
+  /** Syncs that may have a run left open in ibex.run: its runner could not record the end (see sweepRuns). */
+  private readonly unrecorded = new Set<string>();
+  private sweeping = false;
   /** Bookkeeping after runs (answering kicks, pausing) that shutdown must let finish. */
   private readonly inflight = new Set<Promise<void>>();
   private daemonId: number | undefined;
@@ -154,7 +157,11 @@ export class Daemon {
       onUp: (c, reconnect) => this.controlUp(c, reconnect),
       onDown: () => {
         // The leases died with the session: hold every run until they are ours again.
-        for (const s of this.managed.keys()) this.scheduler.hold(s, true);
+        for (const s of this.managed.keys()) {
+          this.scheduler.hold(s, true);
+          // The runner's own control session likely went too: a run ending now cannot record its end.
+          this.unrecorded.add(s);
+        }
       },
     });
   }
@@ -199,7 +206,10 @@ export class Daemon {
     }
     this.every(this.opts.heartbeatMs ?? store.HEARTBEAT_MS, () => this.beat());
     this.every(this.opts.kickPollMs ?? 1000, () => this.serveKicks());
-    this.every(this.opts.rescanMs ?? 30_000, () => this.reconcile(false));
+    this.every(this.opts.rescanMs ?? 30_000, async () => {
+      await this.reconcile(false);
+      await this.sweepRuns();
+    });
     // Changes made while no daemon ran notified nobody.
     for (const s of this.managed.keys()) this.scheduler.request(s, { reason: 'catchup' });
     this.log.info({ daemon: this.daemonId, syncs: this.syncs() }, 'ready');
@@ -313,6 +323,7 @@ export class Daemon {
     this.states.kick();
     void this.reconcile(false);
     void this.serveKicks();
+    void this.sweepRuns();
   }
 
   private message(payload: string): void {
@@ -501,7 +512,17 @@ export class Daemon {
           }
         }
         try {
-          return await m.runner.run(kind, opts);
+          const result = await m.runner.run(kind, opts);
+          if (result.status === 'failed' && result.runId === 0) {
+            // The run could not even be recorded: the runner's control session is gone (the control
+            // database restarted, or its session was ended). Reopen every session of this sync before
+            // the next run instead of trusting the runner to notice: an idle runner may hold a dead
+            // session that fails every retry at once.
+            m.log.info({ kind, err: result.error }, 'the run could not be recorded; reopening the sessions of this sync');
+            m.loaded = false;
+            await m.runner.close().catch((err) => m.log.warn({ err: redact(errorText(err)) }, 'closing the runner failed'));
+          }
+          return result;
         } catch (err) {
           m.log.error({ kind, err: redact(errorText(err)) }, 'the runner threw instead of returning a failed result');
           return this.failedRun(m, kind, started, err);
@@ -540,6 +561,34 @@ export class Daemon {
     if (end.kickIds.length && r.runId) {
       const c = this.control.client();
       if (c) await store.answerKicks(c, end.kickIds, r.runId);
+    }
+    if (r.status !== 'good' && r.status !== 'empty') this.unrecorded.add(sync);
+    await this.sweepRuns();
+  }
+
+  /**
+   * Close the runs left open in ibex.run by runners that could not record
+   * their end (the control database was away), so `status` does not show them
+   * running forever. Only syncs with no run in progress are swept, up to the
+   * newest run id read first: a run that starts later gets a higher id.
+   */
+  private async sweepRuns(): Promise<void> {
+    const c = this.control.client();
+    if (!c || this.unrecorded.size === 0 || this.sweeping || this.stopping) return;
+    this.sweeping = true;
+    try {
+      const upTo = await store.maxRunId(c);
+      // A sync retired meanwhile may run under another daemon now: not ours to close.
+      for (const s of [...this.unrecorded]) if (!this.managed.has(s)) this.unrecorded.delete(s);
+      const idle = [...this.unrecorded].filter((s) => !this.scheduler.isRunning(s));
+      if (idle.length === 0) return;
+      const n = await store.closeOrphanRuns(c, idle, upTo);
+      for (const s of idle) this.unrecorded.delete(s);
+      if (n) this.log.info({ syncs: idle, runs: n }, 'closed runs whose end could not be recorded');
+    } catch (err) {
+      this.log.debug({ err: errorText(err) }, 'could not close runs left open; trying again later');
+    } finally {
+      this.sweeping = false;
     }
   }
 

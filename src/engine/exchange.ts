@@ -7,6 +7,18 @@ import type pg from 'pg';
 import { to as copyTo, from as copyFrom } from 'pg-copy-streams';
 import type { Readable, Writable } from 'node:stream';
 
+/**
+ * The db name of each session, set by whoever opens it, so a failed COPY can say which db
+ * failed (a stream error carries no trace of its connection).
+ */
+export const sessionNames = new WeakMap<pg.Client, string>();
+
+/** Mark an error with the db it came from (first one wins). */
+export function tagDb(err: unknown, client: pg.Client): void {
+  const name = sessionNames.get(client);
+  if (name && err && typeof err === 'object' && !(err as { ibexDb?: string }).ibexDb) (err as { ibexDb?: string }).ibexDb = name;
+}
+
 /** Where a COPY stream goes. */
 export interface CopySink {
   client: pg.Client;
@@ -26,20 +38,25 @@ export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: C
   const input = source.query(copyTo(copyOutSql)) as unknown as Readable;
   await new Promise<void>((resolve, reject) => {
     let failed = false;
+    let ended = false;
     let pendingDrains = 0;
     let finishedCount = 0;
-    const fail = (err: unknown): void => {
+    const fail = (err: unknown, from: pg.Client): void => {
       if (failed) return;
       failed = true;
+      tagDb(err, from);
       // The sessions of a broken COPY may be left mid-protocol: the runner discards them.
       if (err && typeof err === 'object') (err as { ibexCopyStream?: boolean }).ibexCopyStream = true;
       input.destroy();
+      // A COPY TO stream has no destroy of its own: a source still sending would stay wedged
+      // (its next query never answered), so its connection is cut; the server rolls it back.
+      if (!ended) (source as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
       for (const o of outs) o.destroy();
       reject(err);
     };
-    input.on('error', fail);
-    for (const o of outs) {
-      o.on('error', fail);
+    input.on('error', (err) => fail(err, source));
+    for (const [i, o] of outs.entries()) {
+      o.on('error', (err) => fail(err, sinks[i]!.client));
       o.on('finish', () => {
         finishedCount++;
         if (finishedCount === outs.length && !failed) resolve();
@@ -56,6 +73,7 @@ export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: C
       if (pendingDrains > 0) input.pause();
     });
     input.on('end', () => {
+      ended = true;
       for (const o of outs) o.end();
     });
   });

@@ -33,7 +33,7 @@ import { checkDecisions, type Decision } from '../conflict/custom.js';
 import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
 import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
 import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
-import { copyFanOut } from './exchange.js';
+import { copyFanOut, sessionNames, tagDb } from './exchange.js';
 import { copyTables, type CopyContext } from './copy.js';
 import type { RunKind, RunResult, TableCounts } from './types.js';
 
@@ -124,6 +124,12 @@ export class SyncRunner {
       // inside its apply transaction (see "Recover" in deltaRun). Conflict records that must
       // precede the commits are written with synchronous_commit on (run-store.logConflicts).
       await c.query(`SET synchronous_commit = off`);
+      // A lost control session is replaced at the next use, never reused dead.
+      const forget = (): void => {
+        if (this.control === c) this.control = undefined;
+      };
+      c.on('error', forget);
+      c.on('end', forget);
       this.control = c;
     }
     return this.control;
@@ -204,6 +210,14 @@ export class SyncRunner {
       throw new IbexError('unreachable', `db ${d.name} is unreachable: ${errorText(err)}`, { cause: (err as IbexError).cause ?? err });
     }
     c.on('error', () => this.discard(d.name));
+    sessionNames.set(c, d.name);
+    // Every failed statement says which db refused it (see run(): "db B: …").
+    const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+    (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const out = query(...args);
+      if (out instanceof Promise) return out.catch((err: unknown) => { tagDb(err, c!); throw err; });
+      return out;
+    };
     this.conns.set(d.name, c);
     return c;
   }
@@ -212,6 +226,9 @@ export class SyncRunner {
     const c = this.conns.get(name);
     if (!c) return;
     this.conns.delete(name);
+    // Cut the socket: a session left mid-COPY would never answer a graceful end. The server
+    // rolls back whatever the session had open.
+    (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
     c.end().catch(() => {});
   }
 
@@ -322,7 +339,7 @@ export class SyncRunner {
         extra = { skipped: err.message };
         this.log.info({ sync: this.opts.sync, run: result.runId }, err.message);
       } else {
-        const msg = redact(err instanceof IbexError ? err.message : errorText(err));
+        const msg = redact(err instanceof IbexError ? err.message : withDb(err));
         result.error = msg;
         result.status = err instanceof AbortError ? 'aborted' : 'failed';
         result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
@@ -371,11 +388,17 @@ export class SyncRunner {
   private async rollbackAll(cause?: unknown): Promise<void> {
     const keep = cause !== undefined && !isConnectionError(cause) && !(cause as { ibexCopyStream?: boolean }).ibexCopyStream;
     await Promise.all([...this.conns.entries()].map(async ([name, c]) => {
+      // Sessions not kept are closed without a ROLLBACK (closing rolls back), so a session
+      // wedged by a broken stream cannot hang the runner; a ROLLBACK that does not answer
+      // within 10 s gets the same treatment.
+      if (!keep) return this.discard(name);
+      let timer: NodeJS.Timeout | undefined;
       try {
-        await c.query('ROLLBACK');
-        if (!keep) this.discard(name);
+        await Promise.race([c.query('ROLLBACK'), new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('ROLLBACK timed out')), 10_000); })]);
       } catch {
         this.discard(name);
+      } finally {
+        clearTimeout(timer);
       }
     }));
   }
@@ -1181,6 +1204,23 @@ function textRow(a: string, cols: readonly string[]): string {
     parts.push(`jsonb_build_object(${cols.slice(i, i + 50).map((c) => `${lit(c)}, ${a}.${ident(c).text}::text`).join(', ')})`);
   }
   return `(${parts.join(' || ')})`;
+}
+
+/** Fixes for the failures an operator can act on, by SQLSTATE. */
+const HINTS: Record<string, string> = {
+  '42501': 'grant the role ibex connects as SELECT, INSERT, UPDATE and DELETE on the sync\'s tables there (docs/operations.md, roles)',
+  '53100': 'free disk space on that server',
+  '57P03': 'the server is starting or shutting down; ibex retries',
+  '25006': 'the db is read-only (a standby?): point ibex at the primary with "ibex update db"',
+};
+
+/** A database error as one line naming the db it came from, its SQLSTATE and, when known, the fix. */
+function withDb(err: unknown): string {
+  const text = errorText(err);
+  const db = (err as { ibexDb?: string } | undefined)?.ibexDb ?? (((err as { cause?: { ibexDb?: string } } | undefined)?.cause)?.ibexDb);
+  const state = sqlstate(err);
+  const hint = state ? HINTS[state] : undefined;
+  return `${db ? `db ${db}: ` : ''}${text}${state ? ` (SQLSTATE ${state})` : ''}${hint ? `: ${hint}` : ''}`;
 }
 
 /** The counts of a run as custom code sees them. */
