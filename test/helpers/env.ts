@@ -3,6 +3,7 @@
  * database, replicated databases, and the CLI run in-process or as a process.
  */
 import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,4 +122,18 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Assert a CLI run succeeded; returns it. */
+export function ok(r: CliResult): CliResult {
+  assert.equal(r.code, 0, `expected success, got ${r.code}: ${r.err}${r.out}`);
+  return r;
+}
+
+/** Assert a CLI run failed with this exit code and exactly one stderr line matching `re`. */
+export function fails(r: CliResult, code: number, re: RegExp): void {
+  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}: ${r.err}${r.out}`);
+  const lines = r.err.split('\n').filter(Boolean);
+  assert.equal(lines.length, 1, `expected one line on stderr, got: ${r.err}`);
+  assert.match(lines[0]!, re);
 }

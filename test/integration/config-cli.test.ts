@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { useClusters, type CliResult, type TestEnv } from '../helpers/env.js';
+import { useClusters, ok, fails, type CliResult, type TestEnv } from '../helpers/env.js';
 import { META_COLUMNS } from '../../src/capture/objects.js';
 
 // Capture objects are not what this file tests (see the capture tests): the
@@ -26,19 +26,6 @@ async function configDump(e: TestEnv): Promise<string> {
   const parts = tables.map((t) => `'${t}', (SELECT coalesce(json_agg(x ORDER BY x::text), '[]') FROM ibex.${t} x)`);
   const rows = await e.query(0, `SELECT json_build_object(${parts.join(', ')})::text AS dump`, [], 'ibexctl');
   return String(rows[0]!.dump);
-}
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, `expected success, got ${r.code}: ${r.err}${r.out}`);
-  return r;
-}
-
-/** Assert a failure: exit code, one line on stderr matching `re`. */
-function fails(r: CliResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}: ${r.err}${r.out}`);
-  const lines = r.err.split('\n').filter(Boolean);
-  assert.equal(lines.length, 1, `expected one line on stderr, got: ${r.err}`);
-  assert.match(lines[0]!, re);
 }
 
 /** Run a command that must fail and must not change the configuration. */

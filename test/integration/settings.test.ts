@@ -7,25 +7,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { useClusters, type CliResult } from '../helpers/env.js';
+import { useClusters, ok, fails } from '../helpers/env.js';
 import { openControl } from '../../src/control/connection.js';
 import { purgeHistory } from '../../src/control/retention.js';
 import { IbexError } from '../../src/errors.js';
 
 const env = useClusters(1);
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, `expected success, got ${r.code}: ${r.err}${r.out}`);
-  return r;
-}
-
-/** Assert a failure: exit code, one line on stderr matching `re`, nothing on stdout. */
-function fails(r: CliResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}: ${r.err}${r.out}`);
-  const lines = r.err.split('\n').filter(Boolean);
-  assert.equal(lines.length, 1, `expected one line on stderr, got: ${r.err}`);
-  assert.match(lines[0]!, re);
-}
 
 async function ctl(text: string, values: unknown[] = []): Promise<Record<string, unknown>[]> {
   return env.query(0, text, values, 'ibexctl');
