@@ -237,22 +237,25 @@ export class SyncRunner {
   }
 
   /**
-   * The temp tables of one table on one session (pending keys, all sources'
+   * The temp tables of some tables on one session, in one round trip (pending keys, all sources'
    * pending keys, keys this db wins, deletes, staged rows). Created inside the
    * run transaction with IF NOT EXISTS, so a rolled-back run never leaves the
    * runner believing in a table that is gone; emptied at every commit.
    */
-  private async ensureTemp(c: pg.Client, p: TablePlan): Promise<void> {
-    const keyOnly = p.keys.map((k) => ident(k).text).join(', ');
-    const i = p.idx;
+  private async ensureTemp(c: pg.Client, plans: readonly TablePlan[]): Promise<void> {
+    if (plans.length === 0) return;
     const meta = `NULL::timestamptz AS ibex_ts, NULL::boolean AS ibex_insonly, NULL::text AS ibex_origin`;
-    await c.query(`
-      SET LOCAL client_min_messages = warning;
+    await c.query(`SET LOCAL client_min_messages = warning;
+      ${plans.map((p) => {
+        const keyOnly = p.keys.map((k) => ident(k).text).join(', ');
+        const i = p.idx;
+        return `
       CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} ON COMMIT DELETE ROWS AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;`;
+      }).join('')}
     `);
   }
 
@@ -500,7 +503,8 @@ export class SyncRunner {
     // One round trip per source finds its truncates, and per table with pending changes how many
     // delta rows, whether all are plain inserts, and their one origin (if one).
     const classes = new Map<string, { n: number; insonly: boolean; origin: string | null }>();
-    for (const src of sources) {
+    // Sources are independent sessions: they are read in parallel.
+    await Promise.all(sources.map(async (src) => {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
       const inlined = window.replaceAll('$1', lit(cur));
@@ -520,7 +524,7 @@ export class SyncRunner {
       for (const row of cls!.rows) {
         classes.set(`${src.name}/${row.i}`, { n: Number(row.n), insonly: row.insonly === 't', origin: row.origin === null ? null : String(row.origin) });
       }
-    }
+    }));
     // A table only inserted into, on one source, with one origin and no truncate, takes the fast
     // path straight from its delta table: no gather into temp tables (most of a bulk load's cost).
     for (const [key, k] of classes) {
@@ -532,15 +536,15 @@ export class SyncRunner {
         insertOnly.set(key, k.origin);
       }
     }
-    for (const src of sources) {
+    // Temp tables for every table gathered (one round trip per session), then the gathers.
+    const gathered = this.plans.filter((p) => sources.some((s) => classes.has(`${s.name}/${p.idx}`) && !lazy.has(`${s.name}/${p.idx}`)));
+    for (const p of gathered) activeTables.add(p.idx);
+    await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, gathered)));
+    await Promise.all(sources.map(async (src) => {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
-      for (const p of this.plans) {
-        if (!classes.has(`${src.name}/${p.idx}`) || lazy.has(`${src.name}/${p.idx}`)) continue;
-        if (!activeTables.has(p.idx)) {
-          activeTables.add(p.idx);
-          await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
-        }
+      for (const p of gathered) {
+        if (!classes.has(`${src.name}/${p.idx}`)) continue;
         const keys = p.keys.map((k) => ident(k).text).join(', ');
         // The origin of a key is that of its latest change; most keys have one origin, so the
         // ordered aggregate is only paid for keys with several (min = max short-circuits it).
@@ -560,7 +564,7 @@ export class SyncRunner {
           if (g.insonly === 't' && Number(g.origins) === 1) insertOnly.set(`${src.name}/${p.idx}`, String(g.origin));
         }
       }
-    }
+    }));
     const backlog: Record<string, { keys: number; oldest: string | null }> = {};
     for (const src of sources) {
       backlog[src.name] = { keys: this.plans.reduce((n, p) => n + (counts.get(`${src.name}/${p.idx}`) ?? 0), 0), oldest: null };
@@ -580,10 +584,13 @@ export class SyncRunner {
 
     const tableCounts = (p: TablePlan): TableCounts => (result.tables[p.label] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
     const others = (name: string): SyncDb[] => all.filter((d) => d.name !== name);
-    const setLocal = async (c: pg.Client, origin: string | null, p: TablePlan, dbName: string): Promise<void> => {
+    /** The transaction-local settings that stamp what ibex applies on a db (origin, sync, capture). */
+    const localSql = (origin: string | null, p: TablePlan, dbName: string): string => {
       const downstream = this.downstream.get(dbName)?.has(p.label) ?? false;
-      await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', $3, true)`,
-        [origin ?? '', this.opts.sync, downstream ? 'off' : 'on']);
+      return `SELECT set_config('ibex.origin', ${lit(origin ?? '')}, true), set_config('ibex.by', ${lit(this.opts.sync)}, true), set_config('ibex.nocapture', ${downstream ? `'off'` : `'on'`}, true)`;
+    };
+    const setLocal = async (c: pg.Client, origin: string | null, p: TablePlan, dbName: string): Promise<void> => {
+      await c.query(localSql(origin, p, dbName));
     };
 
     phase('gather');
@@ -593,7 +600,7 @@ export class SyncRunner {
       const p = this.plans[idx]!;
       if (!activeTables.has(idx)) {
         activeTables.add(idx);
-        await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, p)));
+        await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, [p])));
       }
       for (const src of sources) await clients.get(src.name)!.query(`DELETE FROM pg_temp.ibex_pend_${idx} WHERE ibex_ts <= $1::timestamptz`, [t.ts]);
       for (const d of others(t.src)) {
@@ -704,9 +711,8 @@ export class SyncRunner {
         const c = clients.get(d.name)!;
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
         for (const o of origins.rows) {
-          await setLocal(c, o.ibex_origin, p, d.name);
-          const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, quarantined, (one) =>
-            `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM $1 ${one}`);
+          const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, quarantined, localSql(o.ibex_origin, p, d.name), (one, org) =>
+            `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}`);
           tableCounts(p).deleted += n;
           result.deleted += n;
         }
@@ -730,11 +736,10 @@ export class SyncRunner {
         for (const d of all) {
           const c = clients.get(d.name)!;
           for (const o of (await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`)).rows) {
-            await setLocal(c, o.ibex_origin, p, d.name);
             // Keys phase 1 quarantined come up again here: refused again, but logged once.
             const refused: store.ConflictRecord[] = [];
-            const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, refused, (one) =>
-              `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM $1 ${one}`);
+            const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, refused, localSql(o.ibex_origin, p, d.name), (one, org) =>
+              `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}`);
             const seen = new Set(quarantined.map((q) => `${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`));
             quarantined.push(...refused.filter((q) => !seen.has(`${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`)));
             tableCounts(p).deleted += n;
@@ -797,9 +802,8 @@ export class SyncRunner {
         const c = clients.get(d.name)!;
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`);
         for (const o of origins.rows) {
-          await setLocal(c, o.ibex_origin, p, d.name);
-          const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o.ibex_origin, quarantined, (one) =>
-            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM $1 ${one}
+          const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o.ibex_origin, quarantined, localSql(o.ibex_origin, p, d.name), (one, org) =>
+            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}
              ON CONFLICT (${p.keyList}) ${update}`);
           tableCounts(p).inserted += n;
           result.inserted += n;
@@ -857,15 +861,15 @@ export class SyncRunner {
    * refused are quarantined: left out, logged with the constraint, never retried forever.
    */
   private async applyOrQuarantine(c: pg.Client, p: TablePlan, dbName: string, from: 'stage' | 'del', origin: string | null,
-    quarantined: store.ConflictRecord[], statement: (oneRow: string) => string): Promise<number> {
+    quarantined: store.ConflictRecord[], local: string, statement: (oneRow: string, origin: string) => string): Promise<number> {
     const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
-    await c.query('SAVEPOINT ibex_apply');
+    // The common case in one round trip: stamp the session, try the whole set under a savepoint.
     try {
-      const r = await c.query(statement(''), [origin]);
-      await c.query('RELEASE SAVEPOINT ibex_apply');
-      return r.rowCount ?? 0;
+      const r = (await c.query(
+        `${local}; SAVEPOINT ibex_apply; ${statement('', origin === null ? 'NULL::text' : lit(origin))}; RELEASE SAVEPOINT ibex_apply`)) as unknown as pg.QueryResult[];
+      return r[2]!.rowCount ?? 0;
     } catch (err) {
-      await c.query('ROLLBACK TO SAVEPOINT ibex_apply');
+      await c.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
       if (!refused(err)) throw err;
     }
     const table = `pg_temp.ibex_${from}_${p.idx}`;
@@ -878,7 +882,7 @@ export class SyncRunner {
       for (const id of pending) {
         await c.query('SAVEPOINT ibex_row');
         try {
-          const r = await c.query(statement('AND s.ctid = $2::tid'), [origin, id]);
+          const r = await c.query(statement('AND s.ctid = $2::tid', '$1'), [origin, id]);
           await c.query('RELEASE SAVEPOINT ibex_row');
           applied += r.rowCount ?? 0;
           progress = true;
