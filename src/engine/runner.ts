@@ -631,6 +631,15 @@ export class SyncRunner {
 
     // Resolve: with several sources, every source learns every other's pending keys.
     const conflicts: store.ConflictRecord[] = [];
+    /** `${src}/${idx}` -> how many keys the source won that are absent there (deletes to apply). */
+    const absent = new Map<string, number>();
+    const addMine = async (src: SyncDb, p: TablePlan, select: string, params: unknown[] = []): Promise<void> => {
+      const keys = p.keys.map((k) => ident(k).text).join(', ');
+      const r = await clients.get(src.name)!.query(
+        `WITH ins AS (INSERT INTO pg_temp.ibex_mine_${p.idx} (${keys}, ibex_origin) ${select} RETURNING ${keys})
+         SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'ins')})) AS absent FROM ins`, params);
+      absent.set(`${src.name}/${p.idx}`, (absent.get(`${src.name}/${p.idx}`) ?? 0) + Number(r.rows[0].absent));
+    };
     for (const p of this.plans) {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
       const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
@@ -638,14 +647,13 @@ export class SyncRunner {
       if (pendingOn.length === 1) {
         // Only one source changed this table: no conflict is possible, it wins every key.
         if (lazy.has(`${pendingOn[0]!.name}/${p.idx}`)) continue;
-        await clients.get(pendingOn[0]!.name)!.query(`INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
+        await addMine(pendingOn[0]!, p, `SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
         continue;
       }
-      for (const src of sources) {
-        const c = clients.get(src.name)!;
-        await c.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`);
-        if (!counts.has(`${src.name}/${p.idx}`)) continue;
-        await copyFanOut(c, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
+      await Promise.all(sources.map((src) => clients.get(src.name)!.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`)));
+      // One exchange at a time: a session cannot send one COPY while it receives another.
+      for (const src of pendingOn) {
+        await copyFanOut(clients.get(src.name)!, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
           sources.filter((s) => s.name !== src.name).map((s) => ({ client: clients.get(s.name)!, sql: `COPY pg_temp.ibex_all_${p.idx} FROM STDIN` })));
       }
       const priority = new Map(cfg.dbs.map((d) => [d.name, d.priority]));
@@ -657,16 +665,16 @@ export class SyncRunner {
       // skip leaves conflicting keys alone and custom code decides them below; every other key
       // (agreeing versions included) goes to its winner as usual.
       const held = (strategy.kind === 'skip' || custom) && found.length > 0;
-      for (const src of pendingOn) {
-        const c = clients.get(src.name)!;
-        await c.query(
-          `INSERT INTO pg_temp.ibex_mine_${p.idx} SELECT ${keys}, ibex_origin FROM (
-             SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
-            WHERE w.ibex_src = ${lit(src.name)}
-            ${held ? `AND ${textRow('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`,
-          held ? [JSON.stringify(found.map((f) => f.keyText))] : []);
+      await Promise.all(pendingOn.map((src) => addMine(src, p,
+        `SELECT ${keys}, ibex_origin FROM (
+           SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
+          WHERE w.ibex_src = ${lit(src.name)}
+          ${held ? `AND ${textRow('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`,
+        held ? [JSON.stringify(found.map((f) => f.keyText))] : [])));
+      if (custom && found.length) {
+        await this.resolveCustom(p, found, clients, result.runId);
+        for (const src of pendingOn) absent.delete(`${src.name}/${p.idx}`); // unknown: check for deletes
       }
-      if (custom && found.length) await this.resolveCustom(p, found, clients, result.runId);
       if (found.length) {
         tableCounts(p).conflicts += found.length;
         result.conflicts += found.length;
@@ -693,11 +701,14 @@ export class SyncRunner {
     /** Rows a db refused (another unique index, a foreign key): logged, not retried forever. */
     const quarantined: store.ConflictRecord[] = [];
 
-    // Apply, phase 1: deletes of keys absent at their winner, children first.
+    // Apply, phase 1: deletes of keys absent at their winner, children first. Where the winners
+    // hold every key they won (counted when ibex_mine was filled), there is nothing to delete.
+    const mayDelete = (src: string, p: TablePlan): boolean =>
+      counts.has(`${src}/${p.idx}`) && !fastPath(src, p) && (direct(src, p) || (absent.get(`${src}/${p.idx}`) ?? 1) > 0);
     for (const src of sources) {
       const c = clients.get(src.name)!;
       for (const p of this.plans) {
-        if (!counts.has(`${src.name}/${p.idx}`) || fastPath(src.name, p)) continue;
+        if (!mayDelete(src.name, p)) continue;
         const keys = p.keys.map((k) => `m.${ident(k).text}`).join(', ');
         await copyFanOut(c,
           `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m${direct(src.name, p) ? '' : ` WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})`}) TO STDOUT`,
@@ -706,7 +717,7 @@ export class SyncRunner {
     }
     for (const p of [...this.plans].reverse()) {
       // Fast-path tables stage no deletes (and lazy ones have no temp tables at all).
-      if (!sources.some((s) => counts.has(`${s.name}/${p.idx}`) && !fastPath(s.name, p))) continue;
+      if (!sources.some((s) => mayDelete(s.name, p))) continue;
       for (const d of all) {
         const c = clients.get(d.name)!;
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
@@ -1009,16 +1020,16 @@ export class SyncRunner {
     type Version = { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null };
     const byKey = new Map<string, { key: Record<string, unknown>; winner: string; keyText: Row; versions: Version[] }>();
     const strategy = this.relStrategy(p);
-    for (const src of sources) {
-      const c = clients.get(src.name)!;
-      const r = await c.query(
+    // Read on every source at once, then merged in source order (the order of the versions).
+    const perSource = await Promise.all(sources.map((src) => clients.get(src.name)!.query(
         `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
               k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
          SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
                 , ${textRow('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
-           FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`);
-      for (const row of r.rows) {
+           FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`)));
+    for (const [i, src] of sources.entries()) {
+      for (const row of perSource[i]!.rows) {
         const k = String(row.key);
         let entry = byKey.get(k);
         if (!entry) {
