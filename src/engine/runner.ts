@@ -603,13 +603,29 @@ export class SyncRunner {
         await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, [p])));
       }
       for (const src of sources) await clients.get(src.name)!.query(`DELETE FROM pg_temp.ibex_pend_${idx} WHERE ibex_ts <= $1::timestamptz`, [t.ts]);
+      // What the truncating db holds now stays everywhere: its own later changes, and rows a run
+      // applied there after the truncate committed but before it was replicated (that run's
+      // snapshot predated it). Truncating the others regardless would leave those rows on the
+      // truncating db alone, for ever.
+      const keys = p.keys.map((k) => ident(k).text).join(', ');
+      const held = (await clients.get(t.src)!.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`)).rows[0].e === 't';
+      if (held) {
+        await Promise.all(others(t.src).map((d) => clients.get(d.name)!.query(
+          `SET LOCAL client_min_messages = warning;
+           CREATE TEMP TABLE IF NOT EXISTS ibex_keep_${idx} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${p.q} WITH NO DATA`)));
+        await copyFanOut(clients.get(t.src)!, `COPY (SELECT ${keys} FROM ${p.q}) TO STDOUT`,
+          others(t.src).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_keep_${idx} FROM STDIN` })));
+      }
       for (const d of others(t.src)) {
         const c = clients.get(d.name)!;
         await setLocal(c, t.src, p, d.name);
         // Review fix: rows a source changed after the truncate are still pending there and are read
         // from its table later in this run: keep them (a plain TRUNCATE would lose them everywhere).
-        if (sourceNames.includes(d.name) && (await c.query(`SELECT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx}) AS e`)).rows[0].e === 't') {
-          await c.query(`DELETE FROM ${p.q} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx} m WHERE ${p.keyJoin('t', 'm')})`);
+        const pending = sourceNames.includes(d.name) && (await c.query(`SELECT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx}) AS e`)).rows[0].e === 't';
+        if (pending || held) {
+          await c.query(`DELETE FROM ${p.q} t WHERE true
+            ${pending ? `AND NOT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_${idx} m WHERE ${p.keyJoin('t', 'm')})` : ''}
+            ${held ? `AND NOT EXISTS (SELECT 1 FROM pg_temp.ibex_keep_${idx} k WHERE ${p.keyJoin('t', 'k')})` : ''}`);
           continue;
         }
         await c.query('SAVEPOINT ibex_trunc');
