@@ -347,6 +347,7 @@ export class SyncRunner {
         result.status = err instanceof AbortError ? 'aborted' : 'failed';
         result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
         result.pause = err instanceof PauseError || err instanceof AbortError;
+        result.contention = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
         if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
         this.log.warn({ sync: this.opts.sync, run: result.runId, sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient }, `run failed: ${msg}`);
         if (!isTransient(err) && !(err instanceof IbexError)) this.log.debug({ err }, 'run failure detail');

@@ -131,6 +131,9 @@ export interface SchedulerOptions {
   timers?: Timers;
   /** Backoff of transient failures (default 0.2 s doubling to 30 s, with jitter). */
   backoff?: Backoff;
+  /** Backoff of runs that lost to local writes (40001, 40P01): 50 ms doubling to 2 s. Nothing is
+   *  down, so waiting long only lets the lag grow on a hot table. */
+  contentionBackoff?: Backoff;
 }
 
 type Slot = 'delta' | 'fullcopy';
@@ -184,6 +187,7 @@ export class Scheduler {
   private readonly hooks: SchedulerHooks;
   private readonly timers: Timers;
   private readonly backoff: Backoff;
+  private readonly contentionBackoff: Backoff;
   private stopping = false;
 
   constructor(opts: SchedulerOptions) {
@@ -191,6 +195,7 @@ export class Scheduler {
     this.hooks = opts.hooks ?? {};
     this.timers = opts.timers ?? realTimers;
     this.backoff = opts.backoff ?? new Backoff();
+    this.contentionBackoff = opts.contentionBackoff ?? new Backoff({ minMs: 50, maxMs: 2000 });
   }
 
   /** Start scheduling a sync. Nothing runs until something requests it. */
@@ -452,9 +457,11 @@ export class Scheduler {
       return undefined;
     }
     this.setState(e, { state: 'stalled', lastError: error, lastErrorAt: at, attempts });
-    // Transient failures (a db away, a serialization failure) retry soon and ever more slowly;
+    // Transient failures (a db away, a serialization failure) retry soon and ever more slowly
+    // (contention with local writes at most every 2 s, an outage up to every 30 s);
     // others (configuration, bugs) on the periodic schedule, and only for syncs that run by themselves.
-    const delay = result.transient ? this.backoff.delay(attempts) : wakeDriven(e.plan) ? e.plan.checktimeMs : undefined;
+    const delay = result.transient ? (result.contention ? this.contentionBackoff : this.backoff).delay(attempts)
+      : wakeDriven(e.plan) ? e.plan.checktimeMs : undefined;
     if (delay === undefined || e.removed || this.stopping) return undefined;
     const p = e.pending.get(slot) ?? { reasons: new Set<Reason>(), kickIds: [] };
     p.reasons.add('retry');

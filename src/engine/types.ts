@@ -30,6 +30,9 @@ export interface RunResult {
   error?: string;
   /** True when the failure is transient (retry with backoff) rather than configuration. */
   transient?: boolean;
+  /** True when the transient failure was contention (a serialization failure or a deadlock with
+   *  local writes): retried on a short backoff, since nothing is down. */
+  contention?: boolean;
   /** True when the sync should be paused (schema mismatch, conflict abort). */
   pause?: boolean;
   durationMs: number;

@@ -108,6 +108,7 @@ function setup(opts: { random?: () => number } = {}) {
     log,
     timers,
     backoff: new Backoff({ minMs: 200, maxMs: 30_000, random: opts.random ?? (() => 0.999999) }),
+    contentionBackoff: new Backoff({ minMs: 50, maxMs: 2000, random: opts.random ?? (() => 0.999999) }),
     hooks: {
       stateChanged: (sync, s) => void states.set(sync, [...(states.get(sync) ?? []), s]),
       runEnded: (sync, end) => void ends.push({ sync, end }),
@@ -244,6 +245,24 @@ describe('the scheduler', () => {
     await flush();
     assert.equal(last('s').state, 'idle');
     assert.equal(last('s').lastError, 'db B is unreachable', 'the last error stays as history');
+  });
+
+  it('retries a run that lost to local writes (contention) on a short backoff, capped at 2 s', async () => {
+    const { scheduler, timers, ends } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, PLAN);
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      r.finish({ status: 'failed', error: 'db B: could not serialize access due to concurrent update (SQLSTATE 40001)', transient: true, contention: true });
+      await flush();
+      const retry = ends.at(-1)!.end.retryInMs!;
+      delays.push(retry);
+      await timers.advance(retry);
+      assert.equal(r.inProgress, 1, `retry ${i + 1} after ${retry} ms`);
+    }
+    assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
   });
 
   it('draws backoff delays with jitter within [ceiling/2, ceiling)', () => {
