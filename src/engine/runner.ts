@@ -34,6 +34,7 @@ import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } 
 import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
 import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
 import { copyFanOut, sessionNames, tagDb } from './exchange.js';
+import { forSync, unconsumed } from './window.js';
 import { copyTables, type CopyContext } from './copy.js';
 import type { RunKind, RunResult, TableCounts } from './types.js';
 
@@ -261,12 +262,7 @@ export class SyncRunner {
 
   /** The delta-window filter of this sync for one source (parameters: $1 cursor snapshot). */
   private windowFilter(sourceNames: string[]): string {
-    const others = sourceNames.map(lit).join(', ');
-    // Skip what this sync applied itself, and changes that originated at one of its
-    // sources: the sync picks those up at their origin.
-    return `ibex_txid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(ibex_txid, $1::pg_snapshot)
-        AND ibex_by IS DISTINCT FROM ${lit(this.opts.sync)}
-        AND (ibex_origin IS NULL OR ibex_origin NOT IN (${others}))`;
+    return `${unconsumed('$1::pg_snapshot')} AND ${forSync(this.opts.sync, sourceNames)}`;
   }
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */

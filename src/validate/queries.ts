@@ -5,6 +5,7 @@
  */
 import { ident, raw } from '../db/ident.js';
 import type { TablePlan } from '../engine/plan.js';
+import { forSync, unconsumed } from '../engine/window.js';
 
 /** Seed of the bucket hash (any constant; the row hash uses 0, so the two are independent). */
 const BUCKET_SEED = 1729;
@@ -86,16 +87,12 @@ export function byKeySql(p: TablePlan, withRows: boolean): string {
 }
 
 /**
- * The delta-window rule of the runner (SyncRunner.windowFilter): a delta row is
- * pending for the sync when its transaction is not visible in the sync's cursor
- * snapshot, it was not applied by the sync itself, and it did not originate at
- * another of the sync's sources (the sync picks that up at its origin). A
- * source without a cursor has everything pending. Parameter: $1 the cursor (or NULL).
+ * The runner's delta-window rule (src/engine/window.ts); a source without a cursor has
+ * everything pending. Parameter: $1 the cursor (or NULL).
  */
 export function windowFilter(sync: string, sourceNames: readonly string[]): string {
-  return `($1::text IS NULL OR (ibex_txid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(ibex_txid, $1::text::pg_snapshot)))
-        AND ibex_by IS DISTINCT FROM ${lit(sync)}
-        AND (ibex_origin IS NULL OR ibex_origin NOT IN (${sourceNames.map(lit).join(', ')}))`;
+  return `($1::text IS NULL OR (${unconsumed('$1::text::pg_snapshot')}))
+        AND ${forSync(sync, sourceNames)}`;
 }
 
 /** Which of some keys have pending delta rows on a source. Parameters: $1 cursor, $2 text[] key identities. */
