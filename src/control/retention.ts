@@ -36,6 +36,8 @@ export interface PurgeResult {
   conflicts: number;
   /** Runs deleted. */
   runs: number;
+  /** Answered kicks deleted (older than run_history_retention). */
+  kicks: number;
 }
 
 const DEFAULT_BATCH = 10_000;
@@ -91,8 +93,8 @@ async function deleteInBatches(control: pg.Client, text: string, values: unknown
 }
 
 /**
- * Delete the conflict log entries older than `conflict_log_retention` and the
- * runs older than `run_history_retention`.
+ * Delete the conflict log entries older than `conflict_log_retention`, and the
+ * runs and answered kicks older than `run_history_retention`.
  *
  * Kept whatever their age: conflicts still `pending` (logged before the targets
  * committed and never marked after: the outcome of that overwrite is unknown,
@@ -127,5 +129,10 @@ export async function purgeHistory(control: pg.Client, opts: PurgeOptions = {}):
           LIMIT $3))`,
       [sync, runCutoff], batch);
   }
-  return { conflicts, runs };
+  // Kicks that were answered (taken) are history too; one still waiting is kept whatever its age.
+  const kicks = await deleteInBatches(control,
+    `DELETE FROM ibex.kick WHERE id = ANY (ARRAY(
+       SELECT id FROM ibex.kick WHERE requested < $1::timestamptz AND taken IS NOT NULL LIMIT $2))`,
+    [runCutoff], batch);
+  return { conflicts, runs, kicks };
 }

@@ -1194,7 +1194,7 @@ export class SyncRunner {
       historyPurgedAt = Date.now();
       try {
         const n = await purgeHistory(control);
-        if (n.conflicts + n.runs > 0) this.log.info({ conflicts: n.conflicts, runs: n.runs }, 'purged the conflict log and run history past their retention');
+        if (n.conflicts + n.runs + n.kicks > 0) this.log.info(n, 'purged the conflict log and run history past their retention');
       } catch (err) {
         this.log.warn({ sync: this.opts.sync }, `could not purge history: ${redact(errorText(err))}`);
       }

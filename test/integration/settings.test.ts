@@ -201,13 +201,16 @@ describe('global settings, history purge and the conflict log', () => {
       };
       // A kick that names an old run: ibex.kick.run is a plain id, not a foreign key, so the run can go.
       await ctl(`INSERT INTO ibex.kick (sync, requested, taken, run) VALUES ('p2', now() - interval '25 days', now() - interval '25 days', $1)`, [deleted.runs[3]]);
+      // Kicks: an answered one older than run_history_retention goes; a waiting one and a recent one stay.
+      await ctl(`INSERT INTO ibex.kick (sync, requested, taken) VALUES ('p1', now() - interval '30 days', NULL), ('p1', now() - interval '1 day', now() - interval '1 day')`);
       const fks = await ctl(`SELECT conname FROM pg_constraint WHERE contype = 'f' AND confrelid IN ('ibex.run'::regclass, 'ibex.conflict'::regclass)`);
       assert.deepEqual(fks, [], 'a foreign key now references ibex.run or ibex.conflict: purgeHistory must keep the rows it references');
 
       const conflictsBefore = (await ctl(`SELECT id FROM ibex.conflict`)).map((r) => Number(r.id));
       const runsBefore = (await ctl(`SELECT id FROM ibex.run`)).map((r) => Number(r.id));
       const result = await purgeHistory(control, { batchSize: 2 });
-      assert.deepEqual(result, { conflicts: deleted.conflicts.length, runs: deleted.runs.length });
+      assert.deepEqual(result, { conflicts: deleted.conflicts.length, runs: deleted.runs.length, kicks: 1 });
+      assert.deepEqual((await ctl(`SELECT taken IS NULL AS waiting FROM ibex.kick ORDER BY id`)).map((k) => k.waiting), ['t', 'f']);
 
       const conflictsAfter = (await ctl(`SELECT id FROM ibex.conflict ORDER BY id`)).map((r) => Number(r.id));
       const runsAfter = (await ctl(`SELECT id FROM ibex.run ORDER BY id`)).map((r) => Number(r.id));
@@ -215,9 +218,9 @@ describe('global settings, history purge and the conflict log', () => {
       assert.deepEqual(runsAfter, runsBefore.filter((id) => !deleted.runs.includes(id)).sort((a, b) => a - b));
       for (const id of kept.conflicts) assert.ok(conflictsAfter.includes(id), `conflict ${id} should be kept`);
       for (const id of kept.runs) assert.ok(runsAfter.includes(id), `run ${id} should be kept`);
-      assert.equal(Number((await ctl(`SELECT count(*) AS n FROM ibex.kick`))[0]!.n), 1);
+      assert.equal(Number((await ctl(`SELECT count(*) AS n FROM ibex.kick`))[0]!.n), 2, 'the waiting kick and the recent one');
 
-      assert.deepEqual(await purgeHistory(control), { conflicts: 0, runs: 0 });
+      assert.deepEqual(await purgeHistory(control), { conflicts: 0, runs: 0, kicks: 0 });
     });
 
     it('uses the defaults when a retention row is missing', async () => {
@@ -225,7 +228,7 @@ describe('global settings, history purge and the conflict log', () => {
       const young = await logConflict('p1', 'public', 'purge_t', 'applied', '29 days');
       await ctl(`DELETE FROM ibex.config WHERE name = 'conflict_log_retention'`);
       try {
-        assert.deepEqual(await purgeHistory(control), { conflicts: 1, runs: 0 });
+        assert.deepEqual(await purgeHistory(control), { conflicts: 1, runs: 0, kicks: 0 });
         const left = (await ctl(`SELECT id FROM ibex.conflict WHERE id = ANY($1)`, [[old, young]])).map((r) => Number(r.id));
         assert.deepEqual(left, [young]);
       } finally {
@@ -252,7 +255,7 @@ describe('global settings, history purge and the conflict log', () => {
       }
       assert.equal(Number((await ctl(`SELECT count(*) AS n FROM ibex.conflict WHERE id = $1`, [victim]))[0]!.n), 1);
       assert.equal(Number((await ctl(`SELECT count(*) AS n FROM ibex.run WHERE id = $1`, [run]))[0]!.n), 1);
-      assert.deepEqual(await purgeHistory(control), { conflicts: 1, runs: 1 });
+      assert.deepEqual(await purgeHistory(control), { conflicts: 1, runs: 1, kicks: 0 });
     });
   });
 
