@@ -11,7 +11,7 @@
  *   get a row-level trigger instead (see tableDdl for why and the figures);
  * - a statement-level trigger that records TRUNCATE.
  */
-import { ident, identList, objectName, qualified } from '../db/ident.js';
+import { ident, identList, literal, objectName, qualified } from '../db/ident.js';
 
 /** Bump when the generated objects change: install upgrades older ones in place. */
 export const CAPTURE_VERSION = 2;
@@ -38,10 +38,6 @@ export interface CaptureTable {
 /** Names of the per-table objects. */
 export function captureNames(schema: string, name: string): { delta: string; fn: string } {
   return { delta: objectName('delta', schema, name), fn: objectName('capture', schema, name) };
-}
-
-function literal(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
 }
 
 /** The objects every ibex-managed PostgreSQL db has (sources and targets). */

@@ -5,6 +5,7 @@
  * pending set, so no coordinator is needed.
  */
 import { IbexError } from '../errors.js';
+import { literal } from '../db/ident.js';
 
 /** A parsed strategy. */
 export type Strategy =
@@ -43,10 +44,6 @@ export function parseStrategy(text: string, dbs: readonly string[]): Strategy {
     throw new IbexError('config', `unknown conflict strategy "${text}": use latest, skip, abort, random, custom, or a list of the sync's dbs such as ${dbs.join(',')}`);
   }
   return { kind: 'list', order };
-}
-
-function literal(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
 }
 
 /**

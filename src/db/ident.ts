@@ -23,6 +23,16 @@ export function ident(name: string): SqlFragment {
   return new SqlFragment('"' + name.replaceAll('"', '""') + '"');
 }
 
+/**
+ * Quote a text value as an SQL string literal, for the few places a value must be spliced into
+ * SQL text (COPY and multi-statement queries take no parameters). Relies on
+ * standard_conforming_strings, which every ibex session pins.
+ */
+export function literal(value: string): string {
+  if (value.includes('\0')) throw new IbexError('usage', 'a value containing a NUL byte cannot be used in SQL');
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
 /** Quote a schema-qualified name: `"schema"."name"`. */
 export function qualified(schema: string, name: string): SqlFragment {
   return new SqlFragment(`${ident(schema).text}.${ident(name).text}`);

@@ -21,7 +21,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { connect, errorText, redact } from '../db/connect.js';
-import { ident } from '../db/ident.js';
+import { ident, literal as lit } from '../db/ident.js';
 import { isConnectionError, isTransient, sqlstate, SqlState } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import { openControl } from '../control/connection.js';
@@ -76,10 +76,6 @@ class SkipRun extends Error {}
 
 /** Hooks whose skipRun is honoured (they run before anything is committed). */
 const SKIPPABLE: ReadonlySet<Whenrun> = new Set(['before_sync', 'before_txn', 'before_check_rows', 'before_commit']);
-
-function lit(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
 
 /** The change-time expression of the sync's clock. */
 function clockExpr(cfg: SyncConfig): string {

@@ -5,10 +5,7 @@
  * the sync's cursor snapshot, so a transaction still open when a cursor was taken is never
  * skipped.
  */
-
-function lit(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
+import { literal as lit } from '../db/ident.js';
 
 /** Delta rows whose transaction the cursor (`cursor`: a pg_snapshot expression) has not seen. */
 export function unconsumed(cursor: string): string {

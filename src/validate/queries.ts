@@ -3,16 +3,12 @@
  * through its canonical text under ibex's pinned session settings, so the same
  * row prints, and hashes, the same on every database.
  */
-import { ident, raw } from '../db/ident.js';
+import { ident, literal as lit, raw } from '../db/ident.js';
 import type { TablePlan } from '../engine/plan.js';
 import { forSync, unconsumed } from '../engine/window.js';
 
 /** Seed of the bucket hash (any constant; the row hash uses 0, so the two are independent). */
 const BUCKET_SEED = 1729;
-
-function lit(s: string): string {
-  return `'${s.replaceAll("'", "''")}'`;
-}
 
 const cols = (names: readonly string[], alias: string): string => names.map((c) => `${alias}.${ident(c).text}`).join(', ');
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ident, objectName, qualified, MAX_IDENT_BYTES } from '../../src/db/ident.js';
+import { ident, literal, objectName, qualified, MAX_IDENT_BYTES } from '../../src/db/ident.js';
 import { sql } from '../../src/db/sql.js';
 import { redact, parseUrl } from '../../src/db/connect.js';
 import { IbexError, ExitCode } from '../../src/errors.js';
@@ -18,6 +18,11 @@ describe('identifier quoting', () => {
     const q = sql`SELECT * FROM ${ident('t"x')} WHERE a = ${"O'Brien"} AND b = ${2}`;
     assert.equal(q.text, 'SELECT * FROM "t""x" WHERE a = $1 AND b = $2');
     assert.deepEqual(q.values, ["O'Brien", 2]);
+  });
+
+  it('quotes a value as a string literal where SQL text must carry it, refusing NUL bytes', () => {
+    assert.equal(literal(`O'Brien \\ 'x'`), `'O''Brien \\ ''x'''`);
+    assert.throws(() => literal('a\0b'), /NUL byte/);
   });
 });
 
