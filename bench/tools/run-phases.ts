@@ -4,6 +4,8 @@
  * the median of each phase recorded in ibex.run.details.phases. A profiling aid, not a figure
  * of issue #5 (those come from `npm run bench`).
  * Run: N=100 ROWS=1 node --import tsx bench/tools/run-phases.ts      (per-run latency)
+ *      N=100 ROWS=1 BOTH=1 node --import tsx bench/tools/run-phases.ts   (both sources change every run, as in `stream`)
+ *      … TRACE=1 …   prints every statement of the last run with its start and duration (ms)
  *      N=5 ROWS=100000 node --import tsx bench/tools/run-phases.ts   (bulk)
  */
 import { createClusters } from '../../src/cluster/clusters.js';
@@ -12,14 +14,39 @@ import { migrate } from '../../src/control/migrate.js';
 import { installCapture } from '../../src/capture/install.js';
 import { SyncRunner } from '../../src/engine/runner.js';
 import pino from 'pino';
+import pg from 'pg';
 
-const set = await createClusters({ count: 2 });
+// TRACE=1: time every statement (start offset and duration, per session) of the last run.
+const trace: { at: number; ms: number; db: string; sql: string }[] = [];
+let tracing = false;
+if (process.env.TRACE === '1') {
+  const orig = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+  (pg.Client.prototype as unknown as { query: unknown }).query = function (this: pg.Client, ...args: unknown[]) {
+    const t0 = performance.now();
+    const ret = orig.apply(this, args);
+    const first = args[0];
+    const sql = typeof first === 'string' ? first : String((first as { text?: string }).text ?? (first as { constructor: { name: string } }).constructor.name);
+    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: sql.replace(/\s+/g, ' ').slice(0, 110) };
+    if (tracing) trace.push(rec);
+    if (ret && typeof (ret as Promise<unknown>).then === 'function') (ret as Promise<unknown>).then(() => { rec.ms = performance.now() - t0; }, () => { rec.ms = performance.now() - t0; });
+    else if (ret && typeof (ret as { on?: unknown }).on === 'function') {
+      const done = (): void => { if (rec.ms < 0) rec.ms = performance.now() - t0; };
+      (ret as NodeJS.EventEmitter).on('finish', done).on('end', done);
+    }
+    return ret;
+  };
+}
+
+// DURABLE=1: fsync and synchronous_commit on (as in `npm run bench`), the control db on a third cluster.
+const durable = process.env.DURABLE === '1';
+const set = await createClusters({ count: durable ? 3 : 2, durable });
 try {
-  for (const c of set.clusters) await c.createDatabase('app');
-  await set.clusters[0]!.createDatabase('ctl');
-  const ctl = await connect(set.clusters[0]!.params('ctl'), { parseTypes: true });
+  for (const c of set.clusters.slice(0, 2)) await c.createDatabase('app');
+  const ctlCluster = set.clusters[durable ? 2 : 0]!;
+  await ctlCluster.createDatabase('ctl');
+  const ctl = await connect(ctlCluster.params('ctl'), { parseTypes: true });
   await migrate(ctl);
-  const apps = await Promise.all(set.clusters.map((c) => connect(c.params('app'))));
+  const apps = await Promise.all(set.clusters.slice(0, 2).map((c) => connect(c.params('app'))));
   for (const a of apps) await a.query(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
   for (const [i, n] of ['A', 'B'].entries()) {
     const p = set.clusters[i]!.params('app');
@@ -32,20 +59,34 @@ try {
   await ctl.query(`INSERT INTO ibex.sync (name, relgroup, dbgroup) VALUES ('s','s','s')`);
   await installCapture(ctl, 's');
   const log = pino({ level: process.env.LOG ?? 'silent' });
-  const runner = new SyncRunner({ controlUrl: set.clusters[0]!.url('ctl'), sync: 's', log });
+  const runner = new SyncRunner({ controlUrl: ctlCluster.url('ctl'), sync: 's', log });
   await runner.run();
   const N = Number(process.env.N ?? 100);
   const ROWS = Number(process.env.ROWS ?? 1);
   const times: number[] = [];
   const phases: Record<string, number[]> = {};
+  const BOTH = process.env.BOTH === '1';
   for (let i = 0; i < N; i++) {
-    await apps[ROWS === 1 ? i % 2 : 0]!.query(`INSERT INTO t SELECT g, md5(g::text) FROM generate_series($1::int * $2::int + 1, ($1::int + 1) * $2::int) g`, [i, ROWS]);
+    if (BOTH) {
+      // One insert on A and one update on B (of a row inserted on B earlier): the stream mix.
+      await apps[0]!.query(`INSERT INTO t VALUES ($1, 'a')`, [2 * i + 1]);
+      await apps[1]!.query(i === 0 ? `INSERT INTO t VALUES ($1, 'b')` : `UPDATE t SET v = v || 'x' WHERE id = $1`, [i === 0 ? 0 : 2 * i - 2]);
+      if (i > 0) await apps[1]!.query(`INSERT INTO t VALUES ($1, 'b')`, [2 * i]);
+    } else {
+      await apps[ROWS === 1 ? i % 2 : 0]!.query(`INSERT INTO t SELECT g, md5(g::text) FROM generate_series($1::int * $2::int + 1, ($1::int + 1) * $2::int) g`, [i, ROWS]);
+    }
+    tracing = i === N - 1;
     const t0 = performance.now();
     const res = await runner.run();
     times.push(performance.now() - t0);
     if (res.status !== 'good') throw new Error(JSON.stringify(res));
     const d = await ctl.query(`SELECT details FROM ibex.run WHERE id = $1`, [res.runId]);
     for (const [k, v] of Object.entries((d.rows[0].details as { phases?: Record<string, number> }).phases ?? {})) (phases[k] ??= []).push(v);
+  }
+  tracing = false;
+  if (trace.length) {
+    const base = trace[0]!.at;
+    for (const r of trace) console.log(`${(r.at - base).toFixed(2).padStart(7)} ${r.ms.toFixed(2).padStart(6)} ${r.db.padEnd(6)} ${r.sql}`);
   }
   times.sort((a, b) => a - b);
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];

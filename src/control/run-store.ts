@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import type { RunKind, RunResult } from '../engine/types.js';
+import { literal } from '../db/ident.js';
 
 /** Open a run row; returns its id. */
 export async function startRun(control: pg.Client, sync: string, kind: RunKind): Promise<number> {
@@ -125,16 +126,33 @@ export async function saveCopyProgress(control: pg.Client, sync: string, relatio
 
 /** Syncs other than `sync` that read `schema.table` from db `db` (their capture needs ibex's applied rows). */
 export async function downstreamReaders(control: pg.Client, sync: string): Promise<Map<string, Set<string>>> {
-  const r = await control.query(
-    `SELECT m.db, r.schemaname || '.' || r.relname AS rel
+  return readersByDb((await control.query(downstreamSql(sync))).rows);
+}
+
+/**
+ * What a delta run reads from the control db before it starts: the downstream readers (as
+ * downstreamReaders) and the cursors (as readCursors), in one round trip.
+ */
+export async function runInputs(control: pg.Client, sync: string): Promise<{ downstream: Map<string, Set<string>>; cursors: Map<string, string> }> {
+  const [d, c] = (await control.query(`${downstreamSql(sync)};
+    SELECT db, snapshot FROM ibex.cursor WHERE sync = ${literal(sync)}`)) as unknown as pg.QueryResult[];
+  return { downstream: readersByDb(d!.rows), cursors: new Map(c!.rows.map((row) => [String(row.db), String(row.snapshot)])) };
+}
+
+function downstreamSql(sync: string): string {
+  return `SELECT m.db, r.schemaname || '.' || r.relname AS rel
        FROM ibex.sync s JOIN ibex.dbgroup_member m ON m.dbgroup = s.dbgroup AND m.role = 'source'
        JOIN ibex.relgroup_member rm ON rm.relgroup = s.relgroup JOIN ibex.relation r ON r.id = rm.relation
-      WHERE s.name <> $1 AND s.status <> 'inactive'`, [sync]);
+      WHERE s.name <> ${literal(sync)} AND s.status <> 'inactive'`;
+}
+
+function readersByDb(rows: Record<string, unknown>[]): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
-  for (const row of r.rows) {
-    let set = out.get(row.db);
-    if (!set) out.set(row.db, (set = new Set()));
-    set.add(row.rel);
+  for (const row of rows) {
+    const db = String(row.db);
+    let set = out.get(db);
+    if (!set) out.set(db, (set = new Set()));
+    set.add(String(row.rel));
   }
   return out;
 }

@@ -111,7 +111,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       let rows = progress?.rows ?? 0;
       for (;;) {
         await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DELETE ROWS AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
+        await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DROP AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
         let fromClause = `${p.q} t`;
         let where = 'true';
         if (lastKey) {
@@ -124,7 +124,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
         const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
         await c.query('BEGIN');
         await mark(c, from.name, ctx.sync);
-        await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DELETE ROWS AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
+        await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
         const [copied] = await copyFanOut(src, `COPY (${chunk}) TO STDOUT`, [{ client: c, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
         const last = await src.query(
           `SELECT ARRAY[${p.keys.map((k) => `x.${ident(k).text}::text`).join(', ')}] AS k FROM (${chunk}) x ORDER BY ${p.keys.map((k) => `x.${ident(k).text}`).join(' DESC, ')} DESC LIMIT 1`);

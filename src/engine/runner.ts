@@ -33,6 +33,7 @@ import { checkDecisions, type Decision } from '../conflict/custom.js';
 import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
 import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
 import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
+import { together } from './together.js';
 import { copyFanOut, sessionNames, tagDb } from './exchange.js';
 import { forSync, unconsumed } from './window.js';
 import { copyTables, type CopyContext } from './copy.js';
@@ -78,6 +79,9 @@ class SkipRun extends Error {}
 const SKIPPABLE: ReadonlySet<Whenrun> = new Set(['before_sync', 'before_txn', 'before_check_rows', 'before_commit']);
 
 /** The change-time expression of the sync's clock. */
+/** Rows through a session's temp tables of one table after which they are truncated, not deleted from. */
+const TEMP_TRUNCATE_ROWS = 20_000;
+
 function clockExpr(cfg: SyncConfig): string {
   return cfg.clock === 'commit'
     ? `coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts)`
@@ -106,6 +110,8 @@ export class SyncRunner {
   private columnTypes = new Map<number, { name: string; type: string }[]>();
   /** State custom code keeps between calls (HookContext.shared). */
   private readonly shared: Record<string, unknown> = {};
+  /** Per session and table index, rows put into its temp tables since their last TRUNCATE (see ensureTemp). */
+  private readonly tempRows = new WeakMap<pg.Client, Map<number, number>>();
 
   constructor(readonly opts: RunnerOptions) {}
 
@@ -235,25 +241,50 @@ export class SyncRunner {
 
   /**
    * The temp tables of some tables on one session, in one round trip (pending keys, all sources'
-   * pending keys, keys this db wins, deletes, staged rows). Created inside the
-   * run transaction with IF NOT EXISTS, so a rolled-back run never leaves the
-   * runner believing in a table that is gone; emptied at every commit.
+   * pending keys, keys this db wins, deletes, staged rows), emptied for this run. Created inside
+   * the run transaction with IF NOT EXISTS, so a rolled-back run never leaves the runner believing
+   * in a table that is gone.
+   *
+   * They are plain temp tables emptied here, before use, not ON COMMIT DELETE ROWS: PostgreSQL
+   * truncates every such table of a session at every commit that touched any temp table, ~0.3 ms
+   * each, i.e. five per replicated table at every commit of every db — 1.5 ms a run with one
+   * table, half a second with a hundred. A DELETE of the few rows a run left costs almost nothing;
+   * the dead rows it leaves (temp tables are never autovacuumed) are cleared by a TRUNCATE once
+   * TEMP_TRUNCATE_ROWS rows went through a table.
    */
   private async ensureTemp(c: pg.Client, plans: readonly TablePlan[]): Promise<void> {
     if (plans.length === 0) return;
+    await c.query(this.tempSql(c, plans));
+  }
+
+  /** The statements of ensureTemp (one text, to be sent alone or ahead of others). */
+  private tempSql(c: pg.Client, plans: readonly TablePlan[]): string {
+    let used = this.tempRows.get(c);
+    if (!used) this.tempRows.set(c, (used = new Map()));
     const meta = `NULL::timestamptz AS ibex_ts, NULL::boolean AS ibex_insonly, NULL::text AS ibex_origin`;
-    await c.query(`SET LOCAL client_min_messages = warning;
+    return `SET LOCAL client_min_messages = warning;
       ${plans.map((p) => {
         const keyOnly = p.keys.map((k) => ident(k).text).join(', ');
         const i = p.idx;
+        const tables = ['pend', 'all', 'mine', 'del', 'stage'].map((t) => `pg_temp.ibex_${t}_${i}`);
+        const big = (used.get(i) ?? 0) >= TEMP_TRUNCATE_ROWS;
+        if (big) used.set(i, 0);
         return `
-      CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} ON COMMIT DELETE ROWS AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} ON COMMIT DELETE ROWS AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} ON COMMIT DELETE ROWS AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;`;
-      }).join('')}
-    `);
+      CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      ${big ? `TRUNCATE ${tables.join(', ')};` : tables.map((t) => `DELETE FROM ${t};`).join(' ')}`;
+      }).join('')}`;
+  }
+
+  /** Count rows that went through the temp tables of a table on every session (see ensureTemp). */
+  private noteTempRows(idx: number, rows: number): void {
+    for (const c of this.conns.values()) {
+      const used = this.tempRows.get(c);
+      if (used) used.set(idx, (used.get(idx) ?? 0) + rows);
+    }
   }
 
   /** The delta-window filter of this sync for one source (parameters: $1 cursor snapshot). */
@@ -403,14 +434,15 @@ export class SyncRunner {
   private async deltaRun(result: RunResult): Promise<Record<string, unknown>> {
     const cfg = this.config();
     const control = await this.ctl();
-    // Review fix: a sync added since load() may read our tables somewhere: capture what we apply there.
-    this.downstream = await store.downstreamReaders(control, this.opts.sync);
     const all = this.pgDbs(['source', 'target']);
     const sources = all.filter((d) => d.role === 'source');
     const sourceNames = sources.map((s) => s.name);
     const clients = new Map<string, pg.Client>();
     for (const d of all) clients.set(d.name, await this.db(d));
-    const cursors = await store.readCursors(control, this.opts.sync);
+    // The cursors, and the syncs that read our tables downstream (review fix: a sync added since
+    // load() may read them somewhere: capture what we apply there) — read while the dbs open.
+    const inputs = store.runInputs(control, this.opts.sync);
+    inputs.catch(() => {}); // awaited below; an open failing first must not leave it unhandled
 
     // Replica mode: user triggers, rules and FK checks are silenced on the dbs ibex writes, so rows
     // may be deleted and copied back (never fires ON DELETE CASCADE or user triggers).
@@ -421,20 +453,24 @@ export class SyncRunner {
     // Open: one REPEATABLE READ transaction per db; the snapshot is fixed by the first query.
     const snaps = new Map<string, string>();
     const clocks: number[] = [];
+    /** Per db, the progress rows of this sync's runs there (read in the open round trip; see Recover). */
+    const progressRows = new Map<string, Record<string, unknown>[]>();
     // One round trip per db: open, snapshot and clock, and the schema check (every db must still
     // have the columns and key the plans were built from). Parameters are inlined as literals:
     // several statements in one query text go through the simple protocol, which takes none.
     const fpParams = fingerprintParams(this.plans.map((p) => p.rel));
     const fpQuery = fingerprintQuery().replace(/\$(\d)/g, (_, n: string) => `ARRAY[${fpParams[Number(n) - 1]!.map(lit).join(', ')}]::text[]`);
-    await Promise.all(all.map(async (d) => {
+    await together(all, async (d) => {
       const c = clients.get(d.name)!;
       const t0 = Date.now();
-      const [, r, fp] = (await c.query(
+      const [, r, fp, prog] = (await c.query(
         `BEGIN ISOLATION LEVEL ${cfg.isolationLevel === 'serializable' ? 'SERIALIZABLE' : 'REPEATABLE READ'};
          SELECT set_config('work_mem', '64MB', true), ${replica ? `set_config('session_replication_role', 'replica', true), ` : ''}pg_current_snapshot()::text AS snap,
                 extract(epoch FROM clock_timestamp() + ${process.env.IBEX_TEST_CLOCK_OFFSET === '1' ? `coalesce(nullif(current_setting('ibex.clock_offset', true), ''), '0')::interval` : `'0'::interval`}) * 1000 AS now_ms;
-         ${fpQuery}`)) as unknown as pg.QueryResult[];
+         ${fpQuery};
+         SELECT source, snapshot, run FROM ibex.progress WHERE sync = ${lit(this.opts.sync)}`)) as unknown as pg.QueryResult[];
       const t1 = Date.now();
+      progressRows.set(d.name, prog!.rows);
       snaps.set(d.name, String(r!.rows[0].snap));
       clocks.push(Number(r!.rows[0].now_ms) - (t0 + t1) / 2);
       const got = new Map(fp!.rows.map((row) => [String(row.label), String(row.fp)]));
@@ -444,8 +480,10 @@ export class SyncRunner {
           throw new PauseError(`table ${p.label} on db ${d.name} no longer matches (${describeDiff(p.fingerprint, f)}): make the tables identical on every db, then "ibex resume ${this.opts.sync}"`);
         }
       }
-    }));
+    });
     const skewMs = clocks.length > 1 ? Math.max(...clocks) - Math.min(...clocks) : 0;
+    const { downstream, cursors } = await inputs;
+    this.downstream = downstream;
 
     await this.runHooks('before_check_rows', result.runId);
 
@@ -460,11 +498,10 @@ export class SyncRunner {
     // Recover: a run whose transactions all committed but whose cursor update was lost (a crash
     // in between) is recognised from the progress rows it wrote on every other db. Adopting its
     // snapshots keeps a stale re-delivery from overriding a later change under a priority strategy.
-    const progress = await Promise.all(all.map(async (d) => {
-      const r = await clients.get(d.name)!.query(
-        `SELECT source, snapshot, run FROM ibex.progress WHERE sync = $1`, [this.opts.sync]).catch(() => ({ rows: [] as Record<string, unknown>[] }));
-      return { db: d.name, rows: new Map(r.rows.map((x) => [String(x.source), String(x.snapshot)])), runs: r.rows.map((x) => Number(x.run)) };
-    }));
+    const progress = all.map((d) => {
+      const rows = progressRows.get(d.name) ?? [];
+      return { db: d.name, rows: new Map(rows.map((x) => [String(x.source), String(x.snapshot)])), runs: rows.map((x) => Number(x.run)) };
+    });
     const adoptedRuns = new Set<number>();
     for (const src of sources) {
       const others = progress.filter((p) => p.db !== src.name);
@@ -497,7 +534,7 @@ export class SyncRunner {
     // delta rows, whether all are plain inserts, and their one origin (if one).
     const classes = new Map<string, { n: number; insonly: boolean; origin: string | null }>();
     // Sources are independent sessions: they are read in parallel.
-    await Promise.all(sources.map(async (src) => {
+    await together(sources, async (src) => {
       const c = clients.get(src.name)!;
       const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
       const inlined = window.replaceAll('$1', lit(cur));
@@ -517,7 +554,7 @@ export class SyncRunner {
       for (const row of cls!.rows) {
         classes.set(`${src.name}/${row.i}`, { n: Number(row.n), insonly: row.insonly === 't', origin: row.origin === null ? null : String(row.origin) });
       }
-    }));
+    });
     // A table only inserted into, on one source, with one origin and no truncate, takes the fast
     // path straight from its delta table: no gather into temp tables (most of a bulk load's cost).
     for (const [key, k] of classes) {
@@ -532,32 +569,46 @@ export class SyncRunner {
     // Temp tables for every table gathered (one round trip per session), then the gathers.
     const gathered = this.plans.filter((p) => sources.some((s) => classes.has(`${s.name}/${p.idx}`) && !lazy.has(`${s.name}/${p.idx}`)));
     for (const p of gathered) activeTables.add(p.idx);
-    await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, gathered)));
-    await Promise.all(sources.map(async (src) => {
-      const c = clients.get(src.name)!;
-      const cur = cursors.get(src.name) ?? snaps.get(src.name)!;
-      for (const p of gathered) {
-        if (!classes.has(`${src.name}/${p.idx}`)) continue;
+    /** Tables whose ibex_all (every source's pending keys) each source filled while gathering. */
+    const allFilled = new Set<number>();
+    for (const p of gathered) {
+      // Several sources changed it (a conflict is possible) and no truncate will drop keys after
+      // the gather: the gather copies its keys into ibex_all at once, saving a statement per source.
+      if (sources.filter((s) => classes.has(`${s.name}/${p.idx}`)).length > 1 && !truncs.has(p.idx)) allFilled.add(p.idx);
+    }
+    // One round trip per source: its temp tables, then the gather of each table (the cursor is a
+    // literal: several statements in one text take no parameters). Other dbs only get temp tables.
+    await together([...clients.entries()], async ([name, c]) => {
+      if (!sourceNames.includes(name)) return this.ensureTemp(c, gathered);
+      const cur = cursors.get(name) ?? snaps.get(name)!;
+      const mine = gathered.filter((p) => classes.has(`${name}/${p.idx}`));
+      const inlined = window.replaceAll('$1', lit(cur));
+      const origin = `coalesce(ibex_origin, ${lit(name)})`;
+      const texts = mine.map((p) => {
         const keys = p.keys.map((k) => ident(k).text).join(', ');
         // The origin of a key is that of its latest change; most keys have one origin, so the
         // ordered aggregate is only paid for keys with several (min = max short-circuits it).
-        const r = await c.query(
-          `WITH ins AS (
+        return `WITH ins AS (
              INSERT INTO pg_temp.ibex_pend_${p.idx} (${keys}, ibex_ts, ibex_insonly, ibex_origin)
              SELECT ${keys}, max(${ts}), bool_and(ibex_op = 'I'),
-                    CASE WHEN min(coalesce(ibex_origin, ${lit(src.name)})) = max(coalesce(ibex_origin, ${lit(src.name)}))
-                         THEN min(coalesce(ibex_origin, ${lit(src.name)}))
-                         ELSE (array_agg(coalesce(ibex_origin, ${lit(src.name)}) ORDER BY ibex_ts DESC))[1] END
-               FROM ${p.delta} WHERE ${window} GROUP BY ${keys}
-             RETURNING ibex_insonly, ibex_origin)
-           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin FROM ins`, [cur]);
-        const g = r.rows[0];
+                    CASE WHEN min(${origin}) = max(${origin}) THEN min(${origin})
+                         ELSE (array_agg(${origin} ORDER BY ibex_ts DESC))[1] END
+               FROM ${p.delta} WHERE ${inlined} GROUP BY ${keys}
+             RETURNING *)${allFilled.has(p.idx) ? `,
+           a AS (INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(name)}, * FROM ins)` : ''}
+           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin FROM ins`;
+      });
+      const results = [(await c.query(`${this.tempSql(c, gathered)}\n${texts.join(';\n')}`)) as unknown as pg.QueryResult[]].flat();
+      // The gathers' results are the last ones (the temp-table statements come first).
+      for (const [i, p] of mine.entries()) {
+        const g = results[results.length - mine.length + i]!.rows[0];
         if (Number(g.n) > 0) {
-          counts.set(`${src.name}/${p.idx}`, Number(g.n));
-          if (g.insonly === 't' && Number(g.origins) === 1) insertOnly.set(`${src.name}/${p.idx}`, String(g.origin));
+          counts.set(`${name}/${p.idx}`, Number(g.n));
+          if (g.insonly === 't' && Number(g.origins) === 1) insertOnly.set(`${name}/${p.idx}`, String(g.origin));
         }
       }
-    }));
+    });
+    for (const p of gathered) this.noteTempRows(p.idx, sources.reduce((n, s) => n + (counts.get(`${s.name}/${p.idx}`) ?? 0), 0));
     const backlog: Record<string, { keys: number; oldest: string | null }> = {};
     for (const src of sources) {
       backlog[src.name] = { keys: this.plans.reduce((n, p) => n + (counts.get(`${src.name}/${p.idx}`) ?? 0), 0), oldest: null };
@@ -567,7 +618,7 @@ export class SyncRunner {
     if (!hasWork) {
       await this.syncSequences(clients, sources, all);
       // Nothing to do: end the transactions and still move the cursors forward (keeps windows small).
-      await Promise.all([...clients.values()].map((c) => c.query('COMMIT')));
+      await together([...clients.values()], (c) => c.query('COMMIT'));
       await store.advanceCursors(control, this.opts.sync, new Map(sources.map((s) => [s.name, snaps.get(s.name)!])));
       await this.recordBacklog(sources, clients, snaps, skewMs);
       await this.maybePurge(sources, clients);
@@ -593,7 +644,7 @@ export class SyncRunner {
       const p = this.plans[idx]!;
       if (!activeTables.has(idx)) {
         activeTables.add(idx);
-        await Promise.all([...clients.values()].map((x) => this.ensureTemp(x, [p])));
+        await together([...clients.values()], (x) => this.ensureTemp(x, [p]));
       }
       for (const src of sources) await clients.get(src.name)!.query(`DELETE FROM pg_temp.ibex_pend_${idx} WHERE ibex_ts <= $1::timestamptz`, [t.ts]);
       // What the truncating db holds now stays everywhere: its own later changes, and rows a run
@@ -603,9 +654,10 @@ export class SyncRunner {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
       const held = (await clients.get(t.src)!.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`)).rows[0].e === 't';
       if (held) {
-        await Promise.all(others(t.src).map((d) => clients.get(d.name)!.query(
+        await together(others(t.src), (d) => clients.get(d.name)!.query(
           `SET LOCAL client_min_messages = warning;
-           CREATE TEMP TABLE IF NOT EXISTS ibex_keep_${idx} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${p.q} WITH NO DATA`)));
+           CREATE TEMP TABLE IF NOT EXISTS ibex_keep_${idx} AS SELECT ${keys} FROM ${p.q} WITH NO DATA;
+           TRUNCATE pg_temp.ibex_keep_${idx}`));
         await copyFanOut(clients.get(t.src)!, `COPY (SELECT ${keys} FROM ${p.q}) TO STDOUT`,
           others(t.src).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_keep_${idx} FROM STDIN` })));
       }
@@ -642,12 +694,25 @@ export class SyncRunner {
     const conflicts: store.ConflictRecord[] = [];
     /** `${src}/${idx}` -> how many keys the source won that are absent there (deletes to apply). */
     const absent = new Map<string, number>();
-    const addMine = async (src: SyncDb, p: TablePlan, select: string, params: unknown[] = []): Promise<void> => {
+    /** `${src}/${idx}` -> the origins of the keys the source won (what it will stage elsewhere). */
+    const mineOrigins = new Map<string, Set<string | null>>();
+    /** Put the keys a source won into its ibex_mine; the statement's answer goes to noteMine. */
+    const mineSql = (p: TablePlan, select: string): string => {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
-      const r = await clients.get(src.name)!.query(
-        `WITH ins AS (INSERT INTO pg_temp.ibex_mine_${p.idx} (${keys}, ibex_origin) ${select} RETURNING ${keys})
-         SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'ins')})) AS absent FROM ins`, params);
-      absent.set(`${src.name}/${p.idx}`, (absent.get(`${src.name}/${p.idx}`) ?? 0) + Number(r.rows[0].absent));
+      return `WITH ins AS (INSERT INTO pg_temp.ibex_mine_${p.idx} (${keys}, ibex_origin) ${select} RETURNING ${keys}, ibex_origin)
+         SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'ins')})) AS absent,
+                to_jsonb(array_agg(DISTINCT ibex_origin))::text AS origins FROM ins`;
+    };
+    const noteMine = (srcName: string, p: TablePlan, row: Record<string, unknown>): void => {
+      const key = `${srcName}/${p.idx}`;
+      absent.set(key, (absent.get(key) ?? 0) + Number(row.absent));
+      const seen = mineOrigins.get(key) ?? new Set<string | null>();
+      for (const o of JSON.parse(String(row.origins ?? '[]')) as (string | null)[]) seen.add(o);
+      mineOrigins.set(key, seen);
+    };
+    const addMine = async (src: SyncDb, p: TablePlan, select: string, params: unknown[] = []): Promise<void> => {
+      const r = await clients.get(src.name)!.query(mineSql(p, select), params);
+      noteMine(src.name, p, r.rows[0]);
     };
     for (const p of this.plans) {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
@@ -659,7 +724,7 @@ export class SyncRunner {
         await addMine(pendingOn[0]!, p, `SELECT ${keys}, ibex_origin FROM pg_temp.ibex_pend_${p.idx}`);
         continue;
       }
-      await Promise.all(sources.map((src) => clients.get(src.name)!.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`)));
+      if (!allFilled.has(p.idx)) await together(sources, (src) => clients.get(src.name)!.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`));
       // One exchange at a time: a session cannot send one COPY while it receives another.
       for (const src of pendingOn) {
         await copyFanOut(clients.get(src.name)!, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
@@ -670,16 +735,22 @@ export class SyncRunner {
       const custom = strategy.kind === 'custom';
       // Custom code starts from "latest": its version of each key is offered as the default.
       const order = winnerOrder(custom ? { kind: 'latest' } : strategy, priority, `ROW(${keys})::text`);
-      const found = await this.collectConflicts(p, sources, clients, order, custom);
-      // skip leaves conflicting keys alone and custom code decides them below; every other key
-      // (agreeing versions included) goes to its winner as usual.
-      const held = (strategy.kind === 'skip' || custom) && found.length > 0;
-      await Promise.all(pendingOn.map((src) => addMine(src, p,
-        `SELECT ${keys}, ibex_origin FROM (
+      const won = (src: SyncDb, held: boolean): string => `SELECT ${keys}, ibex_origin FROM (
            SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} AS a ORDER BY ${keys}, ${order}) w
           WHERE w.ibex_src = ${lit(src.name)}
-          ${held ? `AND ${textRow('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`,
-        held ? [JSON.stringify(found.map((f) => f.keyText))] : [])));
+          ${held ? `AND ${textRow('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`;
+      // skip leaves conflicting keys alone and custom code decides them below; every other key
+      // (agreeing versions included) goes to its winner as usual.
+      const mayHold = strategy.kind === 'skip' || custom;
+      // When nothing can be held back, each source files the keys it won in the same round trip
+      // that reads its versions of the conflicting keys.
+      const found = await this.collectConflicts(p, sources, clients, order, custom,
+        mayHold ? undefined : new Map(pendingOn.map((src) => [src.name, mineSql(p, won(src, false))])),
+        (srcName, r) => noteMine(srcName, p, r.rows[0]));
+      const held = mayHold && found.length > 0;
+      if (mayHold) {
+        await together(pendingOn, (src) => addMine(src, p, won(src, held), held ? [JSON.stringify(found.map((f) => f.keyText))] : []));
+      }
       if (custom && found.length) {
         await this.resolveCustom(p, found, clients, result.runId);
         for (const src of pendingOn) absent.delete(`${src.name}/${p.idx}`); // unknown: check for deletes
@@ -727,7 +798,8 @@ export class SyncRunner {
     for (const p of [...this.plans].reverse()) {
       // Fast-path tables stage no deletes (and lazy ones have no temp tables at all).
       if (!sources.some((s) => mayDelete(s.name, p))) continue;
-      for (const d of all) {
+      // Independent sessions: every db deletes at once.
+      await together(all, async (d) => {
         const c = clients.get(d.name)!;
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
         for (const o of origins.rows) {
@@ -736,7 +808,7 @@ export class SyncRunner {
           tableCounts(p).deleted += n;
           result.deleted += n;
         }
-      }
+      });
     }
     // Review fix: a delete above can cascade (ON DELETE CASCADE) to a row another source won after it
     // was found present there; it is then never copied while the other nodes keep their version. Delete
@@ -776,6 +848,8 @@ export class SyncRunner {
     for (const p of this.plans) {
       const pendingOn = sources.filter((s) => counts.has(`${s.name}/${p.idx}`));
       if (pendingOn.length === 0) continue;
+      /** Per db, the rows staged there and their origins (undefined: not known, ask the db). */
+      const staged = new Map<string, { rows: number; origins: Set<string | null> | undefined }>();
       for (const src of pendingOn) {
         const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
         if (fastPath(src.name, p) || direct(src.name, p)) {
@@ -809,26 +883,41 @@ export class SyncRunner {
           result.inserted += n;
           continue;
         }
-        await copyFanOut(clients.get(src.name)!,
+        const targets = others(src.name);
+        const got = await copyFanOut(clients.get(src.name)!,
           `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
-          others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
+          targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
+        for (const [i, d] of targets.entries()) {
+          const st = staged.get(d.name) ?? { rows: 0, origins: new Set<string | null>() };
+          st.rows += got[i] ?? 0;
+          const known = mineOrigins.get(`${src.name}/${p.idx}`);
+          if (known && st.origins) for (const o of known) st.origins.add(o);
+          else st.origins = undefined;
+          staged.set(d.name, st);
+        }
       }
       // Every pending source took the fast path: nothing was staged.
       if (pendingOn.every((src) => fastPath(src.name, p))) continue;
       const update = p.nonKeyCols.length
         ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
         : 'DO NOTHING';
-      for (const d of all) {
+      // Custom code may have staged merged rows on any db: ask each db what it holds.
+      const merged = this.relStrategy(p).kind === 'custom';
+      // Each db applies what it received; dbs are independent sessions, so they apply at once.
+      await together(all, async (d) => {
         const c = clients.get(d.name)!;
-        const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`);
-        for (const o of origins.rows) {
-          const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o.ibex_origin, quarantined, localSql(o.ibex_origin, p, d.name), (one, org) =>
+        const st = merged ? undefined : staged.get(d.name) ?? { rows: 0, origins: new Set<string | null>() };
+        if (st && st.rows === 0) return;
+        const origins = st?.origins ? [...st.origins]
+          : (await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`)).rows.map((o) => o.ibex_origin as string | null);
+        for (const o of origins) {
+          const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o, quarantined, localSql(o, p, d.name), (one, org) =>
             `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}
              ON CONFLICT (${p.keyList}) ${update}`);
           tableCounts(p).inserted += n;
           result.inserted += n;
         }
-      }
+      });
     }
 
     await this.syncSequences(clients, sources, all);
@@ -836,14 +925,14 @@ export class SyncRunner {
     phase('upsert');
 
     // Confirm: progress inside each apply transaction, conflicts logged as pending, commit everywhere.
-    await Promise.all(all.map(async (d) => {
+    // The progress rows go with each db's COMMIT, in the same round trip.
+    const progressSql = (d: SyncDb): string => {
       const srcs = sources.filter((s) => s.name !== d.name);
-      if (srcs.length === 0) return;
-      await clients.get(d.name)!.query(
-        `INSERT INTO ibex.progress (sync, source, snapshot, run) SELECT $1, s, n, $4 FROM unnest($2::text[], $3::text[]) AS u(s, n)
-         ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now()`,
-        [this.opts.sync, srcs.map((s) => s.name), srcs.map((s) => snaps.get(s.name)!), result.runId]);
-    }));
+      if (srcs.length === 0) return '';
+      return `INSERT INTO ibex.progress (sync, source, snapshot, run)
+                VALUES ${srcs.map((s) => `(${lit(this.opts.sync)}, ${lit(s.name)}, ${lit(snaps.get(s.name)!)}, ${result.runId})`).join(', ')}
+              ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now();\n`;
+    };
     await this.runHooks('before_commit', result.runId, { result: runCounts({ ...result, status: 'good' }) });
     const pendingRecords = [...conflicts.filter((c) => c.strategy !== 'skip'), ...quarantined];
     await store.logConflicts(control, this.opts.sync, result.runId, pendingRecords);
@@ -855,7 +944,7 @@ export class SyncRunner {
     await store.logConflicts(control, this.opts.sync, result.runId, conflicts.filter((c) => c.strategy === 'skip'), 'skipped');
     // Every db commits at once (their fsyncs overlap). A failure anywhere leaves the cursors behind
     // and the next run re-applies idempotently — the same as when a later one of sequential commits fails.
-    const outcomes = await Promise.allSettled(all.map((d) => clients.get(d.name)!.query('COMMIT')));
+    const outcomes = await Promise.allSettled(all.map((d) => clients.get(d.name)!.query(`${progressSql(d)}COMMIT`)));
     const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failure) {
       // Review fix: once a db committed, its overwrites happened: keep their records (pending), never drop them.
@@ -1023,20 +1112,32 @@ export class SyncRunner {
    * The conflicts of one table: winner and every losing version, read inside each db's apply
    * snapshot. With `asText`, each record also carries every version as text (for custom code).
    */
-  private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string, asText = false): Promise<CollectedConflict[]> {
+  /**
+   * The keys of a table changed on several sources whose versions differ. `after` holds, per
+   * source, a statement sent in the same round trip; its result goes to `onAfter`.
+   */
+  private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string, asText = false,
+    after?: Map<string, string>, onAfter?: (srcName: string, r: pg.QueryResult) => void): Promise<CollectedConflict[]> {
     const keys = p.keys.map((k) => ident(k).text).join(', ');
     const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, w.${ident(k).text}`).join(', ')})`;
     type Version = { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null };
     const byKey = new Map<string, { key: Record<string, unknown>; winner: string; keyText: Row; versions: Version[] }>();
     const strategy = this.relStrategy(p);
     // Read on every source at once, then merged in source order (the order of the versions).
-    const perSource = await Promise.all(sources.map((src) => clients.get(src.name)!.query(
+    const perSource = await together(sources, async (src) => {
+      const extra = after?.get(src.name);
+      const r = await clients.get(src.name)!.query(
         `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
               k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
          SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
                 , ${textRow('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
-           FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}`)));
+           FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}${extra ? `;\n${extra}` : ''}`);
+      if (!extra) return r;
+      const [mine, other] = r as unknown as pg.QueryResult[];
+      onAfter?.(src.name, other!);
+      return mine!;
+    });
     for (const [i, src] of sources.entries()) {
       for (const row of perSource[i]!.rows) {
         const k = String(row.key);
@@ -1133,9 +1234,9 @@ export class SyncRunner {
     }
     if (merged.length) {
       const cast = columns.map((col) => `(r->>${lit(col.name)})::${col.type}`).join(', ');
-      await Promise.all([...clients.values()].map((c) => c.query(
+      await together([...clients.values()], (c) => c.query(
         `INSERT INTO pg_temp.ibex_stage_${p.idx} (${p.colList}, ibex_origin) SELECT ${cast}, 'merge' FROM jsonb_array_elements($1::jsonb) r`,
-        [JSON.stringify(merged)])));
+        [JSON.stringify(merged)]));
     }
   }
 

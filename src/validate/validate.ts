@@ -18,6 +18,7 @@
  * Reading the cursors before the snapshots matters: a cursor read later could
  * already have passed a change that one db's snapshot has not seen applied.
  */
+import { together } from '../engine/together.js';
 import type pg from 'pg';
 import { connect, errorText } from '../db/connect.js';
 import { qualified } from '../db/ident.js';
@@ -174,12 +175,12 @@ export class Validator {
   /** Open one REPEATABLE READ transaction per compared db (cursors read first); returns the cursors. */
   async begin(readOnly: boolean): Promise<Map<string, string>> {
     const cursors = await store.readCursors(this.control, this.sync);
-    await Promise.all(this.dbs.map(async (d) => {
+    await together(this.dbs, async (d) => {
       const c = await this.session(d);
       await c.query(`BEGIN ISOLATION LEVEL REPEATABLE READ${readOnly ? ' READ ONLY' : ''}`);
       // The first statement fixes the snapshot.
       await c.query(`SELECT set_config('work_mem', '64MB', true), pg_current_snapshot()`);
-    }));
+    });
     return cursors;
   }
 
