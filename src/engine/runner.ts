@@ -79,6 +79,11 @@ class SkipRun extends Error {}
 const SKIPPABLE: ReadonlySet<Whenrun> = new Set(['before_sync', 'before_txn', 'before_check_rows', 'before_commit']);
 
 /** The change-time expression of the sync's clock. */
+/** At most this many rows won on a source travel inline in the apply round trip (see inlineReadSql)… */
+const INLINE_ROWS = 200;
+/** …and at most this many bytes of them (stored size). */
+const INLINE_BYTES = 256 * 1024;
+
 /** Rows through a session's temp tables of one table after which they are truncated, not deleted from. */
 const TEMP_TRUNCATE_ROWS = 20_000;
 
@@ -182,10 +187,11 @@ export class SyncRunner {
     this.codes = await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel));
     this.columnTypes.clear();
     for (const p of this.plans) {
-      if (this.relStrategy(p).kind !== 'custom') continue;
-      if (!codesFor(this.codes, 'conflict', p.label).length) {
+      if (this.relStrategy(p).kind === 'custom' && !codesFor(this.codes, 'conflict', p.label).length) {
         throw new PauseError(`table ${p.label} has conflict_strategy=custom but no active conflict customcode is mapped to it or to sync ${this.opts.sync}: add one with "ibex add customcode <name> whenrun=conflict src_code=<file> sync=${this.opts.sync}", then "ibex resume ${this.opts.sync}"`);
       }
+      // The column types (the same on every db: the fingerprint compares them at every run) cast
+      // rows sent as text: custom merges and inlined rows.
       const r = await c.query(
         `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
           WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, [p.oid]);
@@ -277,6 +283,36 @@ export class SyncRunner {
       CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
       ${big ? `TRUNCATE ${tables.join(', ')};` : tables.map((t) => `DELETE FROM ${t};`).join(' ')}`;
       }).join('')}`;
+  }
+
+  /**
+   * Read the rows a source won (its ibex_mine) as one JSON array of text arrays — every column as
+   * its type's text output, exactly what COPY's text format carries — with the count; `rows` is
+   * NULL when they are too large to inline (then COPY carries them).
+   */
+  private inlineReadSql(p: TablePlan): string {
+    const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
+    return `WITH x AS (SELECT to_json(ARRAY[${cols}, m.ibex_origin]) AS j, pg_column_size(t.*) AS size
+                         FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')})
+            SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${INLINE_BYTES} THEN json_agg(j)::text END AS rows FROM x`;
+  }
+
+  /** Load a source's pending keys, read as JSON by the gather, into ibex_all (each text through its type's input). */
+  private inlineKeysSql(p: TablePlan, srcName: string, keys: string): string {
+    const types = this.columnTypes.get(p.idx)!;
+    const n = p.keys.length;
+    return `INSERT INTO pg_temp.ibex_all_${p.idx} (ibex_src, ${p.keyList}, ibex_ts, ibex_insonly, ibex_origin)
+            SELECT ${lit(srcName)}, ${p.keys.map((k, i) => `(r->>${i})::${types.find((x) => x.name === k)!.type}`).join(', ')},
+                   (r->>${n})::timestamptz, (r->>${n + 1})::boolean, r->>${n + 2}
+              FROM json_array_elements(${lit(keys)}::json) r`;
+  }
+
+  /** Load rows read by inlineReadSql into this db's staging table (each text through its type's input). */
+  private inlineLoadSql(p: TablePlan, rows: string): string {
+    const types = this.columnTypes.get(p.idx)!;
+    return `INSERT INTO pg_temp.ibex_stage_${p.idx} (${p.colList}, ibex_origin)
+            SELECT ${p.cols.map((col, i) => `(r->>${i})::${types.find((x) => x.name === col)!.type}`).join(', ')}, r->>${p.cols.length}
+              FROM json_array_elements(${lit(rows)}::json) r`;
   }
 
   /** Count rows that went through the temp tables of a table on every session (see ensureTemp). */
@@ -569,6 +605,8 @@ export class SyncRunner {
     // Temp tables for every table gathered (one round trip per session), then the gathers.
     const gathered = this.plans.filter((p) => sources.some((s) => classes.has(`${s.name}/${p.idx}`) && !lazy.has(`${s.name}/${p.idx}`)));
     for (const p of gathered) activeTables.add(p.idx);
+    /** `${src}/${idx}` -> a few pending keys as JSON (see inlineKeysSql), read by the gather. */
+    const pendJson = new Map<string, string>();
     /** Tables whose ibex_all (every source's pending keys) each source filled while gathering. */
     const allFilled = new Set<number>();
     for (const p of gathered) {
@@ -596,7 +634,9 @@ export class SyncRunner {
                FROM ${p.delta} WHERE ${inlined} GROUP BY ${keys}
              RETURNING *)${allFilled.has(p.idx) ? `,
            a AS (INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(name)}, * FROM ins)` : ''}
-           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin FROM ins`;
+           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin${allFilled.has(p.idx) ? `,
+                  (SELECT json_agg(to_json(ARRAY[${p.keys.map((k) => `i.${ident(k).text}::text`).join(', ')}, i.ibex_ts::text, i.ibex_insonly::text, i.ibex_origin]))
+                     FROM ins i WHERE (SELECT count(*) FROM ins) <= ${INLINE_ROWS})::text AS keys_json` : ''} FROM ins`;
       });
       const results = [(await c.query(`${this.tempSql(c, gathered)}\n${texts.join(';\n')}`)) as unknown as pg.QueryResult[]].flat();
       // The gathers' results are the last ones (the temp-table statements come first).
@@ -604,6 +644,7 @@ export class SyncRunner {
         const g = results[results.length - mine.length + i]!.rows[0];
         if (Number(g.n) > 0) {
           counts.set(`${name}/${p.idx}`, Number(g.n));
+          if (g.keys_json !== undefined && g.keys_json !== null) pendJson.set(`${name}/${p.idx}`, String(g.keys_json));
           if (g.insonly === 't' && Number(g.origins) === 1) insertOnly.set(`${name}/${p.idx}`, String(g.origin));
         }
       }
@@ -694,6 +735,8 @@ export class SyncRunner {
     const conflicts: store.ConflictRecord[] = [];
     /** `${src}/${idx}` -> how many keys the source won that are absent there (deletes to apply). */
     const absent = new Map<string, number>();
+    /** `${src}/${idx}` -> how many keys the source won (filed in its ibex_mine through noteMine). */
+    const wonRows = new Map<string, number>();
     /** `${src}/${idx}` -> the origins of the keys the source won (what it will stage elsewhere). */
     const mineOrigins = new Map<string, Set<string | null>>();
     /** Put the keys a source won into its ibex_mine; the statement's answer goes to noteMine. */
@@ -701,11 +744,12 @@ export class SyncRunner {
       const keys = p.keys.map((k) => ident(k).text).join(', ');
       return `WITH ins AS (INSERT INTO pg_temp.ibex_mine_${p.idx} (${keys}, ibex_origin) ${select} RETURNING ${keys}, ibex_origin)
          SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'ins')})) AS absent,
-                to_jsonb(array_agg(DISTINCT ibex_origin))::text AS origins FROM ins`;
+                count(*) AS won, to_jsonb(array_agg(DISTINCT ibex_origin))::text AS origins FROM ins`;
     };
     const noteMine = (srcName: string, p: TablePlan, row: Record<string, unknown>): void => {
       const key = `${srcName}/${p.idx}`;
       absent.set(key, (absent.get(key) ?? 0) + Number(row.absent));
+      wonRows.set(key, (wonRows.get(key) ?? 0) + Number(row.won));
       const seen = mineOrigins.get(key) ?? new Set<string | null>();
       for (const o of JSON.parse(String(row.origins ?? '[]')) as (string | null)[]) seen.add(o);
       mineOrigins.set(key, seen);
@@ -725,10 +769,18 @@ export class SyncRunner {
         continue;
       }
       if (!allFilled.has(p.idx)) await together(sources, (src) => clients.get(src.name)!.query(`INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}`));
-      // One exchange at a time: a session cannot send one COPY while it receives another.
-      for (const src of pendingOn) {
-        await copyFanOut(clients.get(src.name)!, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
-          sources.filter((s) => s.name !== src.name).map((s) => ({ client: clients.get(s.name)!, sql: `COPY pg_temp.ibex_all_${p.idx} FROM STDIN` })));
+      // Every source learns the others' pending keys. A few keys (read by the gather) go inline,
+      // ahead of the conflict query of each source; more go by COPY, one exchange at a time (a
+      // session cannot send one COPY while it receives another).
+      let before: Map<string, string[]> | undefined;
+      if (pendingOn.every((src) => pendJson.has(`${src.name}/${p.idx}`))) {
+        before = new Map(sources.map((s) => [s.name, pendingOn.filter((o) => o.name !== s.name)
+          .map((o) => this.inlineKeysSql(p, o.name, pendJson.get(`${o.name}/${p.idx}`)!))]));
+      } else {
+        for (const src of pendingOn) {
+          await copyFanOut(clients.get(src.name)!, `COPY (SELECT ${lit(src.name)}, * FROM pg_temp.ibex_pend_${p.idx}) TO STDOUT`,
+            sources.filter((s) => s.name !== src.name).map((s) => ({ client: clients.get(s.name)!, sql: `COPY pg_temp.ibex_all_${p.idx} FROM STDIN` })));
+        }
       }
       const priority = new Map(cfg.dbs.map((d) => [d.name, d.priority]));
       const strategy = this.relStrategy(p);
@@ -744,9 +796,11 @@ export class SyncRunner {
       const mayHold = strategy.kind === 'skip' || custom;
       // When nothing can be held back, each source files the keys it won in the same round trip
       // that reads its versions of the conflicting keys.
-      const found = await this.collectConflicts(p, sources, clients, order, custom,
-        mayHold ? undefined : new Map(pendingOn.map((src) => [src.name, mineSql(p, won(src, false))])),
-        (srcName, r) => noteMine(srcName, p, r.rows[0]));
+      const found = await this.collectConflicts(p, sources, clients, order, custom, {
+        before,
+        after: mayHold ? undefined : new Map(pendingOn.map((src) => [src.name, mineSql(p, won(src, false))])),
+        onAfter: (srcName, r) => noteMine(srcName, p, r.rows[0]),
+      });
       const held = mayHold && found.length > 0;
       if (mayHold) {
         await together(pendingOn, (src) => addMine(src, p, won(src, held), held ? [JSON.stringify(found.map((f) => f.keyText))] : []));
@@ -850,7 +904,37 @@ export class SyncRunner {
       if (pendingOn.length === 0) continue;
       /** Per db, the rows staged there and their origins (undefined: not known, ask the db). */
       const staged = new Map<string, { rows: number; origins: Set<string | null> | undefined }>();
+      const noteStaged = (src: SyncDb, d: SyncDb, rows: number): void => {
+        const st = staged.get(d.name) ?? { rows: 0, origins: new Set<string | null>() };
+        st.rows += rows;
+        const known = mineOrigins.get(`${src.name}/${p.idx}`);
+        if (known && st.origins) for (const o of known) st.origins.add(o);
+        else st.origins = undefined;
+        staged.set(d.name, st);
+      };
+      // Custom code may have staged merged rows on any db: ask each db what it holds.
+      const merged = this.relStrategy(p).kind === 'custom';
+      /** Per db, statements that load rows into its staging table, sent with its first apply statement. */
+      const inline = new Map<string, string[]>();
+      // A few rows won on a source travel as text inside the targets' apply round trip instead of a
+      // COPY exchange (three round trips each, one source after the other): every source reads its
+      // rows at once, every target loads and applies them at once. Larger batches use COPY.
+      const small = merged ? [] : pendingOn.filter((src) => !fastPath(src.name, p) && !direct(src.name, p)
+        && (wonRows.get(`${src.name}/${p.idx}`) ?? Infinity) <= INLINE_ROWS);
+      const read = await together(small, (src) => clients.get(src.name)!.query(this.inlineReadSql(p)));
+      const viaCopy = new Set(pendingOn);
+      for (const [i, src] of small.entries()) {
+        const row = read[i]!.rows[0];
+        if (row.rows === null && Number(row.n) > 0) continue; // too large to inline: COPY
+        viaCopy.delete(src);
+        if (Number(row.n) === 0) continue;
+        for (const d of others(src.name)) {
+          inline.set(d.name, [...(inline.get(d.name) ?? []), this.inlineLoadSql(p, String(row.rows))]);
+          noteStaged(src, d, Number(row.n));
+        }
+      }
       for (const src of pendingOn) {
+        if (!viaCopy.has(src)) continue;
         const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
         if (fastPath(src.name, p) || direct(src.name, p)) {
           const targets = others(src.name);
@@ -887,33 +971,29 @@ export class SyncRunner {
         const got = await copyFanOut(clients.get(src.name)!,
           `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
           targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
-        for (const [i, d] of targets.entries()) {
-          const st = staged.get(d.name) ?? { rows: 0, origins: new Set<string | null>() };
-          st.rows += got[i] ?? 0;
-          const known = mineOrigins.get(`${src.name}/${p.idx}`);
-          if (known && st.origins) for (const o of known) st.origins.add(o);
-          else st.origins = undefined;
-          staged.set(d.name, st);
-        }
+        for (const [i, d] of targets.entries()) noteStaged(src, d, got[i] ?? 0);
       }
       // Every pending source took the fast path: nothing was staged.
       if (pendingOn.every((src) => fastPath(src.name, p))) continue;
       const update = p.nonKeyCols.length
         ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
         : 'DO NOTHING';
-      // Custom code may have staged merged rows on any db: ask each db what it holds.
-      const merged = this.relStrategy(p).kind === 'custom';
       // Each db applies what it received; dbs are independent sessions, so they apply at once.
       await together(all, async (d) => {
         const c = clients.get(d.name)!;
         const st = merged ? undefined : staged.get(d.name) ?? { rows: 0, origins: new Set<string | null>() };
         if (st && st.rows === 0) return;
+        let load = (inline.get(d.name) ?? []).join(';\n');
         const origins = st?.origins ? [...st.origins]
-          : (await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`)).rows.map((o) => o.ibex_origin as string | null);
+          : (await c.query(`${load ? `${load};\n` : ''}SELECT DISTINCT ibex_origin FROM pg_temp.ibex_stage_${p.idx}`).then((r) => {
+            load = '';
+            return [r].flat().at(-1)!.rows.map((o) => o.ibex_origin as string | null);
+          }));
         for (const o of origins) {
           const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o, quarantined, localSql(o, p, d.name), (one, org) =>
             `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}
-             ON CONFLICT (${p.keyList}) ${update}`);
+             ON CONFLICT (${p.keyList}) ${update}`, load);
+          load = '';
           tableCounts(p).inserted += n;
           result.inserted += n;
         }
@@ -970,14 +1050,16 @@ export class SyncRunner {
    * refused are quarantined: left out, logged with the constraint, never retried forever.
    */
   private async applyOrQuarantine(c: pg.Client, p: TablePlan, dbName: string, from: 'stage' | 'del', origin: string | null,
-    quarantined: store.ConflictRecord[], local: string, statement: (oneRow: string, origin: string) => string): Promise<number> {
+    quarantined: store.ConflictRecord[], local: string, statement: (oneRow: string, origin: string) => string, load = ''): Promise<number> {
     const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
-    // The common case in one round trip: stamp the session, try the whole set under a savepoint.
+    // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
+    // the session, try the whole set under a savepoint.
     try {
-      const r = (await c.query(
-        `${local}; SAVEPOINT ibex_apply; ${statement('', origin === null ? 'NULL::text' : lit(origin))}; RELEASE SAVEPOINT ibex_apply`)) as unknown as pg.QueryResult[];
-      return r[2]!.rowCount ?? 0;
+      const r = [(await c.query(
+        `${load ? `${load};\n` : ''}${local}; SAVEPOINT ibex_apply; ${statement('', origin === null ? 'NULL::text' : lit(origin))}; RELEASE SAVEPOINT ibex_apply`)) as unknown as pg.QueryResult[]].flat();
+      return r[r.length - 2]!.rowCount ?? 0;
     } catch (err) {
+      // A failed load (before the savepoint) is no refusal: the run fails.
       await c.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
       if (!refused(err)) throw err;
     }
@@ -1113,11 +1195,12 @@ export class SyncRunner {
    * snapshot. With `asText`, each record also carries every version as text (for custom code).
    */
   /**
-   * The keys of a table changed on several sources whose versions differ. `after` holds, per
-   * source, a statement sent in the same round trip; its result goes to `onAfter`.
+   * The keys of a table changed on several sources whose versions differ. Per source, `before`
+   * holds statements (`;`-separated) sent ahead in the same round trip, `after` one statement sent
+   * behind, whose result goes to `onAfter`.
    */
   private async collectConflicts(p: TablePlan, sources: SyncDb[], clients: Map<string, pg.Client>, order: string, asText = false,
-    after?: Map<string, string>, onAfter?: (srcName: string, r: pg.QueryResult) => void): Promise<CollectedConflict[]> {
+    around: { before?: Map<string, string[]>; after?: Map<string, string>; onAfter?: (srcName: string, r: pg.QueryResult) => void } = {}): Promise<CollectedConflict[]> {
     const keys = p.keys.map((k) => ident(k).text).join(', ');
     const keyJson = `jsonb_build_object(${p.keys.map((k) => `${lit(k)}, w.${ident(k).text}`).join(', ')})`;
     type Version = { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null };
@@ -1125,18 +1208,19 @@ export class SyncRunner {
     const strategy = this.relStrategy(p);
     // Read on every source at once, then merged in source order (the order of the versions).
     const perSource = await together(sources, async (src) => {
-      const extra = after?.get(src.name);
+      const extra = around.after?.get(src.name);
+      const ahead = around.before?.get(src.name) ?? [];
       const r = await clients.get(src.name)!.query(
-        `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
+        `${ahead.map((x) => `${x};\n`).join('')}WITH w AS (SELECT DISTINCT ON (${keys}) * FROM pg_temp.ibex_all_${p.idx} ORDER BY ${keys}, ${order}),
               k AS (SELECT ${keys} FROM pg_temp.ibex_all_${p.idx} GROUP BY ${keys} HAVING count(*) > 1)
          SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
                 , ${textRow('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRow('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
            FROM w JOIN k USING (${keys}) JOIN pg_temp.ibex_all_${p.idx} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${lit(src.name)}${extra ? `;\n${extra}` : ''}`);
-      if (!extra) return r;
-      const [mine, other] = r as unknown as pg.QueryResult[];
-      onAfter?.(src.name, other!);
-      return mine!;
+      const results = [r as unknown as pg.QueryResult | pg.QueryResult[]].flat();
+      const at = ahead.length;
+      if (extra) around.onAfter?.(src.name, results[at + 1]!);
+      return results[at]!;
     });
     for (const [i, src] of sources.entries()) {
       for (const row of perSource[i]!.rows) {

@@ -33,6 +33,8 @@ describe('three masters', () => {
         CREATE TABLE k_domain (id code_t PRIMARY KEY, v text);
         CREATE TABLE k_comp (a int, b text, c date, v text, PRIMARY KEY (a, b, c));
         CREATE TABLE k_uniq (id int NOT NULL UNIQUE, v text);
+        CREATE TABLE k_types (a int, b text, t text, by bytea, jb jsonb, js json, n numeric, f float8, ts timestamptz, iv interval,
+          ia int[], ta text[], ch char(5), bt bit(4), u uuid, "odd ""col""" text, PRIMARY KEY (a, b));
         CREATE SEQUENCE ids START 1;
       `);
     }
@@ -40,7 +42,7 @@ describe('three masters', () => {
     await addSync(env, 'tri', {
       dbs: { A: 'source', B: 'source', C: 'source' },
       tables: ['public.parent', 'public.child', 'public.Mixed Case "Quoted" Table', 'public.k_small', 'public.k_big', 'public.k_date',
-        'public.k_ts', 'public.k_tstz', 'public.k_num', 'public.k_bytea', 'public.k_domain', 'public.k_comp', 'public.k_uniq', 'seq:public.ids'],
+        'public.k_ts', 'public.k_tstz', 'public.k_num', 'public.k_bytea', 'public.k_domain', 'public.k_comp', 'public.k_uniq', 'public.k_types', 'seq:public.ids'],
     });
   });
 
@@ -89,6 +91,37 @@ describe('three masters', () => {
     await runOk(r);
     await same('k_comp');
     await same('k_bytea');
+  });
+
+  it('round-trips awkward values when updated rows and pending keys travel inline, and when too large to', async () => {
+    // Updates (not the insert-only COPY path) of a few rows on two nodes at once: the rows and the
+    // pending keys go as text inside the apply round trips; one row is too large and goes by COPY.
+    const r = runner(env, 'tri');
+    const row = (a: number, b: string, tag: string): string => `(${a}, ${b}, E'${tag} O''Reilly \\\\ "q" tab\\tnl\\n ünï ☃', '\\x00ff5c27'::bytea,
+      '{"k": [1, 2.50, null, "s\\"q"], "u": "ü"}', '{"dup": 1,   "dup": 2}', 123456789.123456789, 'NaN', '2024-06-01 12:00:00.123456+05:30',
+      '1 year 2 mons 3 days 04:05:06.7', '{1,NULL,3}', ARRAY['a,b', 'c"d', NULL, ''], 'ab', B'1010', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', NULL)`;
+    await env.query(0, `INSERT INTO k_types VALUES ${[1, 2, 3, 4].map((a) => row(a, `'k ${a}'`, 'ins')).join(', ')}`);
+    await runOk(r);
+    await same('k_types');
+    await env.query(0, `UPDATE k_types SET t = t || ' on A', f = '-Infinity', ia = '{}', js = '[ 1 ,2 ]' WHERE a IN (1, 2);
+      UPDATE k_types SET f = -0.0, n = NULL, ts = 'infinity' WHERE a = 3`);
+    await env.query(1, `UPDATE k_types SET t = 'on B ' || t, f = 1e-300, jb = 'null', iv = '-00:00:00.000001' WHERE a IN (3, 4);
+      UPDATE k_types SET "odd ""col""" = (SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 40000)) WHERE a = 4`);
+    await runOk(r);
+    const rows = await same('k_types');
+    assert.equal(rows.length, 4);
+    // Row 3 changed on both: the later write (B's) is the row everywhere, A's -0 and infinity are gone.
+    const three = await env.query(2, `SELECT t, f::text AS f, iv::text AS iv, ts = 'infinity' AS inf FROM k_types WHERE a = 3`);
+    assert.equal(three[0]!.f, '1e-300');
+    assert.equal(three[0]!.iv, '-00:00:00.000001');
+    assert.equal(three[0]!.inf, 'f');
+    assert.match(String(three[0]!.t), /^on B ins O'Reilly \\ "q" tab\tnl\n ünï ☃$/);
+    const one = await env.query(1, `SELECT js::text AS js, f::text AS f, jb::text AS jb FROM k_types WHERE a = 1`);
+    assert.equal(one[0]!.js, '[ 1 ,2 ]');
+    assert.equal(one[0]!.f, '-Infinity');
+    assert.equal(one[0]!.jb, '{"k": [1, 2.50, null, "s\\"q"], "u": "ü"}');
+    const dup = await env.query(2, `SELECT js::text AS js FROM k_types WHERE a = 3`);
+    assert.equal(dup[0]!.js, '{"dup": 1,   "dup": 2}');
   });
 
   it('moves a unique value between two rows in one transaction', async () => {
