@@ -15,6 +15,8 @@ import { installCapture } from '../../src/capture/install.js';
 import { SyncRunner } from '../../src/engine/runner.js';
 import pino from 'pino';
 import pg from 'pg';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 // TRACE=1: time every statement (start offset and duration, per session) of the last run.
 const trace: { at: number; ms: number; db: string; sql: string }[] = [];
@@ -60,6 +62,21 @@ try {
   await installCapture(ctl, 's');
   const log = pino({ level: process.env.LOG ?? 'silent' });
   const runner = new SyncRunner({ controlUrl: ctlCluster.url('ctl'), sync: 's', log });
+  // SEED=n: start from n rows on both dbs (as the stream scenario does).
+  const SEED = Number(process.env.SEED ?? 0);
+  if (SEED > 0) {
+    for (const a of apps) await a.query(`INSERT INTO t SELECT -g, md5(g::text) FROM generate_series(1, $1::int) g`, [SEED]);
+  }
+  // EXPLAIN=1: auto_explain logs the plan of every statement over 1 ms (server.log of each cluster).
+  if (process.env.EXPLAIN === '1') {
+    for (const a of apps) {
+      await a.query(`LOAD 'auto_explain'`);
+      await a.query(`ALTER SYSTEM SET session_preload_libraries = 'auto_explain'`);
+      await a.query(`ALTER SYSTEM SET auto_explain.log_min_duration = '1ms'`);
+      await a.query(`ALTER SYSTEM SET auto_explain.log_analyze = on`);
+      await a.query(`SELECT pg_reload_conf()`);
+    }
+  }
   await runner.run();
   const N = Number(process.env.N ?? 100);
   const ROWS = Number(process.env.ROWS ?? 1);
@@ -93,6 +110,10 @@ try {
   console.log(`run ms: p50 ${med(times)!.toFixed(1)} p90 ${times[Math.floor(N * 0.9)]!.toFixed(1)}`);
   console.log('phase medians', Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, med(v)])));
   await runner.close();
+  if (process.env.EXPLAIN === '1') {
+    for (const [i, c] of set.clusters.slice(0, 2).entries()) copyFileSync(join(c.dataDir, 'server.log'), `/tmp/run-phases-explain-${i}.log`);
+    console.log('plans: /tmp/run-phases-explain-0.log, /tmp/run-phases-explain-1.log');
+  }
   for (const a of apps) await a.end();
   await ctl.end();
 } finally {

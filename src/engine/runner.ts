@@ -85,7 +85,7 @@ const INLINE_ROWS = 200;
 const INLINE_BYTES = 256 * 1024;
 
 /** Rows through a session's temp tables of one table after which they are truncated, not deleted from. */
-const TEMP_TRUNCATE_ROWS = 20_000;
+const TEMP_TRUNCATE_ROWS = 1_000;
 
 function clockExpr(cfg: SyncConfig): string {
   return cfg.clock === 'commit'
@@ -274,14 +274,20 @@ export class SyncRunner {
         const i = p.idx;
         const tables = ['pend', 'all', 'mine', 'del', 'stage'].map((t) => `pg_temp.ibex_${t}_${i}`);
         const big = (used.get(i) ?? 0) >= TEMP_TRUNCATE_ROWS;
-        if (big) used.set(i, 0);
+        // New to this session, or new storage after a TRUNCATE: ANALYZE them once, empty. A temp
+        // table never analyzed is planned as if it held ten pages of rows (~1,000), so a join of a
+        // few pending keys with a big table became a hash join over all of it (4 ms at 13k rows,
+        // seconds at millions); analyzed, it is planned from its real size at every statement.
+        const fresh = big || !used.has(i);
+        if (fresh) used.set(i, 0);
         return `
       CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      ${big ? `TRUNCATE ${tables.join(', ')};` : tables.map((t) => `DELETE FROM ${t};`).join(' ')}`;
+      ${big ? `TRUNCATE ${tables.join(', ')};` : tables.map((t) => `DELETE FROM ${t};`).join(' ')}
+      ${fresh ? `ANALYZE ${tables.join(', ')};` : ''}`;
       }).join('')}`;
   }
 
@@ -292,8 +298,10 @@ export class SyncRunner {
    */
   private inlineReadSql(p: TablePlan): string {
     const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
+    // A few keys: one index lookup each (LATERAL … OFFSET 0 cannot be flattened into a join the
+    // planner might hash over the whole table; it cannot know how few rows the temp table holds).
     return `WITH x AS (SELECT to_json(ARRAY[${cols}, m.ibex_origin]) AS j, pg_column_size(t.*) AS size
-                         FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')})
+                         FROM pg_temp.ibex_mine_${p.idx} m CROSS JOIN LATERAL (SELECT * FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')} OFFSET 0) t)
             SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${INLINE_BYTES} THEN json_agg(j)::text END AS rows FROM x`;
   }
 
@@ -455,6 +463,8 @@ export class SyncRunner {
       // wedged by a broken stream cannot hang the runner; a ROLLBACK that does not answer
       // within 10 s gets the same treatment.
       if (!keep) return this.discard(name);
+      // Temp tables created (and analyzed) by the rolled-back run are gone: start afresh.
+      this.tempRows.delete(c);
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([c.query('ROLLBACK'), new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('ROLLBACK timed out')), 10_000); })]);
