@@ -305,6 +305,12 @@ export class SyncRunner {
             SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${INLINE_BYTES} THEN json_agg(j)::text END AS rows FROM x`;
   }
 
+  /** Whether every key column's type is known (a generated key column is not among the writable columns typed at load). */
+  private keysInlineable(p: TablePlan): boolean {
+    const types = this.columnTypes.get(p.idx) ?? [];
+    return p.keys.every((k) => types.some((x) => x.name === k));
+  }
+
   /** Load a source's pending keys, read as JSON by the gather, into ibex_all (each text through its type's input). */
   private inlineKeysSql(p: TablePlan, srcName: string, keys: string): string {
     const types = this.columnTypes.get(p.idx)!;
@@ -644,7 +650,7 @@ export class SyncRunner {
                FROM ${p.delta} WHERE ${inlined} GROUP BY ${keys}
              RETURNING *)${allFilled.has(p.idx) ? `,
            a AS (INSERT INTO pg_temp.ibex_all_${p.idx} SELECT ${lit(name)}, * FROM ins)` : ''}
-           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin${allFilled.has(p.idx) ? `,
+           SELECT count(*) AS n, bool_and(ibex_insonly) AS insonly, count(DISTINCT ibex_origin) AS origins, min(ibex_origin) AS origin${allFilled.has(p.idx) && this.keysInlineable(p) ? `,
                   (SELECT json_agg(to_json(ARRAY[${p.keys.map((k) => `i.${ident(k).text}::text`).join(', ')}, i.ibex_ts::text, i.ibex_insonly::text, i.ibex_origin]))
                      FROM ins i WHERE (SELECT count(*) FROM ins) <= ${INLINE_ROWS})::text AS keys_json` : ''} FROM ins`;
       });
