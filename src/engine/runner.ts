@@ -84,6 +84,9 @@ const INLINE_ROWS = 200;
 /** …and at most this many bytes of them (stored size). */
 const INLINE_BYTES = 256 * 1024;
 
+/** Batches up to this many keys are read and deleted by one index probe per key (see absentSql). */
+const SMALL_BATCH = 1_000;
+
 /** Rows through a session's temp tables of one table after which they are truncated, not deleted from. */
 const TEMP_TRUNCATE_ROWS = 1_000;
 
@@ -298,10 +301,9 @@ export class SyncRunner {
    */
   private inlineReadSql(p: TablePlan): string {
     const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
-    // A few keys: one index lookup each (LATERAL … OFFSET 0 cannot be flattened into a join the
-    // planner might hash over the whole table; it cannot know how few rows the temp table holds).
+    // At most INLINE_ROWS keys: one index probe each.
     return `WITH x AS (SELECT to_json(ARRAY[${cols}, m.ibex_origin]) AS j, pg_column_size(t.*) AS size
-                         FROM pg_temp.ibex_mine_${p.idx} m CROSS JOIN LATERAL (SELECT * FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')} OFFSET 0) t)
+                         FROM ${this.wonRowsFrom(p, true)})
             SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${INLINE_BYTES} THEN json_agg(j)::text END AS rows FROM x`;
   }
 
@@ -327,6 +329,35 @@ export class SyncRunner {
     return `INSERT INTO pg_temp.ibex_stage_${p.idx} (${p.colList}, ibex_origin)
             SELECT ${p.cols.map((col, i) => `(r->>${i})::${types.find((x) => x.name === col)!.type}`).join(', ')}, r->>${p.cols.length}
               FROM json_array_elements(${lit(rows)}::json) r`;
+  }
+
+  /** The rows a source won: table `t` joined with its ibex_mine `m` (index probes for a small batch, see absentSql). */
+  private wonRowsFrom(p: TablePlan, small: boolean): string {
+    return small
+      ? `pg_temp.ibex_mine_${p.idx} m CROSS JOIN LATERAL (SELECT * FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')} OFFSET 0) t`
+      : `${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}`;
+  }
+
+  /**
+   * Keys of ibex_mine `m` absent from the table. For a small batch, one index probe per key
+   * (OFFSET 0 keeps the planner from turning it into an anti-join it might hash over the whole
+   * table, guessing the temp table's size from its pages); a large batch may be hashed.
+   */
+  private absentSql(p: TablePlan, small: boolean): string {
+    return `NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')}${small ? ' OFFSET 0' : ''})`;
+  }
+
+  /**
+   * Delete the rows whose keys are in ibex_del with one origin. A small batch on a one-column key
+   * deletes through `key = ANY(array)` (an index scan whatever the table's size); otherwise a join.
+   */
+  private deleteSql(p: TablePlan, small: boolean, oneRow: string, origin: string): string {
+    if (small && p.keys.length === 1) {
+      const k = ident(p.keys[0]!).text;
+      return `DELETE FROM ${p.q} t WHERE t.${k} = ANY (ARRAY(
+                SELECT s.${k} FROM pg_temp.ibex_del_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM ${origin} ${oneRow}))`;
+    }
+    return `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM ${origin} ${oneRow}`;
   }
 
   /** Count rows that went through the temp tables of a table on every session (see ensureTemp). */
@@ -855,14 +886,20 @@ export class SyncRunner {
     // hold every key they won (counted when ibex_mine was filled), there is nothing to delete.
     const mayDelete = (src: string, p: TablePlan): boolean =>
       counts.has(`${src}/${p.idx}`) && !fastPath(src, p) && (direct(src, p) || (absent.get(`${src}/${p.idx}`) ?? 1) > 0);
+    /** A batch small enough for one index probe per key (see absentSql, deleteSql). */
+    const fewKeys = (n: number | undefined): boolean => n !== undefined && n <= SMALL_BATCH;
+    /** `${db}/${idx}` -> keys copied into that db's ibex_del. */
+    const delRows = new Map<string, number>();
     for (const src of sources) {
       const c = clients.get(src.name)!;
       for (const p of this.plans) {
         if (!mayDelete(src.name, p)) continue;
         const keys = p.keys.map((k) => `m.${ident(k).text}`).join(', ');
-        await copyFanOut(c,
-          `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m${direct(src.name, p) ? '' : ` WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})`}) TO STDOUT`,
-          others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+        const targets = others(src.name);
+        const got = await copyFanOut(c,
+          `COPY (SELECT ${keys}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m${direct(src.name, p) ? '' : ` WHERE ${this.absentSql(p, fewKeys(wonRows.get(`${src.name}/${p.idx}`)))}`}) TO STDOUT`,
+          targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+        for (const [i, d] of targets.entries()) delRows.set(`${d.name}/${p.idx}`, (delRows.get(`${d.name}/${p.idx}`) ?? 0) + (got[i] ?? 0));
       }
     }
     for (const p of [...this.plans].reverse()) {
@@ -874,7 +911,7 @@ export class SyncRunner {
         const origins = await c.query(`SELECT DISTINCT ibex_origin FROM pg_temp.ibex_del_${p.idx}`);
         for (const o of origins.rows) {
           const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, quarantined, localSql(o.ibex_origin, p, d.name), (one, org) =>
-            `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}`);
+            this.deleteSql(p, fewKeys(delRows.get(`${d.name}/${p.idx}`) ?? 0), one, org));
           tableCounts(p).deleted += n;
           result.deleted += n;
         }
@@ -890,10 +927,13 @@ export class SyncRunner {
         const winners = sources.filter((s) => counts.has(`${s.name}/${p.idx}`) && !fastPath(s.name, p));
         if (winners.length === 0) continue;
         for (const d of all) await clients.get(d.name)!.query(`DELETE FROM pg_temp.ibex_del_${p.idx}`);
+        const cascaded = new Map<string, number>();
         for (const src of winners) {
-          await copyFanOut(clients.get(src.name)!,
-            `COPY (SELECT ${p.keys.map((k) => `m.${ident(k).text}`).join(', ')}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'm')})) TO STDOUT`,
-            others(src.name).map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+          const targets = others(src.name);
+          const got = await copyFanOut(clients.get(src.name)!,
+            `COPY (SELECT ${p.keys.map((k) => `m.${ident(k).text}`).join(', ')}, m.ibex_origin FROM pg_temp.ibex_mine_${p.idx} m WHERE ${this.absentSql(p, fewKeys(wonRows.get(`${src.name}/${p.idx}`)))}) TO STDOUT`,
+            targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_del_${p.idx} FROM STDIN` })));
+          for (const [i, d] of targets.entries()) cascaded.set(d.name, (cascaded.get(d.name) ?? 0) + (got[i] ?? 0));
         }
         for (const d of all) {
           const c = clients.get(d.name)!;
@@ -901,7 +941,7 @@ export class SyncRunner {
             // Keys phase 1 quarantined come up again here: refused again, but logged once.
             const refused: store.ConflictRecord[] = [];
             const n = await this.applyOrQuarantine(c, p, d.name, 'del', o.ibex_origin, refused, localSql(o.ibex_origin, p, d.name), (one, org) =>
-              `DELETE FROM ${p.q} t USING pg_temp.ibex_del_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}`);
+              this.deleteSql(p, fewKeys(cascaded.get(d.name) ?? 0), one, org));
             const seen = new Set(quarantined.map((q) => `${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`));
             quarantined.push(...refused.filter((q) => !seen.has(`${q.schema}.${q.table} ${JSON.stringify(q.key)} ${q.losers[0]?.db}`)));
             tableCounts(p).deleted += n;
@@ -969,7 +1009,7 @@ export class SyncRunner {
                 // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
                 ? `COPY (SELECT ${cols} FROM ${p.q} t WHERE (${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) IN (
                      SELECT ${p.keys.map((k) => ident(k).text).join(', ')} FROM ${p.delta} WHERE ${window.replaceAll('$1', lit(cursors.get(src.name) ?? snaps.get(src.name)!))})) TO STDOUT`
-                : `COPY (SELECT ${cols} FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
+                : `COPY (SELECT ${cols} FROM ${this.wonRowsFrom(p, fewKeys(wonRows.get(`${src.name}/${p.idx}`)))}) TO STDOUT`,
               targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
           } catch (err) {
             // A key that already exists (a repeated run), another unique index or a missing parent:
@@ -985,7 +1025,7 @@ export class SyncRunner {
         }
         const targets = others(src.name);
         const got = await copyFanOut(clients.get(src.name)!,
-          `COPY (SELECT ${cols}, m.ibex_origin FROM ${p.q} t JOIN pg_temp.ibex_mine_${p.idx} m ON ${p.keyJoin('t', 'm')}) TO STDOUT`,
+          `COPY (SELECT ${cols}, m.ibex_origin FROM ${this.wonRowsFrom(p, fewKeys(wonRows.get(`${src.name}/${p.idx}`)))}) TO STDOUT`,
           targets.map((d) => ({ client: clients.get(d.name)!, sql: `COPY pg_temp.ibex_stage_${p.idx} FROM STDIN` })));
         for (const [i, d] of targets.entries()) noteStaged(src, d, got[i] ?? 0);
       }
