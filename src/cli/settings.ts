@@ -6,6 +6,7 @@
  */
 import { parseStrategy as engineStrategy } from '../conflict/strategy.js';
 import { RETENTION_DEFAULTS } from '../control/retention.js';
+import { RUN_PAUSE_MAX_MS_DEFAULT } from '../engine/scheduler.js';
 import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
 import { dryRunDone, printRows, report, write } from './config/common.js';
@@ -75,6 +76,12 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
   },
   lock_timeout_ms: {
     default: '2000', about: 'lock_timeout of DDL steps (install, remove), retried with backoff; 0 waits without limit', parse: milliseconds,
+  },
+  run_pause_max_ms: {
+    default: String(RUN_PAUSE_MAX_MS_DEFAULT),
+    about: 'after a run that moved 20 rows or more, the next waits as long as it took, at most this long (0: never; less lag, more load under heavy writes)',
+    parse: (name, value) => String(parseIntOption(name, value.trim(), 0, 60_000)),
+    takesEffect: 'a running daemon uses it after "ibex reload"',
   },
   run_history_retention: {
     default: RETENTION_DEFAULTS.run_history_retention, about: 'run history older than this is purged (runs in progress never)', parse: interval,

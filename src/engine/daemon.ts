@@ -32,7 +32,7 @@ import { isConnectionError, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import type { Backoff } from './backoff.js';
 import { SyncRunner, type RunnerOptions } from './runner.js';
-import { Scheduler, realTimers, wakeDriven, type Reason, type RunEnd, type ScheduledRunner, type SyncPlan, type SyncState, type Timers } from './scheduler.js';
+import { RUN_PAUSE_MAX_MS_DEFAULT, Scheduler, realTimers, wakeDriven, type Reason, type RunEnd, type ScheduledRunner, type SyncPlan, type SyncState, type Timers } from './scheduler.js';
 import { KeptSession } from './session.js';
 import type { RunKind, RunResult } from './types.js';
 import { WakeCoordinator } from './wake.js';
@@ -108,6 +108,8 @@ export class Daemon {
   private readonly inflight = new Set<Promise<void>>();
   private daemonId: number | undefined;
   private reconciling: Promise<void> = Promise.resolve();
+  /** The run_pause_max_ms setting, read at every reconcile. */
+  private pauseMaxMs = RUN_PAUSE_MAX_MS_DEFAULT;
   private servingKicks: Promise<void> | undefined;
   private kicksAgain = false;
   private readonly loops: { handle: unknown }[] = [];
@@ -350,6 +352,11 @@ export class Daemon {
     const c = this.control.client();
     if (!c) return;
     const rows = await store.readDaemonSyncs(c);
+    // The pause after busy runs (a global setting; see the scheduler's settleOutcome).
+    const pause = await c.query(`SELECT value FROM ibex.config WHERE name = 'run_pause_max_ms'`);
+    const ms = pause.rows.length ? Number(pause.rows[0].value) : RUN_PAUSE_MAX_MS_DEFAULT;
+    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: pause.rows[0]?.value }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
+    this.pauseMaxMs = Number.isInteger(ms) && ms >= 0 ? ms : RUN_PAUSE_MAX_MS_DEFAULT;
     const byName = new Map(rows.map((r) => [r.name, r]));
     for (const name of [...this.managed.keys()]) {
       if (!byName.has(name)) {
@@ -493,6 +500,7 @@ export class Daemon {
       fullcopyIntervalMs: r.fullcopyIntervalMs ?? undefined,
       onetimecopy: r.onetimecopy,
       paused: r.status === 'paused',
+      pauseMaxMs: this.pauseMaxMs,
     };
   }
 

@@ -55,6 +55,8 @@ export interface SyncPlan {
   onetimecopy: number;
   /** A paused sync is loaded but never run. */
   paused: boolean;
+  /** After a run that moved PACE_ROWS rows or more, the next waits as long as it took, at most this long (0: never). */
+  pauseMaxMs: number;
 }
 
 /** The states of ibex.sync_state. */
@@ -149,10 +151,10 @@ interface Task {
   reject: (err: unknown) => void;
 }
 
-/** A run that moved at least this many rows is followed by a pause (see settleOutcome)… */
+/** A run that moved at least this many rows is followed by a pause (see settleOutcome). */
 const PACE_ROWS = 20;
-/** …as long as the run took, at most this long. */
-const PACE_MAX_MS = 100;
+/** The default of the run_pause_max_ms setting: the longest pause after a busy run. */
+export const RUN_PAUSE_MAX_MS_DEFAULT = 100;
 
 interface Entry {
   name: string;
@@ -437,11 +439,11 @@ export class Scheduler {
         this.request(e.name, { reason: 'followup' });
       } else if (kind === 'delta' && result.status === 'good') {
         // A run that moved many rows means a heavy, continuous load: the next run waits as long as
-        // this one took (at most PACE_MAX_MS), so each run carries more rows and its fixed cost
-        // (round trips, commits, bookkeeping) is paid half as often, on the same cores as the
-        // application. A light stream (a few rows a run) follows at once and keeps its latency.
-        // A kick does not wait (urgent requests clear the timer).
-        const pace = result.inserted + result.deleted >= PACE_ROWS ? Math.min(result.durationMs, PACE_MAX_MS) : 0;
+        // this one took (at most the run_pause_max_ms setting), so each run carries more rows and
+        // its fixed cost (round trips, commits, bookkeeping) is paid half as often, on the same
+        // cores as the application. A light stream (a few rows a run) follows at once and keeps
+        // its latency. A kick does not wait (urgent requests clear the timer).
+        const pace = result.inserted + result.deleted >= PACE_ROWS ? Math.min(result.durationMs, e.plan.pauseMaxMs) : 0;
         if (pace >= 1 && !e.removed && !this.stopping) {
           const p = e.pending.get('delta') ?? { reasons: new Set<Reason>(), kickIds: [] };
           p.reasons.add('busy');

@@ -28,6 +28,7 @@ const DEFAULTS = {
   default_conflict_strategy: 'latest',
   lock_timeout_ms: '2000',
   run_history_retention: '30 days',
+  run_pause_max_ms: '100',
   statement_timeout_ms: '0',
 };
 
@@ -83,13 +84,28 @@ describe('global settings, history purge and the conflict log', () => {
 
     it('refuses an unknown name with the list of names, and unknown flags', async () => {
       fails(await env.cli('show', 'log_level'),
-        2, /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, lock_timeout_ms, run_history_retention, statement_timeout_ms$/);
+        2, /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/);
       fails(await env.cli('show', '--verbose'), 2, /unknown flag "--verbose" for "ibex show"/);
       fails(await env.cli('show', 'x=1'), 2, /unknown option "x"/);
     });
   });
 
   describe('ibex set', () => {
+    it('sets the pause after busy runs, 0 to 60000 ms, and shows its default until then', async () => {
+      const shown = JSON.parse(ok(await env.cli('show', 'run_pause_max_ms', '--json')).out) as { name: string; value: string; default: string }[];
+      assert.deepEqual(shown.map((s) => [s.name, s.value, s.default]), [['run_pause_max_ms', '100', '100']]);
+      fails(await env.cli('set', 'run_pause_max_ms=-5'), 2, /run_pause_max_ms/);
+      fails(await env.cli('set', 'run_pause_max_ms=60001'), 2, /run_pause_max_ms/);
+      fails(await env.cli('set', 'run_pause_max_ms=soon'), 2, /run_pause_max_ms/);
+      assert.equal((await settings()).run_pause_max_ms, undefined, 'nothing written by a refused value');
+      const r = ok(await env.cli('set', 'run_pause_max_ms=0'));
+      assert.match(r.out, /^set run_pause_max_ms=0$/m);
+      assert.match(r.out, /after "ibex reload"/);
+      assert.equal((await settings()).run_pause_max_ms, '0');
+      // Back to the installed state (no row: the default applies), which the tests below compare with.
+      await ctl(`DELETE FROM ibex.config WHERE name = 'run_pause_max_ms'`);
+    });
+
     it('stores valid values in their canonical form and says what changed', async () => {
       const r = ok(await env.cli('set', 'conflict_log_retention=7d', 'run_history_retention=36h', 'lock_timeout_ms=5000',
         'statement_timeout_ms=0', 'default_conflict_strategy=bucardo_skip'));
@@ -124,7 +140,7 @@ describe('global settings, history purge and the conflict log', () => {
         [['statement_timeout_ms='], /bad value "" for statement_timeout_ms/],
         [['default_conflict_strategy=A,B'], /bad value "A,B" for default_conflict_strategy: a list of dbs belongs to one sync/],
         [['default_conflict_strategy=newest'], /unknown strategy "newest" for default_conflict_strategy: use latest, skip/],
-        [['log_level=verbose'], /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, lock_timeout_ms, run_history_retention, statement_timeout_ms$/],
+        [['log_level=verbose'], /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/],
         // All or nothing: a good value before a bad one is not stored either.
         [['lock_timeout_ms=100', 'conflict_log_retention=soon'], /bad duration "soon"/],
         [['lock_timeout_ms=100', 'lock_timeout_ms=200'], /option "lock_timeout_ms" is given twice/],

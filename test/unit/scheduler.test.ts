@@ -96,7 +96,7 @@ class FakeRunner implements ScheduledRunner {
   }
 }
 
-const PLAN: SyncPlan = { autokick: true, fullcopyOnly: false, checktimeMs: 60_000, fullcopyIntervalMs: undefined, onetimecopy: 0, paused: false };
+const PLAN: SyncPlan = { autokick: true, fullcopyOnly: false, checktimeMs: 60_000, fullcopyIntervalMs: undefined, onetimecopy: 0, paused: false, pauseMaxMs: 100 };
 
 function setup(opts: { random?: () => number } = {}) {
   const timers = new ManualTimers();
@@ -305,6 +305,17 @@ describe('the scheduler', () => {
     await flush();
     assert.equal(r.calls.length, 4, 'a kick runs at once');
     assert.equal(r.calls.at(-1)!.kickId, 3);
+  });
+
+  it('never pauses with pauseMaxMs 0 (the run_pause_max_ms setting)', async () => {
+    const { scheduler } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, { ...PLAN, pauseMaxMs: 0 });
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    r.finish({ status: 'good', inserted: 5000, durationMs: 80 });
+    await flush();
+    assert.equal(r.calls.length, 2);
   });
 
   it('ends a backoff wait at once for a kick', async () => {
