@@ -251,8 +251,8 @@ export class SyncRunner {
   /**
    * The temp tables of some tables on one session, in one round trip (pending keys, all sources'
    * pending keys, keys this db wins, deletes, staged rows), emptied for this run. Created inside
-   * the run transaction with IF NOT EXISTS, so a rolled-back run never leaves the runner believing
-   * in a table that is gone.
+   * the run transaction the first time a session needs them; rollbackAll forgets what a session
+   * created, so a rolled-back run never leaves the runner believing in a table that is gone.
    *
    * They are plain temp tables emptied here, before use, not ON COMMIT DELETE ROWS: PostgreSQL
    * truncates every such table of a session at every commit that touched any temp table, ~0.3 ms
@@ -281,14 +281,19 @@ export class SyncRunner {
         // table never analyzed is planned as if it held ten pages of rows (~1,000), so a join of a
         // few pending keys with a big table became a hash join over all of it (4 ms at 13k rows,
         // seconds at millions); analyzed, it is planned from its real size at every statement.
-        const fresh = big || !used.has(i);
+        // Tables this session created in a run that committed need no CREATE (a rolled-back run
+        // forgets them in rollbackAll; were one gone regardless, the DELETE below fails the run,
+        // which forgets them too).
+        const known = used.has(i);
+        const fresh = big || !known;
         if (fresh) used.set(i, 0);
         return `
+      ${known ? '' : `
       CREATE TEMP TABLE IF NOT EXISTS ibex_pend_${i} AS SELECT ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_all_${i} AS SELECT NULL::text AS ibex_src, ${keyOnly}, ${meta} FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_mine_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
       CREATE TEMP TABLE IF NOT EXISTS ibex_del_${i} AS SELECT ${keyOnly}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
-      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;
+      CREATE TEMP TABLE IF NOT EXISTS ibex_stage_${i} AS SELECT ${p.colList}, NULL::text AS ibex_origin FROM ${p.q} WITH NO DATA;`}
       ${big ? `TRUNCATE ${tables.join(', ')};` : tables.map((t) => `DELETE FROM ${t};`).join(' ')}
       ${fresh ? `ANALYZE ${tables.join(', ')};` : ''}`;
       }).join('')}`;
@@ -313,21 +318,27 @@ export class SyncRunner {
     return p.keys.every((k) => types.some((x) => x.name === k));
   }
 
+  /**
+   * `(r->>0)::type0, (r->>1)::type1, …`: the elements of a JSON array `r` of texts, read back
+   * through the types of some columns (in order) — the inverse of `to_json(ARRAY[col::text, …])`.
+   */
+  private fromText(p: TablePlan, cols: readonly string[]): string {
+    const types = this.columnTypes.get(p.idx)!;
+    return cols.map((col, i) => `(r->>${i})::${types.find((x) => x.name === col)!.type}`).join(', ');
+  }
+
   /** Load a source's pending keys, read as JSON by the gather, into ibex_all (each text through its type's input). */
   private inlineKeysSql(p: TablePlan, srcName: string, keys: string): string {
-    const types = this.columnTypes.get(p.idx)!;
     const n = p.keys.length;
     return `INSERT INTO pg_temp.ibex_all_${p.idx} (ibex_src, ${p.keyList}, ibex_ts, ibex_insonly, ibex_origin)
-            SELECT ${lit(srcName)}, ${p.keys.map((k, i) => `(r->>${i})::${types.find((x) => x.name === k)!.type}`).join(', ')},
-                   (r->>${n})::timestamptz, (r->>${n + 1})::boolean, r->>${n + 2}
+            SELECT ${lit(srcName)}, ${this.fromText(p, p.keys)}, (r->>${n})::timestamptz, (r->>${n + 1})::boolean, r->>${n + 2}
               FROM json_array_elements(${lit(keys)}::json) r`;
   }
 
   /** Load rows read by inlineReadSql into this db's staging table (each text through its type's input). */
   private inlineLoadSql(p: TablePlan, rows: string): string {
-    const types = this.columnTypes.get(p.idx)!;
     return `INSERT INTO pg_temp.ibex_stage_${p.idx} (${p.colList}, ibex_origin)
-            SELECT ${p.cols.map((col, i) => `(r->>${i})::${types.find((x) => x.name === col)!.type}`).join(', ')}, r->>${p.cols.length}
+            SELECT ${this.fromText(p, p.cols)}, r->>${p.cols.length}
               FROM json_array_elements(${lit(rows)}::json) r`;
   }
 

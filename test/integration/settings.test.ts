@@ -94,9 +94,9 @@ describe('global settings, history purge and the conflict log', () => {
     it('sets the pause after busy runs, 0 to 60000 ms, and shows its default until then', async () => {
       const shown = JSON.parse(ok(await env.cli('show', 'run_pause_max_ms', '--json')).out) as { name: string; value: string; default: string }[];
       assert.deepEqual(shown.map((s) => [s.name, s.value, s.default]), [['run_pause_max_ms', '100', '100']]);
-      fails(await env.cli('set', 'run_pause_max_ms=-5'), 2, /run_pause_max_ms/);
-      fails(await env.cli('set', 'run_pause_max_ms=60001'), 2, /run_pause_max_ms/);
-      fails(await env.cli('set', 'run_pause_max_ms=soon'), 2, /run_pause_max_ms/);
+      fails(await env.cli('set', 'run_pause_max_ms=-5'), 2, /^ibex: bad value "-5" for run_pause_max_ms: give a whole number from 0 to 60000$/);
+      fails(await env.cli('set', 'run_pause_max_ms=60001'), 2, /^ibex: bad value "60001" for run_pause_max_ms: give a whole number from 0 to 60000$/);
+      fails(await env.cli('set', 'run_pause_max_ms=soon'), 2, /^ibex: bad value "soon" for run_pause_max_ms: give a whole number from 0 to 60000$/);
       assert.equal((await settings()).run_pause_max_ms, undefined, 'nothing written by a refused value');
       const r = ok(await env.cli('set', 'run_pause_max_ms=0'));
       assert.match(r.out, /^set run_pause_max_ms=0$/m);
