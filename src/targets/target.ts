@@ -1,0 +1,153 @@
+/**
+ * The seam between a run and the databases it writes (DESIGN, "Targets of other kinds").
+ *
+ * Sources are PostgreSQL; gather and resolve run there and produce, per table, the keys to
+ * delete and the winning rows. Apply and confirm talk to a `Target`. Rows reach every target as
+ * PostgreSQL's text output of each column (what COPY's text format carries, decoded once), in
+ * the column order of the table's `TableSpec`; a target that needs typed values decodes them with
+ * the one shared codec (`codec.ts`), keyed by the column's PostgreSQL type.
+ *
+ * A run on a target is: begin → readProgress → (deleteKeys | upsertRows | truncate)* →
+ * writeProgress → commit, or rollback on any failure. Where the target has transactions the
+ * progress record is written inside the data's transaction, so a crash after the target
+ * committed is recognised by the next run; where it has none (Redis, MongoDB without a replica
+ * set) it is written last, and a replay is harmless because every write is a keyed upsert or
+ * delete of the current winner.
+ *
+ * This module is types only: no driver is loaded by importing it.
+ */
+
+/** The kinds of database ibex can write to. Only `postgres` may also be a source. */
+export type TargetKind = 'postgres' | 'mariadb' | 'mysql' | 'sqlite' | 'redis' | 'mongo' | 'oracle';
+
+/** Every kind, in the order docs list them. */
+export const TARGET_KINDS: readonly TargetKind[] = ['postgres', 'mariadb', 'mysql', 'sqlite', 'redis', 'mongo', 'oracle'];
+
+/** Bucardo's `type=` spellings and ours, to the kind. */
+export const TARGET_KIND_ALIASES: Readonly<Record<string, TargetKind>> = {
+  postgres: 'postgres', postgresql: 'postgres', pg: 'postgres',
+  mariadb: 'mariadb', mysql: 'mysql',
+  sqlite: 'sqlite', sqlite3: 'sqlite',
+  redis: 'redis',
+  mongo: 'mongo', mongodb: 'mongo',
+  oracle: 'oracle',
+};
+
+/** Where and how to reach a target (the `ibex.db` row; the password is never printed). */
+export interface TargetParams {
+  /** The db's name in ibex (for messages). */
+  name: string;
+  kind: TargetKind;
+  host?: string | undefined;
+  port?: number | undefined;
+  /** Database name; the file for SQLite; the logical db number for Redis; the service for Oracle. */
+  dbname?: string | undefined;
+  user?: string | undefined;
+  password?: string | undefined;
+  /** A connection string (mongodb://…, an Oracle connect string) or extra parameters. */
+  conn?: string | undefined;
+}
+
+/** A column as the source describes it. */
+export interface ColumnSpec {
+  name: string;
+  /** `format_type()` on the source: `integer`, `numeric(10,2)`, `timestamp with time zone`, `text[]` … */
+  type: string;
+  notNull: boolean;
+}
+
+/** One table as a target sees it. */
+export interface TableSpec {
+  /** `schema.table` on the source, as users see it. */
+  label: string;
+  schema: string;
+  name: string;
+  /** The table's name on this target: `customname` for this db, else the source table's bare name. */
+  targetName: string;
+  /** The writable (non-generated) columns, in source order: every row arrives in this order. */
+  columns: ColumnSpec[];
+  /** The key columns, in key order; each is one of `columns`. */
+  keys: string[];
+}
+
+/** A row as PostgreSQL's text output of each column (null for NULL), in `TableSpec.columns` order. */
+export type TextRow = (string | null)[];
+
+/** A key as the text output of each key column, in `TableSpec.keys` order. */
+export type KeyRow = (string | null)[];
+
+/** How far a target has applied one source of one sync. */
+export interface ProgressEntry {
+  source: string;
+  /** The source's snapshot (pg_snapshot text) the run applied up to. */
+  snapshot: string;
+  /** The run that wrote it. */
+  run: number;
+}
+
+/** What a target can do; the engine plans around it. */
+export interface TargetCaps {
+  /** One transaction spans the whole run on this target: rollback undoes everything since begin. */
+  transactional: boolean;
+  /** The progress record is written inside the data's transaction (else last, after the data). */
+  progressInTxn: boolean;
+  /** Takes PostgreSQL COPY text unparsed (the PostgreSQL target); else rows come as TextRow. */
+  copyText: boolean;
+}
+
+/** A row the target cannot hold (a value out of its range, a document too large): set aside, never truncated. */
+export interface RefusedRow {
+  key: KeyRow;
+  /** One line: which column, why, and what would let it through. */
+  reason: string;
+}
+
+/** What `upsertRows` did. */
+export interface UpsertOutcome {
+  applied: number;
+  refused: RefusedRow[];
+}
+
+/** A mismatch between a source table and the target's, found by `check` (one line with the fix). */
+export interface Problem {
+  table: string;
+  message: string;
+}
+
+/** One database ibex writes to. A Target is one session; it is not shared between runs at once. */
+export interface Target {
+  readonly kind: TargetKind;
+  /** The db's name in ibex. */
+  readonly name: string;
+  readonly caps: TargetCaps;
+
+  /** Connect (lazily loads the driver). Throws IbexError('unreachable') with a one-line reason. */
+  connect(): Promise<void>;
+  /** Server facts for `add db`: its product and version. */
+  probe(): Promise<{ version: string }>;
+  /** Compare the target's tables with the source's: missing tables or columns, keys, unsafe types or collations. */
+  check(tables: readonly TableSpec[]): Promise<Problem[]>;
+  /** CREATE TABLE statements in this target's dialect (what `ibex schema` prints); empty for schemaless kinds. */
+  createTableSql(table: TableSpec): string[];
+
+  begin(): Promise<void>;
+  /** What this target has applied for a sync; 'missing' when its store lost everything (a Redis that restarted empty). */
+  readProgress(sync: string): Promise<ProgressEntry[] | 'missing'>;
+  /** Delete these keys (absent ones are no error). Returns how many rows went. */
+  deleteKeys(table: TableSpec, keys: readonly KeyRow[]): Promise<number>;
+  /** Insert or replace these rows by key, batched under the server's limits. */
+  upsertRows(table: TableSpec, rows: readonly TextRow[]): Promise<UpsertOutcome>;
+  /** Remove every row of the table. */
+  truncate(table: TableSpec): Promise<void>;
+  writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void>;
+  commit(): Promise<void>;
+  /** Undo what can be undone since begin; never throws for a session that is already gone. */
+  rollback(): Promise<void>;
+  close(): Promise<void>;
+
+  /**
+   * Every row of a table for `validate`, each value in the codec's canonical text
+   * (`canonicalText(type, pgText)`), so it compares equal to the source's row when the data is equal.
+   */
+  scan(table: TableSpec): AsyncIterable<TextRow>;
+}
