@@ -81,6 +81,11 @@ describe('capture object names of clashing tables', () => {
     // A change captured under the old names, before the upgrade.
     await env.query(0, `INSERT INTO old_names VALUES (1, 'before the upgrade')`);
     assert.equal((await env.query(0, `SELECT count(*)::int AS n FROM ibex."${oldDelta}"`))[0]!.n, '1');
+    // validate changes nothing, but finds the pending change under the recorded (old) name: in flight, not a difference.
+    const v = await env.cli('validate', 'old');
+    assert.equal(v.code, 0, v.out + v.err);
+    assert.match(v.out, /1 key\(s\) in flight/);
+    assert.deepEqual(await env.query(0, `SELECT delta FROM ibex.captured WHERE relname = 'old_names'`), [{ delta: oldDelta }]);
     // A runner loading renames the objects, keeps the captured row, and replicates it.
     await runOk(runner(env, 'old'));
     for (const i of [0, 1]) {
