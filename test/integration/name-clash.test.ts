@@ -170,4 +170,33 @@ describe('capture object names of clashing tables', () => {
     const v = await env.cli('validate', 'shared');
     assert.equal(v.code, 0, v.out + v.err);
   });
+
+  it('renames the capture objects of a partitioned table installed under the older names', async () => {
+    for (const i of [0, 1]) {
+      await env.query(i, `CREATE TABLE public.parted (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
+    }
+    await addSync(env, 'parted', { dbs: { A: 'source', B: 'source' }, tables: ['public.parted'] });
+    const now = captureNames('public', 'parted');
+    for (const i of [0, 1]) {
+      const def = String((await env.query(i, `SELECT pg_get_functiondef('ibex.${now.fn}()'::regprocedure) AS d`))[0]!.d)
+        .replaceAll(now.delta, 'delta_public_parted').replaceAll(now.fn, 'capture_public_parted');
+      const trig = String((await env.query(i, `SELECT pg_get_triggerdef(oid) AS d FROM pg_trigger WHERE tgrelid = 'public.parted'::regclass AND tgname = 'ibex_capture'`))[0]!.d)
+        .replace(/^CREATE TRIGGER/, 'CREATE OR REPLACE TRIGGER').replaceAll(now.fn, 'capture_public_parted');
+      await env.query(i, `ALTER TABLE ibex."${now.delta}" RENAME TO delta_public_parted;
+        ${def};
+        ${trig};
+        DROP FUNCTION ibex."${now.fn}"();
+        UPDATE ibex.captured SET delta = 'delta_public_parted', fn = 'capture_public_parted' WHERE relname = 'parted';`);
+    }
+    await env.query(0, `INSERT INTO parted_1 VALUES (1, '2024-03-01', 'into the partition, before the upgrade')`);
+    await runOk(runner(env, 'parted'));
+    await env.query(1, `INSERT INTO parted VALUES (2, '2024-04-01', 'after')`);
+    await runOk(runner(env, 'parted'));
+    const [a, b] = await rowsEverywhere('parted');
+    assert.deepEqual(b, a);
+    assert.equal(a!.length, 2);
+    assert.deepEqual(await env.query(0, `SELECT to_regprocedure('ibex.capture_public_parted()') IS NULL AS f, to_regclass('ibex.delta_public_parted') IS NULL AS t`),
+      [{ f: 't', t: 't' }]);
+  });
 });
