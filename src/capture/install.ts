@@ -185,7 +185,7 @@ async function removeFromDb(client: pg.Client, db: SyncDb, sync: string, say: (l
 }
 
 function nameClashError(a: string, b: string, name: string): IbexError {
-  return new IbexError('config', `tables ${a} and ${b} would share the capture object name "${name}": rename one of them, or replicate them in syncs on different dbs`);
+  return new IbexError('config', `tables ${a} and ${b} would share the capture object name "${name}": rename one of them`);
 }
 
 /** Refuse a table whose new object names are already recorded for another table on this db. */
