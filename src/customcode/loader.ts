@@ -49,11 +49,17 @@ export const HOOK_TIMEOUT_MS = 60_000;
  * made or opened up is refused.
  */
 export function cacheDirPath(): string {
+  return cacheDirCandidates()[0]!;
+}
+
+function cacheDirCandidates(): string[] {
+  const out: string[] = [];
   const xdg = process.env.XDG_CACHE_HOME;
-  if (xdg && isAbsolute(xdg)) return join(xdg, 'ibex', 'customcode');
   const home = process.env.HOME;
-  if (home && isAbsolute(home) && home !== '/') return join(home, '.cache', 'ibex', 'customcode');
-  return join(tmpdir(), `ibex-customcode-${process.getuid?.() ?? 'user'}`);
+  if (xdg && isAbsolute(xdg)) out.push(join(xdg, 'ibex', 'customcode'));
+  else if (home && isAbsolute(home) && home !== '/') out.push(join(home, '.cache', 'ibex', 'customcode'));
+  out.push(join(tmpdir(), `ibex-customcode-${process.getuid?.() ?? 'user'}`));
+  return out;
 }
 
 /** One line saying the cache cannot be trusted and what to do. */
@@ -75,9 +81,17 @@ function notPrivate(st: Stats, kind: 'directory' | 'file', mode: number): string
 
 /** Make (if missing) and check the cache directory; throws one line if it cannot be trusted. */
 function cacheDir(): string {
-  const dir = cacheDirPath();
+  const [first, last] = cacheDirCandidates();
+  let dir = first!;
+  try {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  } catch (err) {
+    // A service user's home may not exist or be read-only: use the shared fallback, checked the same way.
+    if (!last || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    dir = last;
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  }
   const parent = dirname(dir);
-  mkdirSync(parent, { recursive: true, mode: 0o700 });
   // Another user who may write to the parent could swap our directory for theirs after the
   // checks below, unless the parent is sticky (like /tmp), where only the owner may rename.
   const ps = statSync(parent);

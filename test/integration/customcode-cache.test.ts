@@ -158,4 +158,19 @@ describe('custom code cache', () => {
     process.env.XDG_CACHE_HOME = xdg;
     await assert.rejects(check(legit()), /the parent .*xdg-open\/ibex of the custom code cache can be written by other users: set XDG_CACHE_HOME/);
   });
+
+  it('falls back to TMPDIR, checked the same way, when the home cache cannot be made', async () => {
+    const notADir = join(base, 'home-is-a-file');
+    writeFileSync(notADir, '');
+    process.env.HOME = notADir;
+    try {
+      const src = legit();
+      await check(src);
+      const dir = join(base, `ibex-customcode-${uid}`);
+      assert.equal(lstatSync(dir).mode & 0o7777, 0o700);
+      assert.equal(readFileSync(expectedFile(dir, 'cc', src), 'utf8'), src);
+    } finally {
+      delete process.env.HOME;
+    }
+  });
 });
