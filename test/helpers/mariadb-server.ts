@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
+import type { RefusedValue } from './target-contract.js';
 
 const run = promisify(execFile);
 
@@ -125,3 +126,12 @@ export async function privateMariadb(): Promise<PrivateMariadb> {
   };
   return srv;
 }
+
+/** The contract's special values MariaDB and MySQL refuse: no NaN/Infinity, no infinite dates, years 1-9999, 65 digits. */
+export const MYSQL_FAMILY_REFUSED: RefusedValue[] = [
+  ['numeric', 'NaN'], ['numeric', 'Infinity'], ['numeric', '-Infinity'], ['numeric', '1' + '0'.repeat(69)],
+  ['double precision', 'NaN'], ['double precision', 'Infinity'], ['double precision', '-Infinity'], ['real', 'NaN'],
+  ['timestamp with time zone', 'infinity'], ['timestamp with time zone', '-infinity'],
+  ['timestamp with time zone', '0044-03-15 12:00:00+00 BC'], ['timestamp with time zone', '20000-01-01 00:00:00+00'],
+  ['timestamp without time zone', 'infinity'], ['date', '-infinity'], ['date', '0001-01-01 BC'],
+].map(([type, value]) => ({ type: type as string, value: value as string }));
