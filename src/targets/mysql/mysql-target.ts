@@ -409,7 +409,14 @@ class MysqlTarget implements Target {
   }
 
   async readProgress(sync: string): Promise<ProgressEntry[] | 'missing'> {
-    const rows = (await this.sql(PROGRESS_SELECT, [sync])) as { source: Buffer | string; snapshot: string; run: string | number }[];
+    let rows: { source: Buffer | string; snapshot: string; run: string | number }[];
+    try {
+      rows = (await this.sql(PROGRESS_SELECT, [sync])) as typeof rows;
+    } catch (e) {
+      // Before the first begin() on a new database the progress table does not exist yet: nothing applied.
+      if ((e as { errno?: number }).errno === 1146) return [];
+      throw e;
+    }
     return rows.map((r) => ({ source: r.source.toString(), snapshot: r.snapshot, run: Number(r.run) }));
   }
 
