@@ -6,6 +6,7 @@
 import type { Connection as CoreConnection } from 'mysql2';
 import type * as Mysql2 from 'mysql2/promise';
 import type { Connection, FieldPacket, ResultSetHeader } from 'mysql2/promise';
+import { userInfo } from 'node:os';
 import { IbexError } from '../../errors.js';
 import { canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType } from '../codec.js';
 import type {
@@ -245,7 +246,8 @@ class MysqlTarget implements Target {
       this.conn = await mysql.createConnection({
         host: this.params.host ?? '127.0.0.1',
         port: this.params.port ?? 3306,
-        user: this.params.user ?? 'root',
+        // As the mysql client does: the login name when no user is configured.
+        user: this.params.user ?? userInfo().username,
         password: this.params.password ?? '',
         database: this.params.dbname,
         charset: 'utf8mb4',
