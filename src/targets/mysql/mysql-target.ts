@@ -201,6 +201,8 @@ class MysqlTarget implements Target {
   private readonly params: TargetParams;
   private readonly flavor: MysqlFlavor;
   private conn: Connection | null = null;
+  /** The session died (server restart, network): the next connect() opens a new one. */
+  private broken = false;
   private maxPacket = 16 << 20;
   private version = '';
   private progressReady = false;
@@ -234,7 +236,8 @@ class MysqlTarget implements Target {
   }
 
   async connect(): Promise<void> {
-    if (this.conn !== null) return;
+    if (this.conn !== null && !this.broken) return;
+    if (this.conn !== null) await this.close();
     const where = `${this.params.host ?? '127.0.0.1'}:${this.params.port ?? 3306}/${this.params.dbname}`;
     let mysql: typeof Mysql2;
     try {
@@ -259,6 +262,11 @@ class MysqlTarget implements Target {
         jsonStrings: true,
         connectTimeout: 10_000,
         maxPreparedStatements: 256,
+      });
+      this.broken = false;
+      // A fatal error with no command waiting is emitted as an event; unheard, it would end the process.
+      this.conn.on('error', () => {
+        this.broken = true;
       });
     } catch (e) {
       throw new IbexError('unreachable', `db ${this.name}: cannot connect to ${this.kind} at ${where}: ${(e as Error).message}`, { cause: e });
