@@ -12,14 +12,17 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ident } from '../db/ident.js';
-import { sqlstate } from '../db/sqlstate.js';
 import { pgArray } from '../db/catalog.js';
 import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
+import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
+import { upsertSql } from '../targets/postgres/postgres-dialect.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
-import type { RunKind, RunResult, TableCounts } from './types.js';
+import { tableCounts } from './run/state.js';
+import { tableCopyInSql } from './sql/apply.js';
+import type { RunKind, RunResult } from './types.js';
 
 /** What a copy needs from its runner. */
 export interface CopyContext {
@@ -27,8 +30,10 @@ export interface CopyContext {
   cfg: SyncConfig;
   plans: TablePlan[];
   log: Logger;
+  /** db → tables another sync reads there (capture must record what a copy writes to them). */
+  downstream: Map<string, Set<string>>;
   control(): Promise<pg.Client>;
-  db(d: SyncDb): Promise<pg.Client>;
+  db(d: SyncDb): Promise<PostgresTarget>;
   discard(name: string): void;
 }
 
@@ -42,13 +47,16 @@ export async function copyTables(ctx: CopyContext, kind: Exclude<RunKind, 'delta
   return kind === 'fullcopy' ? fullcopy(ctx, result) : onetimecopy(ctx, result);
 }
 
-function counts(result: RunResult, p: TablePlan): TableCounts {
-  return (result.tables[p.label] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
+function counts(result: RunResult, p: TablePlan): { inserted: number; deleted: number; truncates: number } {
+  return tableCounts(result, p.label);
 }
 
-async function mark(c: pg.Client, origin: string, sync: string): Promise<void> {
-  // Rows ibex writes carry their origin and this sync's name: this sync never sends them back.
-  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true)`, [origin, sync]);
+/**
+ * Stamp what a copy writes to table `p` on db `d`: its origin and this sync (which never sends it
+ * back); capture records it where another sync reads the table there, so copied rows cascade.
+ */
+async function mark(ctx: CopyContext, s: PostgresTarget, d: SyncDb, p: TablePlan, origin: string): Promise<void> {
+  await s.stamp({ origin, sync: ctx.sync, capture: ctx.downstream.get(d.name)?.has(p.label) ?? false });
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
@@ -75,9 +83,9 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       const fresh: TablePlan[] = [];
       for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
       if (fresh.length === 0) continue;
-      await c.query('BEGIN');
-      await mark(c, from.name, ctx.sync);
+      await c.begin();
       for (const p of [...fresh].reverse()) {
+        await mark(ctx, c, t, p, from.name);
         const r = await c.query(`DELETE FROM ${p.q}`);
         counts(result, p).deleted += r.rowCount ?? 0;
         result.deleted += r.rowCount ?? 0;
@@ -97,7 +105,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       if (mode === 2 && !progress) {
         // "Empty" is checked under a lock that keeps writers out while it is checked; rows written
         // after that are kept (chunks are upserted), the check only decides whether to copy at all.
-        await c.query('BEGIN');
+        await c.begin();
         await c.query(`LOCK TABLE ${p.q} IN EXCLUSIVE MODE`);
         const r = await c.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`);
         await c.query('COMMIT');
@@ -110,7 +118,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       let lastKey = progress?.lastKey ?? null;
       let rows = progress?.rows ?? 0;
       for (;;) {
-        await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        await src.begin('REPEATABLE READ');
         await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DROP AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
         let fromClause = `${p.q} t`;
         let where = 'true';
@@ -122,17 +130,14 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
           where = `(${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) > (${p.keys.map((k) => `l.${ident(k).text}`).join(', ')})`;
         }
         const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
-        await c.query('BEGIN');
-        await mark(c, from.name, ctx.sync);
+        await c.begin();
+        await mark(ctx, c, t, p, from.name);
         await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
-        const [copied] = await copyFanOut(src, `COPY (${chunk}) TO STDOUT`, [{ client: c, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
+        const [copied] = await copyFanOut(src.client, `COPY (${chunk}) TO STDOUT`, [{ client: c.client, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
         const last = await src.query(
           `SELECT ARRAY[${p.keys.map((k) => `x.${ident(k).text}::text`).join(', ')}] AS k FROM (${chunk}) x ORDER BY ${p.keys.map((k) => `x.${ident(k).text}`).join(' DESC, ')} DESC LIMIT 1`);
         await src.query('COMMIT');
-        const update = p.nonKeyCols.length
-          ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
-          : 'DO NOTHING';
-        const ins = await c.query(`INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_copy_stage_${p.idx} ON CONFLICT (${p.keyList}) ${update}`);
+        const ins = await c.query(upsertSql(p, `SELECT ${p.colList} FROM pg_temp.ibex_copy_stage_${p.idx}`));
         await c.query('COMMIT');
         counts(result, p).inserted += ins.rowCount ?? 0;
         result.inserted += ins.rowCount ?? 0;
@@ -144,6 +149,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
         progress = { lastKey, rows, done };
         if (done) break;
       }
+      // Statistics for the fresh rows help the next runs' plans; a failed ANALYZE costs only that.
       if (cfg.relations.length && rows > 0) await c.query(`ANALYZE ${p.q}`).catch(() => {});
     }
   }
@@ -161,45 +167,37 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
     return { from: from.name, note: 'no fullcopy targets' };
   }
   const src = await ctx.db(from);
-  const sinks = await Promise.all(targets.map((t) => ctx.db(t)));
+  const sinks = await Promise.all(targets.map(async (t) => ({ t, s: await ctx.db(t) })));
   // One snapshot on the source for every table; one transaction per target.
-  await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  for (const c of sinks) {
-    await c.query('BEGIN');
-    await mark(c, from.name, ctx.sync);
-  }
+  await src.begin('REPEATABLE READ');
+  for (const { s } of sinks) await s.begin();
   for (const p of [...ctx.plans].reverse()) {
-    for (const c of sinks) {
+    for (const { t, s } of sinks) {
+      await mark(ctx, s, t, p, from.name);
       if (cfg.deletemethod === 'delete') {
-        const r = await c.query(`DELETE FROM ${p.q}`);
+        const r = await s.query(`DELETE FROM ${p.q}`);
         counts(result, p).deleted += r.rowCount ?? 0;
         result.deleted += r.rowCount ?? 0;
       } else {
-        await c.query('SAVEPOINT ibex_fc');
-        try {
-          await c.query(`TRUNCATE ${p.q}${cfg.deletemethod === 'truncate_cascade' ? ' CASCADE' : ''}`);
-          await c.query('RELEASE SAVEPOINT ibex_fc');
-        } catch (err) {
-          await c.query('ROLLBACK TO SAVEPOINT ibex_fc');
-          if (sqlstate(err) !== '0A000') throw err;
-          await c.query(`DELETE FROM ${p.q}`);
-        }
+        await s.truncateWithFallback(p, cfg.deletemethod === 'truncate_cascade');
         counts(result, p).truncates++;
         result.truncates++;
       }
     }
   }
   for (const p of ctx.plans) {
-    const rows = await copyFanOut(src, `COPY (SELECT ${p.colList} FROM ${p.q}) TO STDOUT`,
-      sinks.map((c) => ({ client: c, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
+    for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
+    const rows = await copyFanOut(src.client, `COPY (SELECT ${p.colList} FROM ${p.q}) TO STDOUT`,
+      sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })));
     const n = rows.reduce((a, b) => a + b, 0);
     counts(result, p).inserted += n;
     result.inserted += n;
   }
-  await src.query('COMMIT');
-  for (const c of sinks) await c.query('COMMIT');
+  await src.commit();
+  for (const { s } of sinks) await s.commit();
   if (cfg.relations.length) {
-    for (const c of sinks) for (const p of ctx.plans) await c.query(`ANALYZE ${p.q}`).catch(() => {});
+    // Statistics for the fresh rows help the next runs' plans; a failed ANALYZE costs only that.
+    for (const { s } of sinks) for (const p of ctx.plans) await s.query(`ANALYZE ${p.q}`).catch(() => {});
   }
   result.status = 'good';
   return { from: from.name, targets: targets.map((t) => t.name) };

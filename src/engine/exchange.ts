@@ -6,18 +6,7 @@
 import type pg from 'pg';
 import { to as copyTo, from as copyFrom } from 'pg-copy-streams';
 import type { Readable, Writable } from 'node:stream';
-
-/**
- * The db name of each session, set by whoever opens it, so a failed COPY can say which db
- * failed (a stream error carries no trace of its connection).
- */
-export const sessionNames = new WeakMap<pg.Client, string>();
-
-/** Mark an error with the db it came from (first one wins). */
-export function tagDb(err: unknown, client: pg.Client): void {
-  const name = sessionNames.get(client);
-  if (name && err && typeof err === 'object' && !(err as { ibexDb?: string }).ibexDb) (err as { ibexDb?: string }).ibexDb = name;
-}
+import { tagDb } from '../db/tag.js';
 
 /** Where a COPY stream goes. */
 export interface CopySink {
