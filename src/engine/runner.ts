@@ -249,18 +249,18 @@ export class SyncRunner {
         out = await deltaRun(ctx, result, this.inputs());
       } catch (err) {
         const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
-        await this.rollbackAll(err);
-        Object.assign(result, { ...ZERO, tables: {} });
-        if (raced && attempt < 4) {
-          this.log.debug({ run: result.runId, attempt }, `retrying at once: ${errorText(err)}`);
-          continue;
-        }
         const askHooks = hookRetries < 2 && this.hooks.has('exception') && !(err instanceof CustomCodeError) && !(err instanceof AbortError);
-        if (!askHooks) throw err;
-        const verdict = await this.hooks.onException(err, result.runId, attempt);
-        if (verdict === 'skip') return { skip: `exception customcode skipped the run after: ${redact(errorText(err))}` };
-        if (verdict === 'fail') throw err;
-        hookRetries++;
+        // A failure that ends the run keeps its counts (an abort reports its conflicts).
+        if (!(raced && attempt < 4) && !askHooks) throw err;
+        await this.rollbackAll(err);
+        if (raced && attempt < 4) this.log.debug({ run: result.runId, attempt }, `retrying at once: ${errorText(err)}`);
+        else {
+          const verdict = await this.hooks.onException(err, result.runId, attempt);
+          if (verdict === 'skip') return { skip: `exception customcode skipped the run after: ${redact(errorText(err))}` };
+          if (verdict === 'fail') throw err;
+          hookRetries++;
+        }
+        Object.assign(result, { ...ZERO, tables: {} });
         continue;
       }
       if (!('fastPathConflict' in out)) return out;

@@ -20,6 +20,7 @@ import type pg from 'pg';
 import { configError, IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import { copyFanOut } from '../engine/exchange.js';
+import { stampSql } from '../targets/postgres/postgres-dialect.js';
 import type { TablePlan } from '../engine/plan.js';
 import type { SyncDb } from '../control/sync-config.js';
 import * as q from './queries.js';
@@ -93,10 +94,8 @@ export async function repair(v: Validator, control: pg.Client, diffs: Map<string
   const downstream = await store.downstreamReaders(control, sync);
   const client = (d: SyncDb): Promise<pg.Client> => v.session(d);
   const setLocal = async (c: pg.Client, p: TablePlan, dbName: string): Promise<void> => {
-    // The engine's rule (SyncRunner.setLocal): capture stays on only where another sync reads this table.
-    const cascade = downstream.get(dbName)?.has(p.label) ?? false;
-    await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', $3, true)`,
-      [fromDb.name, sync, cascade ? 'off' : 'on']);
+    // The engine's rule: capture stays on only where another sync reads this table.
+    await c.query(stampSql({ origin: fromDb.name, sync, capture: downstream.get(dbName)?.has(p.label) ?? false }));
   };
 
   const cursors = await v.begin(false);
