@@ -11,17 +11,18 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { ident } from '../db/ident.js';
 import { pgArray } from '../db/catalog.js';
 import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
-import { upsertSql } from '../targets/postgres/postgres-dialect.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
 import { tableCounts } from './run/state.js';
-import { tableCopyInSql } from './sql/apply.js';
+import { anyRowSql, tableCopyInSql } from './sql/apply.js';
+import {
+  analyzeSql, chunkLastKeySql, chunkSql, chunkStageSql, deleteAllSql, lastKeyFillSql, lastKeyTableSql, lockTableSql, wholeTableCopyOutSql,
+} from './sql/copy.js';
 import type { RunKind, RunResult } from './types.js';
 
 /** What a copy needs from its runner. */
@@ -47,8 +48,9 @@ export async function copyTables(ctx: CopyContext, kind: Exclude<RunKind, 'delta
   return kind === 'fullcopy' ? fullcopy(ctx, result) : onetimecopy(ctx, result);
 }
 
-function counts(result: RunResult, p: TablePlan): { inserted: number; deleted: number; truncates: number } {
-  return tableCounts(result, p.label);
+function count(result: RunResult, p: TablePlan, what: 'inserted' | 'deleted' | 'truncates', n: number): void {
+  tableCounts(result, p.label)[what] += n;
+  result[what] += n;
 }
 
 /**
@@ -66,96 +68,113 @@ function copySource(cfg: SyncConfig): SyncDb {
   return from;
 }
 
+/** Statistics for freshly copied rows help the next runs' plans; a failed ANALYZE costs only that. */
+async function analyze(ctx: CopyContext, s: PostgresTarget, p: TablePlan): Promise<void> {
+  try {
+    await s.query(analyzeSql(p));
+  } catch (err) {
+    ctx.log.debug({ sync: ctx.sync, table: p.label, db: s.name, err }, 'ANALYZE after a copy failed');
+  }
+}
+
+/** One onetimecopy: what it copies from, to, and the run it fills. */
+interface Onetime {
+  ctx: CopyContext;
+  control: pg.Client;
+  from: SyncDb;
+  src: PostgresTarget;
+  result: RunResult;
+  skipped: string[];
+}
+
 async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
-  const control = await ctx.control();
   const from = copySource(cfg);
+  const o: Onetime = { ctx, control: await ctx.control(), from, src: await ctx.db(from), result, skipped: [] };
   const targets = cfg.dbs.filter((d) => d.dbtype === 'postgres' && d.name !== from.name && d.role !== 'fullcopy' && d.status === 'active');
-  const src = await ctx.db(from);
-  const mode = cfg.onetimecopy;
-  const n = chunkRows();
-  const skipped: string[] = [];
-
   // Mode 1 replaces the targets' rows: empty them first, children first, once (progress rows mark it done).
-  if (mode === 1) {
-    for (const t of targets) {
-      const c = await ctx.db(t);
-      const fresh: TablePlan[] = [];
-      for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
-      if (fresh.length === 0) continue;
-      await c.begin();
-      for (const p of [...fresh].reverse()) {
-        await mark(ctx, c, t, p, from.name);
-        const r = await c.query(`DELETE FROM ${p.q}`);
-        counts(result, p).deleted += r.rowCount ?? 0;
-        result.deleted += r.rowCount ?? 0;
-      }
-      await c.query('COMMIT');
-      for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, false);
-    }
-  }
-
-  for (const p of ctx.plans) {
-    const keyCols = p.keys.map((k) => ident(k).text).join(', ');
-    const keyTypes = p.rel.keyTypes;
-    for (const t of targets) {
-      const c = await ctx.db(t);
-      let progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name);
-      if (progress?.done) continue;
-      if (mode === 2 && !progress) {
-        // "Empty" is checked under a lock that keeps writers out while it is checked; rows written
-        // after that are kept (chunks are upserted), the check only decides whether to copy at all.
-        await c.begin();
-        await c.query(`LOCK TABLE ${p.q} IN EXCLUSIVE MODE`);
-        const r = await c.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`);
-        await c.query('COMMIT');
-        if (r.rows[0].e === 't') {
-          skipped.push(`${p.label}@${t.name}`);
-          await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, true);
-          continue;
-        }
-      }
-      let lastKey = progress?.lastKey ?? null;
-      let rows = progress?.rows ?? 0;
-      for (;;) {
-        await src.begin('REPEATABLE READ');
-        await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DROP AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
-        let fromClause = `${p.q} t`;
-        let where = 'true';
-        if (lastKey) {
-          // The key types come from the catalog (format_type); the values are parameters.
-          await src.query(
-            `INSERT INTO pg_temp.ibex_copy_last_${p.idx} SELECT ${keyTypes.map((ty, i) => `($1::text[])[${i + 1}]::${ty}`).join(', ')}`, [lastKey]);
-          fromClause += `, pg_temp.ibex_copy_last_${p.idx} l`;
-          where = `(${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) > (${p.keys.map((k) => `l.${ident(k).text}`).join(', ')})`;
-        }
-        const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
-        await c.begin();
-        await mark(ctx, c, t, p, from.name);
-        await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
-        const [copied] = await copyFanOut(src.client, `COPY (${chunk}) TO STDOUT`, [{ client: c.client, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
-        const last = await src.query(
-          `SELECT ARRAY[${p.keys.map((k) => `x.${ident(k).text}::text`).join(', ')}] AS k FROM (${chunk}) x ORDER BY ${p.keys.map((k) => `x.${ident(k).text}`).join(' DESC, ')} DESC LIMIT 1`);
-        await src.query('COMMIT');
-        const ins = await c.query(upsertSql(p, `SELECT ${p.colList} FROM pg_temp.ibex_copy_stage_${p.idx}`));
-        await c.query('COMMIT');
-        counts(result, p).inserted += ins.rowCount ?? 0;
-        result.inserted += ins.rowCount ?? 0;
-        rows += copied ?? 0;
-        const done = (copied ?? 0) < n;
-        lastKey = last.rows[0] ? pgArray(last.rows[0].k) : lastKey;
-        await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, lastKey, rows, done);
-        ctx.log.info({ sync: ctx.sync, table: p.label, db: t.name, rows }, 'onetimecopy progress');
-        progress = { lastKey, rows, done };
-        if (done) break;
-      }
-      // Statistics for the fresh rows help the next runs' plans; a failed ANALYZE costs only that.
-      if (cfg.relations.length && rows > 0) await c.query(`ANALYZE ${p.q}`).catch(() => {});
-    }
-  }
-  await store.finishOnetimecopy(control, ctx.sync);
+  if (cfg.onetimecopy === 1) for (const t of targets) await emptyTarget(o, t);
+  for (const p of ctx.plans) for (const t of targets) await copyTable(o, p, t);
+  await store.finishOnetimecopy(o.control, ctx.sync);
   result.status = result.inserted + result.deleted > 0 ? 'good' : 'empty';
-  return { from: from.name, skippedNotEmpty: skipped };
+  return { from: from.name, skippedNotEmpty: o.skipped };
+}
+
+/** onetimecopy=1: delete every row of the tables not yet started on a target, children first. */
+async function emptyTarget(o: Onetime, t: SyncDb): Promise<void> {
+  const { ctx, control } = o;
+  const c = await ctx.db(t);
+  const fresh: TablePlan[] = [];
+  for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
+  if (fresh.length === 0) return;
+  await c.begin();
+  for (const p of [...fresh].reverse()) {
+    await mark(ctx, c, t, p, o.from.name);
+    count(o.result, p, 'deleted', (await c.query(deleteAllSql(p))).rowCount ?? 0);
+  }
+  await c.commit();
+  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, false);
+}
+
+/**
+ * onetimecopy=2: is the table empty on the target? Checked under a lock that keeps writers out
+ * while it is checked; rows written after that are kept (chunks are upserted), the check only
+ * decides whether to copy at all.
+ */
+async function emptyUnderLock(c: PostgresTarget, p: TablePlan): Promise<boolean> {
+  await c.begin();
+  await c.query(lockTableSql(p));
+  const r = await c.query(anyRowSql(p.q));
+  await c.commit();
+  return r.rows[0].e !== 't';
+}
+
+/** Copy one table to one target, chunk after chunk, resuming from saved progress. */
+async function copyTable(o: Onetime, p: TablePlan, t: SyncDb): Promise<void> {
+  const { ctx, control } = o;
+  const c = await ctx.db(t);
+  const progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name);
+  if (progress?.done) return;
+  if (ctx.cfg.onetimecopy === 2 && !progress && !(await emptyUnderLock(c, p))) {
+    o.skipped.push(`${p.label}@${t.name}`);
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, true);
+    return;
+  }
+  let lastKey = progress?.lastKey ?? null;
+  let rows = progress?.rows ?? 0;
+  const n = chunkRows();
+  for (let done = false; !done;) {
+    const chunk = await copyChunk(o, p, t, c, lastKey, n);
+    rows += chunk.copied;
+    done = chunk.copied < n;
+    lastKey = chunk.lastKey ?? lastKey;
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, lastKey, rows, done);
+    ctx.log.info({ sync: ctx.sync, table: p.label, db: t.name, rows }, 'onetimecopy progress');
+  }
+  if (rows > 0) await analyze(ctx, c, p);
+}
+
+/**
+ * One chunk: read in its own snapshot on the source, COPYed into a staging table on the target
+ * and upserted there, committed. Returns the rows copied and the chunk's last key.
+ */
+async function copyChunk(o: Onetime, p: TablePlan, t: SyncDb, c: PostgresTarget, lastKey: string[] | null, n: number): Promise<{ copied: number; lastKey: string[] | null }> {
+  const { src } = o;
+  await src.begin('REPEATABLE READ');
+  await src.query(lastKeyTableSql(p));
+  // The key types come from the catalog (format_type); the values are parameters.
+  if (lastKey) await src.query(lastKeyFillSql(p), [lastKey]);
+  const chunk = chunkSql(p, lastKey !== null, n);
+  const stage = chunkStageSql(p);
+  await c.begin();
+  await mark(o.ctx, c, t, p, o.from.name);
+  await c.query(stage.create);
+  const [copied] = await copyFanOut(src.client, `COPY (${chunk}) TO STDOUT`, [{ client: c.client, sql: stage.copyIn }]);
+  const last = await src.query(chunkLastKeySql(p, chunk));
+  await src.commit();
+  count(o.result, p, 'inserted', (await c.query(stage.upsert)).rowCount ?? 0);
+  await c.commit();
+  return { copied: copied ?? 0, lastKey: last.rows[0] ? pgArray(last.rows[0].k) : null };
 }
 
 async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
@@ -174,31 +193,21 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   for (const p of [...ctx.plans].reverse()) {
     for (const { t, s } of sinks) {
       await mark(ctx, s, t, p, from.name);
-      if (cfg.deletemethod === 'delete') {
-        const r = await s.query(`DELETE FROM ${p.q}`);
-        counts(result, p).deleted += r.rowCount ?? 0;
-        result.deleted += r.rowCount ?? 0;
-      } else {
+      if (cfg.deletemethod === 'delete') count(result, p, 'deleted', (await s.query(deleteAllSql(p))).rowCount ?? 0);
+      else {
         await s.truncateWithFallback(p, cfg.deletemethod === 'truncate_cascade');
-        counts(result, p).truncates++;
-        result.truncates++;
+        count(result, p, 'truncates', 1);
       }
     }
   }
   for (const p of ctx.plans) {
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
-    const rows = await copyFanOut(src.client, `COPY (SELECT ${p.colList} FROM ${p.q}) TO STDOUT`,
-      sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })));
-    const n = rows.reduce((a, b) => a + b, 0);
-    counts(result, p).inserted += n;
-    result.inserted += n;
+    const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })));
+    count(result, p, 'inserted', rows.reduce((a, b) => a + b, 0));
   }
   await src.commit();
   for (const { s } of sinks) await s.commit();
-  if (cfg.relations.length) {
-    // Statistics for the fresh rows help the next runs' plans; a failed ANALYZE costs only that.
-    for (const { s } of sinks) for (const p of ctx.plans) await s.query(`ANALYZE ${p.q}`).catch(() => {});
-  }
+  for (const { s } of sinks) for (const p of ctx.plans) await analyze(ctx, s, p);
   result.status = 'good';
   return { from: from.name, targets: targets.map((t) => t.name) };
 }

@@ -176,8 +176,14 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
   } catch (err) {
     await v.rollback();
     // A target that committed before the failure was changed: its overwrites are logged all the same.
-    if (committed.length) await logRepair(control, sync, fromDb.name, works, committed).catch(() => {});
-    throw err instanceof IbexError ? err : new IbexError('internal', `repair of sync "${sync}" from ${fromDb.name} failed${committed.length ? ` after ${committed.join(', ')} committed` : ', nothing was changed'}: ${(err as Error).message ?? String(err)}`, { cause: err });
+    let unlogged = '';
+    try {
+      if (committed.length) await logRepair(control, sync, fromDb.name, works, committed);
+    } catch (logErr) {
+      unlogged = ` (and its overwrites could not be logged: ${(logErr as Error).message ?? String(logErr)})`;
+    }
+    if (err instanceof IbexError && !unlogged) throw err;
+    throw new IbexError(err instanceof IbexError ? err.code : 'internal', `repair of sync "${sync}" from ${fromDb.name} failed${committed.length ? ` after ${committed.join(', ')} committed` : ', nothing was changed'}: ${(err as Error).message ?? String(err)}${unlogged}`, { cause: err });
   }
   report.changedKeys = countChanged(works);
   if (!opts.dryRun) await logRepair(control, sync, fromDb.name, works, committed);
