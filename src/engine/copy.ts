@@ -16,6 +16,9 @@ import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
+import type { TableSpec, Target } from '../targets/target.js';
+import type { ConflictRecord } from '../control/run-store.js';
+import { refusedRecord, RowSink } from './run/typed.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
 import { tableCounts } from './run/state.js';
@@ -35,6 +38,10 @@ export interface CopyContext {
   downstream: Map<string, Set<string>>;
   control(): Promise<pg.Client>;
   db(d: SyncDb): Promise<PostgresTarget>;
+  /** A session on a db of another kind. */
+  target(d: SyncDb): Promise<Target>;
+  /** A table as targets of other kinds see it. */
+  spec(p: TablePlan): TableSpec;
   discard(name: string): void;
 }
 
@@ -87,109 +94,196 @@ interface Onetime {
   skipped: string[];
 }
 
+/**
+ * Where a copy writes: a PostgreSQL db (COPY into a staging table, then upserted) or a target of
+ * another kind (the COPY text decoded into rows and upserted through the Target contract).
+ */
+interface Dest {
+  db: SyncDb;
+  /** Remove every row of these tables (children first), in one transaction; rows deleted per table where known. */
+  empty(plans: TablePlan[]): Promise<Map<TablePlan, number>>;
+  /** onetimecopy=2: has the table no rows? */
+  isEmpty(p: TablePlan): Promise<boolean>;
+  /** Begin, and receive one chunk of COPY text (the source's `copyOut`); rows received. */
+  receive(p: TablePlan, copyOut: string): Promise<number>;
+  /** Apply what was received and commit; rows applied. */
+  finish(p: TablePlan): Promise<number>;
+  /** After the last chunk of a table. */
+  done(p: TablePlan): Promise<void>;
+}
+
+/** A PostgreSQL destination. */
+function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
+  const { ctx } = o;
+  return {
+    db,
+    async empty(plans) {
+      const n = new Map<TablePlan, number>();
+      await c.begin();
+      for (const p of [...plans].reverse()) {
+        await mark(ctx, c, db, p, o.from.name);
+        n.set(p, (await c.query(deleteAllSql(p))).rowCount ?? 0);
+      }
+      await c.commit();
+      return n;
+    },
+    // Checked under a lock that keeps writers out while it is checked; rows written after that are
+    // kept (chunks are upserted), the check only decides whether to copy at all.
+    async isEmpty(p) {
+      await c.begin();
+      await c.query(lockTableSql(p));
+      const r = await c.query(anyRowSql(p.q));
+      await c.commit();
+      return r.rows[0].e !== 't';
+    },
+    async receive(p, copyOut) {
+      const stage = chunkStageSql(p);
+      await c.begin();
+      await mark(ctx, c, db, p, o.from.name);
+      await c.query(stage.create);
+      const [copied] = await copyFanOut(o.src.client, copyOut, [{ client: c.client, sql: stage.copyIn }]);
+      return copied ?? 0;
+    },
+    async finish(p) {
+      const n = (await c.query(chunkStageSql(p).upsert)).rowCount ?? 0;
+      await c.commit();
+      return n;
+    },
+    done: (p) => analyze(ctx, c, p),
+  };
+}
+
+/** Rows a typed target refused during a copy, logged as quarantined (never stopping the copy). */
+async function logRefused(o: { ctx: CopyContext; result: RunResult }, records: ConflictRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  await store.logConflicts(await o.ctx.control(), o.ctx.sync, o.result.runId, records.splice(0), 'quarantined');
+}
+
+/** A sink that upserts decoded rows on a typed target, counting what it applied and noting what it refused. */
+function upsertSink(target: Target, db: SyncDb, spec: TableSpec, winner: string, tally: { applied: number; refused: ConflictRecord[] }): RowSink {
+  return new RowSink(async (rows) => {
+    const out = await target.upsertRows(spec, rows);
+    tally.applied += out.applied;
+    for (const r of out.refused) tally.refused.push(refusedRecord(spec, db.name, winner, r, undefined));
+  });
+}
+
+/** A destination of another kind. */
+function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
+  const { ctx } = o;
+  const tally = { applied: 0, refused: [] as ConflictRecord[] };
+  return {
+    db,
+    async empty(plans) {
+      await target.begin();
+      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p));
+      await target.commit();
+      return new Map();
+    },
+    async isEmpty(p) {
+      for await (const _ of target.scan(ctx.spec(p))) return false;
+      return true;
+    },
+    async receive(p, copyOut) {
+      await target.begin();
+      const sink = upsertSink(target, db, ctx.spec(p), o.from.name, tally);
+      await copyFanOut(o.src.client, copyOut, [{ stream: sink, name: db.name }]);
+      return sink.rowCount;
+    },
+    async finish() {
+      await target.commit();
+      await logRefused(o, tally.refused);
+      const n = tally.applied;
+      tally.applied = 0;
+      return n;
+    },
+    done: async () => {},
+  };
+}
+
 async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
   const from = copySource(cfg);
   const o: Onetime = { ctx, control: await ctx.control(), from, src: await ctx.db(from), result, skipped: [] };
-  const targets = cfg.dbs.filter((d) => d.dbtype === 'postgres' && d.name !== from.name && d.role !== 'fullcopy' && d.status === 'active');
+  const dests: Dest[] = [];
+  for (const d of cfg.dbs.filter((x) => x.name !== from.name && x.role !== 'fullcopy' && x.status === 'active')) {
+    dests.push(d.dbtype === 'postgres' ? pgDest(o, d, await ctx.db(d)) : typedDest(o, d, await ctx.target(d)));
+  }
   // Mode 1 replaces the targets' rows: empty them first, children first, once (progress rows mark it done).
-  if (cfg.onetimecopy === 1) for (const t of targets) await emptyTarget(o, t);
-  for (const p of ctx.plans) for (const t of targets) await copyTable(o, p, t);
+  if (cfg.onetimecopy === 1) for (const t of dests) await emptyTarget(o, t);
+  for (const p of ctx.plans) for (const t of dests) await copyTable(o, p, t);
   await store.finishOnetimecopy(o.control, ctx.sync);
   result.status = result.inserted + result.deleted > 0 ? 'good' : 'empty';
   return { from: from.name, skippedNotEmpty: o.skipped };
 }
 
-/** onetimecopy=1: delete every row of the tables not yet started on a target, children first. */
-async function emptyTarget(o: Onetime, t: SyncDb): Promise<void> {
+/** onetimecopy=1: empty the tables not yet started on a target, children first. */
+async function emptyTarget(o: Onetime, t: Dest): Promise<void> {
   const { ctx, control } = o;
-  const c = await ctx.db(t);
   const fresh: TablePlan[] = [];
-  for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
+  for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.db.name))) fresh.push(p);
   if (fresh.length === 0) return;
-  await c.begin();
-  for (const p of [...fresh].reverse()) {
-    await mark(ctx, c, t, p, o.from.name);
-    count(o.result, p, 'deleted', (await c.query(deleteAllSql(p))).rowCount ?? 0);
-  }
-  await c.commit();
-  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, false);
-}
-
-/**
- * onetimecopy=2: is the table empty on the target? Checked under a lock that keeps writers out
- * while it is checked; rows written after that are kept (chunks are upserted), the check only
- * decides whether to copy at all.
- */
-async function emptyUnderLock(c: PostgresTarget, p: TablePlan): Promise<boolean> {
-  await c.begin();
-  await c.query(lockTableSql(p));
-  const r = await c.query(anyRowSql(p.q));
-  await c.commit();
-  return r.rows[0].e !== 't';
+  for (const [p, n] of await t.empty(fresh)) count(o.result, p, 'deleted', n);
+  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, false);
 }
 
 /** Copy one table to one target, chunk after chunk, resuming from saved progress. */
-async function copyTable(o: Onetime, p: TablePlan, t: SyncDb): Promise<void> {
+async function copyTable(o: Onetime, p: TablePlan, t: Dest): Promise<void> {
   const { ctx, control } = o;
-  const c = await ctx.db(t);
-  const progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name);
+  const progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.db.name);
   if (progress?.done) return;
-  if (ctx.cfg.onetimecopy === 2 && !progress && !(await emptyUnderLock(c, p))) {
-    o.skipped.push(`${p.label}@${t.name}`);
-    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, true);
+  if (ctx.cfg.onetimecopy === 2 && !progress && !(await t.isEmpty(p))) {
+    o.skipped.push(`${p.label}@${t.db.name}`);
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, true);
     return;
   }
   let lastKey = progress?.lastKey ?? null;
   let rows = progress?.rows ?? 0;
   const n = chunkRows();
   for (let done = false; !done;) {
-    const chunk = await copyChunk(o, p, t, c, lastKey, n);
+    const chunk = await copyChunk(o, p, t, lastKey, n);
     rows += chunk.copied;
     done = chunk.copied < n;
     lastKey = chunk.lastKey ?? lastKey;
-    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, lastKey, rows, done);
-    ctx.log.info({ sync: ctx.sync, table: p.label, db: t.name, rows }, 'onetimecopy progress');
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, lastKey, rows, done);
+    ctx.log.info({ sync: ctx.sync, table: p.label, db: t.db.name, rows }, 'onetimecopy progress');
   }
-  if (rows > 0) await analyze(ctx, c, p);
+  if (rows > 0) await t.done(p);
 }
 
 /**
- * One chunk: read in its own snapshot on the source, COPYed into a staging table on the target
- * and upserted there, committed. Returns the rows copied and the chunk's last key.
+ * One chunk: read in its own snapshot on the source, received by the target, applied there and
+ * committed. Returns the rows copied and the chunk's last key.
  */
-async function copyChunk(o: Onetime, p: TablePlan, t: SyncDb, c: PostgresTarget, lastKey: string[] | null, n: number): Promise<{ copied: number; lastKey: string[] | null }> {
+async function copyChunk(o: Onetime, p: TablePlan, t: Dest, lastKey: string[] | null, n: number): Promise<{ copied: number; lastKey: string[] | null }> {
   const { src } = o;
   await src.begin('REPEATABLE READ');
   await src.query(lastKeyTableSql(p));
   // The key types come from the catalog (format_type); the values are parameters.
   if (lastKey) await src.query(lastKeyFillSql(p), [lastKey]);
   const chunk = chunkSql(p, lastKey !== null, n);
-  const stage = chunkStageSql(p);
-  await c.begin();
-  await mark(o.ctx, c, t, p, o.from.name);
-  await c.query(stage.create);
-  const [copied] = await copyFanOut(src.client, `COPY (${chunk}) TO STDOUT`, [{ client: c.client, sql: stage.copyIn }]);
+  const copied = await t.receive(p, `COPY (${chunk}) TO STDOUT`);
   const last = await src.query(chunkLastKeySql(p, chunk));
   await src.commit();
-  count(o.result, p, 'inserted', (await c.query(stage.upsert)).rowCount ?? 0);
-  await c.commit();
-  return { copied: copied ?? 0, lastKey: last.rows[0] ? pgArray(last.rows[0].k) : null };
+  count(o.result, p, 'inserted', await t.finish(p));
+  return { copied, lastKey: last.rows[0] ? pgArray(last.rows[0].k) : null };
 }
 
 async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
   const from = copySource(cfg);
-  const targets = cfg.dbs.filter((d) => d.dbtype === 'postgres' && d.role === 'fullcopy' && d.status === 'active');
+  const targets = cfg.dbs.filter((d) => d.role === 'fullcopy' && d.status === 'active');
   if (targets.length === 0) {
     result.status = 'empty';
     return { from: from.name, note: 'no fullcopy targets' };
   }
   const src = await ctx.db(from);
-  const sinks = await Promise.all(targets.map(async (t) => ({ t, s: await ctx.db(t) })));
+  const sinks = await Promise.all(targets.filter((t) => t.dbtype === 'postgres').map(async (t) => ({ t, s: await ctx.db(t) })));
+  const typed = await Promise.all(targets.filter((t) => t.dbtype !== 'postgres').map(async (t) => ({ t, target: await ctx.target(t) })));
   // One snapshot on the source for every table; one transaction per target.
   await src.begin('REPEATABLE READ');
   for (const { s } of sinks) await s.begin();
+  for (const { target } of typed) await target.begin();
   for (const p of [...ctx.plans].reverse()) {
     for (const { t, s } of sinks) {
       await mark(ctx, s, t, p, from.name);
@@ -199,14 +293,26 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
         count(result, p, 'truncates', 1);
       }
     }
+    for (const { target } of typed) {
+      await target.truncate(ctx.spec(p));
+      count(result, p, 'truncates', 1);
+    }
   }
+  const tally = { applied: 0, refused: [] as ConflictRecord[] };
   for (const p of ctx.plans) {
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
-    const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })));
-    count(result, p, 'inserted', rows.reduce((a, b) => a + b, 0));
+    const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
+      ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
+      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p), from.name, tally), name: t.name })),
+    ]);
+    count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
+    tally.applied = 0;
   }
   await src.commit();
   for (const { s } of sinks) await s.commit();
+  // Targets of other kinds commit after the PostgreSQL dbs (as in a delta run).
+  for (const { target } of typed) await target.commit();
+  await logRefused({ ctx, result }, tally.refused);
   for (const { s } of sinks) for (const p of ctx.plans) await analyze(ctx, s, p);
   result.status = 'good';
   return { from: from.name, targets: targets.map((t) => t.name) };

@@ -19,6 +19,10 @@ import * as store from '../control/run-store.js';
 import { parseStrategy, type Strategy } from '../conflict/strategy.js';
 import { CustomCodeError, loadCustomcode } from '../customcode/loader.js';
 import { PostgresTarget } from '../targets/postgres/postgres-target.js';
+import { openTarget, targetParams } from '../targets/registry.js';
+import { tableSpec } from '../targets/spec.js';
+import type { TableSpec, Target, TargetParams } from '../targets/target.js';
+import { tableInfo } from '../db/catalog.js';
 import { buildPlans, type TablePlan } from './plan.js';
 import { copyTables, type CopyContext } from './copy.js';
 import { AbortError, PauseError } from './errors.js';
@@ -29,6 +33,7 @@ import { Hooks } from './run/custom.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { TempTables } from './run/temp.js';
+import type { TypedDb } from './run/typed.js';
 import type { RunKind, RunResult } from './types.js';
 
 export { AbortError, PauseError } from './errors.js';
@@ -42,6 +47,8 @@ export interface RunnerOptions {
   hooks?: { afterGather?: () => Promise<void> };
   /** Added to each db's measured clock, in ms (tests skew a node's clock with it; default none). */
   clockOffsetMs?: (db: string) => number;
+  /** Opens (and connects) the targets of other kinds; default: the registry's openTarget. */
+  openTarget?: (params: TargetParams) => Promise<Target>;
 }
 
 /** Counts of a run back at zero (before a repeat). */
@@ -56,6 +63,10 @@ export class SyncRunner {
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, PostgresTarget>();
+  /** Open sessions on targets of other kinds, by db name. */
+  private readonly typed = new Map<string, Target>();
+  /** Each table as targets of other kinds see it (built at load when the sync has such a target). */
+  private specs = new Map<TablePlan, TableSpec>();
   /** db -> tables whose applied rows another sync reads there (capture must record them). */
   private downstream = new Map<string, Set<string>>();
   private strategy: Strategy = { kind: 'latest' };
@@ -123,9 +134,12 @@ export class SyncRunner {
     this.statementTimeoutMs = Number(await store.readSetting(control, 'statement_timeout_ms') ?? 0) || 0;
     const ref = this.cfg.dbs.find((d) => d.role === 'source');
     if (!ref) throw new IbexError('config', `sync ${this.opts.sync} has no source db: add one with ibex update dbgroup`);
+    const foreignSource = this.cfg.dbs.find((d) => d.role === 'source' && d.dbtype !== 'postgres');
+    if (foreignSource) throw new PauseError(`db ${foreignSource.name} is a ${foreignSource.dbtype} db and only PostgreSQL can be a source: make it a target of sync ${this.opts.sync} with "ibex update dbgroup"`);
     if (this.cfg.applyMode === 'replica') this.checkReplica(this.cfg);
     this.plans = [];
     await this.closeDbs();
+    for (const name of [...this.typed.keys()]) await this.closeTyped(name);
     const s = await this.db(ref);
     this.plans = await buildPlans(s.client, this.cfg.relations, ref.name);
     this.hooks = this.makeHooks(await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel)));
@@ -138,6 +152,43 @@ export class SyncRunner {
       const r = await s.query(COLUMN_TYPES_SQL, [p.oid]);
       this.columnTypes.set(p, r.rows.map((x) => ({ name: String(x.name), type: String(x.type) })));
     }
+    await this.loadSpecs(s);
+  }
+
+  /** The TableSpec of every table, when a target of another kind needs them. */
+  private async loadSpecs(s: PostgresTarget): Promise<void> {
+    this.specs = new Map();
+    if (!this.config().dbs.some((d) => d.dbtype !== 'postgres')) return;
+    for (const p of this.plans) {
+      const info = await tableInfo(s.client, p.rel.schema, p.rel.name);
+      if (!info) throw new IbexError('config', `table ${p.label} is missing on db ${s.name}: create it, or remove it from the sync`);
+      this.specs.set(p, tableSpec(info, p.keys));
+    }
+  }
+
+  /** A session on a db of another kind, opened once and kept between runs. */
+  private async target(d: SyncDb): Promise<Target> {
+    let t = this.typed.get(d.name);
+    if (!t) {
+      t = await (this.opts.openTarget ?? openTarget)(targetParams(d));
+      this.typed.set(d.name, t);
+    }
+    return t;
+  }
+
+  /** The sync's active targets of other kinds. */
+  private async typedDbs(): Promise<TypedDb[]> {
+    const out: TypedDb[] = [];
+    for (const d of this.config().dbs.filter((x) => x.dbtype !== 'postgres' && x.role === 'target' && x.status === 'active')) {
+      out.push({ db: d, target: await this.target(d) });
+    }
+    return out;
+  }
+
+  private spec(p: TablePlan): TableSpec {
+    const spec = this.specs.get(p);
+    if (!spec) throw new IbexError('internal', `table ${p.label} has no target description`);
+    return spec;
   }
 
   /** apply_mode=replica needs the right role everywhere and no sync reading what it applies. */
@@ -317,9 +368,11 @@ export class SyncRunner {
     const all = this.pgDbs(['source', 'target']);
     const sessions = new Map<SyncDb, PostgresTarget>();
     for (const d of all) sessions.set(d, await this.db(d));
+    const typed = await this.typedDbs();
     return {
       sync: this.opts.sync, cfg, plans: this.plans, log: this.log, control,
-      all, sources: all.filter((d) => d.role === 'source'),
+      all, sources: all.filter((d) => d.role === 'source'), typed,
+      spec: (p) => this.spec(p),
       pg: (d) => {
         const s = sessions.get(d);
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
@@ -338,6 +391,8 @@ export class SyncRunner {
       sync: this.opts.sync, cfg: this.config(), plans: this.plans, log: this.log, downstream: this.downstream,
       control: () => this.ctl(),
       db: (d) => this.db(d),
+      target: (d) => this.target(d),
+      spec: (p) => this.spec(p),
       discard: (name) => this.discard(name),
     };
   }
@@ -358,6 +413,22 @@ export class SyncRunner {
       this.temps.forget(s.client);
       if (!(await s.rollbackWithin(10_000))) this.discard(name);
     }));
+    // Targets of other kinds undo what they can (rollback never throws); after a connection
+    // failure they are opened afresh at the next run.
+    await Promise.all([...this.typed.entries()].map(async ([name, t]) => {
+      await t.rollback();
+      if (!keep) await this.closeTyped(name);
+    }));
+  }
+
+  private async closeTyped(name: string): Promise<void> {
+    const t = this.typed.get(name);
+    this.typed.delete(name);
+    try {
+      await t?.close();
+    } catch (err) {
+      this.log.debug({ sync: this.opts.sync, db: name, err }, 'closing a target failed');
+    }
   }
 
   private relStrategy(p: TablePlan): Strategy {
@@ -370,6 +441,7 @@ export class SyncRunner {
   /** Close every connection. */
   async close(): Promise<void> {
     await this.closeDbs();
+    for (const name of [...this.typed.keys()]) await this.closeTyped(name);
     await this.control?.end().catch(() => {}); // best effort: closing a session that may be gone
     this.control = undefined;
   }

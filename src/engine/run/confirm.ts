@@ -9,6 +9,7 @@ import type { SyncDb } from '../../control/sync-config.js';
 import type { ProgressEntry } from '../../targets/target.js';
 import type { RunContext } from './context.js';
 import type { RunState } from './state.js';
+import { commitTyped } from './typed.js';
 
 /** Progress entries a db records: every other source's snapshot of this run. */
 function progressOf(ctx: RunContext, st: RunState, d: SyncDb): ProgressEntry[] {
@@ -50,6 +51,7 @@ async function commitAll(ctx: RunContext, st: RunState): Promise<void> {
 export async function confirm(ctx: RunContext, st: RunState): Promise<void> {
   const logged = await logPending(ctx, st);
   await commitAll(ctx, st);
+  await commitTyped(ctx, st);
   await store.advanceCursors(ctx.control, ctx.sync, new Map(ctx.sources.map((s) => [s.name, st.snaps.get(s)!])));
   if (logged) await store.settleConflicts(ctx.control, st.result.runId, true);
   const r = st.result;

@@ -13,6 +13,8 @@ import { windowSql, type SnapshotRef } from '../sql/gather.js';
 import type { Hooks } from './custom.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { TempTables } from './temp.js';
+import type { TypedDb } from './typed.js';
+import type { TableSpec } from '../../targets/target.js';
 
 /** A few rows won on a source travel inline in the apply round trip (see sql/apply.ts inlineReadSql)… */
 export const INLINE_ROWS = 200;
@@ -36,6 +38,10 @@ export interface RunContext {
   /** The sync's active PostgreSQL dbs (sources and targets), and its sources. */
   all: readonly SyncDb[];
   sources: readonly SyncDb[];
+  /** The sync's active targets of other kinds, open (they take rows as text, see typed.ts). */
+  typed: readonly TypedDb[];
+  /** A table as targets of other kinds see it. */
+  spec: (p: TablePlan) => TableSpec;
   /** The open session of a PostgreSQL db of the run. */
   pg: (d: SyncDb) => PostgresTarget;
   temps: TempTables;

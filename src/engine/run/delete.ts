@@ -14,13 +14,14 @@ import { fewKeys, others, type RunContext } from './context.js';
 import { direct, fastPath, mayDelete } from './paths.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
+import { applyTypedDeletes, deleteSinks } from './typed.js';
 
 /** Stage one source's deletes of a table on every other db; adds the keys each received to `received`. */
 async function stageDeletes(ctx: RunContext, st: RunState, src: SyncDb, p: TablePlan, allKeys: boolean, received: Map<SyncDb, number>): Promise<void> {
   const targets = others(ctx, src);
   const won = st.table(p).sources.get(src)?.won;
   const got = await copyFanOut(ctx.pg(src).client, deletesCopyOutSql(p, allKeys ? null : { small: fewKeys(won) }),
-    targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'del') })));
+    [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'del') })), ...deleteSinks(ctx, st, p)]);
   for (const [i, d] of targets.entries()) received.set(d, (received.get(d) ?? 0) + (got[i] ?? 0));
 }
 
@@ -56,6 +57,7 @@ export async function deletes(ctx: RunContext, st: RunState): Promise<void> {
     if (!ctx.sources.some((s) => mayDelete(ctx, st, s, p))) continue;
     // Independent sessions: every db deletes at once.
     await together(ctx.all, async (d) => count(st, p, await applyDeletes(ctx, d, p, received.get(p)?.get(d) ?? 0, st.quarantined)));
+    count(st, p, await applyTypedDeletes(ctx, st, p));
   }
   if (!ctx.replica && st.result.deleted + st.result.truncates > 0) await cascades(ctx, st);
 }
@@ -83,6 +85,7 @@ async function cascades(ctx: RunContext, st: RunState): Promise<void> {
         count(st, p, n);
         if (n > 0) again = true;
       }
+      count(st, p, await applyTypedDeletes(ctx, st, p));
     }
   }
 }

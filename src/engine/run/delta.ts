@@ -72,6 +72,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
 async function emptyRun(ctx: RunContext, st: RunState, skewMs: number): Promise<Record<string, unknown>> {
   await syncSequences(ctx);
   await together(ctx.all, (d) => ctx.pg(d).commit());
+  await together(ctx.typed, (td) => td.target.commit());
   await store.advanceCursors(ctx.control, ctx.sync, new Map(ctx.sources.map((s) => [s.name, st.snaps.get(s)!])));
   await ctx.housekeeping.after(ctx, st, skewMs);
   st.result.status = 'empty';

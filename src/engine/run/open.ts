@@ -10,11 +10,14 @@ import { openSql, NEWER_SNAPSHOT_SQL } from '../sql/open.js';
 import { together } from '../together.js';
 import type { RunContext } from './context.js';
 import type { RunState } from './state.js';
+import { openTyped } from './typed.js';
 
 /** Open every db's run transaction and check its tables still match the plans. */
 export async function open(ctx: RunContext, st: RunState): Promise<void> {
   const text = openSql({ serializable: ctx.cfg.isolationLevel === 'serializable', replica: ctx.replica, sync: ctx.sync, rels: ctx.plans.map((p) => p.rel) });
-  await together(ctx.all, async (d) => {
+  // Targets of other kinds begin and read their progress meanwhile.
+  const typed = openTyped(ctx, st);
+  const pg = together(ctx.all, async (d) => {
     const t0 = Date.now();
     const [, r, fp, prog] = await ctx.pg(d).queryAll(text);
     const t1 = Date.now();
@@ -29,6 +32,7 @@ export async function open(ctx: RunContext, st: RunState): Promise<void> {
       }
     }
   });
+  await together<Promise<unknown>, unknown>([pg, typed], (x) => x);
 }
 
 /** The spread of the dbs' clocks measured at open (ms). */
@@ -44,7 +48,7 @@ export function clockSkew(st: RunState): number {
 export async function recover(ctx: RunContext, st: RunState): Promise<void> {
   const adoptedRuns = new Set<number>();
   for (const src of ctx.sources) {
-    const others = ctx.all.filter((d) => d !== src);
+    const others = [...ctx.all, ...ctx.typed.map((t) => t.db)].filter((d) => d !== src);
     const seen = new Set(others.map((d) => (st.progress.get(d) ?? []).find((e) => e.source === src.name)?.snapshot ?? ''));
     const snap = [...seen][0];
     const cur = st.cursors.get(src);

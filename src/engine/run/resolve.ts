@@ -17,6 +17,7 @@ import { collectConflicts } from './conflicts.js';
 import { resolveCustom } from './custom.js';
 import type { RunContext } from './context.js';
 import type { RunState } from './state.js';
+import { mergedRows } from './typed.js';
 
 /** Resolve every table with pending changes; throws AbortError under conflict_strategy=abort. */
 export async function resolve(ctx: RunContext, st: RunState): Promise<void> {
@@ -101,6 +102,8 @@ async function resolveShared(ctx: RunContext, st: RunState, p: TablePlan, pendin
       sessions: ctx.all.map((d) => ctx.pg(d)),
     });
     for (const src of pendingOn) st.table(p).at(src).absent = undefined; // unknown: check for deletes
+    const merges = found.filter((f) => f.winner === 'merge').map((f) => f.winnerRow as Record<string, string | null>);
+    st.table(p).merged.push(...mergedRows(p, merges));
   }
   if (found.length) {
     st.counts(p).conflicts += found.length;

@@ -4,7 +4,7 @@
  */
 import type { SyncDb } from '../../control/sync-config.js';
 import type { ConflictRecord } from '../../control/run-store.js';
-import type { ProgressEntry } from '../../targets/target.js';
+import type { KeyRow, ProgressEntry, Target, TextRow } from '../../targets/target.js';
 import type { TablePlan } from '../plan.js';
 import type { RunResult, TableCounts } from '../types.js';
 
@@ -43,6 +43,8 @@ export class TableRun {
   active = false;
   /** Each source filled its ibex_all while gathering. */
   allFilled = false;
+  /** Rows custom conflict code merged (staged on every PostgreSQL db; upserted on typed targets). */
+  readonly merged: TextRow[] = [];
 
   constructor(readonly plan: TablePlan) {}
 
@@ -77,6 +79,8 @@ export class RunState {
   /** Milliseconds per phase. */
   readonly phases: Record<string, number> = {};
   private phaseStart = Date.now();
+  /** Per typed target and table, the keys to delete there (buffered from the COPY fan-outs). */
+  private readonly deletes = new Map<Target, Map<TablePlan, KeyRow[]>>();
 
   constructor(readonly result: RunResult, readonly sources: readonly SyncDb[]) {}
 
@@ -106,6 +110,15 @@ export class RunState {
   /** The run's counts of one table. */
   counts(p: TablePlan): TableCounts {
     return tableCounts(this.result, p.label);
+  }
+
+  /** The delete keys buffered for a typed target's table (a live array: push to add, splice to take). */
+  typedDeletes(target: Target, p: TablePlan): KeyRow[] {
+    let byTable = this.deletes.get(target);
+    if (!byTable) this.deletes.set(target, (byTable = new Map()));
+    let keys = byTable.get(p);
+    if (!keys) byTable.set(p, (keys = []));
+    return keys;
   }
 
   /** Record how long the phase that just ended took. */

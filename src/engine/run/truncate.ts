@@ -10,6 +10,8 @@ import { keepTableSql, tempNames } from '../sql/temp.js';
 import { together } from '../together.js';
 import { others, stampFor, type RunContext } from './context.js';
 import type { RunState } from './state.js';
+import { upsertSinks } from './typed.js';
+import { wholeTableCopyOutSql } from '../sql/copy.js';
 
 /** Apply every table's winning truncate on the other dbs. */
 export async function truncate(ctx: RunContext, st: RunState): Promise<void> {
@@ -48,4 +50,8 @@ async function truncateTable(ctx: RunContext, st: RunState, p: TablePlan, t: { s
     if (pending || held) await s.query(truncateKeepingSql(p, pending, held));
     else await s.truncateWithFallback(p);
   }
+  if (ctx.typed.length === 0) return;
+  // Targets of other kinds are emptied and get every row the truncating db holds now.
+  await together(ctx.typed, (td) => td.target.truncate(ctx.spec(p)));
+  if (held) await copyFanOut(ctx.pg(t.src).client, wholeTableCopyOutSql(p), upsertSinks(ctx, st, p, t.src.name));
 }

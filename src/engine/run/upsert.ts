@@ -16,6 +16,8 @@ import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type
 import { direct, fastPath } from './paths.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
+import type { TextRow } from '../../targets/target.js';
+import { upsertSinks, upsertTyped } from './typed.js';
 
 /** The insert-only fast path met a key that already exists: repeat the run through staging. */
 export interface FastPathConflict {
@@ -64,9 +66,10 @@ async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingO
     }
     const targets = others(ctx, src);
     const got = await copyFanOut(ctx.pg(src).client, wonCopyOutSql(p, fewKeys(st.table(p).sources.get(src)?.won), true),
-      targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'stage') })));
+      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'stage') })), ...upsertSinks(ctx, st, p, src.name)]);
     for (const [i, d] of targets.entries()) noteStaged(st, staged, p, src, d, got[i] ?? 0);
   }
+  for (const td of ctx.typed) await upsertTyped(ctx, st, td, p, st.table(p).merged, 'merge');
   // Every pending source took the fast path: nothing was staged.
   if (pendingOn.every((src) => fastPath(ctx, st, src, p))) return undefined;
   // Each db applies what it received; dbs are independent sessions, so they apply at once.
@@ -95,6 +98,11 @@ async function readInline(ctx: RunContext, st: RunState, p: TablePlan, pendingOn
       inline.set(d, [...(inline.get(d) ?? []), inlineLoadSql(p, types, String(row.rows))]);
       noteStaged(st, staged, p, src, d, Number(row.n));
     }
+    // The same text arrays are rows for targets of other kinds (less the origin at the end).
+    if (ctx.typed.length) {
+      const rows = (JSON.parse(String(row.rows)) as TextRow[]).map((r) => r.slice(0, p.cols.length));
+      for (const td of ctx.typed) await upsertTyped(ctx, st, td, p, rows, src.name);
+    }
   }
   return { inline, viaCopy };
 }
@@ -115,7 +123,7 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
     copied = await copyFanOut(s.client,
       // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
       at.lazy ? lazyCopyOutSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonCopyOutSql(p, fewKeys(at.won), false),
-      targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })));
+      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })), ...upsertSinks(ctx, st, p, src.name)]);
   } catch (err) {
     // A key that already exists (a repeated run), another unique index or a missing parent:
     // repeat the run through staging, which applies what fits and quarantines the rest.
@@ -123,7 +131,8 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
     throw err;
   }
   if (hash) await s.query(`SET LOCAL enable_nestloop = on`);
-  countInserted(st, p, copied.reduce((a, b) => a + b, 0));
+  // The typed sinks' rows were counted as they were applied.
+  countInserted(st, p, copied.slice(0, targets.length).reduce((a, b) => a + b, 0));
   return undefined;
 }
 

@@ -227,3 +227,8 @@ export class PostgresTarget implements Target {
     for (const row of r.rows) yield t.columns.map((c) => (row[c.name] === null ? null : String(row[c.name])));
   }
 }
+
+/** The factory the registry calls (src/targets/registry.ts). */
+export function createTarget(params: TargetParams): PostgresTarget {
+  return PostgresTarget.fromParams(params);
+}
