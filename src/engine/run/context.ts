@@ -77,8 +77,3 @@ export function stampFor(ctx: RunContext, p: TablePlan, d: SyncDb, origin: strin
 export function deltaWindow(ctx: RunContext, cursor: SnapshotRef): string {
   return windowSql(ctx.sync, ctx.sources.map((s) => s.name), cursor);
 }
-
-/** The sessions of every db of the run. */
-export function sessions(ctx: RunContext): PostgresTarget[] {
-  return ctx.all.map((d) => ctx.pg(d));
-}

@@ -90,7 +90,7 @@ export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p:
   }
 }
 
-/** Sinks that upsert every typed target's rows (`width`: columns to keep of each row; more are dropped). */
+/** Sinks that upsert every typed target's rows (each row cut to the table's columns: a staged row ends with its origin). */
 export function upsertSinks(ctx: RunContext, st: RunState, p: TablePlan, winner: string | null): CopySink[] {
   return ctx.typed.map((td) => typedSink(td, (rows) => upsertTyped(ctx, st, td, p, rows.map((r) => r.slice(0, p.cols.length)), winner)));
 }

@@ -10,6 +10,7 @@ import { ident, identList, qualified } from '../../db/ident.js';
 import { sqlstate } from '../../db/sqlstate.js';
 import { sessionNames, tagDb } from '../../db/tag.js';
 import { IbexError } from '../../errors.js';
+import { canonicalText } from '../codec.js';
 import type {
   KeyRow, ProgressEntry, Problem, TableSpec, Target, TargetCaps, TargetParams, TextRow, UpsertOutcome,
 } from '../target.js';
@@ -224,7 +225,7 @@ export class PostgresTarget implements Target {
     const n = namesOf(t);
     const order = t.keys.map((k) => ident(k).text).join(', ');
     const r = await this.query(`SELECT ${t.columns.map((c) => `${ident(c.name).text}::text`).join(', ')} FROM ${n.q} ORDER BY ${order}`, []);
-    for (const row of r.rows) yield t.columns.map((c) => (row[c.name] === null ? null : String(row[c.name])));
+    for (const row of r.rows) yield t.columns.map((c) => canonicalText(c.type, row[c.name] === null ? null : String(row[c.name])));
   }
 }
 
