@@ -19,8 +19,7 @@ import { redact, errorText } from '../db/connect.js';
 import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
 import { createLogger, setLogger } from '../log.js';
-import type { Context } from './context.js';
-import type { VerbHandler } from './verbs.js';
+import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
 const START_TIMEOUT_MS = 30_000;

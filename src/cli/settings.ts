@@ -6,6 +6,7 @@
  */
 import { parseStrategy as engineStrategy } from '../conflict/strategy.js';
 import { RETENTION_DEFAULTS } from '../control/retention.js';
+import { readSettings, writeSettings } from '../control/settings-store.js';
 import { RUN_PAUSE_MAX_MS_DEFAULT } from '../engine/scheduler.js';
 import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
@@ -112,12 +113,7 @@ export async function set(ctx: Context, args: string[]): Promise<number> {
   }
   await ctx.withControl(async (c) => {
     await write(ctx, c, async () => {
-      const old = await c.query(`SELECT name, value FROM ibex.config WHERE name = ANY($1) FOR UPDATE`, [[...values.keys()]]);
-      const before = new Map(old.rows.map((r) => [String(r.name), String(r.value)]));
-      await c.query(
-        `INSERT INTO ibex.config (name, value, about) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`,
-        [[...values.keys()], [...values.values()], [...values.keys()].map((n) => SETTINGS[n]!.about)]);
+      const before = await writeSettings(c, [...values].map(([name, value]) => ({ name, value, about: SETTINGS[name]!.about })));
       for (const [name, value] of values) {
         const was = before.get(name);
         if (was === value) {
@@ -140,13 +136,9 @@ export async function show(ctx: Context, args: string[]): Promise<number> {
   allowOnly(options, [], '"ibex show": write ibex show [all | name …]');
   const wanted = words.some((w) => w.toLowerCase() === 'all') ? [] : [...new Set(words.map((w) => w.toLowerCase()))];
   return ctx.withControl(async (c) => {
-    const r = await c.query(`SELECT name, value, about FROM ibex.config ORDER BY name`);
     // The table may hold settings a newer migration added; show those too.
     const rows = new Map<string, { name: string; value: string; default: string | null; about: string | null }>();
-    for (const x of r.rows) {
-      const name = String(x.name);
-      rows.set(name, { name, value: String(x.value), default: SETTINGS[name]?.default ?? null, about: x.about === null ? null : String(x.about) });
-    }
+    for (const x of await readSettings(c)) rows.set(x.name, { ...x, default: SETTINGS[x.name]?.default ?? null });
     for (const [name, s] of Object.entries(SETTINGS)) {
       if (!rows.has(name)) rows.set(name, { name, value: s.default, default: s.default, about: s.about });
     }

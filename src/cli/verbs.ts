@@ -2,10 +2,7 @@
  * The verbs of the command line and the module that implements each. Modules
  * are loaded lazily so `ibex list db` does not load the engine.
  */
-import type { Context } from './context.js';
-
-/** A verb implementation: returns the exit code (0 when it returns nothing). */
-export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | void>;
+import type { VerbHandler } from './context.js';
 
 interface VerbEntry {
   summary: string;

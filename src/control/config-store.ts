@@ -165,6 +165,7 @@ export async function inTransaction<T>(c: pg.Client, fn: () => Promise<T>, opts:
     await c.query(opts.rollback ? 'ROLLBACK' : 'COMMIT');
     return out;
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await c.query('ROLLBACK').catch(() => {});
     throw controlError(err);
   }
@@ -536,4 +537,29 @@ export async function mapCustomcode(c: pg.Client, code: number, to: { sync?: str
 /** Delete a customcode (its mappings cascade). */
 export async function deleteCustomcode(c: pg.Client, name: string): Promise<void> {
   await c.query(`DELETE FROM ibex.customcode WHERE name = $1`, [name]);
+}
+
+/** An active code of a sync, mapped to the sync itself or to one of its tables. */
+export interface ActiveCustomcode {
+  name: string;
+  whenrun: string;
+  src_code: string;
+  language: string;
+  /** The table it is mapped to; null for a sync-level mapping. */
+  schemaname: string | null;
+  relname: string | null;
+}
+
+/**
+ * The active codes of a sync and of these tables, in the order they run: mapping priority,
+ * table-level before sync-level, then name (Bucardo's order).
+ */
+export async function activeCustomcodes(c: pg.Client, sync: string, tables: readonly { schema: string; name: string }[]): Promise<ActiveCustomcode[]> {
+  return q<ActiveCustomcode>(c, sql`SELECT c.name, c.whenrun, c.src_code, c.language, r.schemaname, r.relname
+       FROM ibex.customcode c
+       JOIN ibex.customcode_map m ON m.code = c.id
+       LEFT JOIN ibex.relation r ON r.id = m.relation
+      WHERE c.status = 'active' AND m.active
+        AND (m.sync = ${sync} OR (r.schemaname, r.relname) IN (SELECT * FROM unnest(${tables.map((t) => t.schema)}::text[], ${tables.map((t) => t.name)}::text[])))
+      ORDER BY m.priority, (m.relation IS NULL), c.name`);
 }

@@ -3,7 +3,7 @@
  * conflict log and the backlog figures of `status`.
  */
 import type pg from 'pg';
-import type { RunKind, RunResult } from '../engine/types.js';
+import type { RunKind, RunResult } from '../model.js';
 import { literal } from '../db/ident.js';
 
 /** Open a run row; returns its id. */
@@ -63,6 +63,7 @@ export async function logConflicts(control: pg.Client, sync: string, run: number
     await insertConflicts(control, sync, run, conflicts, status);
     await control.query('COMMIT');
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await control.query('ROLLBACK').catch(() => {});
     throw err;
   }

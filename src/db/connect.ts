@@ -241,3 +241,12 @@ export function parseUrl(url: string): PgParams {
   if (extra.length) p.conn = extra.join(' ');
   return p;
 }
+
+/**
+ * End a session we are done with. Best effort by design: it runs in `finally` blocks after the
+ * work succeeded or failed, and an error here only means the session is already gone, which is
+ * what ending it was for; throwing would hide the outcome of the work itself.
+ */
+export async function endQuietly(c: pg.Client | undefined): Promise<void> {
+  await c?.end().catch(() => {});
+}

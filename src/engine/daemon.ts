@@ -27,6 +27,7 @@ import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
 import * as store from '../control/daemon-store.js';
+import { readSetting } from '../control/settings-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
 import { isConnectionError, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
@@ -309,10 +310,7 @@ export class Daemon {
   }
 
   private async controlUp(c: pg.Client, reconnect: boolean): Promise<void> {
-    c.on('notification', (msg) => {
-      if (msg.channel === store.CONTROL_CHANNEL) this.message(msg.payload ?? '');
-    });
-    await c.query(`LISTEN ${store.CONTROL_CHANNEL}`);
+    await store.listenControl(c, (message) => this.message(message));
     if (!reconnect || this.stopping) return;
     for (const [name] of [...this.managed]) {
       if (await store.tryLease(c, name)) this.scheduler.hold(name, false);
@@ -353,9 +351,9 @@ export class Daemon {
     if (!c) return;
     const rows = await store.readDaemonSyncs(c);
     // The pause after busy runs (a global setting; see the scheduler's settleOutcome).
-    const pause = await c.query(`SELECT value FROM ibex.config WHERE name = 'run_pause_max_ms'`);
-    const ms = pause.rows.length ? Number(pause.rows[0].value) : RUN_PAUSE_MAX_MS_DEFAULT;
-    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: pause.rows[0]?.value }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
+    const pause = await readSetting(c, 'run_pause_max_ms');
+    const ms = pause === undefined ? RUN_PAUSE_MAX_MS_DEFAULT : Number(pause);
+    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: pause }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
     this.pauseMaxMs = Number.isInteger(ms) && ms >= 0 ? ms : RUN_PAUSE_MAX_MS_DEFAULT;
     const byName = new Map(rows.map((r) => [r.name, r]));
     for (const name of [...this.managed.keys()]) {

@@ -6,7 +6,7 @@
 import Table from 'cli-table3';
 import type pg from 'pg';
 import { installCapture, removeCapture, type CaptureOptions } from '../../capture/install.js';
-import { connect, errorText } from '../../db/connect.js';
+import { connect, endQuietly, errorText } from '../../db/connect.js';
 import { dbParams, getDb, inTransaction, updateSync, type DbRecord, type SyncStatus } from '../../control/config-store.js';
 import { ExitCode, IbexError, notFound, usage } from '../../errors.js';
 import { parseArgs } from '../args.js';
@@ -110,7 +110,7 @@ export async function openDbs(dbs: readonly DbRecord[]): Promise<Map<string, pg.
 
 /** Close sessions opened by `openDbs`. */
 export async function closeAll(clients: Map<string, pg.Client>): Promise<void> {
-  await Promise.all([...clients.values()].map((c) => c.end().catch(() => {})));
+  await Promise.all([...clients.values()].map((c) => endQuietly(c)));
 }
 
 /**

@@ -3,7 +3,7 @@
  * never printed: list shows `pass=********`, errors are redacted.
  */
 import type pg from 'pg';
-import { checkConnOptions, parseUrl, type PgParams } from '../../db/connect.js';
+import { checkConnOptions, endQuietly, parseUrl, type PgParams } from '../../db/connect.js';
 import { serverInfo } from '../../db/catalog.js';
 import { sqlstate } from '../../db/sqlstate.js';
 import {
@@ -135,7 +135,7 @@ async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecor
     const info = await serverInfo(c);
     return { server_version: info.version, encoding: info.encoding, is_superuser: info.superuser, can_replica: info.canReplica };
   } finally {
-    await c.end().catch(() => {});
+    await endQuietly(c);
   }
 }
 

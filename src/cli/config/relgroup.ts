@@ -2,6 +2,7 @@
  * `add | list | update | remove relgroup`: named sets of tables and sequences of one db.
  */
 import type pg from 'pg';
+import { endQuietly } from '../../db/connect.js';
 import { relationOid } from '../../db/catalog.js';
 import {
   addRelgroupMembers, deleteRelations, deleteRelgroup, deleteSync, getRelgroup, getSync, insertRelation, insertRelgroup,
@@ -109,7 +110,7 @@ async function resolveMembers(ctx: Context, c: pg.Client, words: readonly string
     }
     return { existing, found };
   } finally {
-    await client.end().catch(() => {});
+    await endQuietly(client);
   }
 }
 

@@ -4,6 +4,7 @@
  * `installing`, then capture is installed; if that fails every row this
  * command added is deleted again.
  */
+import { endQuietly } from '../../db/connect.js';
 import {
   SYNC_OPTION_COLUMNS, addRelgroupMembers, defaultConflictStrategy, deleteDbgroup, deleteRelations, deleteRelgroup,
   deleteSync, getDb, getDbgroup, getRelgroup, getSync, insertDbgroup, insertRelation, insertRelgroup, insertSync,
@@ -126,7 +127,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
         relations = [...d.existing, ...d.found];
         newRelations = d.found;
       } finally {
-        await client.end().catch(() => {});
+        await endQuietly(client);
       }
       const ids = relations.flatMap((r) => ('id' in r ? [r.id] : []));
       const same = newRelations.length ? undefined

@@ -3,6 +3,7 @@
  * registering relations of one db, with the key found in its catalog.
  */
 import type pg from 'pg';
+import { endQuietly } from '../../db/connect.js';
 import { findRelations, relationOid, tableInfo } from '../../db/catalog.js';
 import {
   deleteRelations, getDb, insertRelation, listDbs, listRelations, listRelgroups,
@@ -215,7 +216,7 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
     try {
       d = await discover(c, db, client, kind, { terms }, ctx.flags.force);
     } finally {
-      await client.end().catch(() => {});
+      await endQuietly(client);
     }
     for (const r of d.existing) {
       if (strategy !== undefined && r.conflict_strategy !== strategy) {
@@ -243,7 +244,7 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
     try {
       d = await discover(c, db, client, kind, { all: filters }, ctx.flags.force);
     } finally {
-      await client.end().catch(() => {});
+      await endQuietly(client);
     }
     await registerAndGroup(ctx, c, kind, d, group, undefined, () => sayDiscovery(ctx, kind, d));
     ctx.say(`new ${kind}s: ${d.found.length}, already registered: ${d.existing.length}, skipped: ${d.skipped.length}`);

@@ -6,8 +6,7 @@
  */
 import { usage } from '../../errors.js';
 import { controlError } from '../../control/config-store.js';
-import type { Context } from '../context.js';
-import type { VerbHandler } from '../verbs.js';
+import type { Context, VerbHandler } from '../context.js';
 import { oneLine } from './common.js';
 import { addCustomcode, listCustomcode, removeCustomcode, updateCustomcodeVerb } from './customcode.js';
 import { addDb, listDb, removeDb, updateDbVerb } from './db.js';
