@@ -8,7 +8,7 @@ import Table from 'cli-table3';
 import { listConflicts, syncHasConflictLog } from '../control/conflict-store.js';
 import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
-import { displayRelation, likeOf, parseRelationTerm } from './config/names.js';
+import { displayRelation, likeOf, parseRelationTerm } from '../config/names.js';
 import type { Context } from './context.js';
 
 const OPTIONS = ['table', 'since', 'status', 'limit'];

@@ -10,8 +10,9 @@ import { readSettings, writeSettings } from '../control/settings-store.js';
 import { RUN_PAUSE_MAX_MS_DEFAULT } from '../engine/scheduler.js';
 import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
-import { dryRunDone, printRows, report, write } from './config/common.js';
-import { parseStrategy as cliStrategy } from './config/options.js';
+import { printRows } from './config/common.js';
+import { dryRunDone, report, write } from '../config/context.js';
+import { parseStrategy as cliStrategy } from '../config/strategies.js';
 import type { Context } from './context.js';
 
 /** A global setting ibex knows: its default, what it means, and how its value is checked. */

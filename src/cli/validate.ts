@@ -11,7 +11,7 @@ import { Validator } from '../validate/validate.js';
 import { repair, type RepairReport } from '../validate/repair.js';
 import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport, type TableReport } from '../validate/compare.js';
 import { allowOnly, parseArgs, parseInterval } from './args.js';
-import { likeOf, parseRelationTerm } from './config/names.js';
+import { likeOf, parseRelationTerm } from '../config/names.js';
 import type { Context } from './context.js';
 
 const SYNTAX = 'ibex validate <sync|all> [table=schema.table] [wait=SECONDS] [--repair [--from=<db>]] [--json]';

@@ -13,10 +13,11 @@ import {
 import { ExitCode, IbexError, configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseIntOption } from '../args.js';
 import type { Context } from '../context.js';
-import {
-  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, runRemoveCapture, write,
-} from './common.js';
-import { checkObjectName, displayRelation, matchesFilter } from './names.js';
+import { parseNounArgs, printRows } from './common.js';
+import { runRemoveCapture } from '../../config/capture.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint, openDb } from '../../config/dbs.js';
+import { checkObjectName, displayRelation, matchesFilter } from '../../config/names.js';
 import { dealias, parseDbType } from './options.js';
 
 const DB_KEYS = ['dbname', 'host', 'port', 'user', 'pass', 'conn', 'service', 'dsn', 'type', 'status', 'about'];

@@ -4,141 +4,20 @@
  */
 import type pg from 'pg';
 import { endQuietly } from '../../db/connect.js';
-import { findRelations, relationOid, tableInfo } from '../../db/catalog.js';
 import {
-  deleteRelations, getDb, insertRelation, listDbs, listRelations, listRelgroups,
-  listSyncs, relationsNamed, relgroupsOf, removeRelgroupMembers, setRelationStrategy, syncsUsing,
-  type DbRecord, type NewRelation, type RelationRecord,
+  deleteRelations, getDb, insertRelation, listDbs, listRelations, listRelgroups, listSyncs, relgroupsOf, removeRelgroupMembers, setRelationStrategy, syncsUsing, type DbRecord,
 } from '../../control/config-store.js';
-import { configError, notFound, usage } from '../../errors.js';
+import { configError, usage } from '../../errors.js';
 import { allowOnly } from '../args.js';
 import type { Context } from '../context.js';
+import { parseNounArgs, printRows } from './common.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { openDb, requireDb } from '../../config/dbs.js';
+import { checkObjectName, displayRelation, parseRelationTerm } from '../../config/names.js';
+import { STRATEGIES, parseStrategy } from '../../config/strategies.js';
 import {
-  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, write, type RelationFilters,
-} from './common.js';
-import {
-  checkObjectName, displayRelation, isExact, likeOf, parseRelationTerm, type RelationTerm,
-} from './names.js';
-import { STRATEGIES, parseStrategy } from './options.js';
-import { planRelgroupAddition } from './relgroup.js';
-
-/** Table or sequence. */
-export type RelKind = 'table' | 'sequence';
-
-/** What discovery found on a db. */
-export interface Discovery {
-  /** New relations, ready to insert. */
-  found: NewRelation[];
-  /** Relations already registered on that db (same key). */
-  existing: RelationRecord[];
-  /** Matches left out by a wildcard, with the reason. */
-  skipped: { label: string; why: string }[];
-}
-
-const KIND_WORD: Record<string, string> = { r: 'table', p: 'partitioned table', S: 'sequence', v: 'view', m: 'materialized view', f: 'foreign table', i: 'index', I: 'partitioned index', c: 'composite type', t: 'TOAST table' };
-
-function keyText(cols: readonly string[] | null | undefined): string {
-  return cols ? `(${cols.join(', ')})` : '(none)';
-}
-
-/**
- * Look terms up in a db's catalog and find each table's key. Exact names that
- * are missing, of the wrong kind, partitions, inheritance children or without
- * a key (unless `force`) are errors; wildcard matches of those are skipped and
- * reported. Registered relations are reported (with a key that changed since:
- * an error).
- */
-export async function discover(
-  control: pg.Client, db: DbRecord, client: pg.Client, kind: RelKind,
-  what: { terms: RelationTerm[] } | { all: RelationFilters }, force: boolean,
-): Promise<Discovery> {
-  const out: Discovery = { found: [], existing: [], skipped: [] };
-  const registered = await listRelations(control, { db: db.name });
-  const seen = new Set<string>();
-  const consider = async (schema: string, name: string, exact: boolean): Promise<void> => {
-    const label = displayRelation(schema, name);
-    if (seen.has(label)) return;
-    seen.add(label);
-    if (schema === 'ibex' || schema === 'pg_catalog' || schema === 'information_schema') {
-      throw usage(`${label} belongs to ${schema === 'ibex' ? 'ibex itself' : 'the system catalog'} and cannot be replicated: name your own tables (schema.table)`);
-    }
-    const fail = (why: string, fix: string): void => {
-      if (exact) throw configError(`${kind} ${label} on db ${db.name} ${why}: ${fix}`);
-      out.skipped.push({ label, why });
-    };
-    const rel = await relationOid(client, schema, name);
-    if (!rel) {
-      if (exact) throw notFound(kind, label, `it does not exist on db ${db.name}: create it there, or check the name (names are case-sensitive; quote them as schema."Name")`);
-      return;
-    }
-    const wanted = kind === 'table' ? ['r', 'p'] : ['S'];
-    if (!wanted.includes(rel.relkind)) {
-      const is = KIND_WORD[rel.relkind] ?? `a relation of kind ${rel.relkind}`;
-      return fail(`is a ${is}, not a ${kind}`, rel.relkind === 'S' ? 'add it with "ibex add sequence"' : rel.relkind === 'r' || rel.relkind === 'p' ? 'add it with "ibex add table"' : `only tables and sequences can be replicated`);
-    }
-    const known = registered.find((r) => r.schemaname === schema && r.relname === name);
-    let row: NewRelation = {
-      db: db.name, schemaname: schema, relname: name, reltype: kind, key_columns: null, key_types: null, key_kind: null, key_index: null, conflict_strategy: null,
-    };
-    if (kind === 'table') {
-      const info = await tableInfo(client, schema, name);
-      if (!info) return fail('has disappeared', 'check the name');
-      if (info.partition) return fail('is a partition', 'add its partitioned parent table instead (ibex reads and writes partitions through the parent)');
-      if (info.inheritanceChild) return fail('inherits from another table', 'inheritance children cannot be replicated; replicate a table without INHERITS, or use declarative partitioning');
-      if (info.key) {
-        row = { ...row, key_columns: info.key.columns, key_types: info.key.types, key_kind: info.key.kind, key_index: info.key.index };
-      } else if (!force && !(known && known.key_columns === null)) {
-        return fail('has no primary key and no unique index on NOT NULL columns',
-          'add a primary key; or add it with --force without a key, which only a sync with fullcopy targets can carry');
-      }
-    }
-    if (known) {
-      if (JSON.stringify(known.key_columns) !== JSON.stringify(row.key_columns)) {
-        throw configError(`${kind} ${label} is registered on db ${db.name} with key ${keyText(known.key_columns)} but its key is now ${keyText(row.key_columns)}: remove it with "ibex remove ${kind} ${label} db=${db.name}" and add it again`);
-      }
-      out.existing.push(known);
-      return;
-    }
-    out.found.push(row);
-  };
-
-  if ('all' in what) {
-    const f = what.all;
-    const list = await findRelations(client, {
-      kind, ...(f.schemas.length ? { schemas: f.schemas } : {}), ...(f.excludeSchemas.length ? { excludeSchemas: f.excludeSchemas } : {}),
-      ...(f.tables.length ? { names: f.tables } : {}), ...(f.excludeTables.length ? { excludeNames: f.excludeTables } : {}),
-    });
-    if (list.length === 0) throw notFound(`${kind} on db`, db.name, `no ${kind} matches there${f.schemas.length + f.tables.length ? ' with these -n/-t filters' : ''}: check the filters, or create the ${kind}s first`);
-    for (const r of list) await consider(r.schema, r.name, false);
-    return out;
-  }
-  for (const term of what.terms) {
-    if (isExact(term)) {
-      await consider(term.schema.text, term.name.text, true);
-      continue;
-    }
-    const list = await findRelations(client, { kind, schemaLike: likeOf(term.schema), nameLike: likeOf(term.name) });
-    if (list.length === 0) throw notFound(kind, term.given, `nothing matches it on db ${db.name}: check the pattern (% matches anything, _ one character)`);
-    for (const r of list) await consider(r.schema, r.name, false);
-  }
-  return out;
-}
-
-/** Split `tables=a,b,"x,y".z` on commas outside double quotes. */
-export function splitList(text: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (const ch of text) {
-    if (ch === '"') quoted = !quoted;
-    if (ch === ',' && !quoted) {
-      out.push(cur.trim());
-      cur = '';
-    } else cur += ch;
-  }
-  out.push(cur.trim());
-  return out.filter(Boolean);
-}
+  discover, keyText, planRelgroupAddition, registeredRelations, type Discovery, type RelKind,
+} from '../../config/relations.js';
 
 /** The db a relation command works on: db=, else the only postgres db. */
 async function pickDb(c: pg.Client, options: Map<string, string>, what: string): Promise<DbRecord> {
@@ -250,41 +129,6 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
     ctx.say(`new ${kind}s: ${d.found.length}, already registered: ${d.existing.length}, skipped: ${d.skipped.length}`);
     dryRunDone(ctx);
   });
-}
-
-/**
- * Find registered relations by name or pattern (optionally on one db). An
- * exact name registered on several dbs needs db=.
- */
-export async function registeredRelations(
-  c: pg.Client, kind: RelKind | undefined, words: readonly string[], db?: string, opts: { filter?: boolean } = {},
-): Promise<RelationRecord[]> {
-  const all = await listRelations(c, { ...(kind ? { reltype: kind } : {}), ...(db ? { db } : {}) });
-  const out = new Map<number, RelationRecord>();
-  for (const w of words) {
-    const term = parseRelationTerm(w);
-    if (opts.filter && isExact(term)) {
-      for (const r of all) if (r.schemaname === term.schema.text && r.relname === term.name.text) out.set(r.id, r);
-      continue;
-    }
-    if (isExact(term)) {
-      const hits = db !== undefined || kind !== undefined
-        ? all.filter((r) => r.schemaname === term.schema.text && r.relname === term.name.text)
-        : await relationsNamed(c, term.schema.text, term.name.text);
-      const label = displayRelation(term.schema.text, term.name.text);
-      if (hits.length === 0) throw notFound(kind ?? 'table', label, `it is not registered${db ? ` on db ${db}` : ''}: add it with "ibex add ${kind ?? 'table'} ${label} db=<db>", or ${listHint(kind ?? 'table')}`);
-      if (hits.length > 1) throw usage(`${kind ?? 'table'} ${label} is registered on dbs ${hits.map((h) => h.db).join(', ')}: say which with db=<db>`);
-      out.set(hits[0]!.id, hits[0]!);
-      continue;
-    }
-    const re = (p: string): RegExp => new RegExp('^' + [...p].map((ch) => (ch === '%' ? '.*' : ch === '_' ? '.' : ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('') + '$', 's');
-    const sRe = term.schema.pattern ? re(term.schema.text) : undefined;
-    const nRe = term.name.pattern ? re(term.name.text) : undefined;
-    const hits = all.filter((r) => (sRe ? sRe.test(r.schemaname) : r.schemaname === term.schema.text) && (nRe ? nRe.test(r.relname) : r.relname === term.name.text));
-    if (hits.length === 0 && !opts.filter) throw notFound(kind ?? 'table', w, `no registered ${kind ?? 'table'} matches it: ${listHint(kind ?? 'table')}`);
-    for (const h of hits) out.set(h.id, h);
-  }
-  return [...out.values()];
 }
 
 /** `ibex list tables|sequences [name|pattern …] [db=] [--json]` */

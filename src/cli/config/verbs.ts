@@ -11,7 +11,7 @@ import { oneLine } from './common.js';
 import { addCustomcode, listCustomcode, removeCustomcode, updateCustomcodeVerb } from './customcode.js';
 import { addDb, listDb, removeDb, updateDbVerb } from './db.js';
 import { addDbgroup, listDbgroup, removeDbgroup, updateDbgroup } from './dbgroup.js';
-import { NOUNS, nounOf, type Noun } from './names.js';
+import { NOUNS, nounOf, type Noun } from '../../config/names.js';
 import { addRelgroup, listRelgroup, removeRelgroup, updateRelgroup } from './relgroup.js';
 import { addSync, listSync, removeSync, updateSyncVerb } from './sync.js';
 import { addAllRelations, addRelations, listRelationsVerb, removeRelations, updateRelations } from './table.js';

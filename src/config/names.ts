@@ -2,7 +2,7 @@
  * Names on the command line (pure: no I/O): object names, table names with
  * optional schema, double quotes and wildcards, and how they are printed.
  */
-import { usage } from '../../errors.js';
+import { usage } from '../errors.js';
 
 /** The nouns of the configuration verbs. */
 export type Noun = 'db' | 'table' | 'sequence' | 'relgroup' | 'dbgroup' | 'sync' | 'customcode';
@@ -145,4 +145,20 @@ export function matchesFilter(name: string, filters: readonly string[]): boolean
     const re = new RegExp('^' + f.split(/[%*]/).map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 's');
     return re.test(name);
   });
+}
+
+/** Split `tables=a,b,"x,y".z` on commas outside double quotes. */
+export function splitList(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of text) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur.trim());
+  return out.filter(Boolean);
 }
