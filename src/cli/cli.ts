@@ -111,6 +111,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     const ibex = err instanceof IbexError ? err : undefined;
     const message = oneLineMessage(redact(ibex ? ibex.message : `internal error: ${errorText(err).replace(/\s*\n\s*/g, ' ')}`));
     io.err(`ibex: ${message}\n`);
+    // Errors that stand for several findings (the tables a target lacks) list them, one a line.
+    const problems = ibex?.details?.problems;
+    if (Array.isArray(problems)) for (const p of problems) io.err(`  ${oneLineMessage(redact(String(p)))}\n`);
     if (debug && err instanceof Error && err.stack) io.err(redact(err.stack) + '\n');
     return ibex ? ibex.exitCode : ExitCode.runtime;
   }

@@ -5,10 +5,10 @@
 import { usage } from '../errors.js';
 
 /** The nouns of the configuration verbs. */
-export type Noun = 'db' | 'table' | 'sequence' | 'relgroup' | 'dbgroup' | 'sync' | 'customcode';
+export type Noun = 'db' | 'table' | 'sequence' | 'relgroup' | 'dbgroup' | 'sync' | 'customcode' | 'customname';
 
 /** Every noun, for messages. */
-export const NOUNS: readonly Noun[] = ['db', 'table', 'sequence', 'relgroup', 'dbgroup', 'sync', 'customcode'];
+export const NOUNS: readonly Noun[] = ['db', 'table', 'sequence', 'relgroup', 'dbgroup', 'sync', 'customcode', 'customname'];
 
 const NOUN_WORDS: Record<string, Noun> = {
   db: 'db', dbs: 'db', database: 'db', databases: 'db',
@@ -18,6 +18,7 @@ const NOUN_WORDS: Record<string, Noun> = {
   dbgroup: 'dbgroup', dbgroups: 'dbgroup',
   sync: 'sync', syncs: 'sync',
   customcode: 'customcode', customcodes: 'customcode', code: 'customcode', ccode: 'customcode',
+  customname: 'customname', customnames: 'customname',
 };
 
 /** The noun a word names (plural and Bucardo's aliases accepted), or undefined. */

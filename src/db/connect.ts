@@ -211,7 +211,8 @@ export function redact(text: string, password?: string): string {
   let out = text;
   if (password) out = out.split(password).join('********');
   out = out.replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1********');
-  out = out.replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1********@');
+  // Any scheme: postgresql://, mongodb://, mongodb+srv:// … carry the password the same way.
+  out = out.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1********@');
   return out;
 }
 

@@ -6,6 +6,8 @@
 import { usage } from '../../errors.js';
 import { parseBool, parseIntOption, parseInterval } from '../args.js';
 import type { SyncOptions } from '../../control/config-store.js';
+import { targetKind } from '../../targets/registry.js';
+import { TARGET_KINDS, type TargetKind } from '../../targets/target.js';
 
 /** How one option's text becomes a stored value. */
 type Parser = (key: string, value: string) => unknown;
@@ -74,9 +76,11 @@ export function dealias(options: Map<string, string>, aliases: Record<string, st
   return out;
 }
 
-/** Bucardo's db type aliases (pg, postgresql, maria, sqlite3 …). */
-export function parseDbType(value: string): 'postgres' | 'mysql' | 'mariadb' | 'sqlite' | 'redis' | 'mongo' | 'oracle' {
-  const v = value.toLowerCase();
+/** A db's `type=`: Bucardo's spellings (pg, postgresql, mongodb, sqlite3 …) and ours, by prefix too (maria, mongo…). */
+export function parseDbType(value: string): TargetKind {
+  const known = targetKind(value.trim());
+  if (known) return known;
+  const v = value.trim().toLowerCase();
   if (/^(pg|postgres)/.test(v)) return 'postgres';
   if (/^maria/.test(v)) return 'mariadb';
   if (/^mysql/.test(v)) return 'mysql';
@@ -84,5 +88,5 @@ export function parseDbType(value: string): 'postgres' | 'mysql' | 'mariadb' | '
   if (/^redis/.test(v)) return 'redis';
   if (/^mongo/.test(v)) return 'mongo';
   if (/^oracle/.test(v)) return 'oracle';
-  throw usage(`unknown db type "${value}": use one of postgres, mysql, mariadb, sqlite, redis, mongo, oracle`);
+  throw usage(`unknown db type "${value}": use one of ${TARGET_KINDS.join(', ')}`);
 }
