@@ -62,7 +62,7 @@ export function checkDbParams(db: DbRecord): void {
     throw usage(`${opt}= has no meaning for a ${kind} db${kind === 'sqlite' ? ' (a local file)' : ''}: leave it out (${fix})`);
   }
   const need = (opt: string, what: string): void => {
-    if (db[OPTION_OF[opt]!] === null || db[OPTION_OF[opt]!] === undefined) throw usage(`a ${kind} db needs ${opt}=${what}: ${fix}`);
+    if (db[OPTION_OF[opt]!] === null || db[OPTION_OF[opt]!] === undefined) throw usage(`${kind === 'oracle' ? 'an' : 'a'} ${kind} db needs ${opt}=${what}: ${fix}`);
   };
   switch (kind) {
     case 'mariadb':
