@@ -209,6 +209,6 @@ export async function checkTargets(
   }
   if (lines.length === 0) return;
   throw new IbexError('config',
-    `sync ${plan.name} cannot write its tables to ${lines.length === 1 ? 'its target' : 'its targets'} (${lines.length} problem${lines.length === 1 ? '' : 's'}: ${lines[0]}${lines.length > 1 ? ' …' : ''}): create or fix the tables there (${hints.join(' and ')} prints the DDL), then try again`,
+    `sync ${plan.name} cannot write its tables to ${hints.length === 1 ? 'its target' : 'its targets'} (${lines.length} problem${lines.length === 1 ? '' : 's'}: ${lines[0]}${lines.length > 1 ? ' …' : ''}): create or fix the tables there (${hints.join(' and ')} print${hints.length === 1 ? 's' : ''} the DDL), then try again`,
     { details: { problems: lines } });
 }

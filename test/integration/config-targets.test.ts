@@ -187,7 +187,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
           'db G: public.t1: table t1 is missing: create it',
           'db G: public.t2: table t2 is missing: create it',
         ]);
-        assert.match(err.message, /^sync zz cannot write its tables to its targets \(3 problems: db M: public\.t2: table t2 is missing: create it …\): create or fix the tables there \("ibex schema --db=M tables=public\.t1,public\.t2 source=A" and "ibex schema --db=G tables=public\.t1,public\.t2 source=A" prints the DDL\), then try again$/);
+        assert.match(err.message, /^sync zz cannot write its tables to its targets \(3 problems: db M: public\.t2: table t2 is missing: create it …\): create or fix the tables there \("ibex schema --db=M tables=public\.t1,public\.t2 source=A" and "ibex schema --db=G tables=public\.t1,public\.t2 source=A" print the DDL\), then try again$/);
         // What the targets were asked: the writable columns in source order, the key, the customname.
         const t1 = asked.find((t) => t.label === 'public.t1' && t.targetName === 't_one')!;
         assert.deepEqual(t1.columns, [{ name: 'id', type: 'integer', notNull: true }, { name: 'v', type: 'text', notNull: true }, { name: 'w', type: 'numeric(10,2)', notNull: false }]);
@@ -225,8 +225,12 @@ describe('configuring dbs that are not PostgreSQL', () => {
       const dir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
       try {
         ok(await env.cli('add', 'db', 'S', 'type=sqlite', `dbname=${join(dir, 'target.db')}`));
-        const r = await refused(['add', 'sync', 'zs', 'relgroup=g', 'dbs=A:source,S:target'], /sync zs cannot write its tables to its target/);
+        const before = await configDump();
+        const r = await env.cli('add', 'sync', 'zs', 'relgroup=g', 'dbs=A:source,S:target');
+        assert.equal(r.code, 2, r.err);
+        assert.equal(await configDump(), before, 'the configuration changed');
         const lines = r.err.trim().split('\n');
+        assert.match(lines[0]!, /^ibex: sync zs cannot write its tables to its target \(2 problems: db S: public\.t1: .*\): create or fix the tables there \("ibex schema --db=S tables=public\.t1,public\.t2 source=A" prints the DDL\), then try again$/);
         assert.ok(lines.length >= 3, `every problem on its own line: ${r.err}`);
         assert.match(lines[1]!, /^ {2}db S: public\.t1: /);
         assert.match(lines[2]!, /^ {2}db S: public\.t2: /);
@@ -237,6 +241,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
         const schema = ok(await env.cli('schema', 'zs', '--db=S'));
         assert.equal(schema.out, ddl.out);
         ok(await env.cli('remove', 'sync', 'zs'));
+        ok(await env.cli('remove', 'dbgroup', 'zs'));
         ok(await env.cli('remove', 'db', 'S'));
       } finally {
         rmSync(dir, { recursive: true, force: true });
