@@ -352,6 +352,7 @@ async function stopDaemon(ctx: Context, paths: DaemonPaths, timeoutS: number, op
   const waitGone = async (registeredGone: () => Promise<boolean>): Promise<void> => {
     for (;;) {
       const localGone = localPid === undefined || !processAlive(localPid);
+      // A control database that cannot answer now proves nothing either way: ask again until the deadline.
       if (localGone && (await registeredGone().catch(() => false))) return;
       if (Date.now() > deadline) {
         throw new IbexError('daemon', `the ibex daemon (pid ${pids.join(', ')}) has not stopped after ${timeoutS} s: it finishes the runs in progress first; wait and run "ibex stop" again, or end it with "kill ${pids.join(' ')}" (a killed daemon loses nothing)`);

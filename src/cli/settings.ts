@@ -12,7 +12,7 @@ import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
 import { printRows } from './config/common.js';
 import { dryRunDone, report, write } from '../config/context.js';
-import { parseStrategy as cliStrategy } from '../config/strategies.js';
+import { readStrategy } from '../config/strategies.js';
 import type { Context } from './context.js';
 
 /** A global setting ibex knows: its default, what it means, and how its value is checked. */
@@ -52,12 +52,8 @@ function milliseconds(name: string, value: string): string {
  */
 function strategy(name: string, value: string): string {
   const hint = 'use latest, skip, abort, random, source, target or custom (or a bucardo_* alias)';
-  let parsed: { strategy: string; dbs?: string[] };
-  try {
-    parsed = cliStrategy(value);
-  } catch {
-    throw usage(`bad value "${value}" for ${name}: ${hint}`);
-  }
+  const parsed = readStrategy(value);
+  if ('error' in parsed) throw usage(`bad value "${value}" for ${name}: ${hint}`);
   if (parsed.dbs) {
     throw usage(parsed.dbs.length > 1
       ? `bad value "${value}" for ${name}: a list of dbs belongs to one sync ("ibex update sync <name> conflict_strategy=${parsed.dbs.join(',')}"); ${hint}`

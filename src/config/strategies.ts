@@ -18,22 +18,32 @@ const BUCARDO_STRATEGIES: Record<string, string> = {
   bucardo_abort: 'abort',
 };
 
+/** A conflict strategy as read: the text to store and its db list, if it is one; or why it is not one. */
+export type StrategyReading = { strategy: string; dbs?: string[] } | { error: string };
+
 /**
- * Normalize a conflict strategy: one of ours, a Bucardo alias, or an ordered
- * list of db names (`B,A,C`, checked against the sync's dbs by the caller).
- * Returns the stored text and the db list, if it is one.
+ * Read a conflict strategy: one of ours, a Bucardo alias, or an ordered list of db names
+ * (`B,A,C`, checked against the sync's dbs by the caller). A value that is none of these is a
+ * reading with the error to show, not a throw: callers word it for their own option.
  */
-export function parseStrategy(value: string): { strategy: string; dbs?: string[] } {
+export function readStrategy(value: string): StrategyReading {
   const v = value.trim();
   const lower = v.toLowerCase();
   if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
   if (BUCARDO_STRATEGIES[lower]) return { strategy: BUCARDO_STRATEGIES[lower] };
   const dbs = v.split(/[\s,]+/).filter(Boolean);
   if (dbs.length === 0 || !dbs.every((d) => /^[A-Za-z][A-Za-z0-9_]*$/.test(d))) {
-    throw usage(`bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B`);
+    return { error: `bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B` };
   }
-  if (new Set(dbs).size !== dbs.length) throw usage(`conflict_strategy "${value}" names a db twice: name each db once`);
+  if (new Set(dbs).size !== dbs.length) return { error: `conflict_strategy "${value}" names a db twice: name each db once` };
   return { strategy: dbs.join(','), dbs };
+}
+
+/** `readStrategy`, with a usage error (exit 2) for a value that is not a strategy. */
+export function parseStrategy(value: string): { strategy: string; dbs?: string[] } {
+  const r = readStrategy(value);
+  if ('error' in r) throw usage(r.error);
+  return r;
 }
 
 /** The db list of a stored strategy, when it is one. */
