@@ -9,6 +9,7 @@ import { endQuietly, errorText, redact } from '../db/connect.js';
 import { customnamesOn, getSync, type DbRecord, type DbRoleName } from '../control/config-store.js';
 import { ExitCode, IbexError, configError, usage } from '../errors.js';
 import { createTarget } from '../targets/registry.js';
+import { tableSpec } from '../targets/spec.js';
 import type { Problem, TableSpec, Target, TargetKind, TargetParams } from '../targets/target.js';
 import { openDb, requireDb } from './dbs.js';
 import { displayRelation } from './names.js';
@@ -133,9 +134,8 @@ export async function probeTarget(db: DbRecord, verb: 'add' | 'update', open: Op
 }
 
 /**
- * The tables of a sync as a target sees them: the writable columns in source order with their
- * types, the key, and the name on that db (its customname, else the source table's name).
- * Read from the source db's catalog.
+ * The tables of a sync as a target sees them (targets/spec.ts), read from the source db's
+ * catalog, each with its name on that db: its customname, else the source table's name.
  */
 export async function tableSpecs(source: pg.Client, relations: readonly TargetRelation[], names: ReadonlyMap<number, string> = new Map()): Promise<TableSpec[]> {
   const out: TableSpec[] = [];
@@ -144,12 +144,7 @@ export async function tableSpecs(source: pg.Client, relations: readonly TargetRe
     const label = displayRelation(r.schemaname, r.relname);
     const info = await tableInfo(source, r.schemaname, r.relname);
     if (!info) throw configError(`table ${label} is missing on db ${r.db}: create it there or leave it out of the sync`);
-    out.push({
-      label, schema: r.schemaname, name: r.relname,
-      targetName: (r.id !== undefined ? names.get(r.id) : undefined) ?? r.relname,
-      columns: info.columns.filter((col) => !col.generated).map((col) => ({ name: col.name, type: col.type, notNull: col.notNull })),
-      keys: r.key_columns ?? [],
-    });
+    out.push(tableSpec(info, r.key_columns ?? [], r.id !== undefined ? names.get(r.id) : undefined));
   }
   return out;
 }

@@ -39,3 +39,25 @@ export async function createTarget(params: TargetParams): Promise<Target> {
   if (params.kind === 'postgres') throw new IbexError('internal', 'PostgreSQL dbs are opened through src/targets/postgres');
   return (await loadTargetModule(params.kind)).createTarget(params);
 }
+
+/** A configured db as the control store describes it (structurally: targets do not import control). */
+export interface ConfiguredDb {
+  name: string;
+  dbtype: string;
+  params: { host?: string | undefined; port?: number | undefined; dbname?: string | undefined; user?: string | undefined; password?: string | undefined; conn?: string | undefined };
+}
+
+/** The TargetParams of a configured non-PostgreSQL db. */
+export function targetParams(db: ConfiguredDb): TargetParams {
+  const kind = targetKind(db.dbtype);
+  if (!kind) throw new IbexError('config', `db ${db.name} has an unknown type "${db.dbtype}": use one of ${Object.keys(TARGET_KIND_ALIASES).join(', ')}`);
+  const { host, port, dbname, user, password, conn } = db.params;
+  return { name: db.name, kind, host, port, dbname, user, password, conn };
+}
+
+/** A connected Target for a configured non-PostgreSQL db. */
+export async function connectTarget(db: ConfiguredDb): Promise<Target> {
+  const t = await createTarget(targetParams(db));
+  await t.connect();
+  return t;
+}
