@@ -237,7 +237,17 @@ describe('configuring dbs that are not PostgreSQL', () => {
         const ddl = ok(await env.cli('schema', '--db=S', 'relgroup=g'));
         assert.match(ddl.out, /CREATE TABLE/);
         await run('sqlite3', [join(dir, 'target.db'), ddl.out]);
+        // update sync to a dbgroup with an empty SQLite file: checked the same way.
+        ok(await env.cli('add', 'db', 'S2', 'type=sqlite', `dbname=${join(dir, 'empty.db')}`));
+        ok(await env.cli('add', 'dbgroup', 'ds2', 'A:source', 'S2:target'));
         ok(await env.cli('add', 'sync', 'zs', 'relgroup=g', 'dbs=A:source,S:target'));
+        const beforeUpdate = await configDump();
+        const u = await env.cli('update', 'sync', 'zs', 'dbgroup=ds2');
+        assert.equal(u.code, 2, u.err);
+        assert.match(u.err, /^ibex: sync zs cannot write its tables to its target \(2 problems: db S2: public\.t1: .*\("ibex schema zs --db=S2" prints the DDL\), then try again\n/);
+        assert.equal(await configDump(), beforeUpdate, 'the configuration changed');
+        ok(await env.cli('remove', 'dbgroup', 'ds2'));
+        ok(await env.cli('remove', 'db', 'S2'));
         const schema = ok(await env.cli('schema', 'zs', '--db=S'));
         assert.equal(schema.out, ddl.out);
         ok(await env.cli('remove', 'sync', 'zs'));
@@ -260,6 +270,20 @@ describe('configuring dbs that are not PostgreSQL', () => {
         const dbs = JSON.parse(ok(await env.cli('list', 'dbs', 'MD', '--json')).out) as Record<string, unknown>[];
         assert.match(String(dbs[0]!.server_version), /MariaDB/);
         await refused(['add', 'db', 'MX', 'type=mariadb', 'dbname=nope_db_ibex', 'host=127.0.0.1', 'port=1', 'user=root'], /db MX \(mariadb\): .*: fix the connection options, or add it anyway with --force/, 1);
+        // A sync to it: refused while its table is missing, accepted once the printed DDL made it.
+        ok(await env.cli('add', 'relgroup', 'gm', 'public.t1'));
+        const before = await configDump();
+        const r1 = await env.cli('add', 'sync', 'zm', 'relgroup=gm', 'dbs=A:source,MD:target');
+        assert.equal(r1.code, 2, r1.err);
+        assert.match(r1.err, /^ibex: sync zm cannot write its tables to its target \(1 problem: db MD: public\.t1: .*\("ibex schema --db=MD tables=public\.t1 source=A" prints the DDL\), then try again\n {2}db MD: public\.t1: /);
+        assert.equal(await configDump(), before, 'the configuration changed');
+        const ddl = ok(await env.cli('schema', '--db=MD', 'relgroup=gm')).out;
+        await run('mariadb', ['-h', '127.0.0.1', '-P', '3306', '-u', 'root', name, '-e', ddl]);
+        ok(await env.cli('add', 'sync', 'zm', 'relgroup=gm', 'dbs=A:source,MD:target'));
+        assert.equal(ok(await env.cli('schema', 'zm', '--db=MD')).out, ddl);
+        ok(await env.cli('remove', 'sync', 'zm'));
+        ok(await env.cli('remove', 'dbgroup', 'zm'));
+        ok(await env.cli('remove', 'relgroup', 'gm'));
         ok(await env.cli('remove', 'db', 'MD'));
       } finally {
         await sql(`DROP DATABASE IF EXISTS ${name}`);
