@@ -4,7 +4,7 @@
  * sees them (TableSpecs), and checking them against every such target before a sync is written.
  */
 import type pg from 'pg';
-import { tableInfo } from '../db/catalog.js';
+import { tableInfo, type TableInfo } from '../db/catalog.js';
 import { endQuietly, errorText, redact } from '../db/connect.js';
 import { customnamesOn, getSync, type DbRecord, type DbRoleName } from '../control/config-store.js';
 import { ExitCode, IbexError, configError, usage } from '../errors.js';
@@ -133,34 +133,36 @@ export async function probeTarget(db: DbRecord, verb: 'add' | 'update', open: Op
   }
 }
 
-/**
- * The tables of a sync as a target sees them (targets/spec.ts), read from the source db's
- * catalog, each with its name on that db: its customname, else the source table's name.
- */
-export async function tableSpecs(source: pg.Client, relations: readonly TargetRelation[], names: ReadonlyMap<number, string> = new Map()): Promise<TableSpec[]> {
-  const out: TableSpec[] = [];
-  for (const r of relations) {
-    if (r.reltype !== 'table') continue;
-    const label = displayRelation(r.schemaname, r.relname);
-    const info = await tableInfo(source, r.schemaname, r.relname);
-    if (!info) throw configError(`table ${label} is missing on db ${r.db}: create it there or leave it out of the sync`);
-    out.push(tableSpec(info, r.key_columns ?? [], r.id !== undefined ? names.get(r.id) : undefined));
-  }
-  return out;
+/** A sync's tables as the source's catalog has them, to be told to each target (with its own names). */
+export interface SourceTables {
+  tables: { relation: TargetRelation; info: TableInfo }[];
+  /** The TableSpecs for one target db: each table under its customname there, else its own name. */
+  specsFor(target: string): Promise<TableSpec[]>;
 }
 
-/** The TableSpecs of these relations for one target db, read from their source db. */
-export async function specsFor(c: pg.Client, relations: readonly TargetRelation[], target: string): Promise<TableSpec[]> {
-  const tables = relations.filter((r) => r.reltype === 'table');
-  if (tables.length === 0) return [];
-  const source = await requireDb(c, tables[0]!.db);
-  const names = await customnamesOn(c, target, tables.flatMap((r) => (r.id !== undefined ? [r.id] : [])));
-  const client = await openDb(source);
-  try {
-    return await tableSpecs(client, tables, names);
-  } finally {
-    await endQuietly(client);
+/** Read the tables among these relations from their source db's catalog, once for every target. */
+export async function readSourceTables(c: pg.Client, relations: readonly TargetRelation[]): Promise<SourceTables> {
+  const tables: SourceTables['tables'] = [];
+  const wanted = relations.filter((r) => r.reltype === 'table');
+  if (wanted.length) {
+    const client = await openDb(await requireDb(c, wanted[0]!.db));
+    try {
+      for (const r of wanted) {
+        const info = await tableInfo(client, r.schemaname, r.relname);
+        if (!info) throw configError(`table ${displayRelation(r.schemaname, r.relname)} is missing on db ${r.db}: create it there or leave it out of the sync`);
+        tables.push({ relation: r, info });
+      }
+    } finally {
+      await endQuietly(client);
+    }
   }
+  return {
+    tables,
+    async specsFor(target) {
+      const names = await customnamesOn(c, target, tables.flatMap((t) => (t.relation.id !== undefined ? [t.relation.id] : [])));
+      return tables.map((t) => tableSpec(t.info, t.relation.key_columns ?? [], t.relation.id !== undefined ? names.get(t.relation.id) : undefined));
+    },
+  };
 }
 
 /** How to print the DDL of these tables for a db, before or after the sync exists. */
@@ -181,10 +183,11 @@ export async function checkTargets(
 ): Promise<void> {
   const targets = dbs.filter((d) => d.dbtype !== 'postgres' && plan.members.some((m) => m.db === d.name && m.role !== 'source'));
   if (targets.length === 0) return;
+  const source = await readSourceTables(c, plan.relations);
   const lines: string[] = [];
   const hints: string[] = [];
   for (const db of targets) {
-    const specs = await specsFor(c, plan.relations, db.name);
+    const specs = await source.specsFor(db.name);
     if (specs.length === 0) continue;
     const t = await openTarget(db, open, `remove db ${db.name} from sync ${plan.name}, or use a build with ${db.dbtype} targets`);
     let problems: Problem[];
