@@ -6,14 +6,16 @@
 import type pg from 'pg';
 import { findRelations, relationOid, tableInfo } from '../db/catalog.js';
 import {
-  addRelgroupMembers, getRelgroup, getSync, insertRelgroup, listRelations, relationsById, relationsNamed,
-  removeRelgroupMembers, syncsUsing, type DbRecord, type NewRelation, type RelationRecord,
+  addRelgroupMembers, deleteRelations, getDb, getRelgroup, getSync, insertRelation, insertRelgroup, listDbs, listRelations,
+  relationsById, relationsNamed, removeRelgroupMembers, setRelationStrategy, syncsUsing, type DbRecord, type NewRelation,
+  type RelationRecord,
 } from '../control/config-store.js';
 import { configError, notFound, usage } from '../errors.js';
 import { runInstallCapture } from './capture.js';
 import { report, write, type ConfigContext } from './context.js';
-import { listHint } from './dbs.js';
+import { listHint, requireDb } from './dbs.js';
 import { displayRelation, isExact, likeOf, parseRelationTerm, type RelationTerm } from './names.js';
+import { STRATEGIES, parseStrategy } from './strategies.js';
 import { planOf, validateSync, type RelationLike } from './sync-check.js';
 
 /** The `-n/-N/-t/-T` filters of `add all tables` (each may repeat). */
@@ -224,4 +226,57 @@ export async function planRelgroupAddition(ctx: ConfigContext, c: pg.Client, gro
       });
     },
   };
+}
+
+/** The db a relation command reads: the one named (db=), else the only postgres db. */
+export async function sourceDbFor(c: pg.Client, name: string | undefined, what: string): Promise<DbRecord> {
+  if (name) {
+    const db = await requireDb(c, name);
+    if (db.dbtype !== 'postgres') throw configError(`db ${name} is a ${db.dbtype} db: tables are registered from a postgres db (a source)`);
+    return db;
+  }
+  const pgDbs = (await listDbs(c)).filter((d) => d.dbtype === 'postgres');
+  if (pgDbs.length === 1) return pgDbs[0]!;
+  throw usage(`${what} needs db=<db>: name the db to read the ${what.includes('sequence') ? 'sequences' : 'tables'} from${pgDbs.length ? ` (one of ${pgDbs.map((d) => d.name).join(', ')})` : ' (add one with "ibex add db")'}`);
+}
+
+/** Check a per-table conflict_strategy= (a db list may only name registered dbs). */
+export async function checkRelationStrategy(c: pg.Client, value: string | undefined): Promise<string | null | undefined> {
+  if (value === undefined) return undefined;
+  if (value === '') return null;
+  const s = parseStrategy(value);
+  if (s.dbs?.length === 1 && !(await getDb(c, s.dbs[0]!))) {
+    throw usage(`conflict_strategy=${value} is neither a strategy (${STRATEGIES.join(', ')}) nor a registered db: use a strategy, or list dbs in order of preference (A,B)`);
+  }
+  for (const d of s.dbs ?? []) await requireDb(c, d);
+  return s.strategy;
+}
+
+/**
+ * Register relations and optionally put them in a relgroup, all in one
+ * transaction; a relgroup used by syncs is re-validated for each of them and
+ * their capture is brought up to date after the commit.
+ */
+export async function registerRelations(
+  ctx: ConfigContext, c: pg.Client, kind: RelKind, d: Discovery, group: string | undefined, strategy: string | null | undefined, announce?: () => void,
+): Promise<void> {
+  for (const r of d.found) r.conflict_strategy = strategy ?? null;
+  const plan = group ? await planRelgroupAddition(ctx, c, group, [...d.existing, ...d.found]) : undefined;
+  // Only once the relgroup's syncs accept the tables: a refused command prints nothing but its error.
+  announce?.();
+  const newIds: number[] = [];
+  await write(ctx, c, async () => {
+    for (const r of d.found) {
+      newIds.push(await insertRelation(c, r));
+      report(ctx, 'register', `${kind} ${displayRelation(r.schemaname, r.relname)} of db ${r.db}${kind === 'table' ? ` key ${keyText(r.key_columns)}${r.key_kind === 'unique' ? ` (unique index ${r.key_index})` : r.key_columns ? '' : ' (no key: fullcopy only)'}` : ''}`);
+    }
+    for (const r of d.existing) {
+      if (strategy !== undefined && r.conflict_strategy !== strategy) {
+        await setRelationStrategy(c, r.id, strategy);
+        report(ctx, 'set', `conflict_strategy=${strategy ?? '(the sync\'s)'} on ${kind} ${displayRelation(r.schemaname, r.relname)}`);
+      }
+    }
+    if (plan) await plan.apply([...d.existing.map((r) => r.id), ...newIds]);
+  });
+  if (plan) await plan.afterCommit(async () => deleteRelations(c, newIds));
 }

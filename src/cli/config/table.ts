@@ -2,76 +2,20 @@
  * `add | list | update | remove table|sequence` and `add all tables|sequences`:
  * registering relations of one db, with the key found in its catalog.
  */
-import type pg from 'pg';
 import { endQuietly } from '../../db/connect.js';
 import {
-  deleteRelations, getDb, insertRelation, listDbs, listRelations, listRelgroups, listSyncs, relgroupsOf, removeRelgroupMembers, setRelationStrategy, syncsUsing, type DbRecord,
+  deleteRelations, listRelations, listRelgroups, listSyncs, relgroupsOf, removeRelgroupMembers, syncsUsing,
 } from '../../control/config-store.js';
 import { configError, usage } from '../../errors.js';
 import { allowOnly } from '../args.js';
 import type { Context } from '../context.js';
 import { parseNounArgs, printRows } from './common.js';
 import { dryRunDone, report, write } from '../../config/context.js';
-import { openDb, requireDb } from '../../config/dbs.js';
+import { openDb } from '../../config/dbs.js';
 import { checkObjectName, displayRelation, parseRelationTerm } from '../../config/names.js';
-import { STRATEGIES, parseStrategy } from '../../config/strategies.js';
 import {
-  discover, keyText, planRelgroupAddition, registeredRelations, type Discovery, type RelKind,
+  checkRelationStrategy, discover, registerRelations, registeredRelations, sourceDbFor, type Discovery, type RelKind,
 } from '../../config/relations.js';
-
-/** The db a relation command works on: db=, else the only postgres db. */
-async function pickDb(c: pg.Client, options: Map<string, string>, what: string): Promise<DbRecord> {
-  const name = options.get('db');
-  if (name) {
-    const db = await requireDb(c, name);
-    if (db.dbtype !== 'postgres') throw configError(`db ${name} is a ${db.dbtype} db: tables are registered from a postgres db (a source)`);
-    return db;
-  }
-  const pgDbs = (await listDbs(c)).filter((d) => d.dbtype === 'postgres');
-  if (pgDbs.length === 1) return pgDbs[0]!;
-  throw usage(`${what} needs db=<db>: name the db to read the ${what.includes('sequence') ? 'sequences' : 'tables'} from${pgDbs.length ? ` (one of ${pgDbs.map((d) => d.name).join(', ')})` : ' (add one with "ibex add db")'}`);
-}
-
-/** Check a per-table conflict_strategy= (a db list may only name registered dbs). */
-async function tableStrategy(c: pg.Client, value: string | undefined): Promise<string | null | undefined> {
-  if (value === undefined) return undefined;
-  if (value === '') return null;
-  const s = parseStrategy(value);
-  if (s.dbs?.length === 1 && !(await getDb(c, s.dbs[0]!))) {
-    throw usage(`conflict_strategy=${value} is neither a strategy (${STRATEGIES.join(', ')}) nor a registered db: use a strategy, or list dbs in order of preference (A,B)`);
-  }
-  for (const d of s.dbs ?? []) await requireDb(c, d);
-  return s.strategy;
-}
-
-/**
- * Register relations and optionally put them in a relgroup, all in one
- * transaction; a relgroup used by syncs is re-validated for each of them and
- * their capture is brought up to date after the commit.
- */
-async function registerAndGroup(
-  ctx: Context, c: pg.Client, kind: RelKind, d: Discovery, group: string | undefined, strategy: string | null | undefined, announce?: () => void,
-): Promise<void> {
-  for (const r of d.found) r.conflict_strategy = strategy ?? null;
-  const plan = group ? await planRelgroupAddition(ctx, c, group, [...d.existing, ...d.found]) : undefined;
-  // Only once the relgroup's syncs accept the tables: a refused command prints nothing but its error.
-  announce?.();
-  const newIds: number[] = [];
-  await write(ctx, c, async () => {
-    for (const r of d.found) {
-      newIds.push(await insertRelation(c, r));
-      report(ctx, 'register', `${kind} ${displayRelation(r.schemaname, r.relname)} of db ${r.db}${kind === 'table' ? ` key ${keyText(r.key_columns)}${r.key_kind === 'unique' ? ` (unique index ${r.key_index})` : r.key_columns ? '' : ' (no key: fullcopy only)'}` : ''}`);
-    }
-    for (const r of d.existing) {
-      if (strategy !== undefined && r.conflict_strategy !== strategy) {
-        await setRelationStrategy(c, r.id, strategy);
-        report(ctx, 'set', `conflict_strategy=${strategy ?? '(the sync\'s)'} on ${kind} ${displayRelation(r.schemaname, r.relname)}`);
-      }
-    }
-    if (plan) await plan.apply([...d.existing.map((r) => r.id), ...newIds]);
-  });
-  if (plan) await plan.afterCommit(async () => deleteRelations(c, newIds));
-}
 
 function sayDiscovery(ctx: Context, kind: RelKind, d: Discovery): void {
   for (const r of d.existing) ctx.say(`${kind} ${displayRelation(r.schemaname, r.relname)} is already registered on db ${r.db}`);
@@ -88,8 +32,8 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
   if (options.has('relgroup') && options.has('herd')) throw usage('relgroup= and herd= are the same option: give it once');
   if (group !== undefined) checkObjectName('relgroup', group);
   await ctx.withControl(async (c) => {
-    const db = await pickDb(c, options, `add ${kind}`);
-    const strategy = await tableStrategy(c, options.get('conflict_strategy'));
+    const db = await sourceDbFor(c, options.get('db'), `add ${kind}`);
+    const strategy = await checkRelationStrategy(c, options.get('conflict_strategy'));
     const client = await openDb(db);
     let d: Discovery;
     try {
@@ -103,7 +47,7 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
         throw configError(`${kind} ${label} is already registered on db ${r.db} with conflict_strategy=${r.conflict_strategy ?? '(the sync\'s)'}: change it with "ibex update ${kind} ${label} db=${r.db} conflict_strategy=${strategy ?? ''}"`);
       }
     }
-    await registerAndGroup(ctx, c, kind, d, group, strategy, () => sayDiscovery(ctx, kind, d));
+    await registerRelations(ctx, c, kind, d, group, strategy, () => sayDiscovery(ctx, kind, d));
     if (d.found.length === 0 && !group && strategy === undefined) ctx.say(`nothing new to register on db ${db.name}`);
     dryRunDone(ctx);
   });
@@ -117,7 +61,7 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
   const group = options.get('relgroup') ?? options.get('herd');
   if (group !== undefined) checkObjectName('relgroup', group);
   await ctx.withControl(async (c) => {
-    const db = await pickDb(c, options, `add all ${kind}s`);
+    const db = await sourceDbFor(c, options.get('db'), `add all ${kind}s`);
     const client = await openDb(db);
     let d: Discovery;
     try {
@@ -125,7 +69,7 @@ export async function addAllRelations(ctx: Context, kind: RelKind, args: string[
     } finally {
       await endQuietly(client);
     }
-    await registerAndGroup(ctx, c, kind, d, group, undefined, () => sayDiscovery(ctx, kind, d));
+    await registerRelations(ctx, c, kind, d, group, undefined, () => sayDiscovery(ctx, kind, d));
     ctx.say(`new ${kind}s: ${d.found.length}, already registered: ${d.existing.length}, skipped: ${d.skipped.length}`);
     dryRunDone(ctx);
   });
@@ -179,8 +123,8 @@ export async function updateRelations(ctx: Context, kind: RelKind, args: string[
   if (group !== undefined) checkObjectName('relgroup', group);
   await ctx.withControl(async (c) => {
     const rels = await registeredRelations(c, kind, words, options.get('db'));
-    const strategy = await tableStrategy(c, options.get('conflict_strategy'));
-    await registerAndGroup(ctx, c, kind, { found: [], existing: rels, skipped: [] }, group, strategy);
+    const strategy = await checkRelationStrategy(c, options.get('conflict_strategy'));
+    await registerRelations(ctx, c, kind, { found: [], existing: rels, skipped: [] }, group, strategy);
     dryRunDone(ctx);
   });
 }
