@@ -351,9 +351,9 @@ export class Daemon {
     if (!c) return;
     const rows = await store.readDaemonSyncs(c);
     // The pause after busy runs (a global setting; see the scheduler's settleOutcome).
-    const pause = await readSetting(c, 'run_pause_max_ms');
-    const ms = pause === undefined ? RUN_PAUSE_MAX_MS_DEFAULT : Number(pause);
-    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: pause }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
+    const setting = await readSetting(c, 'run_pause_max_ms');
+    const ms = setting === undefined ? RUN_PAUSE_MAX_MS_DEFAULT : Number(setting);
+    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: setting }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
     this.pauseMaxMs = Number.isInteger(ms) && ms >= 0 ? ms : RUN_PAUSE_MAX_MS_DEFAULT;
     const byName = new Map(rows.map((r) => [r.name, r]));
     for (const name of [...this.managed.keys()]) {
