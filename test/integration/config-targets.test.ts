@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { useClusters, ok, fails, waitFor, type CliResult } from '../helpers/env.js';
 import { openControl } from '../../src/control/connection.js';
 import { getDb, type DbRecord } from '../../src/control/config-store.js';
+import { loadSyncConfig } from '../../src/control/sync-config.js';
 import { checkTargets, type OpenTarget } from '../../src/config/targets.js';
 import { schemaStatements } from '../../src/config/schema.js';
 import { IbexError } from '../../src/errors.js';
@@ -211,6 +212,14 @@ describe('configuring dbs that are not PostgreSQL', () => {
       const byTables = ok(await env.cli('schema', '--db=B', 'tables=public.t2', 'source=A'));
       assert.match(byTables.out, /^CREATE TABLE "public"\."t2" \(/);
       assert.equal(ok(await env.cli('schema', '--db=B', 'relgroup=g')).out, r.out);
+      // The engine is told each table's customnames with the sync's configuration.
+      const c = await openControl(env.controlUrl);
+      try {
+        const cfg = await loadSyncConfig(c, 'pg');
+        assert.deepEqual(cfg.relations.map((x) => [x.name, x.customnames]), [['t1', { M: 't_one' }], ['t2', {}]]);
+      } finally {
+        await c.end();
+      }
       ok(await env.cli('remove', 'sync', 'pg'));
     });
 
