@@ -149,6 +149,21 @@ describe('configuring dbs that are not PostgreSQL', () => {
     assert.match(text.out, /pass=\*{8}/);
   });
 
+  it('reads pass=- of another type of db from IBEX_PASSWORD, and stores it hidden', async () => {
+    process.env.IBEX_PASSWORD = 'fromEnvS3cret';
+    try {
+      const r = ok(await env.cli('add', 'db', 'O2', 'type=oracle', 'conn=//h:1521/svc', 'user=u', 'pass=-', '--force'));
+      assert.doesNotMatch(r.out, /fromEnvS3cret/);
+    } finally {
+      delete process.env.IBEX_PASSWORD;
+    }
+    const rows = await env.query(0, `SELECT dbpass FROM ibex.db WHERE name = 'O2'`, [], 'ibexctl');
+    assert.equal(rows[0]!.dbpass, 'fromEnvS3cret');
+    const dbs = JSON.parse(ok(await env.cli('list', 'dbs', 'O2', '--json')).out) as Record<string, unknown>[];
+    assert.equal(dbs[0]!.pass, '********');
+    ok(await env.cli('remove', 'db', 'O2'));
+  });
+
   it('refuses a db of another type as a source, naming it and its type', async () => {
     await refused(['add', 'sync', 'z', 'relgroup=g', 'dbs=M:source,A:target'], /db M is a mariadb db and cannot be a source: only postgres dbs can be sources; make it a target \(M:target\)/);
     await refused(['add', 'dbgroup', 'dg', 'A:source', 'G:source'], /db G is a mongo db and cannot be a source/);
@@ -279,6 +294,9 @@ describe('configuring dbs that are not PostgreSQL', () => {
         const dbs = JSON.parse(ok(await env.cli('list', 'dbs', 'MD', '--json')).out) as Record<string, unknown>[];
         assert.match(String(dbs[0]!.server_version), /MariaDB/);
         await refused(['add', 'db', 'MX', 'type=mariadb', 'dbname=nope_db_ibex', 'host=127.0.0.1', 'port=1', 'user=root'], /db MX \(mariadb\): .*: fix the connection options, or add it anyway with --force/, 1);
+        const denied = await env.cli('add', 'db', 'MX', 'type=mariadb', `dbname=${name}`, 'host=127.0.0.1', 'port=3306', 'user=ibex_no_such_user', 'pass=wrongS3cret');
+        fails(denied, 1, /db MX \(mariadb\): .*: fix the connection options, or add it anyway with --force/);
+        assert.doesNotMatch(denied.err + denied.out, /wrongS3cret/);
         // A sync to it: refused while its table is missing, accepted once the printed DDL made it.
         ok(await env.cli('add', 'relgroup', 'gm', 'public.t1'));
         const before = await configDump();
