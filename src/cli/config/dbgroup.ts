@@ -15,7 +15,6 @@ import { checkObjectName, matchesFilter } from '../../config/names.js';
 import { planOf, validateSync } from '../../config/sync-check.js';
 import { checkMembers } from '../../config/sync.js';
 
-
 function membersText(members: readonly { db: string; role: string }[]): string {
   return members.map((m) => `${m.db}:${m.role}`).join(' ');
 }

@@ -44,7 +44,6 @@ function parseOptions(o: Map<string, string>): OptionValues {
   return out as OptionValues;
 }
 
-
 /** `ibex add sync <name> relgroup=<g>|tables=<t,…> dbs=<A:source,…>|dbgroup=<g> [options]` */
 export async function addSync(ctx: Context, args: string[]): Promise<void> {
   const { words, options: raw } = parseNounArgs(args, 'add sync');
