@@ -157,3 +157,17 @@ function readersByDb(rows: Record<string, unknown>[]): Map<string, Set<string>> 
   }
   return out;
 }
+
+/** Tie a kick to the run that serves it. */
+export async function takeKick(control: pg.Client, kickId: number, runId: number): Promise<void> {
+  await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [runId, kickId]);
+}
+
+/** A global setting's value; settings-store.ts is where settings are read and written. */
+export { readSetting } from './settings-store.js';
+
+/** Every sync's cursor snapshot on one db (the oldest decides what may be purged there). */
+export async function cursorsOnDb(control: pg.Client, db: string): Promise<string[]> {
+  const r = await control.query(`SELECT snapshot FROM ibex.cursor WHERE db = $1`, [db]);
+  return r.rows.map((x) => String(x.snapshot));
+}

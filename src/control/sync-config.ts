@@ -28,7 +28,7 @@ export interface SyncRelation {
   conflictStrategy: string | null;
   priority: number;
   /** The table's name on dbs that give it another (`ibex add customname`), by db; else its own name there. */
-  customnames: Record<string, string>;
+  customnames?: Record<string, string>;
 }
 
 /** Everything the engine needs about one sync. */

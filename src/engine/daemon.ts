@@ -250,9 +250,9 @@ export class Daemon {
   private async shutdownSteps(reason: string): Promise<void> {
     this.log.info({ reason }, 'daemon stopping: waiting for the runs in progress');
     for (const l of this.loops) this.timers.clearTimeout(l.handle);
-    await this.reconciling.catch(() => {});
+    await this.reconciling.catch(() => {}); // best effort: a failed reconcile was logged where it ran; stopping goes on
     const unanswered = await this.scheduler.stop();
-    await this.servingKicks?.catch(() => {});
+    await this.servingKicks?.catch(() => {}); // best effort: kick serving logs its own failures; stopping goes on
     await Promise.allSettled([...this.inflight]);
     const c = this.control.client();
     if (c && unanswered.length) await store.releaseKicks(c, unanswered).catch((err) => this.log.warn({ err: errorText(err) }, 'could not hand back kicks'));
@@ -260,7 +260,7 @@ export class Daemon {
     // Nobody will listen: stop the triggers from notifying.
     await Promise.all([...this.listeners.entries()].map(async ([db, l]) => {
       const lc = l.client();
-      if (lc) await setIdle(lc, false).catch(() => {});
+      if (lc) await setIdle(lc, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
       await l.close();
       this.wake.forget(db);
     }));
@@ -378,7 +378,7 @@ export class Daemon {
         await this.adopt(c, leased);
       } catch (err) {
         // Leases are re-entrant on one session: give back those not adopted, or they would never be freed.
-        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {});
+        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
         throw err;
       }
     }
@@ -392,7 +392,7 @@ export class Daemon {
       if (full || changed) {
         void this.scheduler.maintain(r.name, async () => {
           await this.load(m);
-        }).catch(() => {});
+        }).catch(() => {}); // load() records its failure in the scheduler state
       }
     }
     this.refreshListeners();
@@ -413,7 +413,7 @@ export class Daemon {
         runner = (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log });
       } catch (err) {
         log.error({ err: redact(errorText(err)) }, 'cannot create the runner of this sync; not running it');
-        await store.releaseLease(c, r.name).catch(() => {});
+        await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
         return;
       }
       const m: Managed = { row: r, runner, loaded: false, log };
@@ -423,7 +423,7 @@ export class Daemon {
         lastError: seed.lastError ?? undefined, lastErrorAt: seed.lastErrorAt ?? undefined, attempts: seed.attempts,
       } : {});
       // Loading may wait on an unreachable db: do it before the first run, not before the daemon is ready.
-      void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {});
+      void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {}); // load() records its failure in the scheduler state
       log.info({ status: r.status, sources: r.sources, autokick: r.autokick }, 'running sync');
     }));
   }
@@ -437,8 +437,8 @@ export class Daemon {
     await m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'));
     const c = this.control.client();
     if (c) {
-      if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {});
-      if (release) await store.releaseLease(c, name).catch(() => {});
+      if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {}); // best effort: kicks not released are taken again when the sync next runs
+      if (release) await store.releaseLease(c, name).catch(() => {}); // best effort: the lease also ends with this session
     }
     this.refreshListeners();
   }
@@ -482,7 +482,7 @@ export class Daemon {
           const n = await store.terminateSyncSessions(s, syncs);
           if (n) this.log.info({ db, sessions: n }, 'ended stale ibex sessions');
         } finally {
-          await s.end().catch(() => {});
+          await s.end().catch(() => {}); // best effort: closing a one-off session
         }
       } catch (err) {
         this.log.warn({ db, err: redact(errorText(err), p.params.password) }, 'could not end stale ibex sessions on this db');
@@ -677,7 +677,7 @@ export class Daemon {
           try {
             await listenWake(c, () => this.wake.wake(db));
           } catch (err) {
-            await c.end().catch(() => {});
+            await c.end().catch(() => {}); // best effort: the session failed already; it is replaced
             throw err;
           }
           return c;
@@ -694,7 +694,7 @@ export class Daemon {
       this.wake.forget(db);
       void (async () => {
         const c = l.client();
-        if (c) await setIdle(c, false).catch(() => {});
+        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
         await l.close();
       })();
     }

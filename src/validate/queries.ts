@@ -6,6 +6,7 @@
 import { ident, literal as lit, raw } from '../db/ident.js';
 import type { TablePlan } from '../engine/plan.js';
 import { forSync, unconsumed } from '../engine/window.js';
+import { upsertSql } from '../targets/postgres/postgres-dialect.js';
 
 /** Seed of the bucket hash (any constant; the row hash uses 0, so the two are independent). */
 const BUCKET_SEED = 1729;
@@ -159,10 +160,6 @@ export function repairDeleteSql(p: TablePlan): string {
 /** On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user delete triggers). */
 export function repairUpsertSql(p: TablePlan): string {
   const t = repairTemps(p);
-  const update = p.nonKeyCols.length
-    ? `DO UPDATE SET ${p.nonKeyCols.map((c) => `${ident(c).text} = EXCLUDED.${ident(c).text}`).join(', ')}`
-    : 'DO NOTHING';
-  return `INSERT INTO ${p.q} (${p.colList}) SELECT ${cols(p.cols, 's')} FROM ${t.stage} s
-           WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)
-          ON CONFLICT (${p.keyList}) ${update}`;
+  return upsertSql(p, `SELECT ${cols(p.cols, 's')} FROM ${t.stage} s
+           WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)`);
 }

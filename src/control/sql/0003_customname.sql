@@ -1,4 +1,4 @@
--- 0002: customname (a table's name on one target db) and dbs reached by a connection string alone
+-- 0003: customname (a table's name on one target db) and dbs reached by a connection string alone
 -- Bucardo's customname: a target whose table has another name than the source's (a MySQL
 -- table without the schema, a legacy name). One name per table and db; it goes with the table.
 CREATE TABLE ibex.customname (
