@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis as RedisClient, ChainableCommander } from 'ioredis';
 import { IbexError } from '../../errors.js';
+import { canonicalText } from '../codec.js';
 import type {
   KeyRow,
   Problem,
@@ -352,7 +353,10 @@ export class RedisTarget implements Target {
     }
   }
 
-  /** Every row of the table, its key values unescaped from the key and missing fields NULL. */
+  /**
+   * Every row of the table, its key values unescaped from the key, missing fields NULL, and each
+   * value in the codec's canonical text.
+   */
   async *scan(table: TableSpec): AsyncIterable<TextRow> {
     const layout = rowLayout(table);
     let cursor = '0';
@@ -374,8 +378,18 @@ export class RedisTarget implements Target {
         if (err) continue; // not a hash: check() reports it
         const h = hash as Record<string, string>;
         if (Object.keys(h).length === 0) continue; // removed between SCAN and HGETALL
-        yield rowFromHash(table, layout, parseRowKey(table, batch[i]!)!, h);
+        const row = rowFromHash(table, layout, parseRowKey(table, batch[i]!)!, h);
+        yield row.map((v, c) => canonicalOrAsIs(table.columns[c]!.type, v));
       }
     } while (cursor !== '0');
+  }
+}
+
+/** The canonical text of a stored value; a value the codec cannot read stays as stored, so validate reports it. */
+function canonicalOrAsIs(type: string, text: string | null): string | null {
+  try {
+    return canonicalText(type, text);
+  } catch {
+    return text;
   }
 }
