@@ -1,14 +1,15 @@
 /**
  * The Oracle target with the real node-oracledb driver (thin mode). No Oracle server runs here:
- * only the unreachable path is checked locally; the round trip needs IBEX_TEST_ORACLE_URL
+ * only the unreachable path is checked locally; the shared contract needs IBEX_TEST_ORACLE_URL
  * (`user/password@host:port/service`).
  */
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { IbexError } from '../../src/errors.js';
-import type { TableSpec } from '../../src/targets/target.js';
 import { createTarget } from '../../src/targets/oracle/oracle-target.js';
 import { freePort } from '../helpers/redis-server.js';
+import { targetContract } from '../helpers/target-contract.js';
 
 describe('oracle target with node-oracledb', () => {
   it('fails a closed port in one line that holds no password', async () => {
@@ -25,35 +26,48 @@ describe('oracle target with node-oracledb', () => {
   });
 });
 
+// The shared contract against a live server, only when one is given (none can run here):
+// IBEX_TEST_ORACLE_URL is `user/password@connect-string`.
 const url = process.env.IBEX_TEST_ORACLE_URL;
-describe('oracle target against a real server', { skip: url ? false : 'IBEX_TEST_ORACLE_URL is not set (no Oracle server runs here)' }, () => {
-  it('round-trips rows through a live server in one transaction', async () => {
-    const m = /^([^/]+)\/([^@]*)@(.+)$/.exec(url ?? '');
-    assert.ok(m, 'IBEX_TEST_ORACLE_URL must be user/password@connect-string');
-    const t = createTarget({ name: 'live', kind: 'oracle', user: m[1], password: m[2], conn: m[3] });
-    const T: TableSpec = {
-      label: 'public.ibex_t', schema: 'public', name: 'ibex_t', targetName: `ibex_t_${process.pid}`,
-      columns: [{ name: 'id', type: 'bigint', notNull: true }, { name: 'v', type: 'text', notNull: false }, { name: 'at', type: 'timestamp with time zone', notNull: false }],
-      keys: ['id'],
-    };
-    await t.connect();
-    const raw = (t as unknown as { conn: { execute(sql: string): Promise<unknown> } }).conn;
-    await raw.execute(t.createTableSql(T)[0]!);
-    try {
-      await t.begin();
-      await t.readProgress('s');
-      await t.upsertRows(T, [['1', 'one', '2024-01-02 03:04:05.123456+00'], ['2', 'two', null]]);
-      await t.upsertRows(T, [['1', 'uno', null]]);
-      assert.equal(await t.deleteKeys(T, [['2']]), 1);
-      await t.writeProgress('s', [{ source: 'A', snapshot: '1:1:', run: 1 }]);
-      await t.commit();
-      const rows = [];
-      for await (const r of t.scan(T)) rows.push(r);
-      assert.deepEqual(rows, [['1', 'uno', null]]);
-      assert.deepEqual(await t.readProgress('s'), [{ source: 'A', snapshot: '1:1:', run: 1 }]);
-    } finally {
-      await raw.execute(`DROP TABLE "${T.targetName}" PURGE`);
-      await t.close();
-    }
+const live = /^([^/]+)\/([^@]*)@(.+)$/.exec(url ?? '');
+if (live) {
+  const [, user, password, conn] = live as unknown as [string, string, string, string];
+  const oracledb = createRequire(import.meta.url)('oracledb') as {
+    getConnection(a: Record<string, unknown>): Promise<{ execute(sql: string): Promise<unknown>; close(): Promise<void> }>;
+  };
+  targetContract(
+    'oracle (live server)',
+    async (tables) => {
+      const target = createTarget({ name: 'live', kind: 'oracle', user, password, conn });
+      const admin = await oracledb.getConnection({ user, password, connectString: conn });
+      for (const t of tables) for (const sql of target.createTableSql(t)) await admin.execute(sql);
+      const cleanup = async (): Promise<void> => {
+        for (const t of tables) await admin.execute(`DROP TABLE "${t.targetName}" PURGE`).catch(() => undefined);
+        await admin.close();
+      };
+      return { target, cleanup };
+    },
+    {
+      skip: {
+        roundTrip: "its rows hold '' in text columns, which Oracle stores as NULL: ibex refuses them (docs/targets.md, Oracle)",
+        awkward: "its rows hold '' in a text column, which Oracle stores as NULL: ibex refuses them (docs/targets.md, Oracle)",
+      },
+      refused: [
+        { type: 'numeric', value: 'NaN' },
+        { type: 'numeric', value: 'Infinity' },
+        { type: 'numeric', value: '-Infinity' },
+        { type: 'timestamp with time zone', value: 'infinity' },
+        { type: 'timestamp with time zone', value: '-infinity' },
+        { type: 'timestamp with time zone', value: '0044-03-15 12:00:00+00 BC' },
+        { type: 'timestamp with time zone', value: '20000-01-01 00:00:00+00' },
+        { type: 'timestamp without time zone', value: 'infinity' },
+        { type: 'date', value: '-infinity' },
+        { type: 'date', value: '0001-01-01 BC' },
+      ],
+    },
+  );
+} else {
+  describe('oracle: target contract', { skip: 'IBEX_TEST_ORACLE_URL is not set (no Oracle server runs here)' }, () => {
+    it('runs the shared contract against a live server', () => undefined);
   });
-});
+}

@@ -8,6 +8,28 @@ import { IbexError } from '../../src/errors.js';
 import type { TableSpec, Target, TextRow } from '../../src/targets/target.js';
 import { createTarget, forgetSeenServers } from '../../src/targets/redis/redis-target.js';
 import { freePort, privateRedis, type RedisServer } from '../helpers/redis-server.js';
+import { targetContract } from '../helpers/target-contract.js';
+
+// The shared contract on one private server, each case in a logical database of its own (so
+// what one case leaves does not meet the next, and nothing needs flushing).
+let contractServer: RedisServer | undefined;
+let contractDb = 0;
+after(async () => {
+  await contractServer?.destroy();
+});
+targetContract(
+  'redis',
+  async () => {
+    if (contractServer === undefined) {
+      contractServer = await privateRedis();
+      await contractServer.start(['--databases', '64']);
+    }
+    contractDb += 1;
+    const target = createTarget({ name: 'rc', kind: 'redis', host: '127.0.0.1', port: contractServer.port, dbname: String(contractDb) });
+    return { target, cleanup: async () => undefined };
+  },
+  { skip: { rollback: 'Redis has no rollback: a run is not transactional (caps.transactional is false)' } },
+);
 
 function table(targetName: string, columns: [string, string][], keys: string[]): TableSpec {
   return {
