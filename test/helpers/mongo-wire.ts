@@ -32,13 +32,18 @@ export interface WireCommand {
   items: Document[];
 }
 
-/** A test's answer to a command; undefined for the default success. */
+/**
+ * A test's answer to a command; undefined for the default success. A `$delayMs` field in the
+ * answer holds the reply back that long (and is not sent).
+ */
 export type Script = (cmd: WireCommand, nth: number) => Document | undefined;
 
 /** A running peer. */
 export interface MongoWire {
   url: string;
   commands: WireCommand[];
+  /** What happened in order: `recv <name> <collection>` and `reply <name> <collection>`. */
+  events: string[];
   /** Commands other than the handshake and session bookkeeping. */
   writes(): WireCommand[];
   script: Script | undefined;
@@ -65,10 +70,12 @@ export async function startMongoWire(): Promise<MongoWire> {
   const wire: MongoWire = {
     url: '',
     commands: [],
+    events: [],
     writes: () => wire.commands.filter((c) => !QUIET.has(c.name)),
     script: undefined,
     reset: () => {
       wire.commands.length = 0;
+      wire.events.length = 0;
       wire.script = undefined;
       counts.clear();
     },
@@ -88,27 +95,35 @@ export async function startMongoWire(): Promise<MongoWire> {
     wire.commands.push(cmd);
     const nth = counts.get(name) ?? 0;
     counts.set(name, nth + 1);
+    const label = `${name} ${String(doc[name])}`;
+    wire.events.push(`recv ${label}`);
+    const send = (reply: Document): void => {
+      wire.events.push(`reply ${label}`);
+      req.reply(reply);
+    };
     const scripted = wire.script?.(cmd, nth);
     if (scripted !== undefined) {
-      req.reply(scripted);
+      const { $delayMs, ...reply } = scripted;
+      if (typeof $delayMs === 'number') setTimeout(() => send(reply), $delayMs);
+      else send(reply);
       return;
     }
     switch (name) {
       case 'update':
-        req.reply({ ok: 1, n: items.length, nModified: 0 });
+        send({ ok: 1, n: items.length, nModified: 0 });
         return;
       case 'delete':
-        req.reply({ ok: 1, n: items.length });
+        send({ ok: 1, n: items.length });
         return;
       case 'find':
-        req.reply({ ok: 1, cursor: { id: peerBson.Long.ZERO, ns: `${cmd.db}.${String(doc.find)}`, firstBatch: [] } });
+        send({ ok: 1, cursor: { id: peerBson.Long.ZERO, ns: `${cmd.db}.${String(doc.find)}`, firstBatch: [] } });
         return;
       case 'buildInfo':
       case 'buildinfo':
-        req.reply({ ok: 1, version: '7.0.99-wire-peer' });
+        send({ ok: 1, version: '7.0.99-wire-peer' });
         return;
       default:
-        req.reply({ ok: 1 });
+        send({ ok: 1 });
     }
   });
   wire.url = `mongodb://${server.uri()}/?directConnection=true`;

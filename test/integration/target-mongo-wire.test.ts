@@ -126,6 +126,8 @@ describe('mongo target on the wire', () => {
   });
 
   it('writes the progress record after the data writes were acknowledged', async () => {
+    // The data's acknowledgement is held back: progress must not be sent before it arrives.
+    wire.script = (cmd) => (cmd.name === 'update' && cmd.doc.update === 'pairs' ? { ok: 1, n: 1, $delayMs: 150 } : undefined);
     await target.begin();
     await target.deleteKeys(ITEMS, [['5']]);
     await target.upsertRows(PAIRS, [['1', 'x', 'v']]);
@@ -137,6 +139,8 @@ describe('mongo target on the wire', () => {
       { q: { _id: { sync: 's1', source: 'A' } }, u: { _id: { sync: 's1', source: 'A' }, snapshot: '10:12:11', run: 4 }, upsert: true },
     ]);
     assert.deepEqual(w[2]!.doc.writeConcern, { w: 'majority', j: true });
+    const ev = wire.events.filter((e) => !e.includes('endSessions'));
+    assert.ok(ev.indexOf('reply update pairs') < ev.indexOf('recv update ibex_progress'), ev.join(', '));
   });
 
   it('reads progress records of its sync only', async () => {
