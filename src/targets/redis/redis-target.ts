@@ -43,7 +43,7 @@ import {
 /** Commands per MULTI chunk: large enough to amortise round trips, small enough to keep EXEC short. */
 export const CHUNK_COMMANDS = 1000;
 /** Chunks in flight at once on the one connection (pipelining without unbounded memory). */
-const CHUNKS_IN_FLIGHT = 8;
+const CHUNKS_IN_FLIGHT = 16;
 /** Keys asked for per SCAN step. */
 const SCAN_COUNT = 1000;
 /** Keys `check` samples per table. */
