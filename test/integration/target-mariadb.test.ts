@@ -121,6 +121,31 @@ describe('mariadb target: check()', () => {
   });
 });
 
+describe('mariadb target: the silent-corruption cases stay apart', () => {
+  it('keeps keys differing only in case or trailing blanks as separate rows, and a key 0 in an AUTO_INCREMENT column as 0', async () => {
+    const target = mariadb(db.dbname);
+    const t = spec('apart', [['k', 'text'], ['v', 'integer']], ['k']);
+    for (const s of target.createTableSql(t)) await admin.query(s);
+    await admin.query('CREATE TABLE apart_auto (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=InnoDB');
+    const auto = spec('apart_auto', [['id', 'integer'], ['v', 'text']], ['id']);
+    try {
+      await target.connect();
+      await target.begin();
+      await target.upsertRows(t, [['abc', '1'], ['ABC', '2'], ['x', '3'], ['x ', '4'], ['x  ', '5']]);
+      await target.upsertRows(auto, [['5', 'five'], ['0', 'zero']]);
+      await target.commit();
+      const rows: TextRow[] = [];
+      for await (const r of target.scan(t)) rows.push(r);
+      assert.deepEqual(rows.map((r) => r.join('=')).sort(), ['ABC=2', 'abc=1', 'x=3', 'x =4', 'x  =5'].sort());
+      const autoRows: TextRow[] = [];
+      for await (const r of target.scan(auto)) autoRows.push(r);
+      assert.deepEqual(autoRows, [['0', 'zero'], ['5', 'five']]);
+    } finally {
+      await target.close();
+    }
+  });
+});
+
 describe('mariadb target: server killed mid-run', () => {
   let srv: PrivateMariadb;
   before(async () => {
@@ -153,10 +178,11 @@ describe('mariadb target: server killed mid-run', () => {
     await first.deleteKeys(t, [['1']]);
     await first.writeProgress('s1', [{ source: 'A', snapshot: '2:2:', run: 2 }]);
     await srv.kill();
-    await first.close();
+    await first.rollback();
     await srv.start();
 
-    const second = mariadb('crashdb', srv.port);
+    // The same target object reconnects: its dead session is noticed and replaced.
+    const second = first;
     try {
       await second.connect();
       const seen: TextRow[] = [];

@@ -6,6 +6,7 @@
 import type { Connection as CoreConnection } from 'mysql2';
 import type * as Mysql2 from 'mysql2/promise';
 import type { Connection, FieldPacket, ResultSetHeader } from 'mysql2/promise';
+import { userInfo } from 'node:os';
 import { IbexError } from '../../errors.js';
 import { canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType } from '../codec.js';
 import type {
@@ -200,6 +201,8 @@ class MysqlTarget implements Target {
   private readonly params: TargetParams;
   private readonly flavor: MysqlFlavor;
   private conn: Connection | null = null;
+  /** The session died (server restart, network): the next connect() opens a new one. */
+  private broken = false;
   private maxPacket = 16 << 20;
   private version = '';
   private progressReady = false;
@@ -233,7 +236,8 @@ class MysqlTarget implements Target {
   }
 
   async connect(): Promise<void> {
-    if (this.conn !== null) return;
+    if (this.conn !== null && !this.broken) return;
+    if (this.conn !== null) await this.close();
     const where = `${this.params.host ?? '127.0.0.1'}:${this.params.port ?? 3306}/${this.params.dbname}`;
     let mysql: typeof Mysql2;
     try {
@@ -245,7 +249,8 @@ class MysqlTarget implements Target {
       this.conn = await mysql.createConnection({
         host: this.params.host ?? '127.0.0.1',
         port: this.params.port ?? 3306,
-        user: this.params.user ?? 'root',
+        // As the mysql client does: the login name when no user is configured.
+        user: this.params.user ?? userInfo().username,
         password: this.params.password ?? '',
         database: this.params.dbname,
         charset: 'utf8mb4',
@@ -257,6 +262,11 @@ class MysqlTarget implements Target {
         jsonStrings: true,
         connectTimeout: 10_000,
         maxPreparedStatements: 256,
+      });
+      this.broken = false;
+      // A fatal error with no command waiting is emitted as an event; unheard, it would end the process.
+      this.conn.on('error', () => {
+        this.broken = true;
       });
     } catch (e) {
       throw new IbexError('unreachable', `db ${this.name}: cannot connect to ${this.kind} at ${where}: ${(e as Error).message}`, { cause: e });
