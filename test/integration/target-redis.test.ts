@@ -178,10 +178,12 @@ describe('redis target', () => {
   it('reports keys under a table prefix that are not its hashes', async () => {
     const odd = table('odd', [['id', 'integer'], ['v', 'text']], ['id']);
     await raw.set('odd:1', 'a string');
-    const problems = await target.check([odd, T]);
-    assert.equal(problems.length, 1);
-    assert.equal(problems[0]!.table, 'public.odd');
+    const mine = table('ibex', [['id', 'text'], ['v', 'text']], ['id']);
+    const problems = await target.check([odd, T, mine]);
+    assert.deepEqual(problems.map((p) => p.table), ['public.odd', 'public.ibex']);
     assert.match(problems[0]!.message, /not hashes/);
+    assert.match(problems[1]!.message, /would start with "ibex:", where ibex keeps its progress/);
+    await assert.rejects(target.upsertRows(mine, [['marker', 'x']]), /would start with "ibex:"/);
     assert.deepEqual(target.createTableSql(odd), []);
   });
 });

@@ -23,6 +23,8 @@ describe('mongo dialect', () => {
     assert.ok(dec instanceof Decimal128 && dec.toString() === '1E-7');
     assert.equal(toBson(kit, 'numeric', '1' + '0'.repeat(34), 'c'), '1' + '0'.repeat(34));
     assert.ok(toBson(kit, 'numeric', '9'.repeat(34), 'c') instanceof Decimal128);
+    const tiny = '0.' + '0'.repeat(7000) + '1';
+    assert.equal(toBson(kit, 'numeric', tiny, 'c'), tiny, "beyond Decimal128's exponent: exact text");
     assert.equal((toBson(kit, 'numeric', 'NaN', 'c') as Decimal128).toString(), 'NaN');
     assert.equal(toBson(kit, 'double precision', '1.5', 'c'), 1.5);
     assert.equal(toBson(kit, 'boolean', 'f', 'c'), false);

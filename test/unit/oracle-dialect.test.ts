@@ -112,5 +112,8 @@ describe('oracle dialect', () => {
     assert.equal(textOf(col('bytea'), Buffer.from([1, 2])), '\\x0102');
     assert.equal(textOf(col('double precision'), -0), '-0');
     assert.equal(textOf(col('text'), null), null);
+    assert.equal(textOf(col('numeric'), '1.5E-100'), '0.' + '0'.repeat(99) + '15', "TO_CHAR 'TM9' goes scientific past 64 characters");
+    assert.equal(textOf(col('numeric'), '-1E+70'), '-1' + '0'.repeat(70));
+    assert.equal(textOf(col('numeric'), '-.5'), '-.5');
   });
 });

@@ -28,6 +28,11 @@ describe('redis dialect', () => {
     assert.equal(parseRowKey(t, 'u:a:b'), undefined);
   });
 
+  it("refuses a table whose keys would fall under ibex's own prefix", () => {
+    assert.throws(() => rowKey({ ...t, targetName: 'ibex' }, ['marker', 'x']), /would start with "ibex:"/);
+    assert.equal(rowKey({ ...t, targetName: 'ibex2' }, ['a', 'b']), 'ibex2:a:b');
+  });
+
   it('escapes glob characters in the SCAN pattern', () => {
     assert.equal(escapeGlob('a*b?c[d]e\\'), 'a\\*b\\?c\\[d\\]e\\\\');
     assert.equal(tablePattern({ ...t, targetName: 'b?g:x' }), 'b\\?g\\\\:x:*');

@@ -75,7 +75,14 @@ export function toBson(bson: BsonKit, type: string, text: string, column: string
     }
     case 'decimal':
       if (v.special !== null) return bson.Decimal128.fromString(v.special);
-      return coefficientDigits(v.value) <= DECIMAL128_DIGITS ? bson.Decimal128.fromString(v.value) : v.value;
+      if (coefficientDigits(v.value) <= DECIMAL128_DIGITS) {
+        try {
+          return bson.Decimal128.fromString(v.value);
+        } catch {
+          // Beyond Decimal128's exponent range (numeric allows 16383 fraction digits): exact text.
+        }
+      }
+      return v.value;
     case 'float':
       return v.value;
     case 'bool':

@@ -10,6 +10,7 @@
  * text output of that column; a row whose non-key columns are all NULL (or which has none) is the
  * hash `{"": ""}`, since Redis has no empty hash and PostgreSQL no empty column name.
  */
+import { IbexError } from '../../errors.js';
 import type { KeyRow, TableSpec, TextRow } from '../target.js';
 
 /** The field that keeps a row with no non-NULL non-key column in existence. */
@@ -36,8 +37,18 @@ function keyPart(value: string | null): string {
   return value === null ? '\\N' : escapePart(value);
 }
 
+/** Why a table cannot be kept in Redis under its name, or undefined: `ibex` is ibex's own prefix. */
+export function reservedNameProblem(table: TableSpec): string | undefined {
+  if (`${escapePart(table.targetName)}:` === IBEX_PREFIX) {
+    return `the table's keys would start with "${IBEX_PREFIX}", where ibex keeps its progress; give the table a customname for this db`;
+  }
+  return undefined;
+}
+
 /** The prefix every key of the table starts with: the escaped table name and a colon. */
 export function tablePrefix(table: TableSpec): string {
+  const problem = reservedNameProblem(table);
+  if (problem !== undefined) throw new IbexError('config', `${table.label}: ${problem}`);
   return `${escapePart(table.targetName)}:`;
 }
 

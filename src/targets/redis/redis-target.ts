@@ -33,6 +33,7 @@ import {
   keyOfRow,
   parseRowKey,
   progressKey,
+  reservedNameProblem,
   rowFromHash,
   rowKey,
   rowLayout,
@@ -172,6 +173,11 @@ export class RedisTarget implements Target {
   async check(tables: readonly TableSpec[]): Promise<Problem[]> {
     const problems: Problem[] = [];
     for (const table of tables) {
+      const reserved = reservedNameProblem(table);
+      if (reserved !== undefined) {
+        problems.push({ table: table.label, message: reserved });
+        continue;
+      }
       const keys: string[] = [];
       let cursor = '0';
       do {
