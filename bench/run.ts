@@ -32,9 +32,10 @@ import { overhead } from './scenarios/overhead.js';
 import { conflict } from './scenarios/conflict.js';
 import { mesh } from './scenarios/mesh.js';
 import { scale } from './scenarios/scale.js';
+import { targets } from './scenarios/targets.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale };
+const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale, targets };
 const ALL = ['limit', 'bulk', 'stream', 'overhead', 'conflict', 'mesh'];
 
 function usage(msg?: string): never {
