@@ -109,6 +109,11 @@ export async function finishOnetimecopy(control: pg.Client, sync: string): Promi
   await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1`, [sync]);
 }
 
+/** Forget the copy progress of one db of a sync (its refill is done). */
+export async function clearCopyProgress(control: pg.Client, sync: string, db: string): Promise<void> {
+  await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1 AND db = $2`, [sync, db]);
+}
+
 /** Resumable copy progress of one table to one db. */
 export async function readCopyProgress(control: pg.Client, sync: string, relation: number, db: string): Promise<{ lastKey: string[] | null; rows: number; done: boolean } | undefined> {
   const r = await control.query(`SELECT last_key, rows_copied, done FROM ibex.copy_progress WHERE sync = $1 AND relation = $2 AND db = $3`, [sync, relation, db]);

@@ -218,6 +218,31 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
   return { from: from.name, skippedNotEmpty: o.skipped };
 }
 
+/**
+ * Refill a target of another kind that lost everything ibex applied there (its readProgress said
+ * 'missing': a Redis restarted without persistence). As onetimecopy=1, but for that db alone and
+ * leaving the sync's onetimecopy setting and the other dbs alone: its tables are emptied and
+ * copied from the copy source, then the cursors read before the copy are recorded as its
+ * progress, so the delta runs that follow re-apply every change since them (idempotently). A
+ * refill cut short resumes from its copy progress: the store still reports 'missing' until the end.
+ */
+export async function refill(ctx: CopyContext, db: SyncDb, result: RunResult): Promise<void> {
+  const control = await ctx.control();
+  const cursors = await store.readCursors(control, ctx.sync);
+  const from = copySource(ctx.cfg);
+  const copyCtx: CopyContext = { ...ctx, cfg: { ...ctx.cfg, onetimecopy: 1 } };
+  const o: Onetime = { ctx: copyCtx, control, from, src: await ctx.db(from), result, skipped: [] };
+  const target = await ctx.target(db);
+  const dest = typedDest(o, db, target);
+  await emptyTarget(o, dest);
+  for (const p of ctx.plans) await copyTable(o, p, dest);
+  await target.begin();
+  await target.writeProgress(ctx.sync, [...cursors].map(([source, snapshot]) => ({ source, snapshot, run: result.runId })));
+  await target.commit();
+  await store.clearCopyProgress(control, ctx.sync, db.name);
+  ctx.log.warn({ sync: ctx.sync, db: db.name, rows: result.inserted }, `db ${db.name} had lost what ibex applied there: refilled it by a onetimecopy from ${from.name}`);
+}
+
 /** onetimecopy=1: empty the tables not yet started on a target, children first. */
 async function emptyTarget(o: Onetime, t: Dest): Promise<void> {
   const { ctx, control } = o;

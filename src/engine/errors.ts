@@ -14,3 +14,13 @@ export class AbortError extends IbexError {
     super('conflict_abort', message);
   }
 }
+
+/**
+ * A target of another kind lost everything ibex applied there (a Redis restarted without
+ * persistence): the runner refills it with a onetimecopy of that target alone, then runs on.
+ */
+export class TargetLostError extends IbexError {
+  constructor(readonly db: string) {
+    super('internal', `db ${db} has lost what ibex applied there`);
+  }
+}

@@ -25,8 +25,8 @@ import { tableSpec } from '../targets/spec.js';
 import type { TableSpec, Target, TargetParams } from '../targets/target.js';
 import { tableInfo } from '../db/catalog.js';
 import { buildPlans, type TablePlan } from './plan.js';
-import { copyTables, type CopyContext } from './copy.js';
-import { AbortError, PauseError } from './errors.js';
+import { copyTables, refill, type CopyContext } from './copy.js';
+import { AbortError, PauseError, TargetLostError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
@@ -279,7 +279,7 @@ export class SyncRunner {
       if (!this.cfg) await this.load();
       if (kind === 'delta') {
         const skip = await this.hooks.run('before_sync', result.runId);
-        const out = skip ? { skip } : await this.deltaWithRetries(result);
+        const out = skip ? { skip } : await this.deltaRefilling(result);
         if ('skip' in out) {
           await this.rollbackAll(new Error('skipped'));
           Object.assign(result, { status: 'empty', ...ZERO, tables: {} });
@@ -300,6 +300,29 @@ export class SyncRunner {
   }
 
   /**
+   * A delta run; a target of another kind found emptied (TargetLostError at open) is first
+   * refilled by a onetimecopy of that target alone (copy.ts, refill), once per run, and the delta
+   * run then goes on in the same run: the operator has nothing to do (docs/targets.md).
+   */
+  private async deltaRefilling(result: RunResult): Promise<{ details: Record<string, unknown> } | { skip: string }> {
+    const refilled: string[] = [];
+    for (;;) {
+      try {
+        const out = await this.deltaWithRetries(result);
+        if (refilled.length && 'details' in out) out.details = { ...out.details, refilled };
+        return out;
+      } catch (err) {
+        if (!(err instanceof TargetLostError) || refilled.includes(err.db)) throw err;
+        refilled.push(err.db);
+        await this.rollbackAll(err);
+        const db = this.config().dbs.find((d) => d.name === err.db);
+        if (!db) throw err;
+        await refill(this.copyContext(), db, result);
+      }
+    }
+  }
+
+  /**
    * A delta run, repeated at once a few times after a local write raced the apply (40001) or a
    * deadlock, with a fresh snapshot, before the failure goes to the daemon's backoff: under steady
    * writes a short retry usually wins, a growing wait only makes the next run longer. A fast-path
@@ -314,7 +337,7 @@ export class SyncRunner {
         out = await deltaRun(ctx, result, this.inputs());
       } catch (err) {
         const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
-        const askHooks = hookRetries < 2 && this.hooks.has('exception') && !(err instanceof CustomCodeError) && !(err instanceof AbortError);
+        const askHooks = hookRetries < 2 && this.hooks.has('exception') && !(err instanceof CustomCodeError) && !(err instanceof AbortError) && !(err instanceof TargetLostError);
         // A failure that ends the run keeps its counts (an abort reports its conflicts).
         if (!(raced && attempt < 4) && !askHooks) throw err;
         await this.rollbackAll(err);

@@ -11,6 +11,7 @@ import type { ConflictRecord } from '../../control/run-store.js';
 import type { SyncDb } from '../../control/sync-config.js';
 import { CopyTextParser } from '../../targets/copy-text.js';
 import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, Target, TextRow } from '../../targets/target.js';
+import { TargetLostError } from '../errors.js';
 import type { CopySink } from '../exchange.js';
 import type { TablePlan } from '../plan.js';
 import { together } from '../together.js';
@@ -114,13 +115,14 @@ export async function applyTypedDeletes(ctx: RunContext, st: RunState, p: TableP
   return counts.reduce((a, b) => a + b, 0);
 }
 
-/** Begin on every typed target and read its progress (a store that lost everything has none). */
+/** Begin on every typed target and read its progress; a store that lost everything fails the open with TargetLostError. */
 export async function openTyped(ctx: RunContext, st: RunState): Promise<void> {
   await together(ctx.typed, async (td) => {
     await td.target.begin();
     const progress = await td.target.readProgress(ctx.sync);
-    if (progress === 'missing') ctx.log.warn({ sync: ctx.sync, db: td.db.name }, `db ${td.db.name} has lost what ibex applied there: copy it again with onetimecopy`);
-    st.progress.set(td.db, progress === 'missing' ? [] : progress);
+    // Deltas alone cannot rebuild an emptied store: the runner refills it (runner.ts, refill).
+    if (progress === 'missing') throw new TargetLostError(td.db.name);
+    st.progress.set(td.db, progress);
   });
 }
 

@@ -226,19 +226,44 @@ class MysqlTarget implements Target {
 
   /** Run one statement on this session (ibex's own statements; also what tests use to prepare a server). */
   async sql(text: string, values: readonly Param[] = []): Promise<unknown[]> {
-    const [rows] = await this.c.query(text, values as Param[]);
-    return Array.isArray(rows) ? rows : [];
+    try {
+      const [rows] = await this.c.query(text, values as Param[]);
+      return Array.isArray(rows) ? rows : [];
+    } catch (e) {
+      throw this.lost(e);
+    }
   }
 
   private async exec(text: string, values: readonly Param[]): Promise<ResultSetHeader> {
-    const [res] = (await this.c.execute(text, values as Param[])) as [ResultSetHeader, FieldPacket[]];
-    return res;
+    try {
+      const [res] = (await this.c.execute(text, values as Param[])) as [ResultSetHeader, FieldPacket[]];
+      return res;
+    } catch (e) {
+      throw this.lost(e);
+    }
+  }
+
+  /**
+   * A session that died (server stopped or restarted, network) as a one-line 'unreachable' error
+   * naming the db (the run is retried, and the next begin() connects afresh); other errors as they are.
+   */
+  private lost(e: unknown): unknown {
+    const err = e as { fatal?: boolean; code?: string; message?: string };
+    const gone = this.broken || err.fatal === true || /closed state|PROTOCOL_CONNECTION_LOST|ECONNRESET|EPIPE|ECONNREFUSED/.test(`${err.code ?? ''} ${err.message ?? ''}`);
+    if (!gone || e instanceof IbexError) return e;
+    this.broken = true;
+    return new IbexError('unreachable', `db ${this.name}: lost the connection to ${this.kind} at ${this.where()}: ${err.message ?? String(e)}`, { cause: e });
+  }
+
+  /** host:port/database, for messages. */
+  private where(): string {
+    return `${this.params.host ?? '127.0.0.1'}:${this.params.port ?? 3306}/${this.params.dbname}`;
   }
 
   async connect(): Promise<void> {
     if (this.conn !== null && !this.broken) return;
     if (this.conn !== null) await this.close();
-    const where = `${this.params.host ?? '127.0.0.1'}:${this.params.port ?? 3306}/${this.params.dbname}`;
+    const where = this.where();
     let mysql: typeof Mysql2;
     try {
       mysql = await import('mysql2/promise');
@@ -409,6 +434,8 @@ class MysqlTarget implements Target {
   }
 
   async begin(): Promise<void> {
+    // A session the server dropped since the last run is replaced (throws 'unreachable' while it is down).
+    if (this.conn === null || this.broken) await this.connect();
     if (!this.progressReady) {
       // DDL commits implicitly, so the progress table is made before the run's transaction.
       await this.sql(PROGRESS_DDL);
