@@ -317,6 +317,42 @@ describe('configuring dbs that are not PostgreSQL', () => {
       }
     });
 
+    it('refuses add sync to MariaDB tables with a missing column, a non-binary key collation or an extra unique key, one line each', { skip: notBuilt('mysql') }, async () => {
+      const name = `ibex_t_${Math.random().toString(36).slice(2, 10)}`;
+      const sql = (q: string, db?: string): Promise<unknown> => run('mariadb', ['-h', '127.0.0.1', '-P', '3306', '-u', 'root', ...(db ? [db] : []), '-e', q]);
+      await sql(`CREATE DATABASE ${name}`);
+      try {
+        ok(await env.cli('add', 'db', 'MR', 'type=mariadb', `dbname=${name}`, 'host=127.0.0.1', 'port=3306', 'user=root'));
+        await sql(`CREATE TABLE t1 (id INT NOT NULL PRIMARY KEY, v LONGTEXT CHARACTER SET utf8mb4 NULL) ENGINE=InnoDB;
+                   CREATE TABLE t2 (a INT NOT NULL, b VARCHAR(764) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, PRIMARY KEY (a, b)) ENGINE=InnoDB`, name);
+        const before = await configDump();
+        const r = await env.cli('add', 'sync', 'zr', 'relgroup=g', 'dbs=A:source,MR:target');
+        assert.equal(r.code, 2, r.err);
+        assert.equal(await configDump(), before, 'the configuration changed');
+        const lines = r.err.trim().split('\n');
+        assert.match(lines[0]!, /^ibex: sync zr cannot write its tables to its target \(2 problems: db MR: public\.t1: .*\("ibex schema --db=MR tables=public\.t1,public\.t2 source=A" prints the DDL\), then try again$/);
+        assert.equal(lines.length, 3, r.err);
+        assert.match(lines[1]!, /^ {2}db MR: public\.t1: column w is missing\b.*ADD `w` DECIMAL\(10,2\)/);
+        assert.match(lines[2]!, /^ {2}db MR: public\.t2: key column t2\.b .*collation utf8mb4_general_ci.*COLLATE utf8mb4_nopad_bin$/);
+        // The column and the collation put right, a unique key besides the key is the one problem left.
+        await sql(`ALTER TABLE t1 ADD w DECIMAL(10,2) NULL, ADD UNIQUE KEY uq_w (w);
+                   ALTER TABLE t2 MODIFY b VARCHAR(764) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL`, name);
+        const r2 = await env.cli('add', 'sync', 'zr', 'relgroup=g', 'dbs=A:source,MR:target');
+        assert.equal(r2.code, 2, r2.err);
+        assert.equal(await configDump(), before, 'the configuration changed');
+        const lines2 = r2.err.trim().split('\n');
+        assert.equal(lines2.length, 2, r2.err);
+        assert.match(lines2[1]!, /^ {2}db MR: public\.t1: table t1 has unique key uq_w \(w\) besides the key; ON DUPLICATE KEY UPDATE fires on any unique key/);
+        await sql('ALTER TABLE t1 DROP KEY uq_w', name);
+        ok(await env.cli('add', 'sync', 'zr', 'relgroup=g', 'dbs=A:source,MR:target'));
+        ok(await env.cli('remove', 'sync', 'zr'));
+        ok(await env.cli('remove', 'dbgroup', 'zr'));
+        ok(await env.cli('remove', 'db', 'MR'));
+      } finally {
+        await sql(`DROP DATABASE IF EXISTS ${name}`);
+      }
+    });
+
     it('adds a SQLite db on a file', { skip: notBuilt('sqlite') }, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
       try {
