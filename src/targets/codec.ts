@@ -395,18 +395,40 @@ function decodeTimestamptz(text: string): Extract<Value, { kind: 'timestamptz' }
   const secs = BigInt(daysFromCivil(d.parts.year, d.parts.month, d.parts.day)) * 86400n
     + BigInt(c.parts.hour * 3600 + c.parts.minute * 60 + c.parts.second - off);
   const micros = secs * 1_000_000n + BigInt(c.parts.micro);
-  return { kind: 'timestamptz', micros, iso: isoFromMicros(micros), parts: partsFromMicros(micros), special: null };
+  const parts = partsFromMicros(micros);
+  return { kind: 'timestamptz', micros, iso: `${isoDate(parts)}T${isoTime(parts)}Z`, parts, special: null };
 }
 
+/** Epoch microseconds that a double holds exactly (years 1685 to 2255): split without BigInt division, which is slow. */
+const SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
+const DAY_MICROS = 86_400_000_000;
+
 function partsFromMicros(micros: bigint): DateParts & TimeParts {
-  let days = micros / MICROS_PER_DAY;
-  let rem = micros % MICROS_PER_DAY;
-  if (rem < 0n) {
-    rem += MICROS_PER_DAY;
-    days -= 1n;
+  let dayNumber: number;
+  let r: number;
+  if (micros <= SAFE_MICROS && micros >= -SAFE_MICROS) {
+    const m = Number(micros);
+    dayNumber = Math.floor(m / DAY_MICROS);
+    r = m - dayNumber * DAY_MICROS;
+    // The quotient was rounded: put the remainder back in [0, one day).
+    if (r < 0) {
+      r += DAY_MICROS;
+      dayNumber -= 1;
+    } else if (r >= DAY_MICROS) {
+      r -= DAY_MICROS;
+      dayNumber += 1;
+    }
+  } else {
+    let days = micros / MICROS_PER_DAY;
+    let rem = micros % MICROS_PER_DAY;
+    if (rem < 0n) {
+      rem += MICROS_PER_DAY;
+      days -= 1n;
+    }
+    dayNumber = Number(days);
+    r = Number(rem);
   }
-  const date = civilFromDays(Number(days));
-  const r = Number(rem);
+  const date = civilFromDays(dayNumber);
   const secs = Math.floor(r / 1_000_000);
   return { ...date, hour: Math.floor(secs / 3600), minute: Math.floor((secs % 3600) / 60), second: secs % 60, micro: r % 1_000_000 };
 }

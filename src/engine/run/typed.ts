@@ -28,13 +28,16 @@ export interface TypedDb {
 const BATCH_ROWS = 1_000;
 
 /**
- * A stream that decodes COPY text into rows and hands them on in batches; the next bytes wait
- * until a batch is applied (backpressure reaches the source). `rowCount`: rows decoded.
+ * A stream that decodes COPY text into rows and hands them on in batches, one call at a time.
+ * While a batch is applied the next one is decoded; the bytes after that wait until the first is
+ * applied (backpressure reaches the source, at most two batches held). `rowCount`: rows decoded.
  */
 export class RowSink extends Writable {
   rowCount = 0;
   private readonly parser = new CopyTextParser();
   private batch: TextRow[] = [];
+  /** The batch being applied (settled when none is). */
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(private readonly onRows: (rows: TextRow[]) => Promise<void>, private readonly batchRows = BATCH_ROWS) {
     super();
@@ -43,20 +46,27 @@ export class RowSink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     for (const row of this.parser.push(chunk)) this.batch.push(row);
     if (this.batch.length < this.batchRows) return done();
-    this.flush().then(() => done(), done);
+    const before = this.applying;
+    this.hand();
+    // More bytes are taken once the batch before this one is applied.
+    before.then(() => done(), done);
   }
 
   override _final(done: (err?: Error | null) => void): void {
     for (const row of this.parser.end()) this.batch.push(row);
-    this.flush().then(() => done(), done);
+    this.hand();
+    this.applying.then(() => done(), done);
   }
 
-  private async flush(): Promise<void> {
+  /** Queue the decoded rows behind the batch being applied. */
+  private hand(): void {
     if (this.batch.length === 0) return;
     const rows = this.batch;
     this.batch = [];
     this.rowCount += rows.length;
-    await this.onRows(rows);
+    this.applying = this.applying.then(() => this.onRows(rows));
+    // Its failure reaches the stream through done(); this only keeps it from counting as unhandled.
+    this.applying.catch(() => {});
   }
 }
 
