@@ -30,11 +30,11 @@ import { AbortError, PauseError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
-import { Hooks } from './run/custom.js';
+import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { TempTables } from './run/temp.js';
-import type { TypedDb } from './run/typed.js';
+import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
 
 export { AbortError, PauseError } from './errors.js';
