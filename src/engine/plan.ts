@@ -33,6 +33,40 @@ export interface TablePlan {
   keyJoin: (a: string, b: string) => string;
   /** Fingerprint of columns and key, compared on every db at every run. */
   fingerprint: string;
+  /**
+   * The table has INSERT or UPDATE rules: PostgreSQL refuses INSERT … ON CONFLICT on it, so
+   * rows are applied by UPDATE … FROM then INSERT … WHERE NOT EXISTS (`applyStatements`), and
+   * never by COPY in upsert mode (COPY skips rules; the statements fire them like triggers).
+   */
+  hasRules: boolean;
+}
+
+/**
+ * Goes after the column list of every INSERT that writes a replicated table: a GENERATED ALWAYS
+ * identity column (on any db: the plan comes from one) takes the replicated value only with it,
+ * and it changes nothing on a table without one. COPY needs none: it writes identity columns as given.
+ */
+export const OVERRIDING = ' OVERRIDING SYSTEM VALUE';
+
+/**
+ * The statements that write rows of a staging table (alias `s`) into the table, filtered by
+ * `where` (a condition on `s`): an upsert on the key; on a table with rules an UPDATE of the
+ * keys it has, then an INSERT of the others (UPDATE first, so no row is written twice). Run
+ * them in this order, in one transaction; their row counts add up to the rows applied.
+ */
+export function applyStatements(p: TablePlan, stage: string, where: string): string[] {
+  const s = p.cols.map((c) => `s.${ident(c).text}`).join(', ');
+  const insert = `INSERT INTO ${p.q} (${p.colList})${OVERRIDING} SELECT ${s} FROM ${stage} s`;
+  if (!p.hasRules) {
+    const update = p.nonKeyCols.length
+      ? `DO UPDATE SET ${p.nonKeyCols.map((c) => `${ident(c).text} = EXCLUDED.${ident(c).text}`).join(', ')}`
+      : 'DO NOTHING';
+    return [`${insert} WHERE ${where} ON CONFLICT (${p.keyList}) ${update}`];
+  }
+  const update = p.nonKeyCols.length
+    ? [`UPDATE ${p.q} t SET ${p.nonKeyCols.map((c) => `${ident(c).text} = s.${ident(c).text}`).join(', ')} FROM ${stage} s WHERE (${where}) AND ${p.keyJoin('t', 's')}`]
+    : [];
+  return [...update, `${insert} WHERE (${where}) AND NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')})`];
 }
 
 /**
@@ -62,8 +96,12 @@ export function fingerprintParams(rels: { schema: string; name: string; keyColum
   return [rels.map((r) => r.schema), rels.map((r) => r.name), rels.map((r) => [...r.keyColumns].sort().join(','))];
 }
 
-/** Build the plans of a sync's tables from one reference db, in FK order (parents first). */
-export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb: string): Promise<TablePlan[]> {
+/**
+ * Build the plans of a sync's tables from one reference db, in FK order (parents first). `others`
+ * are sessions on the sync's other postgres dbs: a table with rules on any of them is applied
+ * the rules' way everywhere (rules may differ between dbs; columns and keys may not).
+ */
+export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb: string, others: readonly pg.Client[] = []): Promise<TablePlan[]> {
   const infos = [];
   for (const rel of rels.filter((r) => r.reltype === 'table')) {
     const info = await tableInfo(client, rel.schema, rel.name);
@@ -89,6 +127,15 @@ export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb:
   }
   for (const x of infos) if (!placed.has(x.info.oid)) order.push(x);
   const fp = await client.query(fingerprintQuery(), fingerprintParams(order.map((x) => x.rel)));
+  const ruled = new Set(order.filter((x) => x.info.hasRules).map((x) => `${x.rel.schema}.${x.rel.name}`));
+  for (const o of others) {
+    const r = await o.query(
+      `SELECT w.s || '.' || w.t AS label FROM unnest($1::text[], $2::text[]) AS w(s, t)
+        WHERE EXISTS (SELECT 1 FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = w.s AND c.relname = w.t AND r.ev_type IN ('3', '2'))`,
+      [order.map((x) => x.rel.schema), order.map((x) => x.rel.name)]);
+    for (const row of r.rows) ruled.add(String(row.label));
+  }
   const fps = new Map(fp.rows.map((r) => [String(r.label), String(r.fp)]));
   return order.map(({ rel, info }, idx) => {
     const keys = rel.keyColumns;
@@ -103,6 +150,7 @@ export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb:
       nonKeyCols: cols.filter((c) => !keys.includes(c)),
       keyJoin: (a, b) => keys.map((k) => `${a}.${ident(k).text} = ${b}.${ident(k).text}`).join(' AND '),
       fingerprint: fps.get(label) ?? '',
+      hasRules: ruled.has(label),
     };
   });
 }
