@@ -25,6 +25,7 @@ import type { SyncDb } from '../control/sync-config.js';
 import * as q from './queries.js';
 import { keyColumnsOf, repairKind } from './compare.js';
 import type { Validator } from './validate.js';
+import { repairForeignTable } from './foreign.js';
 
 /** Keys per statement when filling the repair's key tables. */
 const KEY_BATCH = 20_000;
@@ -86,9 +87,19 @@ export async function repair(v: Validator, control: pg.Client, diffs: Map<string
     throw configError(`db "${opts.from}" is not a compared db of sync "${sync}" (compared: ${dbs.map((d) => d.name).join(', ') || 'none'}): name one of them with --from=`);
   }
   const targets = dbs.filter((d) => d.name !== fromDb.name);
-  const report: RepairReport = { sync, from: fromDb.name, targets: targets.map((d) => d.name), dryRun: opts.dryRun, tables: [], changedKeys: 0 };
+  const report: RepairReport = {
+    sync, from: fromDb.name, targets: [...targets, ...v.comparedForeign()].map((d) => d.name), dryRun: opts.dryRun, tables: [], changedKeys: 0,
+  };
   const plans = v.tablePlans().filter((p) => (diffs.get(p.label) ?? []).length > 0);
-  if (plans.length === 0 || targets.length === 0) return report;
+  if (plans.length && targets.length) await repairPostgres(v, control, diffs, opts, fromDb, targets, plans, report);
+  await repairForeign(v, fromDb, opts, report);
+  return report;
+}
+
+/** The PostgreSQL part of a repair: staging, deletes and upserts in one transaction per db, logged. */
+async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<string, string[]>, opts: RepairOptions,
+  fromDb: SyncDb, targets: SyncDb[], plans: TablePlan[], report: RepairReport): Promise<void> {
+  const sync = v.sync;
 
   const downstream = await store.downstreamReaders(control, sync);
   const client = (d: SyncDb): Promise<pg.Client> => v.session(d);
@@ -171,7 +182,55 @@ export async function repair(v: Validator, control: pg.Client, diffs: Map<string
   }
   report.changedKeys = countChanged(works);
   if (!opts.dryRun) await logRepair(control, sync, fromDb.name, works, committed);
-  return report;
+}
+
+/**
+ * The targets of other kinds: the differing keys of each table re-applied from `fromDb` (read in
+ * one snapshot) through the Target contract, in one target transaction each (rolled back in a dry
+ * run where the target has transactions; a dry run writes nothing to one that has none).
+ */
+async function repairForeign(v: Validator, fromDb: SyncDb, opts: RepairOptions, report: RepairReport): Promise<void> {
+  const source = await v.session(fromDb);
+  for (const d of v.comparedForeign()) {
+    const perTable = v.foreignDifferences().get(d.name);
+    const plans = v.tablePlans().filter((p) => (perTable?.get(p.label) ?? []).length > 0);
+    if (plans.length === 0) continue;
+    if (opts.dryRun && !(await v.target(d)).caps.transactional) {
+      for (const p of plans) tableReport(report, p.label).changed[d.name] = perTable!.get(p.label)!.length;
+      continue;
+    }
+    const target = await v.target(d);
+    await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await target.begin();
+    try {
+      for (const p of plans) {
+        const keys = perTable!.get(p.label)!;
+        opts.progress?.(`sync ${v.sync}: repairing ${keys.length} key(s) of ${p.label} on ${d.name} from ${fromDb.name}`);
+        const done = await repairForeignTable(source, p, await v.spec(p, fromDb), target, keys);
+        const t = tableReport(report, p.label);
+        t.keys = Math.max(t.keys, keys.length);
+        t.changed[d.name] = done.upserted + done.deleted;
+        for (const r of done.refused) opts.progress?.(`  ${p.label} on ${d.name}: key ${JSON.stringify(r.key)} refused: ${r.reason}`);
+        report.changedKeys += done.upserted + done.deleted;
+      }
+      if (opts.dryRun) await target.rollback();
+      else await target.commit();
+      await source.query('COMMIT');
+    } catch (err) {
+      await target.rollback();
+      await source.query('ROLLBACK').catch(() => undefined); // the session is closed with the validator
+      throw err instanceof IbexError ? err : new IbexError('internal', `repair of sync "${v.sync}" on ${d.name} from ${fromDb.name} failed: ${(err as Error).message ?? String(err)}`, { cause: err });
+    }
+  }
+}
+
+function tableReport(report: RepairReport, label: string): RepairTableReport {
+  let t = report.tables.find((x) => x.table === label);
+  if (!t) {
+    t = { table: label, keys: 0, inFlight: 0, changed: {}, netRows: {} };
+    report.tables.push(t);
+  }
+  return t;
 }
 
 function countChanged(works: TableWork[]): number {

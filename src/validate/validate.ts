@@ -27,6 +27,11 @@ import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-co
 import * as store from '../control/run-store.js';
 import { buildPlans, fingerprintParams, fingerprintQuery, type TablePlan } from '../engine/plan.js';
 import * as q from './queries.js';
+import { compareForeignTable, rowDigest, type ForeignDiff } from './foreign.js';
+import { connectTarget } from '../targets/registry.js';
+import { tableSpec } from '../targets/spec.js';
+import { tableInfo } from '../db/catalog.js';
+import type { Target, TableSpec } from '../targets/target.js';
 import {
   agrees, bucketBatches, bucketCount, DEFAULT_LISTED, differingBuckets, differingKeys, keyColumnsOf, keyObject,
   sequenceReport, sequenceValue, summarize,
@@ -71,6 +76,11 @@ export class Validator {
   private readonly conns = new Map<string, pg.Client>();
   private states: TableState[] = [];
   private sequences: SequenceReport[] = [];
+  /** Active targets of other kinds (compared row by row against one source, see foreign.ts). */
+  private foreign: SyncDb[] = [];
+  private readonly targets = new Map<string, Target>();
+  /** Per foreign db, per table label, the keys that differ there (for repairForeign). */
+  private foreignDiffs = new Map<string, Map<string, string[]>>();
 
   constructor(private readonly control: pg.Client, readonly sync: string, private readonly opts: ValidateOptions = {}) {}
 
@@ -109,16 +119,44 @@ export class Validator {
     this.cfg = cfg;
     this.skipped = [];
     this.dbs = [];
+    this.foreign = [];
     for (const d of cfg.dbs) {
-      if (d.dbtype !== 'postgres') this.skipped.push({ db: d.name, reason: `type ${d.dbtype} cannot be compared yet` });
-      else if (d.status !== 'active') this.skipped.push({ db: d.name, reason: 'inactive' });
+      if (d.status !== 'active') this.skipped.push({ db: d.name, reason: 'inactive' });
       else if (d.role === 'fullcopy') this.skipped.push({ db: d.name, reason: 'fullcopy target (refreshed only on kick or interval)' });
+      else if (d.dbtype !== 'postgres') this.foreign.push(d);
       else this.dbs.push(d);
     }
     const only = this.opts.only;
     const rels = cfg.relations.filter((r) => r.reltype === 'table' && (!only || only(r.schema, r.name)));
     const ref = this.dbs.find((d) => d.role === 'source') ?? this.dbs[0];
     this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name) : [];
+  }
+
+  /** The compared targets of other kinds (after `load`). */
+  comparedForeign(): SyncDb[] {
+    return this.foreign;
+  }
+
+  /** A connected Target for a compared db of another kind, opened once. */
+  async target(d: SyncDb): Promise<Target> {
+    let t = this.targets.get(d.name);
+    if (!t) {
+      t = await connectTarget(d);
+      this.targets.set(d.name, t);
+    }
+    return t;
+  }
+
+  /** The TableSpec of a plan (its columns as the reference source has them). */
+  async spec(p: TablePlan, ref: SyncDb): Promise<TableSpec> {
+    const info = await tableInfo(await this.session(ref), p.rel.schema, p.rel.name);
+    if (!info) throw new IbexError('config', `table ${p.label} is missing on db ${ref.name}: create it, or remove it from the sync`);
+    return tableSpec(info, p.keys);
+  }
+
+  /** Per foreign db, the keys that differ there per table label, after `compare`: what a repair re-applies. */
+  foreignDifferences(): Map<string, Map<string, string[]>> {
+    return this.foreignDiffs;
   }
 
   /** The keys that differ (not in flight) per table label, after `compare`: what `repair` re-applies. */
@@ -132,7 +170,8 @@ export class Validator {
     const cfg = this.config();
     this.states = [];
     this.sequences = [];
-    if (this.dbs.length >= 2) {
+    const pgCompared = this.dbs.length >= 2;
+    if (pgCompared) {
       await this.firstPass();
       const recheck = this.states.filter((s) => s.different.length);
       if (recheck.length) await this.recheck(recheck, 'different');
@@ -146,10 +185,89 @@ export class Validator {
       }
       for (const s of this.states) this.finishReport(s);
     }
+    if (this.foreign.length && this.dbs.length) await this.compareForeign(pgCompared);
     const relsShown = cfg.relations.filter((r) => !this.opts.only || this.opts.only(r.schema, r.name));
     const seqs = relsShown.filter((r) => r.reltype === 'sequence');
     if (seqs.length && this.dbs.length >= 2) this.sequences = await this.compareSequences(seqs.map((r) => ({ schema: r.schema, name: r.name })));
-    return summarize(this.sync, this.dbs.map((d) => d.name), this.skipped, this.states.map((s) => s.report), this.sequences, Date.now() - started);
+    return summarize(this.sync, this.comparedNames(), this.skipped, this.states.map((s) => s.report), this.sequences, Date.now() - started);
+  }
+
+  private comparedNames(): string[] {
+    return [...this.dbs, ...this.foreign].map((d) => d.name);
+  }
+
+  /**
+   * Compare every target of another kind with the reference source, table by table: twice when
+   * the first read finds differences (a run may have been applying between the two reads), a key
+   * counting only if it differs both times and has no change in flight.
+   */
+  private async compareForeign(pgCompared: boolean): Promise<void> {
+    const ref = this.dbs.find((d) => d.role === 'source') ?? this.dbs[0]!;
+    this.foreignDiffs = new Map();
+    if (!pgCompared) {
+      this.states = this.plans.map((plan) => ({
+        plan, different: [], inFlight: new Map(),
+        report: { table: plan.label, status: 'equal', rows: {}, buckets: 0, differingBuckets: 0, differences: 0, keys: [], inFlight: 0, inFlightKeys: [], ms: 0 },
+      }));
+    }
+    for (const d of this.foreign) {
+      const target = await this.target(d);
+      const perTable = new Map<string, string[]>();
+      this.foreignDiffs.set(d.name, perTable);
+      for (const s of this.states) {
+        if (s.report.status === 'schema') continue;
+        const t0 = Date.now();
+        this.opts.progress?.(`sync ${this.sync}: table ${s.plan.label} on ${d.name} (${d.dbtype})`);
+        const spec = await this.spec(s.plan, ref);
+        let first = await this.readForeign(ref, s.plan, spec, target);
+        s.report.rows[ref.name] ??= first.sourceRows;
+        if (first.diffs.length) {
+          const again = await this.readForeign(ref, s.plan, spec, target);
+          const twice = new Set(again.diffs.map((x) => x.key));
+          first = { ...again, diffs: again.diffs.filter((x) => twice.has(x.key) && first.diffs.some((y) => y.key === x.key)), inFlight: again.inFlight };
+        }
+        s.report.rows[d.name] = first.targetRows;
+        const different = first.diffs.filter((x) => !first.inFlight.has(x.key));
+        perTable.set(s.plan.label, different.map((x) => x.key));
+        s.report.differences += different.length;
+        s.report.inFlight += first.inFlight.size;
+        if (different.length) s.report.status = 'different';
+        const listed = this.opts.listed ?? DEFAULT_LISTED;
+        for (const x of different.slice(0, Math.max(0, listed - s.report.keys.length))) s.report.keys.push(this.foreignListed(s.plan, spec, ref, d, x));
+        for (const [k, on] of [...first.inFlight].slice(0, Math.max(0, listed - s.report.inFlightKeys.length))) {
+          s.report.inFlightKeys.push({ key: keyObject(s.plan.keys, k), pendingOn: [...on].sort() });
+        }
+        s.report.ms += Date.now() - t0;
+      }
+    }
+  }
+
+  /** One read of a table on a foreign target against the source, in a fresh source snapshot; keys in flight found in it. */
+  private async readForeign(ref: SyncDb, plan: TablePlan, spec: TableSpec, target: Target):
+    Promise<{ diffs: ForeignDiff[]; sourceRows: number; targetRows: number; inFlight: Map<string, string[]> }> {
+    const cursors = await store.readCursors(this.control, this.sync);
+    const c = await this.session(ref);
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const out = await compareForeignTable(c, plan, spec, target);
+      const inFlight = await this.pendingKeys(plan, out.diffs.map((x) => x.key), cursors);
+      await c.query('COMMIT');
+      return { ...out, inFlight };
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined); // the session is discarded with the validator
+      throw err;
+    }
+  }
+
+  private foreignListed(plan: TablePlan, spec: TableSpec, ref: SyncDb, d: SyncDb, x: ForeignDiff): ListedKey {
+    const row = (r: (string | null)[] | null): Record<string, string | null> | null => (r ? Object.fromEntries(spec.columns.map((c, i) => [c.name, r[i] ?? null])) : null);
+    return {
+      key: keyObject(plan.keys, x.key),
+      versions: [
+        { db: ref.name, row: row(x.source), hash: x.source ? rowDigest(x.source) : null },
+        { db: d.name, row: row(x.target), hash: x.target ? rowDigest(x.target) : null },
+      ],
+    };
   }
 
   /**
@@ -169,7 +287,8 @@ export class Validator {
     }
     await this.recheck(states, 'different');
     for (const s of this.states) this.finishReport(s);
-    return summarize(this.sync, this.dbs.map((d) => d.name), this.skipped, this.states.map((s) => s.report), this.sequences, Date.now() - started);
+    if (this.foreign.length && this.dbs.length) await this.compareForeign(this.dbs.length >= 2);
+    return summarize(this.sync, this.comparedNames(), this.skipped, this.states.map((s) => s.report), this.sequences, Date.now() - started);
   }
 
   /** Open one REPEATABLE READ transaction per compared db (cursors read first); returns the cursors. */
@@ -405,5 +524,7 @@ export class Validator {
   async close(): Promise<void> {
     await Promise.all([...this.conns.values()].map((c) => c.end().catch(() => {})));
     this.conns.clear();
+    await Promise.all([...this.targets.values()].map((t) => t.close()));
+    this.targets.clear();
   }
 }
