@@ -18,7 +18,7 @@ import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import { copyFanOut } from './exchange.js';
-import type { TablePlan } from './plan.js';
+import { applyStatements, type TablePlan } from './plan.js';
 import type { RunKind, RunResult, TableCounts } from './types.js';
 
 /** What a copy needs from its runner. */
@@ -46,9 +46,11 @@ function counts(result: RunResult, p: TablePlan): TableCounts {
   return (result.tables[p.label] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
 }
 
-async function mark(c: pg.Client, origin: string, sync: string): Promise<void> {
+async function mark(c: pg.Client, origin: string, cfg: SyncConfig): Promise<void> {
   // Rows ibex writes carry their origin and this sync's name: this sync never sends them back.
-  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true)`, [origin, sync]);
+  // apply_mode=replica silences user triggers and rules while copying, as while applying runs.
+  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true),
+                        set_config('session_replication_role', $3, true)`, [origin, cfg.name, cfg.applyMode === 'replica' ? 'replica' : 'origin']);
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
@@ -76,7 +78,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
       for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
       if (fresh.length === 0) continue;
       await c.query('BEGIN');
-      await mark(c, from.name, ctx.sync);
+      await mark(c, from.name, cfg);
       for (const p of [...fresh].reverse()) {
         const r = await c.query(`DELETE FROM ${p.q}`);
         counts(result, p).deleted += r.rowCount ?? 0;
@@ -123,19 +125,17 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
         }
         const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
         await c.query('BEGIN');
-        await mark(c, from.name, ctx.sync);
+        await mark(c, from.name, cfg);
         await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
         const [copied] = await copyFanOut(src, `COPY (${chunk}) TO STDOUT`, [{ client: c, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
         const last = await src.query(
           `SELECT ARRAY[${p.keys.map((k) => `x.${ident(k).text}::text`).join(', ')}] AS k FROM (${chunk}) x ORDER BY ${p.keys.map((k) => `x.${ident(k).text}`).join(' DESC, ')} DESC LIMIT 1`);
         await src.query('COMMIT');
-        const update = p.nonKeyCols.length
-          ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
-          : 'DO NOTHING';
-        const ins = await c.query(`INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_copy_stage_${p.idx} ON CONFLICT (${p.keyList}) ${update}`);
+        let ins = 0;
+        for (const sql of applyStatements(p, `pg_temp.ibex_copy_stage_${p.idx}`, 'true')) ins += (await c.query(sql)).rowCount ?? 0;
         await c.query('COMMIT');
-        counts(result, p).inserted += ins.rowCount ?? 0;
-        result.inserted += ins.rowCount ?? 0;
+        counts(result, p).inserted += ins;
+        result.inserted += ins;
         rows += copied ?? 0;
         const done = (copied ?? 0) < n;
         lastKey = last.rows[0] ? pgArray(last.rows[0].k) : lastKey;
@@ -166,7 +166,7 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   for (const c of sinks) {
     await c.query('BEGIN');
-    await mark(c, from.name, ctx.sync);
+    await mark(c, from.name, cfg);
   }
   for (const p of [...ctx.plans].reverse()) {
     for (const c of sinks) {

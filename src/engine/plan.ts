@@ -50,9 +50,13 @@ export const OVERRIDING = ' OVERRIDING SYSTEM VALUE';
 
 /**
  * The statements that write rows of a staging table (alias `s`) into the table, filtered by
- * `where` (a condition on `s`): an upsert on the key; on a table with rules an UPDATE of the
- * keys it has, then an INSERT of the others (UPDATE first, so no row is written twice). Run
- * them in this order, in one transaction; their row counts add up to the rows applied.
+ * `where` (a condition on `s`): an upsert on the key. A table with rules takes no ON CONFLICT, so
+ * there: an UPDATE of the keys the table has; then those staged rows are deleted (they are
+ * applied; a statement that returns no row, so it adds nothing to the counts); then an INSERT of
+ * the rest. The INSERT filters on the staging table alone because a DO ALSO rule's action runs
+ * after the INSERT and would otherwise see the new rows as already there. Run them in order, in
+ * one transaction (under a savepoint, which restores the staged rows on failure); their row
+ * counts add up to the rows applied.
  */
 export function applyStatements(p: TablePlan, stage: string, where: string): string[] {
   const s = p.cols.map((c) => `s.${ident(c).text}`).join(', ');
@@ -66,7 +70,11 @@ export function applyStatements(p: TablePlan, stage: string, where: string): str
   const update = p.nonKeyCols.length
     ? [`UPDATE ${p.q} t SET ${p.nonKeyCols.map((c) => `${ident(c).text} = s.${ident(c).text}`).join(', ')} FROM ${stage} s WHERE (${where}) AND ${p.keyJoin('t', 's')}`]
     : [];
-  return [...update, `${insert} WHERE (${where}) AND NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')})`];
+  return [
+    ...update,
+    `WITH applied AS (DELETE FROM ${stage} s USING ${p.q} t WHERE (${where}) AND ${p.keyJoin('t', 's')}) SELECT WHERE false`,
+    `${insert} WHERE ${where}`,
+  ];
 }
 
 /**

@@ -32,7 +32,7 @@ import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.
 import { checkDecisions, type Decision } from '../conflict/custom.js';
 import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
 import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
-import { buildPlans, fingerprintQuery, fingerprintParams, type TablePlan } from './plan.js';
+import { applyStatements, buildPlans, fingerprintQuery, fingerprintParams, OVERRIDING, type TablePlan } from './plan.js';
 import { together } from './together.js';
 import { copyFanOut, sessionNames, tagDb } from './exchange.js';
 import { forSync, unconsumed } from './window.js';
@@ -186,7 +186,8 @@ export class SyncRunner {
     this.plans = [];
     await this.closeDbs();
     const c = await this.db(ref);
-    this.plans = await buildPlans(c, this.cfg.relations, ref.name);
+    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active').map((d) => this.db(d)));
+    this.plans = await buildPlans(c, this.cfg.relations, ref.name, others);
     this.codes = await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel));
     this.columnTypes.clear();
     for (const p of this.plans) {
@@ -651,10 +652,11 @@ export class SyncRunner {
     });
     // A table only inserted into, on one source, with one origin and no truncate, takes the fast
     // path straight from its delta table: no gather into temp tables (most of a bulk load's cost).
+    // Not a table with rules: the fast path ends in COPY, which skips them.
     for (const [key, k] of classes) {
       const idx = Number(key.slice(key.lastIndexOf('/') + 1));
       const single = sources.filter((s) => classes.has(`${s.name}/${idx}`)).length === 1;
-      if (this.fastPathAllowed && k.insonly && k.origin !== null && single && !truncs.has(idx)) {
+      if (this.fastPathAllowed && k.insonly && k.origin !== null && single && !truncs.has(idx) && !this.plans.find((p) => p.idx === idx)?.hasRules) {
         lazy.add(key);
         counts.set(key, k.n);
         insertOnly.set(key, k.origin);
@@ -886,9 +888,10 @@ export class SyncRunner {
     // cannot exist elsewhere (unless a crashed run already delivered them: then COPY raises
     // 23505 and the run is repeated without the fast path). Rows go straight into the table.
     const fastPath = (src: string, p: TablePlan): boolean =>
-      this.fastPathAllowed && insertOnly.has(`${src}/${p.idx}`) && sources.filter((s) => counts.has(`${s.name}/${p.idx}`)).length === 1;
+      this.fastPathAllowed && !p.hasRules && insertOnly.has(`${src}/${p.idx}`) && sources.filter((s) => counts.has(`${s.name}/${p.idx}`)).length === 1;
     // In replica mode every winning row is deleted (phase 1) and copied straight back (phase 2).
-    const direct = (_src: string, _p: TablePlan): boolean => replica && this.fastPathAllowed;
+    // COPY skips rules: tables with rules always go through staging and INSERT/UPDATE statements.
+    const direct = (_src: string, p: TablePlan): boolean => replica && this.fastPathAllowed && !p.hasRules;
 
     /** Rows a db refused (another unique index, a foreign key): logged, not retried forever. */
     const quarantined: store.ConflictRecord[] = [];
@@ -1042,9 +1045,6 @@ export class SyncRunner {
       }
       // Every pending source took the fast path: nothing was staged.
       if (pendingOn.every((src) => fastPath(src.name, p))) continue;
-      const update = p.nonKeyCols.length
-        ? `DO UPDATE SET ${p.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
-        : 'DO NOTHING';
       // Each db applies what it received; dbs are independent sessions, so they apply at once.
       await together(all, async (d) => {
         const c = clients.get(d.name)!;
@@ -1058,8 +1058,7 @@ export class SyncRunner {
           }));
         for (const o of origins) {
           const n = await this.applyOrQuarantine(c, p, d.name, 'stage', o, quarantined, localSql(o, p, d.name), (one, org) =>
-            `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}
-             ON CONFLICT (${p.keyList}) ${update}`, load);
+            applyStatements(p, `pg_temp.ibex_stage_${p.idx}`, `s.ibex_origin IS NOT DISTINCT FROM ${org} ${one}`), load);
           load = '';
           tableCounts(p).inserted += n;
           result.inserted += n;
@@ -1117,14 +1116,15 @@ export class SyncRunner {
    * refused are quarantined: left out, logged with the constraint, never retried forever.
    */
   private async applyOrQuarantine(c: pg.Client, p: TablePlan, dbName: string, from: 'stage' | 'del', origin: string | null,
-    quarantined: store.ConflictRecord[], local: string, statement: (oneRow: string, origin: string) => string, load = ''): Promise<number> {
+    quarantined: store.ConflictRecord[], local: string, statement: (oneRow: string, origin: string) => string | string[], load = ''): Promise<number> {
     const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
     // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
     // the session, try the whole set under a savepoint.
     try {
+      const all = [statement('', origin === null ? 'NULL::text' : lit(origin))].flat();
       const r = [(await c.query(
-        `${load ? `${load};\n` : ''}${local}; SAVEPOINT ibex_apply; ${statement('', origin === null ? 'NULL::text' : lit(origin))}; RELEASE SAVEPOINT ibex_apply`)) as unknown as pg.QueryResult[]].flat();
-      return r[r.length - 2]!.rowCount ?? 0;
+        `${load ? `${load};\n` : ''}${local}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply`)) as unknown as pg.QueryResult[]].flat();
+      return r.slice(-1 - all.length, -1).reduce((n, x) => n + (x.rowCount ?? 0), 0);
     } catch (err) {
       // A failed load (before the savepoint) is no refusal: the run fails.
       await c.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
@@ -1140,9 +1140,10 @@ export class SyncRunner {
       for (const id of pending) {
         await c.query('SAVEPOINT ibex_row');
         try {
-          const r = await c.query(statement('AND s.ctid = $2::tid', '$1'), [origin, id]);
+          let n = 0;
+          for (const one of [statement('AND s.ctid = $2::tid', '$1')].flat()) n += (await c.query(one, [origin, id])).rowCount ?? 0;
           await c.query('RELEASE SAVEPOINT ibex_row');
-          applied += r.rowCount ?? 0;
+          applied += n;
           progress = true;
         } catch (err) {
           await c.query('ROLLBACK TO SAVEPOINT ibex_row');
@@ -1163,7 +1164,7 @@ export class SyncRunner {
       try {
         await c.query(`SELECT set_config('session_replication_role', 'replica', true)`);
         await c.query(`DELETE FROM ${p.q} t USING pg_temp.ibex_stage_${p.idx} s WHERE ${p.keyJoin('t', 's')} AND s.ctid = ANY($1::tid[])`, [pending]);
-        const r = await c.query(`INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ctid = ANY($1::tid[])`, [pending]);
+        const r = await c.query(`INSERT INTO ${p.q} (${p.colList})${OVERRIDING} SELECT ${p.colList} FROM pg_temp.ibex_stage_${p.idx} s WHERE s.ctid = ANY($1::tid[])`, [pending]);
         await c.query(`SELECT set_config('session_replication_role', 'origin', true)`);
         await c.query('RELEASE SAVEPOINT ibex_swap');
         applied += r.rowCount ?? 0;

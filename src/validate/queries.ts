@@ -4,7 +4,7 @@
  * row prints, and hashes, the same on every database.
  */
 import { ident, literal as lit, raw } from '../db/ident.js';
-import type { TablePlan } from '../engine/plan.js';
+import { applyStatements, type TablePlan } from '../engine/plan.js';
 import { forSync, unconsumed } from '../engine/window.js';
 
 /** Seed of the bucket hash (any constant; the row hash uses 0, so the two are independent). */
@@ -156,13 +156,12 @@ export function repairDeleteSql(p: TablePlan): string {
             AND NOT EXISTS (SELECT 1 FROM ${t.stage} s WHERE ${p.keyJoin('s', 'k')})`;
 }
 
-/** On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user delete triggers). */
+/**
+ * On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user
+ * delete triggers); on a table with rules, an UPDATE then an INSERT (one string, several statements).
+ */
 export function repairUpsertSql(p: TablePlan): string {
   const t = repairTemps(p);
-  const update = p.nonKeyCols.length
-    ? `DO UPDATE SET ${p.nonKeyCols.map((c) => `${ident(c).text} = EXCLUDED.${ident(c).text}`).join(', ')}`
-    : 'DO NOTHING';
-  return `INSERT INTO ${p.q} (${p.colList}) SELECT ${cols(p.cols, 's')} FROM ${t.stage} s
-           WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)
-          ON CONFLICT (${p.keyList}) ${update}`;
+  return applyStatements(p, t.stage,
+    `NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)`).join(';\n');
 }

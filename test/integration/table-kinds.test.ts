@@ -220,7 +220,7 @@ describe('kinds of tables', () => {
     check: async (t, topo) => {
       for (const i of topo.on) {
         const a = await env.query(i, `SELECT count(*)::int AS n FROM ${t.slice(0, -1)}_audit" WHERE what = 'INSERT 1'`);
-        assert.equal(a[0]!.n, 1, `cluster ${i} did not audit the insert of row 1 exactly once`);
+        assert.equal(Number(a[0]!.n), 1, `cluster ${i} did not audit the insert of row 1 exactly once`);
       }
     },
   });
