@@ -70,6 +70,15 @@ export interface ServerInfo {
   trackCommitTimestamp: boolean;
 }
 
+/**
+ * What to do when a table's row-level security applies to ibex's role (`rowSecurityBlocks`),
+ * as the end of a one-line error.
+ */
+export function rowSecurityFix(role: string, forced: boolean): string {
+  const r = /^[a-z_][a-z0-9_$]*$/.test(role) ? role : `"${role.replaceAll('"', '""')}"`;
+  return `ALTER ROLE ${r} BYPASSRLS there${forced ? '' : `, make ${r} the table's owner`}, or connect as a superuser`;
+}
+
 const t = (v: unknown): boolean => v === true || v === 't' || v === 'true';
 
 /** Server version, encoding, and what this role may do. */

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { ident, identList, qualified } from '../db/ident.js';
-import { tableInfo, foreignKeys } from '../db/catalog.js';
+import { tableInfo, foreignKeys, rowSecurityFix } from '../db/catalog.js';
 import { captureNames } from '../capture/objects.js';
 import { IbexError } from '../errors.js';
 import type { SyncRelation } from '../control/sync-config.js';
@@ -104,12 +104,20 @@ export function fingerprintParams(rels: { schema: string; name: string; keyColum
   return [rels.map((r) => r.schema), rels.map((r) => r.name), rels.map((r) => [...r.keyColumns].sort().join(','))];
 }
 
+function rowSecurityRefusal(label: string, db: string, role: string, forced: boolean): IbexError {
+  return new IbexError('config', `table ${label} on db ${db} has row-level security that applies to role ${role}, and ibex reads and writes with row_security=off: ${rowSecurityFix(role, forced)}`);
+}
+
 /**
  * Build the plans of a sync's tables from one reference db, in FK order (parents first). `others`
  * are sessions on the sync's other postgres dbs: a table with rules on any of them is applied
- * the rules' way everywhere (rules may differ between dbs; columns and keys may not).
+ * the rules' way everywhere (rules may differ between dbs; columns and keys may not). A table
+ * whose row-level security applies to ibex's role on any of them is refused in one line: ibex
+ * pins row_security=off, so every statement on it would fail.
  */
-export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb: string, others: readonly pg.Client[] = []): Promise<TablePlan[]> {
+export async function buildPlans(
+  client: pg.Client, rels: SyncRelation[], refDb: string, others: readonly { db: string; client: pg.Client }[] = [],
+): Promise<TablePlan[]> {
   const infos = [];
   for (const rel of rels.filter((r) => r.reltype === 'table')) {
     const info = await tableInfo(client, rel.schema, rel.name);
@@ -136,13 +144,23 @@ export async function buildPlans(client: pg.Client, rels: SyncRelation[], refDb:
   for (const x of infos) if (!placed.has(x.info.oid)) order.push(x);
   const fp = await client.query(fingerprintQuery(), fingerprintParams(order.map((x) => x.rel)));
   const ruled = new Set(order.filter((x) => x.info.hasRules).map((x) => `${x.rel.schema}.${x.rel.name}`));
+  for (const x of order) {
+    if (x.info.rowSecurityBlocks) throw rowSecurityRefusal(`${x.rel.schema}.${x.rel.name}`, refDb, (await client.query('SELECT current_user AS u')).rows[0].u, x.info.forceRowSecurity);
+  }
   for (const o of others) {
-    const r = await o.query(
-      `SELECT w.s || '.' || w.t AS label FROM unnest($1::text[], $2::text[]) AS w(s, t)
-        WHERE EXISTS (SELECT 1 FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-                       WHERE n.nspname = w.s AND c.relname = w.t AND r.ev_type IN ('3', '2'))`,
+    const r = await o.client.query(
+      `SELECT w.s || '.' || w.t AS label, current_user AS role, c.relforcerowsecurity AS forced,
+              EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.ev_type IN ('3', '2')) AS rules,
+              c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+                AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS rls_blocks
+         FROM unnest($1::text[], $2::text[]) AS w(s, t)
+         JOIN pg_namespace n ON n.nspname = w.s JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t
+         JOIN pg_roles r ON r.rolname = current_user`,
       [order.map((x) => x.rel.schema), order.map((x) => x.rel.name)]);
-    for (const row of r.rows) ruled.add(String(row.label));
+    for (const row of r.rows) {
+      if (row.rls_blocks === true || row.rls_blocks === 't') throw rowSecurityRefusal(String(row.label), o.db, String(row.role), row.forced === true || row.forced === 't');
+      if (row.rules === true || row.rules === 't') ruled.add(String(row.label));
+    }
   }
   const fps = new Map(fp.rows.map((r) => [String(r.label), String(r.fp)]));
   return order.map(({ rel, info }, idx) => {

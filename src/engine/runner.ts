@@ -186,7 +186,8 @@ export class SyncRunner {
     this.plans = [];
     await this.closeDbs();
     const c = await this.db(ref);
-    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active').map((d) => this.db(d)));
+    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active')
+      .map(async (d) => ({ db: d.name, client: await this.db(d) })));
     this.plans = await buildPlans(c, this.cfg.relations, ref.name, others);
     this.codes = await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel));
     this.columnTypes.clear();

@@ -129,7 +129,7 @@ export class Validator {
     const only = this.opts.only;
     const rels = cfg.relations.filter((r) => r.reltype === 'table' && (!only || only(r.schema, r.name)));
     const ref = this.dbs.find((d) => d.role === 'source') ?? this.dbs[0];
-    const others = ref && rels.length ? await Promise.all(this.dbs.filter((d) => d !== ref).map((d) => this.session(d))) : [];
+    const others = ref && rels.length ? await Promise.all(this.dbs.filter((d) => d !== ref).map(async (d) => ({ db: d.name, client: await this.session(d) }))) : [];
     this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name, others) : [];
   }
 

@@ -14,6 +14,8 @@ import { connect } from '../../src/db/connect.js';
 import { tableInfo } from '../../src/db/catalog.js';
 import { ident, qualified } from '../../src/db/ident.js';
 import type { SyncRunner } from '../../src/engine/runner.js';
+import { buildPlans } from '../../src/engine/plan.js';
+import type { SyncRelation } from '../../src/control/sync-config.js';
 
 const env = useClusters(3);
 after(closeRunners);
@@ -149,6 +151,26 @@ describe('kinds of tables', () => {
       assert.ok(log.some((x) => x.what === 'ins 1'), `the insert rule did not fire on cluster ${other}: ${JSON.stringify(log.slice(0, 5))}`);
       assert.ok(log.some((x) => String(x.what).startsWith('upd 1000 bulk')), 'the update rule did not fire on an applied update');
     },
+  });
+
+  it('rules: rows refused as a set go in row by row (a unique value swapped between two rows)', async () => {
+    for (const i of [0, 1]) {
+      await env.query(i, `CREATE TABLE rules_swap (id int PRIMARY KEY, email text NOT NULL UNIQUE, v text);
+        CREATE TABLE rules_swap_log (n bigserial PRIMARY KEY, what text);
+        CREATE RULE rules_swap_upd AS ON UPDATE TO rules_swap DO ALSO INSERT INTO rules_swap_log (what) VALUES ('upd ' || NEW.id);`);
+    }
+    await addSync(env, 'rules_swap', { dbs: { A: 'source', B: 'source' }, tables: ['public.rules_swap'] });
+    const r = runner(env, 'rules_swap');
+    await env.query(0, `INSERT INTO rules_swap VALUES (1, 'a@x', 'one'), (2, 'b@x', 'two'), (3, 'c@x', 'three')`);
+    await runOk(r);
+    // A swap in one transaction, and a plain update the row-by-row pass applies first.
+    await env.query(0, `BEGIN; UPDATE rules_swap SET email = 'tmp' WHERE id = 1; UPDATE rules_swap SET email = 'a@x' WHERE id = 2;
+      UPDATE rules_swap SET email = 'b@x' WHERE id = 1; UPDATE rules_swap SET v = 'three!' WHERE id = 3; COMMIT;`);
+    const res = await runOk(r);
+    assert.equal(res.conflicts, 0, JSON.stringify(res));
+    assert.deepEqual((await same('rules_swap', [0, 1])).length, 3);
+    assert.equal((await env.query(1, `SELECT 1 FROM rules_swap_log WHERE what = 'upd 3'`)).length, 1, 'the update rule fired once on B for row 3');
+    await validateEqual('rules_swap');
   });
 
   // Rules on one db only (the plan comes from another), and replica mode, which silences rules.
@@ -313,6 +335,16 @@ describe('kinds of tables', () => {
         await c.end();
       }
       fails(await env.cli('add', 'sync', 'rls_x', 'tables=public.rls_x', 'dbs=A:source,Bplain:target'), 2, /forced on its owner.*BYPASSRLS/);
+      // Turned on after the sync was made: the runner refuses at load, in one line, for any db.
+      const rel: SyncRelation = { id: 1, schema: 'public', name: 'rls_x', reltype: 'table', keyColumns: ['id'], keyTypes: ['integer'], conflictStrategy: null, priority: 0 };
+      const c3 = await connect({ ...p, user: 'plain_ibex' });
+      try {
+        await assert.rejects(buildPlans(await env.client(0), [rel], 'A', [{ db: 'Bplain', client: c3 }]),
+          /^IbexError: table public\.rls_x on db Bplain has row-level security that applies to role plain_ibex, and ibex reads and writes with row_security=off: ALTER ROLE plain_ibex BYPASSRLS there, or connect as a superuser$/);
+        await assert.rejects(buildPlans(c3, [rel], 'Bplain'), /on db Bplain has row-level security/);
+      } finally {
+        await c3.end();
+      }
       await env.query(1, `ALTER ROLE plain_ibex BYPASSRLS`);
       const c2 = await connect({ ...p, user: 'plain_ibex' });
       try {

@@ -4,7 +4,7 @@
  * two-writers rule, and the live comparison of every table on every db.
  */
 import type pg from 'pg';
-import { relationOid, serverInfo, tableInfo, uniqueIndexes, type TableInfo } from '../../db/catalog.js';
+import { relationOid, rowSecurityFix, serverInfo, tableInfo, uniqueIndexes, type TableInfo } from '../../db/catalog.js';
 import {
   getDb, getDbgroup, getRelgroup, getSync, relationsById, syncFootprints, type DbRecord, type DbRoleName, type SyncRecord,
 } from '../../control/config-store.js';
@@ -152,8 +152,8 @@ function checkKind(plan: SyncPlan, label: string, infosByDb: Map<string, TableIn
   const written = writtenDbs(plan.members);
   for (const [db, info] of infosByDb) {
     if (info.rowSecurityBlocks) {
-      const role = servers.get(db)?.user ?? 'ibex\'s role';
-      throw configError(`table ${label} on db ${db} has row-level security${info.forceRowSecurity ? ' forced on its owner' : ''} that applies to role ${displayPart(role)}, and ibex reads and writes with row_security=off so every run would fail: ALTER ROLE ${displayPart(role)} BYPASSRLS there${info.forceRowSecurity ? '' : ', make it the table\'s owner'}, or connect as a superuser`);
+      const role = servers.get(db)?.user ?? '';
+      throw configError(`table ${label} on db ${db} has row-level security${info.forceRowSecurity ? ' forced on its owner' : ''} that applies to role ${displayPart(role)}, and ibex reads and writes with row_security=off so every run would fail: ${rowSecurityFix(role, info.forceRowSecurity)}`);
     }
     if (!written.includes(db) || !info.key) continue;
     const stuck = info.columns.find((c) => c.identity === 'always' && !info.key!.columns.includes(c.name));
