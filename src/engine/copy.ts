@@ -49,8 +49,9 @@ function counts(result: RunResult, p: TablePlan): TableCounts {
 async function mark(c: pg.Client, origin: string, cfg: SyncConfig): Promise<void> {
   // Rows ibex writes carry their origin and this sync's name: this sync never sends them back.
   // apply_mode=replica silences user triggers and rules while copying, as while applying runs.
-  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true),
-                        set_config('session_replication_role', $3, true)`, [origin, cfg.name, cfg.applyMode === 'replica' ? 'replica' : 'origin']);
+  // (Only then: setting it at all, even to its default, needs the privilege replica mode needs.)
+  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true)${
+    cfg.applyMode === 'replica' ? `, set_config('session_replication_role', 'replica', true)` : ''}`, [origin, cfg.name]);
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
