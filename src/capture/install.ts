@@ -13,8 +13,9 @@ import { withRetry } from '../db/retry.js';
 import { SqlState, sqlstate, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import { loadSyncConfig, type SyncDb } from '../control/sync-config.js';
-import { qualified } from '../db/ident.js';
-import { baseDdl, sourceBaseDdl, tableDdl, dropTableDdl, captureNames, CAPTURE_VERSION, META_COLUMNS, RESERVED_COLUMNS } from './objects.js';
+import { ident, qualified } from '../db/ident.js';
+import { baseDdl, sourceBaseDdl, tableDdl, dropTableDdl, captureNames, findNameClash, CAPTURE_VERSION, META_COLUMNS, RESERVED_COLUMNS,
+  type CaptureTable } from './objects.js';
 
 /** Options of an install or removal. */
 export interface CaptureOptions {
@@ -95,6 +96,8 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
       throw new IbexError('config', `table ${t.schema}.${t.name} has no usable key: add a primary key, or carry it in a sync whose only targets are fullcopy`);
     }
   }
+  const clash = findNameClash(tables);
+  if (clash) throw nameClashError(clash.a, clash.b, clash.name);
   const touched: SyncDb[] = [];
   const clients = new Map<string, pg.Client>();
   try {
@@ -117,7 +120,10 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
           if (!ti) throw new IbexError('config', `table ${t.schema}.${t.name} is missing on db ${db.name}: create it there, or remove it from the sync`);
           const reserved = ti.columns.find((c) => (RESERVED_COLUMNS as readonly string[]).includes(c.name));
           if (reserved) throw new IbexError('config', `table ${t.schema}.${t.name} has a column named "${reserved.name}", a name ibex reserves for its staging tables: rename the column`);
-          await client.query(tableDdl({ schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p' }, info.user));
+          const ct: CaptureTable = { schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p' };
+          await checkInstalledClash(client, db.name, ct);
+          await renameOldObjects(client, db.name, ct, info.user, say);
+          await client.query(tableDdl(ct, info.user));
           const names = captureNames(t.schema, t.name);
           await client.query(
             `INSERT INTO ibex.captured (schemaname, relname, delta, fn, syncs, version) VALUES ($1, $2, $3, $4, ARRAY[$5], $6)
@@ -157,12 +163,16 @@ async function removeFromDb(client: pg.Client, db: SyncDb, sync: string, say: (l
     if (hasSchema.rows[0].p === 't') await client.query(`DELETE FROM ibex.progress WHERE sync = $1`, [sync]);
     if (hasSchema.rows[0].c === 't') {
       const r = await client.query(
-        `UPDATE ibex.captured SET syncs = array_remove(syncs, $1) WHERE $1 = ANY(syncs) RETURNING schemaname, relname, syncs`, [sync]);
+        `UPDATE ibex.captured SET syncs = array_remove(syncs, $1) WHERE $1 = ANY(syncs) RETURNING schemaname, relname, syncs, delta, fn`, [sync]);
       for (const row of r.rows) {
         if (row.syncs !== '{}') continue;
-        const exists = await client.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [qualified(row.schemaname, row.relname).text]);
-        await client.query(dropTableDdl(row.schemaname, row.relname, exists.rows[0].e === 't'));
         await client.query(`DELETE FROM ibex.captured WHERE schemaname = $1 AND relname = $2`, [row.schemaname, row.relname]);
+        const exists = await client.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [qualified(row.schemaname, row.relname).text]);
+        // Objects an older ibex let two tables share stay while the other table still uses them.
+        const shared = await client.query(
+          `SELECT bool_or(delta = $1) AS d, bool_or(fn = $2) AS f FROM ibex.captured`, [row.delta, row.fn]);
+        await client.query(dropTableDdl(row.schemaname, row.relname, exists.rows[0].e === 't', {
+          ...(shared.rows[0].d === 't' ? {} : { delta: String(row.delta) }), ...(shared.rows[0].f === 't' ? {} : { fn: String(row.fn) }) }));
       }
     }
     // Nothing left of ibex on this db: remove the schema. (Each count runs only if its table exists:
@@ -171,6 +181,99 @@ async function removeFromDb(client: pg.Client, db: SyncDb, sync: string, say: (l
     if (hasSchema.rows[0].p === 't') left += Number((await client.query(`SELECT count(*) AS n FROM ibex.progress`)).rows[0].n);
     if (hasSchema.rows[0].c === 't') left += Number((await client.query(`SELECT count(*) AS n FROM ibex.captured`)).rows[0].n);
     if (left === 0) await client.query(`DROP SCHEMA ibex CASCADE`);
+  });
+}
+
+function nameClashError(a: string, b: string, name: string): IbexError {
+  return new IbexError('config', `tables ${a} and ${b} would share the capture object name "${name}": rename one of them`);
+}
+
+/** Refuse a table whose new object names are already recorded for another table on this db. */
+async function checkInstalledClash(client: pg.Client, db: string, t: CaptureTable): Promise<void> {
+  const n = captureNames(t.schema, t.name);
+  const r = await client.query(
+    `SELECT schemaname, relname, delta FROM ibex.captured
+      WHERE (delta = $1 OR fn = $2) AND (schemaname, relname) <> ($3, $4) LIMIT 1`, [n.delta, n.fn, t.schema, t.name]);
+  const o = r.rows[0];
+  if (o) throw nameClashError(`${o.schemaname}.${o.relname}`, `${t.schema}.${t.name} (on db ${db})`, o.delta === n.delta ? n.delta : n.fn);
+}
+
+/**
+ * Move one table's capture objects from the names recorded at install to
+ * today's names, inside the caller's transaction. Older ibex named them by
+ * joining schema and table with `_`; the triggers write to whatever the
+ * function names, and the runner reads the delta table captureNames() gives,
+ * so the two must agree before any run. The delta table is renamed (keeping
+ * the changes not yet replicated); the function is replaced by tableDdl and
+ * the old one dropped once no table uses it. A delta table two tables shared
+ * (the clash that made this necessary) cannot be split by table: it is left to
+ * the other table, dropped with the last one, and the user is told to validate.
+ */
+async function renameOldObjects(client: pg.Client, db: string, t: CaptureTable, ibexRole: string, say: (l: string) => void): Promise<boolean> {
+  const now = captureNames(t.schema, t.name);
+  const r = await client.query(
+    `SELECT delta, fn FROM ibex.captured WHERE schemaname = $1 AND relname = $2 FOR UPDATE`, [t.schema, t.name]);
+  const old = r.rows[0] as { delta: string; fn: string } | undefined;
+  if (!old || (old.delta === now.delta && old.fn === now.fn)) return false;
+  const label = `${t.schema}.${t.name}`;
+  const others = await client.query(
+    `SELECT bool_or(delta = $1) AS d FROM ibex.captured WHERE (schemaname, relname) <> ($2, $3)`, [old.delta, t.schema, t.name]);
+  const sharedDelta = others.rows[0].d === 't';
+  const there = await client.query(
+    `SELECT to_regclass($1) IS NOT NULL AS old, to_regclass($2) IS NOT NULL AS now`,
+    [qualified('ibex', old.delta).text, qualified('ibex', now.delta).text]);
+  if (old.delta !== now.delta && !sharedDelta && there.rows[0].old === 't' && there.rows[0].now === 'f') {
+    // The index keeps its old name otherwise; its old name was the delta's name plus _txid, cut to 63 bytes.
+    const idx = await client.query(
+      `SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = $1::regclass`,
+      [qualified('ibex', old.delta).text]);
+    await client.query(`ALTER TABLE ${qualified('ibex', old.delta).text} RENAME TO ${ident(now.delta).text}`);
+    for (const row of idx.rows) {
+      if (row.relname !== now.index) await client.query(`ALTER INDEX ${qualified('ibex', String(row.relname)).text} RENAME TO ${ident(now.index).text}`);
+    }
+  } else if (sharedDelta) {
+    say(`db ${db}: table ${label} shared its delta table "${old.delta}" with another table (a name clash of older ibex); it gets its own now, `
+      + `but changes captured before cannot be told apart: run "ibex validate <sync> --repair" for it`);
+  }
+  // New function, triggers pointing at it, and the delta table if it was not renamed.
+  await client.query(tableDdl(t, ibexRole));
+  await client.query(`UPDATE ibex.captured SET delta = $3, fn = $4 WHERE schemaname = $1 AND relname = $2`, [t.schema, t.name, now.delta, now.fn]);
+  const left = await client.query(
+    `SELECT bool_or(delta = $1) AS d, bool_or(fn = $2) AS f FROM ibex.captured`, [old.delta, old.fn]);
+  if (old.fn !== now.fn && left.rows[0].f !== 't') await client.query(`DROP FUNCTION IF EXISTS ${qualified('ibex', old.fn).text}()`);
+  if (old.delta !== now.delta && left.rows[0].d !== 't') await client.query(`DROP TABLE IF EXISTS ${qualified('ibex', old.delta).text}`);
+  say(`db ${db}: renamed the capture objects of ${label} to "${now.delta}" and "${now.fn}"`);
+  return true;
+}
+
+/**
+ * Bring the capture objects of `tables` on one source db to today's names (see
+ * renameOldObjects). Cheap when nothing is old: one query and no locks. Called
+ * when a runner loads, so a daemon upgraded in place keeps reading the delta
+ * tables its triggers write to.
+ */
+export async function upgradeCaptureNames(client: pg.Client, db: string, tables: readonly Omit<CaptureTable, 'partitioned'>[],
+  say: (l: string) => void, lockTimeoutMs = 2000): Promise<void> {
+  if (!tables.length) return;
+  const has = await client.query(`SELECT to_regclass('ibex.captured') IS NOT NULL AS c`);
+  if (has.rows[0].c !== 't') return;
+  const r = await client.query(
+    `SELECT schemaname, relname, delta, fn FROM ibex.captured c
+      WHERE (schemaname, relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const stale = tables.filter((t) => r.rows.some((row) => {
+    const n = captureNames(t.schema, t.name);
+    return row.schemaname === t.schema && row.relname === t.name && (row.delta !== n.delta || row.fn !== n.fn);
+  }));
+  if (!stale.length) return;
+  const info = await serverInfo(client);
+  await ddlTransaction(client, db, say, async () => {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+    for (const t of stale) {
+      const ti = await tableInfo(client, t.schema, t.name);
+      if (!ti) continue; // dropped behind ibex's back: the run reports it
+      await renameOldObjects(client, db, { ...t, partitioned: ti.relkind === 'p' }, info.user, say);
+    }
   });
 }
 

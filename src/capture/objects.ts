@@ -11,7 +11,7 @@
  *   get a row-level trigger instead (see tableDdl for why and the figures);
  * - a statement-level trigger that records TRUNCATE.
  */
-import { ident, identList, literal, objectName, qualified } from '../db/ident.js';
+import { ident, identList, keyedName, literal, qualified } from '../db/ident.js';
 
 /** Bump when the generated objects change: install upgrades older ones in place. */
 export const CAPTURE_VERSION = 2;
@@ -35,9 +35,45 @@ export interface CaptureTable {
   partitioned: boolean;
 }
 
-/** Names of the per-table objects. */
-export function captureNames(schema: string, name: string): { delta: string; fn: string } {
-  return { delta: objectName('delta', schema, name), fn: objectName('capture', schema, name) };
+/** Names of the per-table capture objects, all in schema `ibex`. */
+export interface CaptureNames {
+  /** The delta table. */
+  delta: string;
+  /** The trigger function. */
+  fn: string;
+  /** The delta table's index on ibex_txid. */
+  index: string;
+}
+
+/**
+ * Names of the per-table objects: distinct for distinct (schema, table) pairs
+ * (see keyedName), each within 63 bytes. Older ibex joined schema and table
+ * with `_`, so `a_b.c` and `a.b_c` shared one delta table; objects installed
+ * under those names are renamed by install (see upgradeCaptureNames).
+ */
+export function captureNames(schema: string, name: string): CaptureNames {
+  const key = [schema, name];
+  return { delta: keyedName('delta', key), fn: keyedName('capture', key), index: keyedName('dtxid', key) };
+}
+
+/**
+ * The first two tables whose capture objects would share a name, or null.
+ * Distinct tables clash only if their name hashes collide; `names` is a
+ * parameter so tests can check the check with a naming that does clash.
+ */
+export function findNameClash(tables: readonly { schema: string; name: string }[],
+  names: (schema: string, name: string) => CaptureNames = captureNames): { a: string; b: string; name: string } | null {
+  const seen = new Map<string, string>();
+  for (const t of tables) {
+    const label = `${t.schema}.${t.name}`;
+    const n = names(t.schema, t.name);
+    for (const obj of new Set([n.delta, n.fn, n.index])) {
+      const other = seen.get(obj);
+      if (other !== undefined && other !== label) return { a: other, b: label, name: obj };
+      seen.set(obj, label);
+    }
+  }
+  return null;
 }
 
 /** The objects every ibex-managed PostgreSQL db has (sources and targets). */
@@ -109,7 +145,7 @@ function clockOffsetHook(): string {
 
 /** Create or upgrade the capture objects of one table. */
 export function tableDdl(t: CaptureTable, ibexRole: string): string {
-  const { delta, fn } = captureNames(t.schema, t.name);
+  const { delta, fn, index } = captureNames(t.schema, t.name);
   const table = qualified(t.schema, t.name).text;
   const d = qualified('ibex', delta).text;
   const f = qualified('ibex', fn).text;
@@ -123,7 +159,7 @@ CREATE TABLE IF NOT EXISTS ${d} (${keyDefs},
   ibex_ts timestamptz NOT NULL DEFAULT clock_timestamp(),
   ibex_txid xid8 NOT NULL DEFAULT pg_current_xact_id())
   WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02);
-CREATE INDEX IF NOT EXISTS ${ident(objectName(delta, 'txid')).text} ON ${d} (ibex_txid);
+CREATE INDEX IF NOT EXISTS ${ident(index).text} ON ${d} (ibex_txid);
 CREATE OR REPLACE TRIGGER ibex_truncate AFTER TRUNCATE ON ${table}
   FOR EACH STATEMENT EXECUTE FUNCTION ibex.note_truncate();
 `;
@@ -199,14 +235,18 @@ CREATE OR REPLACE TRIGGER ibex_wake AFTER INSERT OR UPDATE OR DELETE ON ${table}
 `;
 }
 
-/** Drop the capture objects of one table. */
-export function dropTableDdl(schema: string, name: string, exists: boolean): string {
-  const { delta, fn } = captureNames(schema, name);
+/**
+ * Drop the capture objects of one table. `names` are the ones recorded in
+ * ibex.captured at install (older installs used other names); one left out
+ * is kept (another table still uses it).
+ */
+export function dropTableDdl(schema: string, name: string, exists: boolean, names: { delta?: string; fn?: string }): string {
+  const { delta, fn } = names;
   const table = qualified(schema, name).text;
   return `
 ${exists ? ['ibex_capture', 'ibex_capture_ins', 'ibex_capture_upd', 'ibex_capture_del', 'ibex_wake', 'ibex_truncate']
     .map((tg) => `DROP TRIGGER IF EXISTS ${tg} ON ${table};`).join('\n') : ''}
-DROP FUNCTION IF EXISTS ${qualified('ibex', fn).text}();
-DROP TABLE IF EXISTS ${qualified('ibex', delta).text};
+${fn ? `DROP FUNCTION IF EXISTS ${qualified('ibex', fn).text}();` : ''}
+${delta ? `DROP TABLE IF EXISTS ${qualified('ibex', delta).text};` : ''}
 `;
 }

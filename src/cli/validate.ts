@@ -8,6 +8,7 @@
 import { ExitCode, notFound, usage } from '../errors.js';
 import { listSyncs } from '../control/config-store.js';
 import { Validator } from '../validate/validate.js';
+import { findKeySequences, keyRisks, type KeyRisk, type KeySequence } from '../keys/sequences.js';
 import { repair, type RepairReport } from '../validate/repair.js';
 import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport, type TableReport } from '../validate/compare.js';
 import { allowOnly, parseArgs, parseInterval } from './args.js';
@@ -79,6 +80,7 @@ export async function validate(ctx: Context, args: string[]): Promise<number> {
     }
     const reports: SyncReport[] = [];
     const repairs: RepairReport[] = [];
+    const risks: KeyRisk[] = [];
     let matched = 0;
     try {
       for (const name of names) {
@@ -92,6 +94,7 @@ export async function validate(ctx: Context, args: string[]): Promise<number> {
             throw usage(`db "${a.from}" is not in sync "${name}" (its dbs: ${cfg.dbs.map((d) => d.name).join(', ')}): name one of them with --from=`);
           }
           let report = await v.compare();
+          risks.push(...await keyRisksOf(v));
           if (a.repair && !report.equal) {
             const from = a.from ?? defaultRepairSource(v.compared())!;
             const done = await repair(v, control, v.differences(), { from, dryRun: ctx.flags.dryRun, progress: progress.show });
@@ -111,8 +114,9 @@ export async function validate(ctx: Context, args: string[]): Promise<number> {
     }
     const differences = reports.reduce((n, r) => n + r.differences, 0);
     const inFlight = reports.reduce((n, r) => n + r.inFlight, 0);
-    if (ctx.flags.json) ctx.json({ equal: differences === 0, differences, inFlight, syncs: reports, repairs });
+    if (ctx.flags.json) ctx.json({ equal: differences === 0, differences, inFlight, syncs: reports, repairs, keyRisks: risks });
     else {
+      for (const r of risks) ctx.say(`warning: ${r.message}`, true);
       for (const r of reports) {
         const rep = repairs.find((x) => x.sync === r.sync);
         if (rep) printRepair(ctx, rep);
@@ -217,4 +221,14 @@ function printRepair(ctx: Context, rep: RepairReport): void {
   }
   if (rep.dryRun) ctx.say('dry run: nothing was changed');
   else if (rep.changedKeys) ctx.say(`  every overwritten version is in the conflict log: ibex conflicts ${rep.sync}`);
+}
+
+/** Keys of a multi-master sync that two sources can hand out alike (a warning, not a difference). */
+async function keyRisksOf(v: Validator): Promise<KeyRisk[]> {
+  const sources = v.compared().filter((d) => d.role === 'source');
+  if (sources.length < 2) return [];
+  const tables = v.config().relations.filter((r) => r.reltype === 'table').map((r) => ({ schema: r.schema, name: r.name, keys: r.keyColumns }));
+  const perNode = new Map<string, KeySequence[]>();
+  for (const d of sources) perNode.set(d.name, await findKeySequences(await v.session(d), tables));
+  return keyRisks(v.sync, perNode);
 }

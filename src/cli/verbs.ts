@@ -32,5 +32,6 @@ export const VERBS: Record<string, VerbEntry> = {
   set: { summary: 'set name=value …: change global settings (retention, timeouts, default strategy)', load: async () => (await import('./settings.js')).set },
   show: { summary: 'show [all | name …]: global settings, their values, defaults and meaning', load: async () => (await import('./settings.js')).show },
   validate: { summary: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)', load: async () => (await import('./validate.js')).validate },
+  sequences: { summary: 'sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]: keys that cannot collide on several masters', load: async () => (await import('./sequences.js')).sequences },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

@@ -52,19 +52,27 @@ export function raw(text: string): SqlFragment {
   return new SqlFragment(text);
 }
 
+/** Hex digits of the hash in a generated name (48 bits). */
+export const NAME_HASH_CHARS = 12;
+
 /**
- * Name a generated object (delta table, trigger, function) so that it stays
- * within 63 bytes: parts are joined with `_`; when too long, the name is cut on
- * a character boundary and a short hash of the full name is appended, so two
- * long names that share a prefix never collide.
+ * Name a generated object (delta table, capture function, index) after the
+ * exact tuple `key` it belongs to, within 63 bytes (PostgreSQL cuts longer
+ * identifiers silently, so two long names could otherwise become one).
+ *
+ * The name is `<kind>_<key parts joined by _>`, cut on a character boundary
+ * to leave room, then `_` and a hash of the key parts joined by NUL — a byte no
+ * identifier can hold, so ("a_b", "c") and ("a", "b_c") hash apart even though
+ * their readable parts read the same. The readable part is for people; the
+ * hash keeps names apart. Two keys share a name only if their 48-bit hashes
+ * collide, which `add sync` checks and refuses (see findNameClash).
  */
-export function objectName(...parts: string[]): string {
-  const full = parts.join('_');
-  if (Buffer.byteLength(full, 'utf8') <= MAX_IDENT_BYTES) return full;
-  const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
-  const budget = MAX_IDENT_BYTES - hash.length - 1;
+export function keyedName(kind: string, key: readonly string[]): string {
+  if (key.some((k) => k.includes('\0'))) throw new IbexError('usage', 'a name containing a NUL byte cannot be used as an SQL identifier');
+  const hash = createHash('sha256').update(key.join('\0')).digest('hex').slice(0, NAME_HASH_CHARS);
+  const budget = MAX_IDENT_BYTES - NAME_HASH_CHARS - 1;
   let cut = '';
-  for (const ch of full) {
+  for (const ch of [kind, ...key].join('_')) {
     if (Buffer.byteLength(cut + ch, 'utf8') > budget) break;
     cut += ch;
   }

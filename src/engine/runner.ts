@@ -30,6 +30,7 @@ import * as store from '../control/run-store.js';
 import { purgeHistory } from '../control/retention.js';
 import { parseStrategy, winnerOrder, type Strategy } from '../conflict/strategy.js';
 import { checkDecisions, type Decision } from '../conflict/custom.js';
+import { upgradeCaptureNames } from '../capture/install.js';
 import { callCode, codesFor, CustomCodeError, loadCustomcode, type LoadedCode } from '../customcode/loader.js';
 import type { Conflict, ExceptionResult, HookContext, HookResult, Row, RunCounts, Whenrun } from '../customcode/api.js';
 import { applyStatements, buildPlans, fingerprintQuery, fingerprintParams, OVERRIDING, type TablePlan } from './plan.js';
@@ -225,6 +226,17 @@ export class SyncRunner {
     }
     c.on('error', () => this.discard(d.name));
     sessionNames.set(c, d.name);
+    if (d.role === 'source' && d.dbtype === 'postgres' && this.cfg) {
+      // Capture objects an older ibex installed under other names move to today's names before
+      // this session reads a delta table (cheap when nothing is old: one query, no locks).
+      try {
+        await upgradeCaptureNames(c, d.name, this.cfg.relations.filter((r) => r.reltype === 'table'),
+          (line) => this.log.warn({ sync: this.opts.sync, db: d.name }, line));
+      } catch (err) {
+        c.end().catch(() => {});
+        throw err;
+      }
+    }
     // Every failed statement says which db refused it (see run(): "db B: …").
     const query = c.query.bind(c) as (...args: unknown[]) => unknown;
     (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {

@@ -414,15 +414,24 @@ export class Validator {
     for (const src of sources) {
       const c = await this.session(src);
       const cur = cursors.get(src.name) ?? null;
-      const exists = await c.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [p.delta]);
-      if (exists.rows[0].e !== 't' && exists.rows[0].e !== true) continue; // capture not installed here: nothing can be pending
+      // Before a runner has moved an older install to today's names, the delta table has the name
+      // recorded in ibex.captured (validate itself changes nothing on the dbs).
+      const found = await c.query(`SELECT to_regclass($1)::text AS d, to_regclass('ibex.captured') IS NOT NULL AS c`, [p.delta]);
+      let delta: unknown = found.rows[0].d;
+      if (delta === null && (found.rows[0].c === 't' || found.rows[0].c === true)) {
+        const rec = await c.query(`SELECT to_regclass(format('ibex.%I', delta))::text AS d FROM ibex.captured WHERE schemaname = $1 AND relname = $2`,
+          [p.rel.schema, p.rel.name]);
+        delta = rec.rows[0]?.d ?? null;
+      }
+      if (delta === null) continue; // capture not installed here: nothing can be pending
+      const on: TablePlan = { ...p, delta: String(delta) };
       const tr = await c.query(q.pendingTruncateSql(this.sync, sourceNames), [cur, p.rel.schema, p.rel.name]);
       if (tr.rows[0].p === 't' || tr.rows[0].p === true) {
         for (const k of keys) add(k, `${src.name} (truncate)`);
         continue;
       }
       for (let i = 0; i < keys.length; i += KEY_BATCH) {
-        const r = await c.query(q.pendingSql(p, this.sync, sourceNames), [cur, keys.slice(i, i + KEY_BATCH)]);
+        const r = await c.query(q.pendingSql(on, this.sync, sourceNames), [cur, keys.slice(i, i + KEY_BATCH)]);
         for (const row of r.rows) add(String(row.k), src.name);
       }
     }

@@ -32,6 +32,7 @@ import type pg from 'pg';
 import { useDaemonProcess } from '../helpers/daemon.js';
 import { useClusters, waitFor, type CliResult } from '../helpers/env.js';
 import { rng, testSeed, withSeed, type Rng } from '../helpers/seed.js';
+import { captureNames } from '../../src/capture/objects.js';
 
 const env = useClusters(3);
 const daemon = useDaemonProcess(env, { IBEX_CHECKTIME_MS: '1000' }, 'random-daemon');
@@ -315,7 +316,7 @@ async function keyHistory(table: string, key: Record<string, unknown>, tokens: M
   for (const [name, i] of NODES) {
     const cur = await env.query(i, `SELECT to_jsonb(t)::text AS j FROM ${table} t WHERE to_jsonb(t) @> $1::jsonb`, [k]);
     const d = await env.query(i, `SELECT ibex_op, ibex_origin, ibex_by, to_char(ibex_ts, 'HH24:MI:SS.US') AS ts, ibex_txid::text AS txid
-                                    FROM ibex.delta_public_${table} t WHERE to_jsonb(t) @> $1::jsonb ORDER BY ibex_ts`, [k]);
+                                    FROM ibex."${captureNames('public', table).delta}" t WHERE to_jsonb(t) @> $1::jsonb ORDER BY ibex_ts`, [k]);
     const tr = await env.query(i, `SELECT to_char(ibex_ts, 'HH24:MI:SS.US') AS ts, ibex_origin, ibex_txid::text AS txid FROM ibex.truncates WHERE relname = $1`, [table]);
     lines.push(`  ${name}: row ${cur.map((x) => String(x.j)).join(' ') || '(none)'}`);
     lines.push(`     deltas ${d.map((x) => `${String(x.ibex_op)}@${String(x.ts)} o=${String(x.ibex_origin)} by=${String(x.ibex_by)} tx=${String(x.txid)}`).join(', ')}`);

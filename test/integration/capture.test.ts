@@ -4,6 +4,7 @@ import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners, tableRows } from '../helpers/sync.js';
 import { openControl } from '../../src/control/connection.js';
 import { installCapture, removeCapture } from '../../src/capture/install.js';
+import { captureNames } from '../../src/capture/objects.js';
 
 const env = useClusters(2);
 after(closeRunners);
@@ -75,8 +76,8 @@ describe('capture', () => {
     const control = await openControl(env.controlUrl);
     try {
       await removeCapture(control, 'busy');
-      assert.ok((await ibexObjects(0)).includes('delta_public_ev'), 'sync p still uses its tables');
-      assert.ok(!(await ibexObjects(0)).includes('delta_public_busy'));
+      assert.ok((await ibexObjects(0)).includes(captureNames('public', 'ev').delta), 'sync p still uses its tables');
+      assert.ok(!(await ibexObjects(0)).includes(captureNames('public', 'busy').delta));
       await removeCapture(control, 'p');
     } finally {
       await control.end();

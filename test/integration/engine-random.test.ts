@@ -20,6 +20,7 @@ import type pg from 'pg';
 import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, closeRunners } from '../helpers/sync.js';
 import type { RunResult } from '../../src/engine/types.js';
+import { captureNames } from '../../src/capture/objects.js';
 
 const env = useClusters(3);
 after(closeRunners);
@@ -242,7 +243,7 @@ async function keyHistory(table: string, row: Record<string, unknown>): Promise<
   const lines = [`history of ${table} ${JSON.stringify(key)}:`];
   for (const i of ALL) {
     const cur = await env.query(i, `SELECT to_jsonb(t)::text AS j FROM ${table} t WHERE to_jsonb(t) @> $1::jsonb`, [JSON.stringify(key)]);
-    const d = await env.query(i, `SELECT ibex_op, ibex_origin, ibex_by, ibex_ts::text AS ts, ibex_txid::text AS txid FROM ibex.delta_public_${table} t
+    const d = await env.query(i, `SELECT ibex_op, ibex_origin, ibex_by, ibex_ts::text AS ts, ibex_txid::text AS txid FROM ibex."${captureNames('public', table).delta}" t
                                    WHERE to_jsonb(t) @> $1::jsonb ORDER BY ibex_ts`, [JSON.stringify(key)]);
     const tr = await env.query(i, `SELECT ibex_ts::text AS ts, ibex_origin, ibex_txid::text AS txid FROM ibex.truncates WHERE relname = $1`, [table]);
     lines.push(`node ${i}: row ${cur.map((x) => x.j).join(' ') || '(none)'}; deltas ${d.map((x) => `${x.ibex_op}@${x.ts} o=${x.ibex_origin} by=${x.ibex_by} tx=${x.txid}`).join(', ')}${tr.length ? `; truncates ${tr.map((x) => `${x.ts} o=${x.ibex_origin} tx=${x.txid}`).join(', ')}` : ''}`);

@@ -1,0 +1,655 @@
+/**
+ * The MariaDB and MySQL target (kinds `mariadb` and `mysql`, one implementation). A run is one
+ * InnoDB transaction with the progress row inside it; rows go in as multi-row upserts of
+ * prepared statements, under 65,535 placeholders and under max_allowed_packet.
+ */
+import type { Connection as CoreConnection } from 'mysql2';
+import type * as Mysql2 from 'mysql2/promise';
+import type { Connection, FieldPacket, ResultSetHeader } from 'mysql2/promise';
+import { userInfo } from 'node:os';
+import { IbexError } from '../../errors.js';
+import { canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType } from '../codec.js';
+import type {
+  KeyRow,
+  Problem,
+  ProgressEntry,
+  RefusedRow,
+  TableSpec,
+  Target,
+  TargetCaps,
+  TargetParams,
+  TextRow,
+  UpsertOutcome,
+} from '../target.js';
+import {
+  blanksMatter,
+  chunkSizes,
+  createTableSql,
+  deleteSql,
+  keyCollation,
+  MYSQL_MAX_PARAMS,
+  MYSQL_MAX_ROWS,
+  mysqlType,
+  PROGRESS_DDL,
+  PROGRESS_SELECT,
+  progressUpsertSql,
+  quoteIdent,
+  scanSql,
+  SESSION_SQL_MODE,
+  truncateSql,
+  upsertSql as upsertSqlOf,
+  type MysqlFlavor,
+} from './mysql-dialect.js';
+
+type Param = string | number | Buffer | null;
+
+/** A value the target cannot hold: the reason, one line. */
+export class Refusal {
+  constructor(readonly reason: string) {}
+}
+
+/** What ibex needs to know of a target column to refuse, rather than let the server round or fail, a value. */
+export interface ColumnLimits {
+  dataType: string;
+  /** Characters (text) or bytes (binary). */
+  maxChars: number | null;
+  maxBytes: number | null;
+  precision: number | null;
+  scale: number | null;
+}
+
+const pad = (n: number, w: number): string => String(n).padStart(w, '0');
+
+/** The limits ibex's own mapping gives a column (used when the table's columns were not read). */
+export function mappedLimits(pgTypeText: string, isKey: boolean, flavor: MysqlFlavor): ColumnLimits {
+  const declared = mysqlType(pgTypeText, isKey, flavor);
+  const dataType = (/^[A-Z]+/.exec(declared)?.[0] ?? '').toLowerCase();
+  const num = /\((\d+)(?:,(\d+))?\)/.exec(declared);
+  const isDecimal = dataType === 'decimal';
+  const chars = !isDecimal && num !== null ? Number(num[1]) : dataType === 'longtext' ? 2 ** 32 - 1 : null;
+  return {
+    dataType,
+    maxChars: dataType === 'varbinary' ? null : chars,
+    maxBytes: dataType === 'longblob' || dataType === 'longtext' ? 2 ** 32 - 1 : dataType === 'varbinary' ? Number(num?.[1]) : null,
+    precision: isDecimal ? Number(num?.[1]) : null,
+    scale: isDecimal ? Number(num?.[2] ?? 0) : null,
+  };
+}
+
+function dateTimeText(p: { year: number; month: number; day: number; hour: number; minute: number; second: number; micro: number }): string {
+  return `${pad(p.year, 4)}-${pad(p.month, 2)}-${pad(p.day, 2)} ${pad(p.hour, 2)}:${pad(p.minute, 2)}:${pad(p.second, 2)}.${pad(p.micro, 6)}`;
+}
+
+const yearFits = (y: number): boolean => y >= 1 && y <= 9999;
+
+/** One PostgreSQL text to the parameter bound for MariaDB/MySQL, or why it cannot be stored as it is. */
+export function encodeMysql(type: string, text: string | null, limits: ColumnLimits): Param | Refusal {
+  if (text === null) return null;
+  let v;
+  try {
+    v = decode(type, text);
+  } catch (e) {
+    if (e instanceof CodecError) return new Refusal(e.message);
+    throw e;
+  }
+  switch (v.kind) {
+    case 'int':
+      return v.value.toString();
+    case 'decimal': {
+      if (v.special !== null) return new Refusal(`${v.special} has no DECIMAL form; store it on the source as NULL or a number`);
+      const p = decimalParts(v.value);
+      const prec = limits.precision ?? 65;
+      const scale = limits.scale ?? 30;
+      if (p.int.length > prec - scale || p.frac.length > scale) {
+        return new Refusal(
+          `${clip(v.value)} has ${p.int.length} integer and ${p.frac.length} fraction digits; DECIMAL(${prec},${scale}) holds ${prec - scale} and ${scale} (65 digits at most): widen the column or change the value`,
+        );
+      }
+      return v.value;
+    }
+    case 'float':
+      if (v.special !== null) return new Refusal(`${v.special} cannot be stored in ${v.width === 4 ? 'FLOAT' : 'DOUBLE'}; store NULL or a finite number on the source`);
+      return v.value;
+    case 'bool':
+      return v.value ? 1 : 0;
+    case 'bytes':
+      if (limits.maxBytes !== null && v.value.length > limits.maxBytes) {
+        return new Refusal(`${v.value.length} bytes do not fit the column's ${limits.maxBytes}; widen it (LONGBLOB)`);
+      }
+      return v.value;
+    case 'json':
+      return text;
+    case 'array':
+      return v.json;
+    case 'timestamptz':
+    case 'timestamp':
+      if (v.special !== null) return new Refusal(`${v.special} has no DATETIME form; use a real date on the source`);
+      if (!yearFits(v.parts.year)) return new Refusal(`${v.iso} is outside DATETIME's years 0001-9999`);
+      return dateTimeText(v.parts);
+    case 'date':
+      if (v.special !== null) return new Refusal(`${v.special} has no DATE form; use a real date on the source`);
+      if (!yearFits(v.parts.year)) return new Refusal(`${v.iso} is outside DATE's years 0001-9999`);
+      return isoDate(v.parts);
+    case 'time':
+      return v.offset === null ? isoTime(v.parts) : v.iso;
+    case 'interval':
+      return v.iso;
+    case 'uuid':
+      return v.value;
+    case 'text': {
+      const s = v.value;
+      if (limits.maxChars !== null && s.length > limits.maxChars) {
+        const n = [...s].length;
+        if (n > limits.maxChars) return new Refusal(`${n} characters do not fit ${limits.dataType}(${limits.maxChars}); widen the column`);
+      }
+      if (limits.maxBytes !== null && s.length * 3 > limits.maxBytes && Buffer.byteLength(s) > limits.maxBytes) {
+        return new Refusal(`${Buffer.byteLength(s)} bytes do not fit ${limits.dataType} (${limits.maxBytes} bytes); use LONGTEXT`);
+      }
+      return s;
+    }
+  }
+}
+
+function paramBytes(p: Param): number {
+  if (p === null) return 1;
+  if (typeof p === 'number') return 9;
+  if (typeof p === 'string') return Buffer.byteLength(p) + 9;
+  return p.length + 9;
+}
+
+/** A stored value (text protocol, strings for big numbers and dates) back to a text the codec canonicalizes. */
+function storedText(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (Buffer.isBuffer(v)) return byteaText(v);
+  return String(v);
+}
+
+interface ColumnRow {
+  COLUMN_NAME: string;
+  DATA_TYPE: string;
+  COLUMN_TYPE: string;
+  CHARACTER_MAXIMUM_LENGTH: string | number | null;
+  CHARACTER_OCTET_LENGTH: string | number | null;
+  NUMERIC_PRECISION: string | number | null;
+  NUMERIC_SCALE: string | number | null;
+  DATETIME_PRECISION: string | number | null;
+  CHARACTER_SET_NAME: string | null;
+  COLLATION_NAME: string | null;
+  IS_NULLABLE: string;
+  COLUMN_DEFAULT: string | null;
+  EXTRA: string;
+}
+
+const numOrNull = (v: string | number | null): number | null => (v === null ? null : Number(v));
+
+/** A collation in which trailing blanks count (NO PAD): MariaDB's `_nopad_`, MySQL 8's `_0900_`, or binary. */
+export function isNoPad(collation: string): boolean {
+  return collation === 'binary' || collation.includes('_nopad_') || collation.includes('_0900_');
+}
+
+/** A collation that compares bytes (no case or accent folding). */
+export function isBinaryCollation(collation: string): boolean {
+  return collation === 'binary' || collation.endsWith('_bin');
+}
+
+const TEXT_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
+
+class MysqlTarget implements Target {
+  readonly kind: 'mariadb' | 'mysql';
+  readonly name: string;
+  readonly caps: TargetCaps = { transactional: true, progressInTxn: true, copyText: false };
+  private readonly params: TargetParams;
+  private readonly flavor: MysqlFlavor;
+  private conn: Connection | null = null;
+  /** The session died (server restart, network): the next connect() opens a new one. */
+  private broken = false;
+  private maxPacket = 16 << 20;
+  private version = '';
+  private progressReady = false;
+  private readonly limits = new Map<string, Map<string, ColumnLimits>>();
+
+  constructor(params: TargetParams) {
+    if (params.kind !== 'mariadb' && params.kind !== 'mysql') throw new IbexError('internal', `db ${params.name}: kind ${params.kind} is not mariadb or mysql`);
+    this.kind = params.kind;
+    this.flavor = params.kind;
+    this.name = params.name;
+    this.params = params;
+    if (params.dbname === undefined || params.dbname === '') {
+      throw new IbexError('config', `db ${params.name}: a ${params.kind} db needs dbname=<database>`);
+    }
+  }
+
+  private get c(): Connection {
+    if (this.conn === null) throw new IbexError('internal', `db ${this.name}: not connected`);
+    return this.conn;
+  }
+
+  /** Run one statement on this session (ibex's own statements; also what tests use to prepare a server). */
+  async sql(text: string, values: readonly Param[] = []): Promise<unknown[]> {
+    const [rows] = await this.c.query(text, values as Param[]);
+    return Array.isArray(rows) ? rows : [];
+  }
+
+  private async exec(text: string, values: readonly Param[]): Promise<ResultSetHeader> {
+    const [res] = (await this.c.execute(text, values as Param[])) as [ResultSetHeader, FieldPacket[]];
+    return res;
+  }
+
+  async connect(): Promise<void> {
+    if (this.conn !== null && !this.broken) return;
+    if (this.conn !== null) await this.close();
+    const where = `${this.params.host ?? '127.0.0.1'}:${this.params.port ?? 3306}/${this.params.dbname}`;
+    let mysql: typeof Mysql2;
+    try {
+      mysql = await import('mysql2/promise');
+    } catch (e) {
+      throw new IbexError('unreachable', `db ${this.name}: the mysql2 driver cannot be loaded (${(e as Error).message}); run npm install`, { cause: e });
+    }
+    try {
+      this.conn = await mysql.createConnection({
+        host: this.params.host ?? '127.0.0.1',
+        port: this.params.port ?? 3306,
+        // As the mysql client does: the login name when no user is configured.
+        user: this.params.user ?? userInfo().username,
+        password: this.params.password ?? '',
+        database: this.params.dbname,
+        charset: 'utf8mb4',
+        timezone: 'Z',
+        dateStrings: true,
+        supportBigNumbers: true,
+        bigNumberStrings: true,
+        decimalNumbers: false,
+        jsonStrings: true,
+        connectTimeout: 10_000,
+        maxPreparedStatements: 256,
+      });
+      this.broken = false;
+      // A fatal error with no command waiting is emitted as an event; unheard, it would end the process.
+      this.conn.on('error', () => {
+        this.broken = true;
+      });
+    } catch (e) {
+      throw new IbexError('unreachable', `db ${this.name}: cannot connect to ${this.kind} at ${where}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      await this.sql('SET NAMES utf8mb4');
+      await this.sql("SET time_zone = '+00:00'");
+      await this.sql('SET sql_mode = ?', [SESSION_SQL_MODE]);
+      const [row] = (await this.sql('SELECT VERSION() AS v, @@max_allowed_packet AS p')) as { v: string; p: string | number }[];
+      this.version = row?.v ?? '';
+      this.maxPacket = Number(row?.p ?? this.maxPacket);
+    } catch (e) {
+      await this.close();
+      throw new IbexError('unreachable', `db ${this.name}: session setup failed on ${where}: ${(e as Error).message}`, { cause: e });
+    }
+    const isMaria = /mariadb/i.test(this.version);
+    if (this.kind === 'mysql' && isMaria) {
+      await this.close();
+      throw new IbexError('config', `db ${this.name}: ${where} is MariaDB ${this.version}, not MySQL; declare the db with type=mariadb`);
+    }
+    if (this.kind === 'mariadb' && !isMaria) {
+      await this.close();
+      throw new IbexError('config', `db ${this.name}: ${where} is MySQL ${this.version}, not MariaDB; declare the db with type=mysql`);
+    }
+    if (this.kind === 'mysql' && !versionAtLeast(this.version, [8, 0, 20])) {
+      await this.close();
+      throw new IbexError('config', `db ${this.name}: MySQL ${this.version} is older than 8.0.20, which ibex's upsert needs; upgrade the server`);
+    }
+  }
+
+  async probe(): Promise<{ version: string }> {
+    return { version: `${this.kind === 'mariadb' ? 'MariaDB' : 'MySQL'} ${this.version}` };
+  }
+
+  private async columnsOf(table: string): Promise<ColumnRow[]> {
+    return (await this.sql(
+      `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE,
+              DATETIME_PRECISION, CHARACTER_SET_NAME, COLLATION_NAME, IS_NULLABLE, COLUMN_DEFAULT, EXTRA
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+      [table],
+    )) as ColumnRow[];
+  }
+
+  async check(tables: readonly TableSpec[]): Promise<Problem[]> {
+    const problems: Problem[] = [];
+    const [mode] = (await this.sql('SELECT @@SESSION.sql_mode AS m')) as { m: string }[];
+    const noAutoOnZero = (mode?.m ?? '').split(',').includes('NO_AUTO_VALUE_ON_ZERO');
+    for (const t of tables) {
+      const p = (message: string): void => {
+        problems.push({ table: t.label, message });
+      };
+      const name = t.targetName;
+      const [info] = (await this.sql('SELECT ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?', [name])) as { engine: string | null }[];
+      if (info === undefined) {
+        p(`table ${name} is missing on ${this.name}; create it (ibex schema prints the CREATE TABLE)`);
+        continue;
+      }
+      if ((info.engine ?? '').toLowerCase() !== 'innodb') {
+        p(`table ${name} uses engine ${info.engine ?? 'none'}, which has no transactions, so a failed run would stay half applied: ALTER TABLE ${quoteIdent(name)} ENGINE=InnoDB`);
+      }
+      const cols = await this.columnsOf(name);
+      const byName = new Map(cols.map((c) => [c.COLUMN_NAME.toLowerCase(), c]));
+      const keys = new Set(t.keys.map((k) => k.toLowerCase()));
+      for (const c of t.columns) {
+        const col = byName.get(c.name.toLowerCase());
+        const isKey = keys.has(c.name.toLowerCase());
+        if (col === undefined) {
+          p(`column ${c.name} is missing in ${name} on ${this.name}; add it: ALTER TABLE ${quoteIdent(name)} ADD ${quoteIdent(c.name)} ${mysqlType(c.type, isKey, this.flavor)}`);
+          continue;
+        }
+        const where = `column ${name}.${col.COLUMN_NAME} (${col.COLUMN_TYPE})`;
+        const cls = pgType(c.type).cls;
+        const dt = col.DATA_TYPE.toLowerCase();
+        if ((cls === 'timestamptz' || cls === 'timestamp') && dt === 'timestamp') {
+          p(`${where} is TIMESTAMP, which ends in 2038 and shifts with the session time zone; make it DATETIME(6)`);
+        } else if ((cls === 'timestamptz' || cls === 'timestamp') && dt === 'datetime' && Number(col.DATETIME_PRECISION ?? 0) < 6) {
+          p(`${where} rounds away microseconds of ${c.type}; make it DATETIME(6)`);
+        }
+        if (cls === 'decimal' && (dt === 'float' || dt === 'double')) {
+          p(`${where} is binary floating point and would round ${c.type}; make it ${mysqlType(c.type, isKey, this.flavor)}`);
+        }
+        if (cls === 'text' && blanksMatter(c.type) && dt === 'char') {
+          p(`${where} drops trailing blanks of ${c.type} values on read; make it VARCHAR`);
+        }
+        if (cls === 'text' && TEXT_TYPES.has(dt) && col.CHARACTER_SET_NAME !== null && col.CHARACTER_SET_NAME !== 'utf8mb4') {
+          p(`${where} has character set ${col.CHARACTER_SET_NAME}, which cannot hold every character of ${c.type}; convert it to utf8mb4`);
+        }
+        if (isKey && col.COLLATION_NAME !== null && TEXT_TYPES.has(dt)) {
+          const coll = col.COLLATION_NAME;
+          if (!isBinaryCollation(coll)) {
+            p(`key ${where} has collation ${coll}, under which different keys ('ABC' and 'abc') are one row: make it COLLATE ${keyCollation(this.flavor)}`);
+          } else if (blanksMatter(c.type) && !isNoPad(coll)) {
+            p(`key ${where} has collation ${coll}, which ignores trailing blanks ('x ' and 'x' are one row): make it COLLATE ${keyCollation(this.flavor)}`);
+          }
+        }
+        if (isKey && /auto_increment/i.test(col.EXTRA) && !noAutoOnZero) {
+          p(`key ${where} is AUTO_INCREMENT and the session lacks NO_AUTO_VALUE_ON_ZERO, so a key 0 would get a new number: allow sql_mode NO_AUTO_VALUE_ON_ZERO or drop AUTO_INCREMENT`);
+        }
+      }
+      const src = new Set(t.columns.map((c) => c.name.toLowerCase()));
+      for (const col of cols) {
+        if (!src.has(col.COLUMN_NAME.toLowerCase()) && col.IS_NULLABLE === 'NO' && col.COLUMN_DEFAULT === null && !/auto_increment|generated/i.test(col.EXTRA)) {
+          p(`column ${name}.${col.COLUMN_NAME} is NOT NULL without a default and not in the source table, so every insert would fail: drop it or give it a default`);
+        }
+      }
+      await this.checkKeys(t, p);
+    }
+    return problems;
+  }
+
+  private async checkKeys(t: TableSpec, p: (m: string) => void): Promise<void> {
+    const rows = (await this.sql(
+      `SELECT INDEX_NAME AS ix, COLUMN_NAME AS col, SUB_PART AS sub FROM information_schema.STATISTICS
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
+      [t.targetName],
+    )) as { ix: string; col: string | null; sub: string | number | null }[];
+    const uniques = new Map<string, { cols: string[]; prefix: boolean }>();
+    for (const r of rows) {
+      const u = uniques.get(r.ix) ?? { cols: [], prefix: false };
+      u.cols.push((r.col ?? '(expression)').toLowerCase());
+      if (r.sub !== null || r.col === null) u.prefix = true;
+      uniques.set(r.ix, u);
+    }
+    const want = t.keys.map((k) => k.toLowerCase()).sort().join(',');
+    let keyIndex: string | null = null;
+    for (const [ix, u] of uniques) {
+      if (!u.prefix && [...u.cols].sort().join(',') === want && (keyIndex === null || ix === 'PRIMARY')) keyIndex = ix;
+    }
+    if (keyIndex === null) {
+      p(`table ${t.targetName} has no PRIMARY KEY or unique key on exactly (${t.keys.join(', ')}), so upserts cannot find rows: ALTER TABLE ${quoteIdent(t.targetName)} ADD PRIMARY KEY (${t.keys.map(quoteIdent).join(', ')})`);
+    }
+    for (const [ix, u] of uniques) {
+      if (ix === keyIndex) continue;
+      p(`table ${t.targetName} has unique key ${ix} (${u.cols.join(', ')}) besides the key; ON DUPLICATE KEY UPDATE fires on any unique key and would overwrite another row: drop it or make it a plain index`);
+    }
+  }
+
+  createTableSql(table: TableSpec): string[] {
+    return [createTableSql(table, this.flavor)];
+  }
+
+  async begin(): Promise<void> {
+    if (!this.progressReady) {
+      // DDL commits implicitly, so the progress table is made before the run's transaction.
+      await this.sql(PROGRESS_DDL);
+      this.progressReady = true;
+    }
+    this.limits.clear();
+    await this.sql('START TRANSACTION');
+  }
+
+  async readProgress(sync: string): Promise<ProgressEntry[] | 'missing'> {
+    let rows: { source: Buffer | string; snapshot: string; run: string | number }[];
+    try {
+      rows = (await this.sql(PROGRESS_SELECT, [sync])) as typeof rows;
+    } catch (e) {
+      // Before the first begin() on a new database the progress table does not exist yet: nothing applied.
+      if ((e as { errno?: number }).errno === 1146) return [];
+      throw e;
+    }
+    return rows.map((r) => ({ source: r.source.toString(), snapshot: r.snapshot, run: Number(r.run) }));
+  }
+
+  private async limitsOf(t: TableSpec): Promise<Map<string, ColumnLimits>> {
+    let m = this.limits.get(t.targetName);
+    if (m !== undefined) return m;
+    m = new Map();
+    const cols = new Map((await this.columnsOf(t.targetName)).map((c) => [c.COLUMN_NAME.toLowerCase(), c]));
+    const keys = new Set(t.keys);
+    for (const c of t.columns) {
+      const col = cols.get(c.name.toLowerCase());
+      if (col === undefined) {
+        m.set(c.name, mappedLimits(c.type, keys.has(c.name), this.flavor));
+        continue;
+      }
+      const dt = col.DATA_TYPE.toLowerCase();
+      const binary = col.CHARACTER_SET_NAME === null && numOrNull(col.CHARACTER_OCTET_LENGTH) !== null;
+      m.set(c.name, {
+        dataType: dt,
+        maxChars: binary ? null : numOrNull(col.CHARACTER_MAXIMUM_LENGTH),
+        maxBytes: numOrNull(col.CHARACTER_OCTET_LENGTH),
+        precision: dt === 'decimal' ? numOrNull(col.NUMERIC_PRECISION) : null,
+        scale: dt === 'decimal' ? numOrNull(col.NUMERIC_SCALE) : null,
+      });
+    }
+    this.limits.set(t.targetName, m);
+    return m;
+  }
+
+  /** Bytes one statement's parameters may take: max_allowed_packet less room for the SQL text. */
+  private get packetBudget(): number {
+    return Math.floor(this.maxPacket * 0.9) - 65_536;
+  }
+
+  private async runChunks(count: number, full: number, sqlFor: (n: number) => string, params: Param[], perItem: number): Promise<number> {
+    let affected = 0;
+    let at = 0;
+    for (const n of chunkSizes(count, full)) {
+      const res = await this.exec(sqlFor(n), params.slice(at, at + n * perItem));
+      affected += res.affectedRows;
+      at += n * perItem;
+    }
+    return affected;
+  }
+
+  async deleteKeys(table: TableSpec, keys: readonly KeyRow[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const limits = await this.limitsOf(table);
+    const keyTypes = table.keys.map((k) => typeOfColumn(table, k));
+    const per = table.keys.length;
+    const full = Math.max(1, Math.min(MYSQL_MAX_ROWS, Math.floor(MYSQL_MAX_PARAMS / per)));
+    let deleted = 0;
+    let params: Param[] = [];
+    let count = 0;
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (count === 0) return;
+      deleted += await this.runChunks(count, full, (n) => deleteSql(table, n), params, per);
+      params = [];
+      count = 0;
+      bytes = 0;
+    };
+    for (const key of keys) {
+      const enc: Param[] = [];
+      let storable = true;
+      key.forEach((v, j) => {
+        const name = table.keys[j] as string;
+        const e = encodeMysql(keyTypes[j] as string, v, limits.get(name) ?? mappedLimits(keyTypes[j] as string, true, this.flavor));
+        if (e instanceof Refusal) storable = false;
+        else enc.push(e);
+      });
+      // A key the target cannot hold was never stored here.
+      if (!storable) continue;
+      const size = enc.reduce<number>((s, e) => s + paramBytes(e), 0);
+      if (bytes + size > this.packetBudget) await flush();
+      params.push(...enc);
+      count += 1;
+      bytes += size;
+      if (count === full) await flush();
+    }
+    await flush();
+    return deleted;
+  }
+
+  async upsertRows(table: TableSpec, rows: readonly TextRow[]): Promise<UpsertOutcome> {
+    const limits = await this.limitsOf(table);
+    const width = table.columns.length;
+    const full = Math.max(1, Math.min(MYSQL_MAX_ROWS, Math.floor(MYSQL_MAX_PARAMS / width)));
+    const keyIdx = table.keys.map((k) => table.columns.findIndex((c) => c.name === k));
+    const refused: RefusedRow[] = [];
+    let applied = 0;
+    let params: Param[] = [];
+    let count = 0;
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (count === 0) return;
+      await this.runChunks(count, full, (n) => this.upsertText(table, n), params, width);
+      applied += count;
+      params = [];
+      count = 0;
+      bytes = 0;
+    };
+    for (const row of rows) {
+      const enc: Param[] = [];
+      let why: string | null = null;
+      for (let i = 0; i < width; i++) {
+        const col = table.columns[i];
+        if (col === undefined) break;
+        const lim = limits.get(col.name) ?? mappedLimits(col.type, table.keys.includes(col.name), this.flavor);
+        const e = encodeMysql(col.type, row[i] ?? null, lim);
+        if (e instanceof Refusal) {
+          why = `column ${col.name} (${col.type}): ${e.reason}`;
+          break;
+        }
+        enc.push(e);
+      }
+      const size = enc.reduce<number>((s, e) => s + paramBytes(e), 0);
+      if (why === null && size > this.packetBudget) {
+        why = `the row is ${size} bytes, over what max_allowed_packet (${this.maxPacket}) lets one statement carry: raise max_allowed_packet on ${this.name}`;
+      }
+      if (why !== null) {
+        refused.push({ key: keyIdx.map((i) => row[i] ?? null), reason: `${table.label} on ${this.name}: ${why}` });
+        continue;
+      }
+      if (bytes + size > this.packetBudget) await flush();
+      params.push(...enc);
+      count += 1;
+      bytes += size;
+      if (count === full) await flush();
+    }
+    await flush();
+    return { applied, refused };
+  }
+
+  private upsertText(t: TableSpec, n: number): string {
+    return upsertSqlCached(t, n, this.flavor);
+  }
+
+  async truncate(table: TableSpec): Promise<void> {
+    await this.sql(truncateSql(table));
+  }
+
+  async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
+    const text = progressUpsertSql(this.flavor);
+    for (const e of entries) await this.exec(text, [sync, e.source, e.snapshot, String(e.run)]);
+  }
+
+  async commit(): Promise<void> {
+    await this.sql('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    if (this.conn === null) return;
+    try {
+      await this.conn.query('ROLLBACK');
+    } catch {
+      // A session that is gone has nothing left to undo: the server rolled it back.
+    }
+  }
+
+  async close(): Promise<void> {
+    const c = this.conn;
+    if (c === null) return;
+    this.conn = null;
+    this.progressReady = false;
+    this.limits.clear();
+    try {
+      await c.end();
+    } catch {
+      c.destroy();
+    }
+  }
+
+  async *scan(table: TableSpec): AsyncIterable<TextRow> {
+    const types = table.columns.map((c) => c.type);
+    // The promise wrapper has no streaming query; its core connection (same session) has.
+    const core = (this.c as unknown as { connection: CoreConnection }).connection;
+    const stream = core.query({ sql: scanSql(table), rowsAsArray: true }).stream({ highWaterMark: 256 });
+    for await (const row of stream as AsyncIterable<unknown[]>) {
+      yield row.map((v, i) => canonicalText(types[i] as string, storedText(v)));
+    }
+  }
+}
+
+const upsertCache = new WeakMap<TableSpec, Map<string, string>>();
+function upsertSqlCached(t: TableSpec, n: number, flavor: MysqlFlavor): string {
+  let m = upsertCache.get(t);
+  if (m === undefined) {
+    m = new Map();
+    upsertCache.set(t, m);
+  }
+  const k = `${flavor}:${n}`;
+  let s = m.get(k);
+  if (s === undefined) {
+    s = upsertSqlOf(t, n, flavor);
+    m.set(k, s);
+  }
+  return s;
+}
+
+function versionAtLeast(version: string, want: number[]): boolean {
+  const got = (/^(\d+)\.(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i] ?? 0;
+    const w = want[i] ?? 0;
+    if (g !== w) return g > w;
+  }
+  return true;
+}
+
+function typeOfColumn(t: TableSpec, name: string): string {
+  const c = t.columns.find((x) => x.name === name);
+  if (c === undefined) throw new IbexError('internal', `${t.label}: key column ${name} is not a column of the table`);
+  return c.type;
+}
+
+function clip(s: string): string {
+  return s.length > 40 ? s.slice(0, 37) + '...' : s;
+}
+
+/** The target for a db of kind mariadb or mysql. */
+export function createTarget(params: TargetParams): Target {
+  return new MysqlTarget(params);
+}
+
+export type { MysqlTarget };

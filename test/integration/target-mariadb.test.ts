@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type mysql from 'mysql2/promise';
+import { createTarget, type MysqlTarget } from '../../src/targets/mysql/mysql-target.js';
+import type { TableSpec, Target, TextRow } from '../../src/targets/target.js';
+import { adminConnection, freshDatabase, MYSQL_FAMILY_REFUSED, privateMariadb, type PrivateMariadb } from '../helpers/mariadb-server.js';
+import { targetContract } from '../helpers/target-contract.js';
+
+let db: { dbname: string; drop(): Promise<void> };
+let admin: mysql.Connection;
+
+before(async () => {
+  db = await freshDatabase();
+  admin = await adminConnection(3306, db.dbname);
+});
+after(async () => {
+  await admin?.end();
+  await db?.drop();
+});
+
+const mariadb = (dbname: string, port = 3306): Target =>
+  createTarget({ name: 'maria', kind: 'mariadb', host: '127.0.0.1', port, user: 'root', dbname });
+
+targetContract(
+  'mariadb',
+  async (tables) => {
+    const target = mariadb(db.dbname);
+    for (const t of tables) for (const s of target.createTableSql(t)) await admin.query(s);
+    return { target, cleanup: async () => undefined };
+  },
+  { bulkRows: 70_000, refused: MYSQL_FAMILY_REFUSED },
+);
+
+const spec = (name: string, columns: [string, string][], keys: string[]): TableSpec => ({
+  label: `public.${name}`, schema: 'public', name, targetName: name,
+  columns: columns.map(([n, type]) => ({ name: n, type, notNull: keys.includes(n) })), keys,
+});
+
+describe('mariadb target: check()', () => {
+  it('accepts what createTableSql makes, and refuses each unsafe layout in one line naming the risk and the fix', async () => {
+    const target = mariadb(db.dbname);
+    const good = spec('ck_good', [['id', 'text'], ['at', 'timestamp with time zone'], ['n', 'numeric(12,2)'], ['b', 'bytea']], ['id']);
+    for (const s of target.createTableSql(good)) await admin.query(s);
+    await admin.query('CREATE TABLE ck_nokey (id INT, v TEXT) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_ci (k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_pad (k VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_uniq (id INT PRIMARY KEY, email VARCHAR(50) COLLATE utf8mb4_nopad_bin UNIQUE) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_myisam (id INT PRIMARY KEY) ENGINE=MyISAM');
+    await admin.query('CREATE TABLE ck_ts (id INT PRIMARY KEY, at TIMESTAMP(6) NULL) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_auto (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=InnoDB');
+    await admin.query('CREATE TABLE ck_prefix (k VARCHAR(100) COLLATE utf8mb4_nopad_bin, UNIQUE KEY kp (k(10))) ENGINE=InnoDB');
+    try {
+      await target.connect();
+      assert.deepEqual(await target.check([good]), []);
+      const problems = await target.check([
+        spec('ck_absent', [['id', 'integer']], ['id']),
+        spec('ck_good', [['id', 'text'], ['gone', 'integer']], ['id']),
+        spec('ck_nokey', [['id', 'integer'], ['v', 'text']], ['id']),
+        spec('ck_ci', [['k', 'text']], ['k']),
+        spec('ck_pad', [['k', 'character varying(10)']], ['k']),
+        spec('ck_uniq', [['id', 'integer'], ['email', 'text']], ['id']),
+        spec('ck_myisam', [['id', 'integer']], ['id']),
+        spec('ck_ts', [['id', 'integer'], ['at', 'timestamp with time zone']], ['id']),
+        spec('ck_prefix', [['k', 'text']], ['k']),
+      ]);
+      const text = problems.map((p) => `${p.table}: ${p.message}`);
+      const expect = [
+        /^public\.ck_absent: table ck_absent is missing/,
+        /^public\.ck_good: column gone is missing .* ADD `gone` INT$/,
+        /^public\.ck_nokey: table ck_nokey has no PRIMARY KEY or unique key on exactly \(id\).*ADD PRIMARY KEY \(`id`\)$/,
+        /^public\.ck_ci: key column ck_ci\.k .* collation utf8mb4_general_ci, under which different keys .* COLLATE utf8mb4_nopad_bin$/,
+        /^public\.ck_pad: key column ck_pad\.k .* collation utf8mb4_bin, which ignores trailing blanks .* COLLATE utf8mb4_nopad_bin$/,
+        /^public\.ck_uniq: table ck_uniq has unique key email \(email\) besides the key; ON DUPLICATE KEY UPDATE fires on any unique key/,
+        /^public\.ck_myisam: table ck_myisam uses engine MyISAM, which has no transactions.*ENGINE=InnoDB$/,
+        /^public\.ck_ts: column ck_ts\.at \(timestamp\(6\)\) is TIMESTAMP, which ends in 2038.*DATETIME\(6\)$/,
+        /^public\.ck_prefix: table ck_prefix has no PRIMARY KEY or unique key on exactly \(k\)/,
+        /^public\.ck_prefix: table ck_prefix has unique key kp \(k\) besides the key/,
+      ];
+      for (const re of expect) assert.ok(text.some((t) => re.test(t)), `expected ${re} in:\n${text.join('\n')}`);
+      assert.equal(text.length, expect.length, text.join('\n'));
+      for (const t of text) assert.ok(!t.includes('\n'), t);
+
+      const autoSpec = spec('ck_auto', [['id', 'integer'], ['v', 'text']], ['id']);
+      assert.deepEqual(await target.check([autoSpec]), [], 'ibex sessions set NO_AUTO_VALUE_ON_ZERO');
+      await (target as unknown as MysqlTarget).sql("SET sql_mode = 'STRICT_ALL_TABLES'");
+      const auto = await target.check([autoSpec]);
+      assert.equal(auto.length, 1);
+      assert.match(auto[0]?.message ?? '', /key column ck_auto\.id \(int\(11\)\) is AUTO_INCREMENT and the session lacks NO_AUTO_VALUE_ON_ZERO/);
+      assert.match((await target.probe()).version, /^MariaDB 10\./);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('refuses to serve kind mysql on a MariaDB server', async () => {
+    const t = createTarget({ name: 'my', kind: 'mysql', host: '127.0.0.1', port: 3306, user: 'root', dbname: db.dbname });
+    await assert.rejects(t.connect(), /is MariaDB .* declare the db with type=mariadb/);
+    await t.close();
+  });
+
+  it('refuses a value that does not fit the existing column instead of letting the server cut or round it', async () => {
+    const target = mariadb(db.dbname);
+    await admin.query('CREATE TABLE fit (id INT PRIMARY KEY, s VARCHAR(5) COLLATE utf8mb4_nopad_bin, n DECIMAL(5,2)) ENGINE=InnoDB');
+    const t = spec('fit', [['id', 'integer'], ['s', 'text'], ['n', 'numeric']], ['id']);
+    try {
+      await target.connect();
+      await target.begin();
+      const out = await target.upsertRows(t, [['1', 'short', '999.99'], ['2', 'toolongvalue', '1'], ['3', 'ok', '1.005'], ['4', '😀😀😀😀😀', '1000']]);
+      await target.commit();
+      assert.equal(out.applied, 1);
+      assert.deepEqual(out.refused.map((r) => r.key), [['2'], ['3'], ['4']]);
+      assert.match(out.refused[0]?.reason ?? '', /column s \(text\): 12 characters do not fit varchar\(5\)/);
+      assert.match(out.refused[1]?.reason ?? '', /column n \(numeric\): 1\.005 has 1 integer and 3 fraction digits; DECIMAL\(5,2\)/);
+      assert.match(out.refused[2]?.reason ?? '', /column n \(numeric\): 1000 has 4 integer/);
+      const rows: TextRow[] = [];
+      for await (const r of target.scan(t)) rows.push(r);
+      assert.deepEqual(rows, [['1', 'short', '999.99']]);
+    } finally {
+      await target.close();
+    }
+  });
+});
+
+describe('mariadb target: the silent-corruption cases stay apart', () => {
+  it('keeps keys differing only in case or trailing blanks as separate rows, and a key 0 in an AUTO_INCREMENT column as 0', async () => {
+    const target = mariadb(db.dbname);
+    const t = spec('apart', [['k', 'text'], ['v', 'integer']], ['k']);
+    for (const s of target.createTableSql(t)) await admin.query(s);
+    await admin.query('CREATE TABLE apart_auto (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT) ENGINE=InnoDB');
+    const auto = spec('apart_auto', [['id', 'integer'], ['v', 'text']], ['id']);
+    try {
+      await target.connect();
+      await target.begin();
+      await target.upsertRows(t, [['abc', '1'], ['ABC', '2'], ['x', '3'], ['x ', '4'], ['x  ', '5']]);
+      await target.upsertRows(auto, [['5', 'five'], ['0', 'zero']]);
+      await target.commit();
+      const rows: TextRow[] = [];
+      for await (const r of target.scan(t)) rows.push(r);
+      assert.deepEqual(rows.map((r) => r.join('=')).sort(), ['ABC=2', 'abc=1', 'x=3', 'x =4', 'x  =5'].sort());
+      const autoRows: TextRow[] = [];
+      for await (const r of target.scan(auto)) autoRows.push(r);
+      assert.deepEqual(autoRows, [['0', 'zero'], ['5', 'five']]);
+    } finally {
+      await target.close();
+    }
+  });
+});
+
+describe('mariadb target: server killed mid-run', () => {
+  let srv: PrivateMariadb;
+  before(async () => {
+    srv = await privateMariadb();
+    await srv.start();
+  });
+  after(async () => {
+    await srv?.destroy();
+  });
+
+  it('after SIGKILL and restart neither data nor progress of the open run remain, and the re-run applies once', async () => {
+    const c = await adminConnection(srv.port);
+    await c.query('CREATE DATABASE crashdb CHARACTER SET utf8mb4');
+    await c.end();
+    const t = spec('crashy', [['k', 'integer'], ['v', 'text']], ['k']);
+    const first = mariadb('crashdb', srv.port);
+    await first.connect();
+    const a = await adminConnection(srv.port, 'crashdb');
+    for (const s of first.createTableSql(t)) await a.query(s);
+    await a.end();
+
+    await first.begin();
+    await first.upsertRows(t, [['1', 'one'], ['2', 'two']]);
+    await first.writeProgress('s1', [{ source: 'A', snapshot: '1:1:', run: 1 }]);
+    await first.commit();
+
+    const rows: TextRow[] = Array.from({ length: 5000 }, (_, i) => [String(i + 100), `run two ${i}`]);
+    await first.begin();
+    await first.upsertRows(t, rows);
+    await first.deleteKeys(t, [['1']]);
+    await first.writeProgress('s1', [{ source: 'A', snapshot: '2:2:', run: 2 }]);
+    await srv.kill();
+    await first.rollback();
+    await srv.start();
+
+    // The same target object reconnects: its dead session is noticed and replaced.
+    const second = first;
+    try {
+      await second.connect();
+      const seen: TextRow[] = [];
+      for await (const r of second.scan(t)) seen.push(r);
+      assert.deepEqual(seen, [['1', 'one'], ['2', 'two']]);
+      await second.begin();
+      assert.deepEqual(await second.readProgress('s1'), [{ source: 'A', snapshot: '1:1:', run: 1 }]);
+      await second.rollback();
+
+      for (let i = 0; i < 2; i++) {
+        await second.begin();
+        const done = await second.readProgress('s1');
+        assert.ok(done !== 'missing');
+        if (done.some((p) => p.run === 2)) {
+          await second.rollback();
+          continue;
+        }
+        await second.upsertRows(t, rows);
+        await second.deleteKeys(t, [['1']]);
+        await second.writeProgress('s1', [{ source: 'A', snapshot: '2:2:', run: 2 }]);
+        await second.commit();
+      }
+      const after: TextRow[] = [];
+      for await (const r of second.scan(t)) after.push(r);
+      assert.equal(after.length, 5001);
+      assert.deepEqual(after[0], ['2', 'two']);
+      await second.begin();
+      assert.deepEqual(await second.readProgress('s1'), [{ source: 'A', snapshot: '2:2:', run: 2 }]);
+      await second.rollback();
+    } finally {
+      await second.close();
+    }
+  });
+});

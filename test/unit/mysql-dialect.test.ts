@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  chunkSizes,
+  createTableSql,
+  deleteSql,
+  mysqlType,
+  progressUpsertSql,
+  quoteIdent,
+  scanSql,
+  textKeyChars,
+  truncateSql,
+  upsertSql,
+} from '../../src/targets/mysql/mysql-dialect.js';
+import { encodeMysql, isBinaryCollation, isNoPad, mappedLimits, Refusal } from '../../src/targets/mysql/mysql-target.js';
+import type { TableSpec } from '../../src/targets/target.js';
+
+const spec = (name: string, columns: [string, string][], keys: string[]): TableSpec => ({
+  label: `public.${name}`, schema: 'public', name, targetName: name,
+  columns: columns.map(([n, type]) => ({ name: n, type, notNull: keys.includes(n) })), keys,
+});
+
+const orders = spec('orders', [['id', 'bigint'], ['note', 'text'], ['total', 'numeric(10,2)']], ['id']);
+const pair = spec('pair', [['a', 'integer'], ['b', 'text']], ['a', 'b']);
+
+describe('mysql dialect', () => {
+  it('quotes identifiers with backticks and refuses unusable names', () => {
+    assert.equal(quoteIdent('plain'), '`plain`');
+    assert.equal(quoteIdent('we`ird "name"'), '`we``ird "name"`');
+    assert.throws(() => quoteIdent(''), /not a usable/);
+    assert.throws(() => quoteIdent('a\0b'), /not a usable/);
+    assert.throws(() => quoteIdent('trailing '), /not a usable/);
+  });
+
+  it('writes the MariaDB upsert with VALUES()', () => {
+    assert.equal(
+      upsertSql(orders, 2, 'mariadb'),
+      'INSERT INTO `orders` (`id`, `note`, `total`) VALUES (?, ?, ?), (?, ?, ?) ON DUPLICATE KEY UPDATE `note` = VALUES(`note`), `total` = VALUES(`total`)',
+    );
+  });
+
+  it('writes the MySQL 8.0.20+ upsert with a row alias', () => {
+    assert.equal(
+      upsertSql(orders, 2, 'mysql'),
+      'INSERT INTO `orders` (`id`, `note`, `total`) VALUES (?, ?, ?), (?, ?, ?) AS `new` ON DUPLICATE KEY UPDATE `note` = `new`.`note`, `total` = `new`.`total`',
+    );
+  });
+
+  it('updates the key to itself when every column is a key column (never REPLACE or IGNORE)', () => {
+    const keysOnly = spec('k', [['a', 'integer'], ['b', 'integer']], ['a', 'b']);
+    assert.equal(upsertSql(keysOnly, 1, 'mariadb'), 'INSERT INTO `k` (`a`, `b`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `a` = `a`');
+    assert.equal(upsertSql(keysOnly, 1, 'mysql'), 'INSERT INTO `k` (`a`, `b`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `a` = `a`');
+  });
+
+  it('deletes by one key with IN and by a composite key with row constructors', () => {
+    assert.equal(deleteSql(orders, 3), 'DELETE FROM `orders` WHERE `id` IN (?, ?, ?)');
+    assert.equal(deleteSql(pair, 2), 'DELETE FROM `pair` WHERE (`a`, `b`) IN ((?, ?), (?, ?))');
+  });
+
+  it('scans by key, reading FLOAT as DOUBLE, and truncates with DELETE inside the transaction', () => {
+    const f = spec('f', [['id', 'integer'], ['r', 'real'], ['d', 'double precision']], ['id']);
+    assert.equal(scanSql(f), 'SELECT `id`, CAST(`r` AS DOUBLE), `d` FROM `f` ORDER BY `id`');
+    assert.equal(truncateSql(f), 'DELETE FROM `f`');
+  });
+
+  it('writes the progress upsert for both flavors', () => {
+    assert.equal(
+      progressUpsertSql('mariadb'),
+      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE snapshot = VALUES(snapshot), run = VALUES(run), applied = VALUES(applied)',
+    );
+    assert.equal(
+      progressUpsertSql('mysql'),
+      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) AS `new` ON DUPLICATE KEY UPDATE snapshot = `new`.snapshot, run = `new`.run, applied = `new`.applied',
+    );
+  });
+
+  it('maps PostgreSQL types as targets.md says', () => {
+    const m = (t: string, key = false, f: 'mariadb' | 'mysql' = 'mariadb'): string => mysqlType(t, key, f);
+    assert.equal(m('bigint'), 'BIGINT');
+    assert.equal(m('integer'), 'INT');
+    assert.equal(m('smallint'), 'SMALLINT');
+    assert.equal(m('numeric(10,2)'), 'DECIMAL(10,2)');
+    assert.equal(m('numeric'), 'DECIMAL(65,30)');
+    assert.equal(m('numeric(70,2)'), 'DECIMAL(65,30)');
+    assert.equal(m('double precision'), 'DOUBLE');
+    assert.equal(m('real'), 'FLOAT');
+    assert.equal(m('boolean'), 'TINYINT(1)');
+    assert.equal(m('bytea'), 'LONGBLOB');
+    assert.equal(m('jsonb'), 'JSON');
+    assert.equal(m('text[]'), 'JSON');
+    assert.equal(m('uuid'), 'CHAR(36) CHARACTER SET ascii COLLATE ascii_bin');
+    assert.equal(m('timestamp with time zone'), 'DATETIME(6)');
+    assert.equal(m('timestamp without time zone'), 'DATETIME(6)');
+    assert.equal(m('date'), 'DATE');
+    assert.equal(m('time without time zone'), 'TIME(6)');
+    assert.equal(m('interval'), 'VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin');
+    assert.equal(m('text'), 'LONGTEXT CHARACTER SET utf8mb4');
+    assert.equal(m('character varying(20)'), 'VARCHAR(20) CHARACTER SET utf8mb4');
+    assert.equal(m('text', true), 'VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin');
+    assert.equal(m('text', true, 'mysql'), 'VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin');
+    assert.equal(m('character(3)', true), 'CHAR(3) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin');
+    assert.equal(m('public.mood'), 'LONGTEXT CHARACTER SET utf8mb4');
+  });
+
+  it('creates an InnoDB table whose text keys share the 3072-byte index limit', () => {
+    assert.equal(
+      createTableSql(pair, 'mariadb'),
+      'CREATE TABLE `pair` (\n  `a` INT NOT NULL,\n  `b` VARCHAR(764) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL,\n  PRIMARY KEY (`a`, `b`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4',
+    );
+    assert.equal(textKeyChars(spec('two', [['a', 'text'], ['b', 'text']], ['a', 'b'])), 384);
+    assert.equal(textKeyChars(orders), 768);
+  });
+
+  it('splits batches into full chunks and powers of two', () => {
+    assert.deepEqual(chunkSizes(2500, 1024), [1024, 1024, 256, 128, 64, 4]);
+    assert.deepEqual(chunkSizes(0, 1024), []);
+    assert.deepEqual(chunkSizes(7, 1024), [4, 2, 1]);
+  });
+});
+
+describe('mysql value encoding', () => {
+  const lim = (t: string, key = false) => mappedLimits(t, key, 'mariadb');
+  const enc = (t: string, v: string | null) => encodeMysql(t, v, lim(t));
+  it('binds exact text for integers and decimals, UTC DATETIME text for timestamptz', () => {
+    assert.equal(enc('bigint', '9223372036854775807'), '9223372036854775807');
+    assert.equal(enc('numeric(10,2)', '1.50'), '1.5');
+    assert.equal(enc('timestamp with time zone', '2026-12-04 20:26:00.123456+00'), '2026-12-04 20:26:00.123456');
+    assert.equal(enc('timestamp with time zone', '2026-12-04 22:26:00+02'), '2026-12-04 20:26:00.000000');
+    assert.equal(enc('boolean', 't'), 1);
+    assert.deepEqual(enc('bytea', '\\x0102'), Buffer.from([1, 2]));
+    assert.equal(enc('integer[]', '{1,NULL}'), '[1,null]');
+    assert.equal(enc('interval', '1 day'), 'P1D');
+    assert.equal(enc('text', null), null);
+  });
+  it('refuses what MariaDB cannot hold, with the reason', () => {
+    const refused = (t: string, v: string): string => {
+      const e = enc(t, v);
+      assert.ok(e instanceof Refusal, `${t} ${v} should be refused`);
+      return e.reason;
+    };
+    assert.match(refused('numeric', 'NaN'), /NaN has no DECIMAL form/);
+    assert.match(refused('numeric', '1' + '0'.repeat(40)), /41 integer and 0 fraction digits; DECIMAL\(65,30\) holds 35 and 30/);
+    assert.match(refused('numeric(10,2)', '1.234'), /DECIMAL\(10,2\)/);
+    assert.match(refused('double precision', 'Infinity'), /cannot be stored in DOUBLE/);
+    assert.match(refused('timestamp with time zone', 'infinity'), /no DATETIME form/);
+    assert.match(refused('date', '0001-01-01 BC'), /outside DATE's years/);
+    assert.match(refused('character varying(3)', 'abcd'), /4 characters do not fit varchar\(3\)/);
+    assert.match(refused('bytea', 'nothex'), /hex format/);
+  });
+  it('counts characters, not UTF-16 units, against VARCHAR lengths', () => {
+    assert.equal(encodeMysql('character varying(2)', '😀😀', lim('character varying(2)')), '😀😀');
+  });
+  it('tells binary and no-pad collations apart', () => {
+    assert.ok(isBinaryCollation('utf8mb4_bin') && !isNoPad('utf8mb4_bin'));
+    assert.ok(isBinaryCollation('utf8mb4_nopad_bin') && isNoPad('utf8mb4_nopad_bin'));
+    assert.ok(isBinaryCollation('utf8mb4_0900_bin') && isNoPad('utf8mb4_0900_bin'));
+    assert.ok(!isBinaryCollation('utf8mb4_general_ci'));
+    assert.ok(isBinaryCollation('binary') && isNoPad('binary'));
+  });
+});
