@@ -156,3 +156,20 @@ function readersByDb(rows: Record<string, unknown>[]): Map<string, Set<string>> 
   }
   return out;
 }
+
+/** Tie a kick to the run that serves it. */
+export async function takeKick(control: pg.Client, kickId: number, runId: number): Promise<void> {
+  await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [runId, kickId]);
+}
+
+/** A global setting's value (ibex.config), or undefined when unset. */
+export async function readSetting(control: pg.Client, name: string): Promise<string | undefined> {
+  const r = await control.query(`SELECT value FROM ibex.config WHERE name = $1`, [name]);
+  return r.rows[0] ? String(r.rows[0].value) : undefined;
+}
+
+/** Every sync's cursor snapshot on one db (the oldest decides what may be purged there). */
+export async function cursorsOnDb(control: pg.Client, db: string): Promise<string[]> {
+  const r = await control.query(`SELECT snapshot FROM ibex.cursor WHERE db = $1`, [db]);
+  return r.rows.map((x) => String(x.snapshot));
+}

@@ -11,15 +11,22 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { ident } from '../db/ident.js';
-import { sqlstate } from '../db/sqlstate.js';
 import { pgArray } from '../db/catalog.js';
 import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
+import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
+import type { TableSpec, Target } from '../targets/target.js';
+import type { ConflictRecord } from '../control/run-store.js';
+import { refusedRecord, RowSink } from './run/typed.js';
 import { copyFanOut } from './exchange.js';
-import { applyStatements, type TablePlan } from './plan.js';
-import type { RunKind, RunResult, TableCounts } from './types.js';
+import type { TablePlan } from './plan.js';
+import { tableCounts } from './run/state.js';
+import { anyRowSql, tableCopyInSql } from './sql/apply.js';
+import {
+  analyzeSql, chunkLastKeySql, chunkSql, chunkStageSql, deleteAllSql, lastKeyFillSql, lastKeyTableSql, lockTableSql, wholeTableCopyOutSql,
+} from './sql/copy.js';
+import type { RunKind, RunResult } from './types.js';
 
 /** What a copy needs from its runner. */
 export interface CopyContext {
@@ -27,8 +34,14 @@ export interface CopyContext {
   cfg: SyncConfig;
   plans: TablePlan[];
   log: Logger;
+  /** db → tables another sync reads there (capture must record what a copy writes to them). */
+  downstream: Map<string, Set<string>>;
   control(): Promise<pg.Client>;
-  db(d: SyncDb): Promise<pg.Client>;
+  db(d: SyncDb): Promise<PostgresTarget>;
+  /** A session on a db of another kind. */
+  target(d: SyncDb): Promise<Target>;
+  /** A table as targets of other kinds see it. */
+  spec(p: TablePlan): TableSpec;
   discard(name: string): void;
 }
 
@@ -42,16 +55,20 @@ export async function copyTables(ctx: CopyContext, kind: Exclude<RunKind, 'delta
   return kind === 'fullcopy' ? fullcopy(ctx, result) : onetimecopy(ctx, result);
 }
 
-function counts(result: RunResult, p: TablePlan): TableCounts {
-  return (result.tables[p.label] ??= { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 });
+function count(result: RunResult, p: TablePlan, what: 'inserted' | 'deleted' | 'truncates', n: number): void {
+  tableCounts(result, p.label)[what] += n;
+  result[what] += n;
 }
 
-async function mark(c: pg.Client, origin: string, cfg: SyncConfig): Promise<void> {
-  // Rows ibex writes carry their origin and this sync's name: this sync never sends them back.
-  // apply_mode=replica silences user triggers and rules while copying, as while applying runs.
-  // (Only then: setting it at all, even to its default, needs the privilege replica mode needs.)
-  await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', 'on', true)${
-    cfg.applyMode === 'replica' ? `, set_config('session_replication_role', 'replica', true)` : ''}`, [origin, cfg.name]);
+/**
+ * Stamp what a copy writes to table `p` on db `d`: its origin and this sync (which never sends it
+ * back); capture records it where another sync reads the table there, so copied rows cascade.
+ */
+async function mark(ctx: CopyContext, s: PostgresTarget, d: SyncDb, p: TablePlan, origin: string): Promise<void> {
+  await s.stamp({ origin, sync: ctx.sync, capture: ctx.downstream.get(d.name)?.has(p.label) ?? false });
+  // apply_mode=replica silences user triggers and rules while copying, as while applying runs
+  // (set only then: setting it at all needs the privilege replica mode needs).
+  if (ctx.cfg.applyMode === 'replica') await s.query(`SELECT set_config('session_replication_role', 'replica', true)`);
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
@@ -61,147 +78,246 @@ function copySource(cfg: SyncConfig): SyncDb {
   return from;
 }
 
+/** Statistics for freshly copied rows help the next runs' plans; a failed ANALYZE costs only that. */
+async function analyze(ctx: CopyContext, s: PostgresTarget, p: TablePlan): Promise<void> {
+  try {
+    await s.query(analyzeSql(p));
+  } catch (err) {
+    ctx.log.debug({ sync: ctx.sync, table: p.label, db: s.name, err }, 'ANALYZE after a copy failed');
+  }
+}
+
+/** One onetimecopy: what it copies from, to, and the run it fills. */
+interface Onetime {
+  ctx: CopyContext;
+  control: pg.Client;
+  from: SyncDb;
+  src: PostgresTarget;
+  result: RunResult;
+  skipped: string[];
+}
+
+/**
+ * Where a copy writes: a PostgreSQL db (COPY into a staging table, then upserted) or a target of
+ * another kind (the COPY text decoded into rows and upserted through the Target contract).
+ */
+interface Dest {
+  db: SyncDb;
+  /** Remove every row of these tables (children first), in one transaction; rows deleted per table where known. */
+  empty(plans: TablePlan[]): Promise<Map<TablePlan, number>>;
+  /** onetimecopy=2: has the table no rows? */
+  isEmpty(p: TablePlan): Promise<boolean>;
+  /** Begin, and receive one chunk of COPY text (the source's `copyOut`); rows received. */
+  receive(p: TablePlan, copyOut: string): Promise<number>;
+  /** Apply what was received and commit; rows applied. */
+  finish(p: TablePlan): Promise<number>;
+  /** After the last chunk of a table. */
+  done(p: TablePlan): Promise<void>;
+}
+
+/** A PostgreSQL destination. */
+function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
+  const { ctx } = o;
+  return {
+    db,
+    async empty(plans) {
+      const n = new Map<TablePlan, number>();
+      await c.begin();
+      for (const p of [...plans].reverse()) {
+        await mark(ctx, c, db, p, o.from.name);
+        n.set(p, (await c.query(deleteAllSql(p))).rowCount ?? 0);
+      }
+      await c.commit();
+      return n;
+    },
+    // Checked under a lock that keeps writers out while it is checked; rows written after that are
+    // kept (chunks are upserted), the check only decides whether to copy at all.
+    async isEmpty(p) {
+      await c.begin();
+      await c.query(lockTableSql(p));
+      const r = await c.query(anyRowSql(p.q));
+      await c.commit();
+      return r.rows[0].e !== 't';
+    },
+    async receive(p, copyOut) {
+      const stage = chunkStageSql(p);
+      await c.begin();
+      await mark(ctx, c, db, p, o.from.name);
+      await c.query(stage.create);
+      const [copied] = await copyFanOut(o.src.client, copyOut, [{ client: c.client, sql: stage.copyIn }]);
+      return copied ?? 0;
+    },
+    async finish(p) {
+      let n = 0;
+      for (const sql of chunkStageSql(p).upsert) n += (await c.query(sql)).rowCount ?? 0;
+      await c.commit();
+      return n;
+    },
+    done: (p) => analyze(ctx, c, p),
+  };
+}
+
+/** Rows a typed target refused during a copy, logged as quarantined (never stopping the copy). */
+async function logRefused(o: { ctx: CopyContext; result: RunResult }, records: ConflictRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  await store.logConflicts(await o.ctx.control(), o.ctx.sync, o.result.runId, records.splice(0), 'quarantined');
+}
+
+/** A sink that upserts decoded rows on a typed target, counting what it applied and noting what it refused. */
+function upsertSink(target: Target, db: SyncDb, spec: TableSpec, winner: string, tally: { applied: number; refused: ConflictRecord[] }): RowSink {
+  return new RowSink(async (rows) => {
+    const out = await target.upsertRows(spec, rows);
+    tally.applied += out.applied;
+    for (const r of out.refused) tally.refused.push(refusedRecord(spec, db.name, winner, r, undefined));
+  });
+}
+
+/** A destination of another kind. */
+function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
+  const { ctx } = o;
+  const tally = { applied: 0, refused: [] as ConflictRecord[] };
+  return {
+    db,
+    async empty(plans) {
+      await target.begin();
+      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p));
+      await target.commit();
+      return new Map();
+    },
+    async isEmpty(p) {
+      for await (const _ of target.scan(ctx.spec(p))) return false;
+      return true;
+    },
+    async receive(p, copyOut) {
+      await target.begin();
+      const sink = upsertSink(target, db, ctx.spec(p), o.from.name, tally);
+      await copyFanOut(o.src.client, copyOut, [{ stream: sink, name: db.name }]);
+      return sink.rowCount;
+    },
+    async finish() {
+      await target.commit();
+      await logRefused(o, tally.refused);
+      const n = tally.applied;
+      tally.applied = 0;
+      return n;
+    },
+    done: async () => {},
+  };
+}
+
 async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
-  const control = await ctx.control();
   const from = copySource(cfg);
-  const targets = cfg.dbs.filter((d) => d.dbtype === 'postgres' && d.name !== from.name && d.role !== 'fullcopy' && d.status === 'active');
-  const src = await ctx.db(from);
-  const mode = cfg.onetimecopy;
-  const n = chunkRows();
-  const skipped: string[] = [];
-
+  const o: Onetime = { ctx, control: await ctx.control(), from, src: await ctx.db(from), result, skipped: [] };
+  const dests: Dest[] = [];
+  for (const d of cfg.dbs.filter((x) => x.name !== from.name && x.role !== 'fullcopy' && x.status === 'active')) {
+    dests.push(d.dbtype === 'postgres' ? pgDest(o, d, await ctx.db(d)) : typedDest(o, d, await ctx.target(d)));
+  }
   // Mode 1 replaces the targets' rows: empty them first, children first, once (progress rows mark it done).
-  if (mode === 1) {
-    for (const t of targets) {
-      const c = await ctx.db(t);
-      const fresh: TablePlan[] = [];
-      for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name))) fresh.push(p);
-      if (fresh.length === 0) continue;
-      await c.query('BEGIN');
-      await mark(c, from.name, cfg);
-      for (const p of [...fresh].reverse()) {
-        const r = await c.query(`DELETE FROM ${p.q}`);
-        counts(result, p).deleted += r.rowCount ?? 0;
-        result.deleted += r.rowCount ?? 0;
-      }
-      await c.query('COMMIT');
-      for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, false);
-    }
-  }
-
-  for (const p of ctx.plans) {
-    const keyCols = p.keys.map((k) => ident(k).text).join(', ');
-    const keyTypes = p.rel.keyTypes;
-    for (const t of targets) {
-      const c = await ctx.db(t);
-      let progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.name);
-      if (progress?.done) continue;
-      if (mode === 2 && !progress) {
-        // "Empty" is checked under a lock that keeps writers out while it is checked; rows written
-        // after that are kept (chunks are upserted), the check only decides whether to copy at all.
-        await c.query('BEGIN');
-        await c.query(`LOCK TABLE ${p.q} IN EXCLUSIVE MODE`);
-        const r = await c.query(`SELECT EXISTS (SELECT 1 FROM ${p.q}) AS e`);
-        await c.query('COMMIT');
-        if (r.rows[0].e === 't') {
-          skipped.push(`${p.label}@${t.name}`);
-          await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, null, 0, true);
-          continue;
-        }
-      }
-      let lastKey = progress?.lastKey ?? null;
-      let rows = progress?.rows ?? 0;
-      for (;;) {
-        await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        await src.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_last_${p.idx} ON COMMIT DROP AS SELECT ${keyCols} FROM ${p.q} WITH NO DATA`);
-        let fromClause = `${p.q} t`;
-        let where = 'true';
-        if (lastKey) {
-          // The key types come from the catalog (format_type); the values are parameters.
-          await src.query(
-            `INSERT INTO pg_temp.ibex_copy_last_${p.idx} SELECT ${keyTypes.map((ty, i) => `($1::text[])[${i + 1}]::${ty}`).join(', ')}`, [lastKey]);
-          fromClause += `, pg_temp.ibex_copy_last_${p.idx} l`;
-          where = `(${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) > (${p.keys.map((k) => `l.${ident(k).text}`).join(', ')})`;
-        }
-        const chunk = `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${fromClause} WHERE ${where} ORDER BY ${p.keys.map((k) => `t.${ident(k).text}`).join(', ')} LIMIT ${n}`;
-        await c.query('BEGIN');
-        await mark(c, from.name, cfg);
-        await c.query(`CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`);
-        const [copied] = await copyFanOut(src, `COPY (${chunk}) TO STDOUT`, [{ client: c, sql: `COPY pg_temp.ibex_copy_stage_${p.idx} FROM STDIN` }]);
-        const last = await src.query(
-          `SELECT ARRAY[${p.keys.map((k) => `x.${ident(k).text}::text`).join(', ')}] AS k FROM (${chunk}) x ORDER BY ${p.keys.map((k) => `x.${ident(k).text}`).join(' DESC, ')} DESC LIMIT 1`);
-        await src.query('COMMIT');
-        let ins = 0;
-        for (const sql of applyStatements(p, `pg_temp.ibex_copy_stage_${p.idx}`, 'true')) ins += (await c.query(sql)).rowCount ?? 0;
-        await c.query('COMMIT');
-        counts(result, p).inserted += ins;
-        result.inserted += ins;
-        rows += copied ?? 0;
-        const done = (copied ?? 0) < n;
-        lastKey = last.rows[0] ? pgArray(last.rows[0].k) : lastKey;
-        await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.name, lastKey, rows, done);
-        ctx.log.info({ sync: ctx.sync, table: p.label, db: t.name, rows }, 'onetimecopy progress');
-        progress = { lastKey, rows, done };
-        if (done) break;
-      }
-      if (cfg.relations.length && rows > 0) await c.query(`ANALYZE ${p.q}`).catch(() => {});
-    }
-  }
-  await store.finishOnetimecopy(control, ctx.sync);
+  if (cfg.onetimecopy === 1) for (const t of dests) await emptyTarget(o, t);
+  for (const p of ctx.plans) for (const t of dests) await copyTable(o, p, t);
+  await store.finishOnetimecopy(o.control, ctx.sync);
   result.status = result.inserted + result.deleted > 0 ? 'good' : 'empty';
-  return { from: from.name, skippedNotEmpty: skipped };
+  return { from: from.name, skippedNotEmpty: o.skipped };
+}
+
+/** onetimecopy=1: empty the tables not yet started on a target, children first. */
+async function emptyTarget(o: Onetime, t: Dest): Promise<void> {
+  const { ctx, control } = o;
+  const fresh: TablePlan[] = [];
+  for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.db.name))) fresh.push(p);
+  if (fresh.length === 0) return;
+  for (const [p, n] of await t.empty(fresh)) count(o.result, p, 'deleted', n);
+  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, false);
+}
+
+/** Copy one table to one target, chunk after chunk, resuming from saved progress. */
+async function copyTable(o: Onetime, p: TablePlan, t: Dest): Promise<void> {
+  const { ctx, control } = o;
+  const progress = await store.readCopyProgress(control, ctx.sync, p.rel.id, t.db.name);
+  if (progress?.done) return;
+  if (ctx.cfg.onetimecopy === 2 && !progress && !(await t.isEmpty(p))) {
+    o.skipped.push(`${p.label}@${t.db.name}`);
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, true);
+    return;
+  }
+  let lastKey = progress?.lastKey ?? null;
+  let rows = progress?.rows ?? 0;
+  const n = chunkRows();
+  for (let done = false; !done;) {
+    const chunk = await copyChunk(o, p, t, lastKey, n);
+    rows += chunk.copied;
+    done = chunk.copied < n;
+    lastKey = chunk.lastKey ?? lastKey;
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, lastKey, rows, done);
+    ctx.log.info({ sync: ctx.sync, table: p.label, db: t.db.name, rows }, 'onetimecopy progress');
+  }
+  if (rows > 0) await t.done(p);
+}
+
+/**
+ * One chunk: read in its own snapshot on the source, received by the target, applied there and
+ * committed. Returns the rows copied and the chunk's last key.
+ */
+async function copyChunk(o: Onetime, p: TablePlan, t: Dest, lastKey: string[] | null, n: number): Promise<{ copied: number; lastKey: string[] | null }> {
+  const { src } = o;
+  await src.begin('REPEATABLE READ');
+  await src.query(lastKeyTableSql(p));
+  // The key types come from the catalog (format_type); the values are parameters.
+  if (lastKey) await src.query(lastKeyFillSql(p), [lastKey]);
+  const chunk = chunkSql(p, lastKey !== null, n);
+  const copied = await t.receive(p, `COPY (${chunk}) TO STDOUT`);
+  const last = await src.query(chunkLastKeySql(p, chunk));
+  await src.commit();
+  count(o.result, p, 'inserted', await t.finish(p));
+  return { copied, lastKey: last.rows[0] ? pgArray(last.rows[0].k) : null };
 }
 
 async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
   const from = copySource(cfg);
-  const targets = cfg.dbs.filter((d) => d.dbtype === 'postgres' && d.role === 'fullcopy' && d.status === 'active');
+  const targets = cfg.dbs.filter((d) => d.role === 'fullcopy' && d.status === 'active');
   if (targets.length === 0) {
     result.status = 'empty';
     return { from: from.name, note: 'no fullcopy targets' };
   }
   const src = await ctx.db(from);
-  const sinks = await Promise.all(targets.map((t) => ctx.db(t)));
+  const sinks = await Promise.all(targets.filter((t) => t.dbtype === 'postgres').map(async (t) => ({ t, s: await ctx.db(t) })));
+  const typed = await Promise.all(targets.filter((t) => t.dbtype !== 'postgres').map(async (t) => ({ t, target: await ctx.target(t) })));
   // One snapshot on the source for every table; one transaction per target.
-  await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  for (const c of sinks) {
-    await c.query('BEGIN');
-    await mark(c, from.name, cfg);
-  }
+  await src.begin('REPEATABLE READ');
+  for (const { s } of sinks) await s.begin();
+  for (const { target } of typed) await target.begin();
   for (const p of [...ctx.plans].reverse()) {
-    for (const c of sinks) {
-      if (cfg.deletemethod === 'delete') {
-        const r = await c.query(`DELETE FROM ${p.q}`);
-        counts(result, p).deleted += r.rowCount ?? 0;
-        result.deleted += r.rowCount ?? 0;
-      } else {
-        await c.query('SAVEPOINT ibex_fc');
-        try {
-          await c.query(`TRUNCATE ${p.q}${cfg.deletemethod === 'truncate_cascade' ? ' CASCADE' : ''}`);
-          await c.query('RELEASE SAVEPOINT ibex_fc');
-        } catch (err) {
-          await c.query('ROLLBACK TO SAVEPOINT ibex_fc');
-          if (sqlstate(err) !== '0A000') throw err;
-          await c.query(`DELETE FROM ${p.q}`);
-        }
-        counts(result, p).truncates++;
-        result.truncates++;
+    for (const { t, s } of sinks) {
+      await mark(ctx, s, t, p, from.name);
+      if (cfg.deletemethod === 'delete') count(result, p, 'deleted', (await s.query(deleteAllSql(p))).rowCount ?? 0);
+      else {
+        await s.truncateWithFallback(p, cfg.deletemethod === 'truncate_cascade');
+        count(result, p, 'truncates', 1);
       }
     }
+    for (const { target } of typed) {
+      await target.truncate(ctx.spec(p));
+      count(result, p, 'truncates', 1);
+    }
   }
+  const tally = { applied: 0, refused: [] as ConflictRecord[] };
   for (const p of ctx.plans) {
-    const rows = await copyFanOut(src, `COPY (SELECT ${p.colList} FROM ${p.q}) TO STDOUT`,
-      sinks.map((c) => ({ client: c, sql: `COPY ${p.q} (${p.colList}) FROM STDIN` })));
-    const n = rows.reduce((a, b) => a + b, 0);
-    counts(result, p).inserted += n;
-    result.inserted += n;
+    for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
+    const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
+      ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
+      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p), from.name, tally), name: t.name })),
+    ]);
+    count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
+    tally.applied = 0;
   }
-  await src.query('COMMIT');
-  for (const c of sinks) await c.query('COMMIT');
-  if (cfg.relations.length) {
-    for (const c of sinks) for (const p of ctx.plans) await c.query(`ANALYZE ${p.q}`).catch(() => {});
-  }
+  await src.commit();
+  for (const { s } of sinks) await s.commit();
+  // Targets of other kinds commit after the PostgreSQL dbs (as in a delta run).
+  for (const { target } of typed) await target.commit();
+  await logRefused({ ctx, result }, tally.refused);
+  for (const { s } of sinks) for (const p of ctx.plans) await analyze(ctx, s, p);
   result.status = 'good';
   return { from: from.name, targets: targets.map((t) => t.name) };
 }

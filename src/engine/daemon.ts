@@ -27,6 +27,7 @@ import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
 import * as store from '../control/daemon-store.js';
+import { readSetting } from '../control/run-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
 import { isConnectionError, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
@@ -249,9 +250,9 @@ export class Daemon {
   private async shutdownSteps(reason: string): Promise<void> {
     this.log.info({ reason }, 'daemon stopping: waiting for the runs in progress');
     for (const l of this.loops) this.timers.clearTimeout(l.handle);
-    await this.reconciling.catch(() => {});
+    await this.reconciling.catch(() => {}); // best effort: a failed reconcile was logged where it ran; stopping goes on
     const unanswered = await this.scheduler.stop();
-    await this.servingKicks?.catch(() => {});
+    await this.servingKicks?.catch(() => {}); // best effort: kick serving logs its own failures; stopping goes on
     await Promise.allSettled([...this.inflight]);
     const c = this.control.client();
     if (c && unanswered.length) await store.releaseKicks(c, unanswered).catch((err) => this.log.warn({ err: errorText(err) }, 'could not hand back kicks'));
@@ -259,7 +260,7 @@ export class Daemon {
     // Nobody will listen: stop the triggers from notifying.
     await Promise.all([...this.listeners.entries()].map(async ([db, l]) => {
       const lc = l.client();
-      if (lc) await setIdle(lc, false).catch(() => {});
+      if (lc) await setIdle(lc, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
       await l.close();
       this.wake.forget(db);
     }));
@@ -353,9 +354,9 @@ export class Daemon {
     if (!c) return;
     const rows = await store.readDaemonSyncs(c);
     // The pause after busy runs (a global setting; see the scheduler's settleOutcome).
-    const pause = await c.query(`SELECT value FROM ibex.config WHERE name = 'run_pause_max_ms'`);
-    const ms = pause.rows.length ? Number(pause.rows[0].value) : RUN_PAUSE_MAX_MS_DEFAULT;
-    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: pause.rows[0]?.value }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
+    const setting = await readSetting(c, 'run_pause_max_ms');
+    const ms = setting === undefined ? RUN_PAUSE_MAX_MS_DEFAULT : Number(setting);
+    if (!Number.isInteger(ms) || ms < 0) this.log.warn({ value: setting }, `bad run_pause_max_ms in ibex.config: using ${RUN_PAUSE_MAX_MS_DEFAULT}; fix it with "ibex set run_pause_max_ms=${RUN_PAUSE_MAX_MS_DEFAULT}"`);
     this.pauseMaxMs = Number.isInteger(ms) && ms >= 0 ? ms : RUN_PAUSE_MAX_MS_DEFAULT;
     const byName = new Map(rows.map((r) => [r.name, r]));
     for (const name of [...this.managed.keys()]) {
@@ -380,7 +381,7 @@ export class Daemon {
         await this.adopt(c, leased);
       } catch (err) {
         // Leases are re-entrant on one session: give back those not adopted, or they would never be freed.
-        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {});
+        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
         throw err;
       }
     }
@@ -394,7 +395,7 @@ export class Daemon {
       if (full || changed) {
         void this.scheduler.maintain(r.name, async () => {
           await this.load(m);
-        }).catch(() => {});
+        }).catch(() => {}); // load() records its failure in the scheduler state
       }
     }
     this.refreshListeners();
@@ -415,7 +416,7 @@ export class Daemon {
         runner = (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log });
       } catch (err) {
         log.error({ err: redact(errorText(err)) }, 'cannot create the runner of this sync; not running it');
-        await store.releaseLease(c, r.name).catch(() => {});
+        await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
         return;
       }
       const m: Managed = { row: r, runner, loaded: false, log };
@@ -425,7 +426,7 @@ export class Daemon {
         lastError: seed.lastError ?? undefined, lastErrorAt: seed.lastErrorAt ?? undefined, attempts: seed.attempts,
       } : {});
       // Loading may wait on an unreachable db: do it before the first run, not before the daemon is ready.
-      void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {});
+      void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {}); // load() records its failure in the scheduler state
       log.info({ status: r.status, sources: r.sources, autokick: r.autokick }, 'running sync');
     }));
   }
@@ -439,8 +440,8 @@ export class Daemon {
     await m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'));
     const c = this.control.client();
     if (c) {
-      if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {});
-      if (release) await store.releaseLease(c, name).catch(() => {});
+      if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {}); // best effort: kicks not released are taken again when the sync next runs
+      if (release) await store.releaseLease(c, name).catch(() => {}); // best effort: the lease also ends with this session
     }
     this.refreshListeners();
   }
@@ -484,7 +485,7 @@ export class Daemon {
           const n = await store.terminateSyncSessions(s, syncs);
           if (n) this.log.info({ db, sessions: n }, 'ended stale ibex sessions');
         } finally {
-          await s.end().catch(() => {});
+          await s.end().catch(() => {}); // best effort: closing a one-off session
         }
       } catch (err) {
         this.log.warn({ db, err: redact(errorText(err), p.params.password) }, 'could not end stale ibex sessions on this db');
@@ -679,7 +680,7 @@ export class Daemon {
           try {
             await listenWake(c, () => this.wake.wake(db));
           } catch (err) {
-            await c.end().catch(() => {});
+            await c.end().catch(() => {}); // best effort: the session failed already; it is replaced
             throw err;
           }
           return c;
@@ -696,7 +697,7 @@ export class Daemon {
       this.wake.forget(db);
       void (async () => {
         const c = l.client();
-        if (c) await setIdle(c, false).catch(() => {});
+        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
         await l.close();
       })();
     }

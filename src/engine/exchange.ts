@@ -6,24 +6,23 @@
 import type pg from 'pg';
 import { to as copyTo, from as copyFrom } from 'pg-copy-streams';
 import type { Readable, Writable } from 'node:stream';
+import { tagDb } from '../db/tag.js';
 
-/**
- * The db name of each session, set by whoever opens it, so a failed COPY can say which db
- * failed (a stream error carries no trace of its connection).
- */
-export const sessionNames = new WeakMap<pg.Client, string>();
-
-/** Mark an error with the db it came from (first one wins). */
-export function tagDb(err: unknown, client: pg.Client): void {
-  const name = sessionNames.get(client);
-  if (name && err && typeof err === 'object' && !(err as { ibexDb?: string }).ibexDb) (err as { ibexDb?: string }).ibexDb = name;
-}
-
-/** Where a COPY stream goes. */
-export interface CopySink {
+/** Where a COPY stream goes: a PostgreSQL session's COPY FROM, or a stream of our own (a typed target's row sink). */
+export type CopySink = {
   client: pg.Client;
   /** A COPY … FROM STDIN statement. */
   sql: string;
+} | {
+  /** Takes the COPY text; `rowCount` once finished. Its errors are tagged with `name`. */
+  stream: Writable & { rowCount?: number };
+  name: string;
+};
+
+/** Mark an error with the db it came from (first one wins). */
+function tagSink(err: unknown, sink: CopySink): void {
+  if ('client' in sink) tagDb(err, sink.client);
+  else if (err && typeof err === 'object' && !(err as { ibexDb?: string }).ibexDb) (err as { ibexDb?: string }).ibexDb = sink.name;
 }
 
 /**
@@ -34,17 +33,17 @@ export interface CopySink {
  */
 export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: CopySink[]): Promise<number[]> {
   if (sinks.length === 0) return [];
-  const outs = sinks.map((s) => s.client.query(copyFrom(s.sql)) as unknown as Writable & { rowCount?: number });
+  const outs = sinks.map((s) => ('client' in s ? s.client.query(copyFrom(s.sql)) as unknown as Writable & { rowCount?: number } : s.stream));
   const input = source.query(copyTo(copyOutSql)) as unknown as Readable;
   await new Promise<void>((resolve, reject) => {
     let failed = false;
     let ended = false;
     let pendingDrains = 0;
     let finishedCount = 0;
-    const fail = (err: unknown, from: pg.Client): void => {
+    const fail = (err: unknown, tag: (e: unknown) => void): void => {
       if (failed) return;
       failed = true;
-      tagDb(err, from);
+      tag(err);
       // The sessions of a broken COPY may be left mid-protocol: the runner discards them.
       if (err && typeof err === 'object') (err as { ibexCopyStream?: boolean }).ibexCopyStream = true;
       input.destroy();
@@ -54,9 +53,9 @@ export async function copyFanOut(source: pg.Client, copyOutSql: string, sinks: C
       for (const o of outs) o.destroy();
       reject(err);
     };
-    input.on('error', (err) => fail(err, source));
+    input.on('error', (err) => fail(err, (e) => tagDb(e, source)));
     for (const [i, o] of outs.entries()) {
-      o.on('error', (err) => fail(err, sinks[i]!.client));
+      o.on('error', (err) => fail(err, (e) => tagSink(e, sinks[i]!)));
       o.on('finish', () => {
         finishedCount++;
         if (finishedCount === outs.length && !failed) resolve();

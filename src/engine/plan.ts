@@ -78,12 +78,13 @@ export function applyStatements(p: TablePlan, stage: string, where: string): str
 }
 
 /**
- * SQL that returns (label, fingerprint) for the given tables on one db; parameters: schemas,
- * names, and each table's key columns joined by commas in name order. The fingerprint lists
+ * SQL that returns (label, fingerprint) for the given tables on one db; `arrays` are three text[]
+ * expressions (parameters by default): schemas, names, and each table's key columns joined by
+ * commas in name order (see fingerprintParams). The fingerprint lists
  * the columns by name with their types, and says whether a usable unique index on exactly the
  * key columns exists, so a dropped or changed key on one db shows as a difference too.
  */
-export function fingerprintQuery(): string {
+export function fingerprintQuery(arrays: readonly [string, string, string] = ['$1::text[]', '$2::text[]', '$3::text[]']): string {
   return `SELECT n.nspname || '.' || c.relname AS label,
                  string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END, ', ' ORDER BY a.attname)
                  || CASE WHEN EXISTS (
@@ -92,7 +93,7 @@ export function fingerprintQuery(): string {
                          AND (SELECT string_agg(ka.attname, ',' ORDER BY ka.attname) FROM pg_attribute ka
                                WHERE ka.attrelid = c.oid AND ka.attnum = ANY(i.indkey[0:i.indnkeyatts - 1])) = w.k)
                     THEN '' ELSE ', (no unique index on the key)' END AS fp
-            FROM unnest($1::text[], $2::text[], $3::text[]) AS w(s, t, k)
+            FROM unnest(${arrays[0]}, ${arrays[1]}, ${arrays[2]}) AS w(s, t, k)
             JOIN pg_namespace n ON n.nspname = w.s
             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.t
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -78,7 +78,7 @@ export class KeptSession {
     const c = this.current;
     this.current = undefined;
     this.settleFirst();
-    if (c) await c.end().catch(() => {});
+    if (c) await c.end().catch(() => {}); // best effort: the session is being dropped
   }
 
   private async connect(): Promise<void> {
@@ -98,7 +98,7 @@ export class KeptSession {
       return;
     }
     if (this.closed) {
-      await c.end().catch(() => {});
+      await c.end().catch(() => {}); // best effort: the session is being dropped
       return;
     }
     c.on('end', () => this.lost(c));
@@ -122,7 +122,7 @@ export class KeptSession {
     this.current = undefined;
     if (this.pingTimer !== undefined) this.timers.clearTimeout(this.pingTimer);
     this.pingTimer = undefined;
-    c.end().catch(() => {});
+    c.end().catch(() => {}); // best effort: the session is being dropped
     if (this.closed) return;
     this.opts.log.warn({ session: this.opts.name }, 'session lost; reopening');
     try {

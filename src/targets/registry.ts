@@ -11,8 +11,8 @@ export interface TargetModule {
 }
 
 /** The folder of each kind under src/targets (MariaDB and MySQL share one dialect module). */
-const FOLDER: Readonly<Record<Exclude<TargetKind, 'postgres'>, string>> = {
-  mariadb: 'mysql', mysql: 'mysql', sqlite: 'sqlite', redis: 'redis', mongo: 'mongo', oracle: 'oracle',
+const FOLDER: Readonly<Record<TargetKind, string>> = {
+  postgres: 'postgres', mariadb: 'mysql', mysql: 'mysql', sqlite: 'sqlite', redis: 'redis', mongo: 'mongo', oracle: 'oracle',
 };
 
 /** A `type=` word (Bucardo's spellings accepted) as a kind; undefined when unknown. */
@@ -20,8 +20,8 @@ export function targetKind(type: string): TargetKind | undefined {
   return TARGET_KIND_ALIASES[type.toLowerCase()];
 }
 
-/** Load the module of a non-PostgreSQL kind. */
-export async function loadTargetModule(kind: Exclude<TargetKind, 'postgres'>): Promise<TargetModule> {
+/** Load the module of a kind. */
+export async function loadTargetModule(kind: TargetKind): Promise<TargetModule> {
   const folder = FOLDER[kind];
   try {
     return (await import(`./${folder}/${folder}-target.js`)) as TargetModule;
@@ -34,10 +34,20 @@ export async function loadTargetModule(kind: Exclude<TargetKind, 'postgres'>): P
   }
 }
 
-/** A new, unconnected Target for a non-PostgreSQL db. */
+/** A new, unconnected Target of any kind. */
 export async function createTarget(params: TargetParams): Promise<Target> {
-  if (params.kind === 'postgres') throw new IbexError('internal', 'PostgreSQL dbs are opened through src/targets/postgres');
   return (await loadTargetModule(params.kind)).createTarget(params);
+}
+
+/**
+ * The one factory of connected targets: loads `./<kind>/<kind>-target.js` (MariaDB and MySQL
+ * share `mysql`), creates the target and connects it. A kind without its module fails with a
+ * one-line IbexError('config').
+ */
+export async function openTarget(params: TargetParams): Promise<Target> {
+  const t = await createTarget(params);
+  await t.connect();
+  return t;
 }
 
 /** A configured db as the control store describes it (structurally: targets do not import control). */
@@ -57,7 +67,5 @@ export function targetParams(db: ConfiguredDb): TargetParams {
 
 /** A connected Target for a configured non-PostgreSQL db. */
 export async function connectTarget(db: ConfiguredDb): Promise<Target> {
-  const t = await createTarget(targetParams(db));
-  await t.connect();
-  return t;
+  return openTarget(targetParams(db));
 }

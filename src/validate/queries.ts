@@ -158,7 +158,7 @@ export function repairDeleteSql(p: TablePlan): string {
 
 /**
  * On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user
- * delete triggers); on a table with rules, an UPDATE then an INSERT (one string, several statements).
+ * delete triggers); on a table with rules, an UPDATE then an INSERT (one text, several statements).
  */
 export function repairUpsertSql(p: TablePlan): string {
   const t = repairTemps(p);

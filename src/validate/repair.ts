@@ -20,6 +20,7 @@ import type pg from 'pg';
 import { configError, IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import { copyFanOut } from '../engine/exchange.js';
+import { stampSql } from '../targets/postgres/postgres-dialect.js';
 import type { TablePlan } from '../engine/plan.js';
 import type { SyncDb } from '../control/sync-config.js';
 import * as q from './queries.js';
@@ -104,10 +105,8 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
   const downstream = await store.downstreamReaders(control, sync);
   const client = (d: SyncDb): Promise<pg.Client> => v.session(d);
   const setLocal = async (c: pg.Client, p: TablePlan, dbName: string): Promise<void> => {
-    // The engine's rule (SyncRunner.setLocal): capture stays on only where another sync reads this table.
-    const cascade = downstream.get(dbName)?.has(p.label) ?? false;
-    await c.query(`SELECT set_config('ibex.origin', $1, true), set_config('ibex.by', $2, true), set_config('ibex.nocapture', $3, true)`,
-      [fromDb.name, sync, cascade ? 'off' : 'on']);
+    // The engine's rule: capture stays on only where another sync reads this table.
+    await c.query(stampSql({ origin: fromDb.name, sync, capture: downstream.get(dbName)?.has(p.label) ?? false }));
   };
 
   const cursors = await v.begin(false);
@@ -177,8 +176,14 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
   } catch (err) {
     await v.rollback();
     // A target that committed before the failure was changed: its overwrites are logged all the same.
-    if (committed.length) await logRepair(control, sync, fromDb.name, works, committed).catch(() => {});
-    throw err instanceof IbexError ? err : new IbexError('internal', `repair of sync "${sync}" from ${fromDb.name} failed${committed.length ? ` after ${committed.join(', ')} committed` : ', nothing was changed'}: ${(err as Error).message ?? String(err)}`, { cause: err });
+    let unlogged = '';
+    try {
+      if (committed.length) await logRepair(control, sync, fromDb.name, works, committed);
+    } catch (logErr) {
+      unlogged = ` (and its overwrites could not be logged: ${(logErr as Error).message ?? String(logErr)})`;
+    }
+    if (err instanceof IbexError && !unlogged) throw err;
+    throw new IbexError(err instanceof IbexError ? err.code : 'internal', `repair of sync "${sync}" from ${fromDb.name} failed${committed.length ? ` after ${committed.join(', ')} committed` : ', nothing was changed'}: ${(err as Error).message ?? String(err)}${unlogged}`, { cause: err });
   }
   report.changedKeys = countChanged(works);
   if (!opts.dryRun) await logRepair(control, sync, fromDb.name, works, committed);

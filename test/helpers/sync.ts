@@ -10,7 +10,7 @@ import { migrate } from '../../src/control/migrate.js';
 import { connect } from '../../src/db/connect.js';
 import { tableInfo } from '../../src/db/catalog.js';
 import { installCapture } from '../../src/capture/install.js';
-import { SyncRunner } from '../../src/engine/runner.js';
+import { SyncRunner, type RunnerOptions } from '../../src/engine/runner.js';
 import type { RunResult } from '../../src/engine/types.js';
 import type { TestEnv } from './env.js';
 
@@ -102,8 +102,8 @@ export async function addSync(env: TestEnv, name: string, o: TestSyncOptions): P
 
 /** A runner for a sync, closed by `closeRunners()`. */
 const runners: SyncRunner[] = [];
-export function runner(env: TestEnv, sync: string, hooks?: { afterGather?: () => Promise<void> }): SyncRunner {
-  const r = new SyncRunner({ controlUrl: env.controlUrl, sync, log: testLog, ...(hooks ? { hooks } : {}) });
+export function runner(env: TestEnv, sync: string, more: Partial<Pick<RunnerOptions, 'hooks' | 'clockOffsetMs' | 'openTarget'>> = {}): SyncRunner {
+  const r = new SyncRunner({ controlUrl: env.controlUrl, sync, log: testLog, ...more });
   runners.push(r);
   return r;
 }

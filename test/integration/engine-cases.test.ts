@@ -182,10 +182,12 @@ describe('three masters', () => {
     await env.query(0, `UPDATE parent SET name = 'A, older' WHERE id = 50`);
     let raced = false;
     const r = runner(env, 'tri', {
-      afterGather: async () => {
-        if (raced) return;
-        raced = true;
-        await env.query(1, `UPDATE parent SET name = 'B, local and later' WHERE id = 50`);
+      hooks: {
+        afterGather: async () => {
+          if (raced) return;
+          raced = true;
+          await env.query(1, `UPDATE parent SET name = 'B, local and later' WHERE id = 50`);
+        },
       },
     });
     // The racing write makes the apply fail with a serialization error; the runner repeats the run
@@ -203,7 +205,9 @@ describe('three masters', () => {
     const skewed = await env.client(1); // a new session: ALTER DATABASE … SET applies to new sessions
     await skewed.query(`UPDATE parent SET name = 'B ahead' WHERE id = 3`);
     await env.query(0, `UPDATE parent SET name = 'A later in real time' WHERE id = 3`);
-    const r = runner(env, 'tri');
+    // The capture trigger stamps B's change an hour ahead (ibex.clock_offset); the runner measures
+    // B's clock with the same offset, injected.
+    const r = runner(env, 'tri', { clockOffsetMs: (db) => (db === 'B' ? 3_600_000 : 0) });
     const res = await runOk(r);
     assert.equal(res.conflicts, 1);
     for (const i of ALL) assert.equal((await env.query(i, `SELECT name FROM parent WHERE id = 3`))[0]!.name, 'B ahead');

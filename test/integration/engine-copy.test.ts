@@ -75,4 +75,16 @@ describe('onetimecopy and fullcopy', () => {
     assert.deepEqual(await rows(1, 'fc'), await rows(0, 'fc'));
     assert.deepEqual(await rows(2, 'fc'), await rows(0, 'fc'));
   });
+  it('cascades rows copied by onetimecopy to a sync that reads the target (A→B copy, B→C sync)', async () => {
+    for (const i of [0, 1, 2]) await env.query(i, `CREATE TABLE casc (id int PRIMARY KEY, v text)`);
+    await env.query(0, `INSERT INTO casc SELECT g, 'from A ' || g FROM generate_series(1, 50) g`);
+    // bc reads casc on B: capture on B must record the rows the copy writes there.
+    await addSync(env, 'bc', { dbs: { B: 'source', C: 'target' }, tables: ['public.casc'] });
+    await addSync(env, 'abcopy', { dbs: { A: 'source', B: 'target' }, tables: ['public.casc'], options: { onetimecopy: 1 } });
+    const copy = await runner(env, 'abcopy').run('onetimecopy');
+    assert.equal(copy.status, 'good', copy.error);
+    assert.equal((await rows(1, 'casc')).length, 50);
+    await runOk(runner(env, 'bc'));
+    assert.deepEqual(await rows(2, 'casc'), await rows(0, 'casc'));
+  });
 });

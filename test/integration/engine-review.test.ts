@@ -96,7 +96,7 @@ describe('engine review', () => {
     const open = await env.client(0);
     await open.query(`BEGIN`);
     await open.query(`TRUNCATE tr`);
-    const r = runner(env, 'trunc', { afterGather: async () => { await open.query('COMMIT'); } });
+    const r = runner(env, 'trunc', { hooks: { afterGather: async () => { await open.query('COMMIT'); } } });
     await runOk(r);
     await runOk(r);
     await runOk(r);

@@ -404,7 +404,7 @@ describe('ibex validate', () => {
   it('prints a machine-readable document with --json', async () => {
     const { res, doc } = await validateJson('v');
     assert.equal(res.code, 0);
-    assert.deepEqual(Object.keys(doc).sort(), ['differences', 'equal', 'inFlight', 'repairs', 'syncs']);
+    assert.deepEqual(Object.keys(doc).sort(), ['differences', 'equal', 'inFlight', 'keyRisks', 'repairs', 'syncs']);
     const s = doc.syncs[0]!;
     assert.deepEqual(Object.keys(s).sort(), ['dbs', 'differences', 'equal', 'inFlight', 'ms', 'sequences', 'skipped', 'sync', 'tables']);
     assert.deepEqual(s.dbs, ['A', 'B', 'C']);

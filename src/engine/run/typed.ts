@@ -1,0 +1,148 @@
+/**
+ * Targets of other kinds in a run (DESIGN, "Targets of other kinds"): they take no COPY text, so
+ * in every COPY fan-out they are extra sinks whose bytes are decoded into rows of text
+ * (targets/copy-text.ts) and applied through the Target contract. Deletes are buffered per table
+ * and applied in the delete phase (children first); rows are upserted in batches as they arrive
+ * (deletes are done by then). A refused row is set aside in the conflict log, never stopping the run.
+ * They begin and read their progress with the PostgreSQL dbs, and commit after all of them.
+ */
+import { Writable } from 'node:stream';
+import type { ConflictRecord } from '../../control/run-store.js';
+import type { SyncDb } from '../../control/sync-config.js';
+import { CopyTextParser } from '../../targets/copy-text.js';
+import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, Target, TextRow } from '../../targets/target.js';
+import type { CopySink } from '../exchange.js';
+import type { TablePlan } from '../plan.js';
+import { together } from '../together.js';
+import type { RunContext } from './context.js';
+import type { RunState } from './state.js';
+
+/** A db of another kind that a sync writes, with its open session. */
+export interface TypedDb {
+  db: SyncDb;
+  target: Target;
+}
+
+/** Rows handed on per batch by a RowSink. */
+const BATCH_ROWS = 1_000;
+
+/**
+ * A stream that decodes COPY text into rows and hands them on in batches; the next bytes wait
+ * until a batch is applied (backpressure reaches the source). `rowCount`: rows decoded.
+ */
+export class RowSink extends Writable {
+  rowCount = 0;
+  private readonly parser = new CopyTextParser();
+  private batch: TextRow[] = [];
+
+  constructor(private readonly onRows: (rows: TextRow[]) => Promise<void>, private readonly batchRows = BATCH_ROWS) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    for (const row of this.parser.push(chunk)) this.batch.push(row);
+    if (this.batch.length < this.batchRows) return done();
+    this.flush().then(() => done(), done);
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    for (const row of this.parser.end()) this.batch.push(row);
+    this.flush().then(() => done(), done);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const rows = this.batch;
+    this.batch = [];
+    this.rowCount += rows.length;
+    await this.onRows(rows);
+  }
+}
+
+/** A COPY sink for a typed target: the decoded rows go to `onRows`. */
+export function typedSink(td: TypedDb, onRows: (rows: TextRow[]) => Promise<void>): CopySink {
+  return { stream: new RowSink(onRows), name: td.db.name };
+}
+
+/** A refused row as a quarantine record of the conflict log. */
+export function refusedRecord(spec: TableSpec, db: string, winner: string | null, r: RefusedRow, row: TextRow | undefined): ConflictRecord {
+  const key = Object.fromEntries(spec.keys.map((k, i) => [k, r.key[i] ?? null]));
+  return {
+    schema: spec.schema, table: spec.name, key, kind: 'refused', strategy: 'quarantine', winner, winnerTime: null,
+    winnerRow: row ? Object.fromEntries(spec.columns.map((c, i) => [c.name, row[i] ?? null])) : null,
+    losers: [{ db, row: null, changed_at: null, constraint: r.reason }],
+  };
+}
+
+/** Upsert rows on a typed target (counted as inserted); refused ones are quarantined. */
+export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p: TablePlan, rows: TextRow[], winner: string | null): Promise<void> {
+  if (rows.length === 0) return;
+  const spec = ctx.spec(p);
+  const out = await td.target.upsertRows(spec, rows);
+  st.counts(p).inserted += out.applied;
+  st.result.inserted += out.applied;
+  if (out.refused.length === 0) return;
+  const keyAt = spec.keys.map((k) => spec.columns.findIndex((c) => c.name === k));
+  const byKey = new Map(rows.map((row) => [JSON.stringify(keyAt.map((i) => row[i] ?? null)), row]));
+  for (const r of out.refused) {
+    st.quarantined.push(refusedRecord(spec, td.db.name, winner, r, byKey.get(JSON.stringify(r.key))));
+    ctx.log.warn({ table: p.label, db: td.db.name, key: JSON.stringify(r.key) }, `a row was refused by db ${td.db.name} and quarantined (see ibex.conflict): ${r.reason}`);
+  }
+}
+
+/** Sinks that upsert every typed target's rows (each row cut to the table's columns: a staged row ends with its origin). */
+export function upsertSinks(ctx: RunContext, st: RunState, p: TablePlan, winner: string | null): CopySink[] {
+  return ctx.typed.map((td) => typedSink(td, (rows) => upsertTyped(ctx, st, td, p, rows.map((r) => r.slice(0, p.cols.length)), winner)));
+}
+
+/** Sinks that buffer every typed target's delete keys of a table (each row: the key, then its origin). */
+export function deleteSinks(ctx: RunContext, st: RunState, p: TablePlan): CopySink[] {
+  return ctx.typed.map((td) => typedSink(td, async (rows) => {
+    const keys = st.typedDeletes(td.target, p);
+    for (const r of rows) keys.push(r.slice(0, p.keys.length) as KeyRow);
+  }));
+}
+
+/** Apply the buffered deletes of a table on every typed target; returns the rows deleted. */
+export async function applyTypedDeletes(ctx: RunContext, st: RunState, p: TablePlan): Promise<number> {
+  const counts = await together(ctx.typed, async (td) => {
+    const keys = st.typedDeletes(td.target, p);
+    if (keys.length === 0) return 0;
+    const n = await td.target.deleteKeys(ctx.spec(p), keys.splice(0));
+    return n;
+  });
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Begin on every typed target and read its progress (a store that lost everything has none). */
+export async function openTyped(ctx: RunContext, st: RunState): Promise<void> {
+  await together(ctx.typed, async (td) => {
+    await td.target.begin();
+    const progress = await td.target.readProgress(ctx.sync);
+    if (progress === 'missing') ctx.log.warn({ sync: ctx.sync, db: td.db.name }, `db ${td.db.name} has lost what ibex applied there: copy it again with onetimecopy`);
+    st.progress.set(td.db, progress === 'missing' ? [] : progress);
+  });
+}
+
+/**
+ * After every PostgreSQL db committed: each typed target records how far it applied every source
+ * (inside its transaction where it has one, else after the data) and commits. A failure fails the
+ * run: the cursors stay behind and the next run re-applies idempotently.
+ */
+export async function commitTyped(ctx: RunContext, st: RunState): Promise<void> {
+  const entries: ProgressEntry[] = ctx.sources.map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId }));
+  await together(ctx.typed, async (td) => {
+    if (td.target.caps.progressInTxn) {
+      await td.target.writeProgress(ctx.sync, entries);
+      await td.target.commit();
+    } else {
+      await td.target.commit();
+      await td.target.writeProgress(ctx.sync, entries);
+    }
+  });
+}
+
+/** Merged rows (custom conflict code) as rows of the table's columns. */
+export function mergedRows(p: TablePlan, rows: readonly Record<string, string | null>[]): TextRow[] {
+  return rows.map((r) => p.cols.map((c) => r[c] ?? null));
+}

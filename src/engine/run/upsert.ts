@@ -1,0 +1,156 @@
+/**
+ * Apply, second part: rows streamed from their winner, parents first. A few rows travel inline
+ * (JSON text) inside the targets' apply round trip; more go by COPY into each db's staging table;
+ * both are then upserted per origin. Fast-path and replica-direct rows are COPYed straight into
+ * the tables.
+ */
+import type { SyncDb } from '../../control/sync-config.js';
+import { sqlstate, SqlState } from '../../db/sqlstate.js';
+import { copyFanOut } from '../exchange.js';
+import type { TablePlan } from '../plan.js';
+import {
+  inlineLoadSql, inlineReadSql, lazyCopyOutSql, originsSql, preferHashSql, stagedUpsertSql, tableCopyInSql, tempCopyInSql, wonCopyOutSql,
+} from '../sql/apply.js';
+import { together } from '../together.js';
+import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type RunContext } from './context.js';
+import { direct, fastPath } from './paths.js';
+import { applyOrQuarantine } from './quarantine.js';
+import type { RunState } from './state.js';
+import type { TextRow } from '../../targets/target.js';
+import { upsertSinks, upsertTyped } from './typed.js';
+
+/** The insert-only fast path met a key that already exists: repeat the run through staging. */
+export interface FastPathConflict {
+  fastPathConflict: string;
+}
+
+/** Per db, the rows staged there and their origins (undefined: not known, ask the db). */
+type Staged = Map<SyncDb, { rows: number; origins: Set<string | null> | undefined }>;
+
+/** Upsert every table's won rows; a fast-path conflict ends the apply early (the run is repeated). */
+export async function upserts(ctx: RunContext, st: RunState): Promise<FastPathConflict | undefined> {
+  for (const p of ctx.plans) {
+    const pendingOn = st.pendingOn(p);
+    if (pendingOn.length === 0) continue;
+    const conflict = await upsertTable(ctx, st, p, pendingOn);
+    if (conflict) return conflict;
+  }
+  return undefined;
+}
+
+function noteStaged(st: RunState, staged: Staged, p: TablePlan, src: SyncDb, d: SyncDb, rows: number): void {
+  const s = staged.get(d) ?? { rows: 0, origins: new Set<string | null>() };
+  s.rows += rows;
+  const known = st.table(p).sources.get(src)?.origins;
+  if (known && s.origins) for (const o of known) s.origins.add(o);
+  else s.origins = undefined;
+  staged.set(d, s);
+}
+
+function countInserted(st: RunState, p: TablePlan, n: number): void {
+  st.counts(p).inserted += n;
+  st.result.inserted += n;
+}
+
+async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingOn: SyncDb[]): Promise<FastPathConflict | undefined> {
+  const staged: Staged = new Map();
+  // Custom code may have staged merged rows on any db: ask each db what it holds.
+  const merged = ctx.strategy(p).kind === 'custom';
+  const { inline, viaCopy } = await readInline(ctx, st, p, pendingOn, merged, staged);
+  for (const src of pendingOn) {
+    if (!viaCopy.has(src)) continue;
+    if (fastPath(ctx, st, src, p) || direct(ctx, p)) {
+      const conflict = await copyDirect(ctx, st, p, src);
+      if (conflict) return conflict;
+      continue;
+    }
+    const targets = others(ctx, src);
+    const got = await copyFanOut(ctx.pg(src).client, wonCopyOutSql(p, fewKeys(st.table(p).sources.get(src)?.won), true),
+      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'stage') })), ...upsertSinks(ctx, st, p, src.name)]);
+    for (const [i, d] of targets.entries()) noteStaged(st, staged, p, src, d, got[i] ?? 0);
+  }
+  for (const td of ctx.typed) await upsertTyped(ctx, st, td, p, st.table(p).merged, 'merge');
+  // Every pending source took the fast path: nothing was staged.
+  if (pendingOn.every((src) => fastPath(ctx, st, src, p))) return undefined;
+  // Each db applies what it received; dbs are independent sessions, so they apply at once.
+  await together(ctx.all, (d) => applyStaged(ctx, st, p, d, merged ? undefined : staged.get(d) ?? { rows: 0, origins: new Set() }, inline.get(d) ?? []));
+  return undefined;
+}
+
+/**
+ * A few rows won on a source travel as text inside the targets' apply round trip instead of a
+ * COPY exchange (three round trips each, one source after the other): every source reads its rows
+ * at once, every target loads and applies them at once. Returns each db's load statements and
+ * the sources whose rows still go by COPY.
+ */
+async function readInline(ctx: RunContext, st: RunState, p: TablePlan, pendingOn: SyncDb[], merged: boolean, staged: Staged): Promise<{ inline: Map<SyncDb, string[]>; viaCopy: Set<SyncDb> }> {
+  const inline = new Map<SyncDb, string[]>();
+  const viaCopy = new Set(pendingOn);
+  const small = merged ? [] : pendingOn.filter((src) => !fastPath(ctx, st, src, p) && !direct(ctx, p) && (st.table(p).sources.get(src)?.won ?? Infinity) <= INLINE_ROWS);
+  const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES)));
+  const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)!.type);
+  for (const [i, src] of small.entries()) {
+    const row = read[i]!.rows[0];
+    if (row.rows === null && Number(row.n) > 0) continue; // too large to inline: COPY
+    viaCopy.delete(src);
+    if (Number(row.n) === 0) continue;
+    for (const d of others(ctx, src)) {
+      inline.set(d, [...(inline.get(d) ?? []), inlineLoadSql(p, types, String(row.rows))]);
+      noteStaged(st, staged, p, src, d, Number(row.n));
+    }
+    // The same text arrays are rows for targets of other kinds (less the origin at the end).
+    if (ctx.typed.length) {
+      const rows = (JSON.parse(String(row.rows)) as TextRow[]).map((r) => r.slice(0, p.cols.length));
+      for (const td of ctx.typed) await upsertTyped(ctx, st, td, p, rows, src.name);
+    }
+  }
+  return { inline, viaCopy };
+}
+
+/** Fast path or replica mode: COPY the won rows straight into every other db's table. */
+async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: SyncDb): Promise<FastPathConflict | undefined> {
+  const at = st.table(p).sources.get(src)!;
+  const targets = others(ctx, src);
+  for (const d of targets) await ctx.pg(d).stamp(stampFor(ctx, p, d, at.insertOrigin ?? null));
+  const s = ctx.pg(src);
+  // A big lazy batch: the delta table's statistics lag behind its growth, and the planner would
+  // look every key up through the index (a nested loop, ~10x slower than hashing when the batch
+  // is a good part of the table). Hash when that is cheaper.
+  const hash = at.lazy && at.pending >= 1000 && (await s.query(preferHashSql(p), [at.pending])).rows[0]?.hash === 't';
+  if (hash) await s.query(`SET LOCAL enable_nestloop = off`);
+  let copied: number[];
+  try {
+    copied = await copyFanOut(s.client,
+      // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
+      at.lazy ? lazyCopyOutSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonCopyOutSql(p, fewKeys(at.won), false),
+      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })), ...upsertSinks(ctx, st, p, src.name)]);
+  } catch (err) {
+    // A key that already exists (a repeated run), another unique index or a missing parent:
+    // repeat the run through staging, which applies what fits and quarantines the rest.
+    if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation) return { fastPathConflict: p.label };
+    throw err;
+  }
+  if (hash) await s.query(`SET LOCAL enable_nestloop = on`);
+  // The typed sinks' rows were counted as they were applied.
+  countInserted(st, p, copied.slice(0, targets.length).reduce((a, b) => a + b, 0));
+  return undefined;
+}
+
+/** Upsert what one db staged, per origin (the inline rows load in the first statement's round trip). */
+async function applyStaged(ctx: RunContext, st: RunState, p: TablePlan, d: SyncDb, staged: { rows: number; origins: Set<string | null> | undefined } | undefined, inline: string[]): Promise<void> {
+  if (staged && staged.rows === 0) return;
+  const s = ctx.pg(d);
+  let load = inline.join(';\n');
+  let origins: (string | null)[];
+  if (staged?.origins) origins = [...staged.origins];
+  else {
+    const r = await s.queryAll(`${load ? `${load};\n` : ''}${originsSql(p, 'stage')}`);
+    load = '';
+    origins = r.at(-1)!.rows.map((o) => o.ibex_origin as string | null);
+  }
+  for (const o of origins) {
+    const n = await applyOrQuarantine(ctx, { p, db: d, from: 'stage', origin: o, statement: (one, org) => stagedUpsertSql(p, one, org), load }, st.quarantined);
+    load = '';
+    countInserted(st, p, n);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Resolve on the sources (pure SQL text): every source learns the others' pending keys
+ * (ibex_all), picks the same winner per key, files the keys it won (ibex_mine), and reads its
+ * version of each conflicting key.
+ */
+import { ident, literal } from '../../db/ident.js';
+import { fromJsonText } from '../../targets/postgres/postgres-dialect.js';
+import type { TablePlan } from '../plan.js';
+import { tempNames } from './temp.js';
+
+/**
+ * SQL of a jsonb object mapping each column to its text output, for alias `a` (in chunks:
+ * a function takes at most 100 arguments). Text output is exact and reads back with a cast.
+ */
+export function textRowSql(a: string, cols: readonly string[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < cols.length; i += 50) {
+    parts.push(`jsonb_build_object(${cols.slice(i, i + 50).map((c) => `${literal(c)}, ${a}.${ident(c).text}::text`).join(', ')})`);
+  }
+  return `(${parts.join(' || ')})`;
+}
+
+/**
+ * Put the keys a source won (`select`: key columns and ibex_origin) into its ibex_mine; answers
+ * how many are absent from its table (deletes to apply elsewhere), how many it won, and their origins.
+ */
+export function mineSql(p: TablePlan, select: string): string {
+  const keys = p.keyList;
+  return `WITH ins AS (INSERT INTO ${tempNames(p).mine} (${keys}, ibex_origin) ${select} RETURNING ${keys}, ibex_origin)
+         SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 'ins')})) AS absent,
+                count(*) AS won, to_jsonb(array_agg(DISTINCT ibex_origin))::text AS origins FROM ins`;
+}
+
+/** Every key a source has pending (it wins them all when it alone changed the table). */
+export function pendingKeysSql(p: TablePlan): string {
+  return `SELECT ${p.keyList}, ibex_origin FROM ${tempNames(p).pend}`;
+}
+
+/**
+ * The keys `source` wins under `order` (winnerOrder); with `held`, less the keys in the jsonb
+ * array parameter $1 (key text rows held back for skip or custom code).
+ */
+export function wonKeysSql(p: TablePlan, source: string, order: string, held: boolean): string {
+  const keys = p.keyList;
+  return `SELECT ${keys}, ibex_origin FROM (
+           SELECT DISTINCT ON (${keys}) * FROM ${tempNames(p).all} AS a ORDER BY ${keys}, ${order}) w
+          WHERE w.ibex_src = ${literal(source)}
+          ${held ? `AND ${textRowSql('w', p.keys)} NOT IN (SELECT jsonb_array_elements($1::jsonb))` : ''}`;
+}
+
+/** File this source's own pending keys into its ibex_all. */
+export function allFromPendSql(p: TablePlan, source: string): string {
+  const t = tempNames(p);
+  return `INSERT INTO ${t.all} SELECT ${literal(source)}, * FROM ${t.pend}`;
+}
+
+/** COPY out a source's pending keys, tagged with its name, for the others' ibex_all. */
+export function pendCopyOutSql(p: TablePlan, source: string): string {
+  return `COPY (SELECT ${literal(source)}, * FROM ${tempNames(p).pend}) TO STDOUT`;
+}
+
+/** COPY into ibex_all. */
+export function allCopyInSql(p: TablePlan): string {
+  return `COPY ${tempNames(p).all} FROM STDIN`;
+}
+
+/**
+ * Load a source's pending keys, read as JSON by the gather (gatherSql keys_json), into ibex_all,
+ * each text through its key column's type (`keyTypes`, in key order).
+ */
+export function inlineKeysSql(p: TablePlan, source: string, keyTypes: readonly string[], keysJson: string): string {
+  const n = p.keys.length;
+  return `INSERT INTO ${tempNames(p).all} (ibex_src, ${p.keyList}, ibex_ts, ibex_insonly, ibex_origin)
+            SELECT ${literal(source)}, ${fromJsonText(keyTypes)}, (r->>${n})::timestamptz, (r->>${n + 1})::boolean, r->>${n + 2}
+              FROM json_array_elements(${literal(keysJson)}::json) r`;
+}
+
+/**
+ * On one source: its version of every key pending on several sources, with the winner under
+ * `order`; with `asText`, the row as text too (for custom code).
+ */
+export function conflictsSql(p: TablePlan, source: string, order: string, asText: boolean): string {
+  const keys = p.keyList;
+  const all = tempNames(p).all;
+  const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, w.${ident(k).text}`).join(', ')})`;
+  return `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM ${all} ORDER BY ${keys}, ${order}),
+              k AS (SELECT ${keys} FROM ${all} GROUP BY ${keys} HAVING count(*) > 1)
+         SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
+                (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
+                , ${textRowSql('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRowSql('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
+           FROM w JOIN k USING (${keys}) JOIN ${all} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${literal(source)}`;
+}
+
+/** Keys custom code gave to a db ($1: the db, $2: jsonb array of key text rows) into its ibex_mine. */
+export function customWinsSql(p: TablePlan): string {
+  const t = tempNames(p);
+  return `INSERT INTO ${t.mine} SELECT ${p.keyList}, ibex_origin FROM ${t.all} a
+          WHERE a.ibex_src = $1 AND ${textRowSql('a', p.keys)} IN (SELECT jsonb_array_elements($2::jsonb))`;
+}
+
+/** Stage rows custom code merged ($1: jsonb array of objects of column texts), with origin 'merge'. */
+export function mergedStageSql(p: TablePlan, columns: readonly { name: string; type: string }[]): string {
+  const cast = columns.map((col) => `(r->>${literal(col.name)})::${col.type}`).join(', ');
+  return `INSERT INTO ${tempNames(p).stage} (${p.colList}, ibex_origin) SELECT ${cast}, 'merge' FROM jsonb_array_elements($1::jsonb) r`;
+}

@@ -1,0 +1,79 @@
+/**
+ * SQL text a PostgreSQL target runs (pure: no I/O). Identifiers come quoted from the caller's
+ * table description; values that cannot be bound (statements sent several to a text, COPY) go
+ * through `literal()`.
+ */
+import { ident, literal } from '../../db/ident.js';
+
+/** The quoted names of one table, as the engine's plans carry them. */
+export interface PgTableNames {
+  /** `"schema"."table"`. */
+  q: string;
+  keys: readonly string[];
+  /** Quoted, comma-separated key columns. */
+  keyList: string;
+  /** Quoted, comma-separated writable columns. */
+  colList: string;
+  nonKeyCols: readonly string[];
+}
+
+/**
+ * How ibex marks what it writes on a session (DESIGN, "Loop prevention"): the origin the rows
+ * came from, the sync that wrote them (which never reads them back), and whether capture records
+ * them at all (it must wherever another sync reads the table on that db, so changes cascade).
+ */
+export interface Stamp {
+  origin: string | null;
+  sync: string;
+  /** Capture records the written rows (another sync reads this table there). */
+  capture: boolean;
+}
+
+/** The transaction-local settings of a stamp, as one statement. */
+export function stampSql(s: Stamp): string {
+  return `SELECT set_config('ibex.origin', ${literal(s.origin ?? '')}, true), set_config('ibex.by', ${literal(s.sync)}, true), set_config('ibex.nocapture', ${s.capture ? `'off'` : `'on'`}, true)`;
+}
+
+/** `ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, …` (DO NOTHING for a table of key columns only). */
+export function onConflictSql(t: PgTableNames): string {
+  const update = t.nonKeyCols.length
+    ? `DO UPDATE SET ${t.nonKeyCols.map((col) => `${ident(col).text} = EXCLUDED.${ident(col).text}`).join(', ')}`
+    : 'DO NOTHING';
+  return `ON CONFLICT (${t.keyList}) ${update}`;
+}
+
+/** Insert the rows of `select` (the table's writable columns, in order) or replace them by key. */
+export function upsertSql(t: PgTableNames, select: string): string {
+  // OVERRIDING SYSTEM VALUE: a GENERATED ALWAYS identity column takes the replicated value (no-op elsewhere).
+  return `INSERT INTO ${t.q} (${t.colList}) OVERRIDING SYSTEM VALUE ${select}
+          ${onConflictSql(t)}`;
+}
+
+/** `TRUNCATE` of one table, with its fallback (see truncateWithFallback in postgres-target.ts). */
+export function truncateSql(t: PgTableNames, cascade = false): { savepoint: string; truncate: string; release: string; rollback: string; fallback: string } {
+  return {
+    savepoint: 'SAVEPOINT ibex_trunc',
+    truncate: `TRUNCATE ${t.q}${cascade ? ' CASCADE' : ''}`,
+    release: 'RELEASE SAVEPOINT ibex_trunc',
+    rollback: 'ROLLBACK TO SAVEPOINT ibex_trunc',
+    fallback: `DELETE FROM ${t.q}`,
+  };
+}
+
+/** Rows of a sync's progress table on this db. */
+export function readProgressSql(sync: string): string {
+  return `SELECT source, snapshot, run FROM ibex.progress WHERE sync = ${literal(sync)}`;
+}
+
+/** Record how far this db has applied some sources (inside the apply transaction; empty text for none). */
+export function writeProgressSql(sync: string, entries: readonly { source: string; snapshot: string; run: number }[]): string {
+  if (entries.length === 0) return '';
+  return `INSERT INTO ibex.progress (sync, source, snapshot, run)
+                VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)})`).join(', ')}
+              ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now();\n`;
+}
+
+/** `(r->>0)::type0, (r->>1)::type1, …`: a JSON array `r` of texts read back through column types. */
+export function fromJsonText(types: readonly string[], offset = 0): string {
+  return types.map((type, i) => `(r->>${i + offset})::${type}`).join(', ');
+}
