@@ -41,7 +41,8 @@ export interface CopyContext {
   /** A session on a db of another kind. */
   target(d: SyncDb): Promise<Target>;
   /** A table as targets of other kinds see it. */
-  spec(p: TablePlan): TableSpec;
+  /** A table as the target `db` (by name) sees it. */
+  spec(p: TablePlan, db: string): TableSpec;
   discard(name: string): void;
 }
 
@@ -180,17 +181,17 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
     db,
     async empty(plans) {
       await target.begin();
-      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p));
+      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p, db.name));
       await target.commit();
       return new Map();
     },
     async isEmpty(p) {
-      for await (const _ of target.scan(ctx.spec(p))) return false;
+      for await (const _ of target.scan(ctx.spec(p, db.name))) return false;
       return true;
     },
     async receive(p, copyOut) {
       await target.begin();
-      const sink = upsertSink(target, db, ctx.spec(p), o.from.name, tally);
+      const sink = upsertSink(target, db, ctx.spec(p, db.name), o.from.name, tally);
       await copyFanOut(o.src.client, copyOut, [{ stream: sink, name: db.name }]);
       return sink.rowCount;
     },
@@ -297,8 +298,8 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
         count(result, p, 'truncates', 1);
       }
     }
-    for (const { target } of typed) {
-      await target.truncate(ctx.spec(p));
+    for (const { t, target } of typed) {
+      await target.truncate(ctx.spec(p, t.name));
       count(result, p, 'truncates', 1);
     }
   }
@@ -307,7 +308,7 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
     const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
       ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
-      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p), from.name, tally), name: t.name })),
+      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p, t.name), from.name, tally), name: t.name })),
     ]);
     count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
     tally.applied = 0;

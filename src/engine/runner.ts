@@ -189,10 +189,12 @@ export class SyncRunner {
     return out;
   }
 
-  private spec(p: TablePlan): TableSpec {
+  /** A table as one target sees it: its name there is the db's customname, else its own. */
+  private spec(p: TablePlan, db: string): TableSpec {
     const spec = this.specs.get(p);
     if (!spec) throw new IbexError('internal', `table ${p.label} has no target description`);
-    return spec;
+    const name = p.rel.customnames?.[db];
+    return name === undefined || name === spec.targetName ? spec : { ...spec, targetName: name };
   }
 
   /** apply_mode=replica needs the right role everywhere and no sync reading what it applies. */
@@ -387,7 +389,7 @@ export class SyncRunner {
     return {
       sync: this.opts.sync, cfg, plans: this.plans, log: this.log, control,
       all, sources: all.filter((d) => d.role === 'source'), typed,
-      spec: (p) => this.spec(p),
+      spec: (p, db) => this.spec(p, db),
       pg: (d) => {
         const s = sessions.get(d);
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
@@ -407,7 +409,7 @@ export class SyncRunner {
       control: () => this.ctl(),
       db: (d) => this.db(d),
       target: (d) => this.target(d),
-      spec: (p) => this.spec(p),
+      spec: (p, db) => this.spec(p, db),
       discard: (name) => this.discard(name),
     };
   }

@@ -41,7 +41,8 @@ export interface RunContext {
   /** The sync's active targets of other kinds, open (they take rows as text, see typed.ts). */
   typed: readonly TypedDb[];
   /** A table as targets of other kinds see it. */
-  spec: (p: TablePlan) => TableSpec;
+  /** A table as the target `db` (by name) sees it. */
+  spec: (p: TablePlan, db: string) => TableSpec;
   /** The open session of a PostgreSQL db of the run. */
   pg: (d: SyncDb) => PostgresTarget;
   temps: TempTables;

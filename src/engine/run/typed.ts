@@ -77,7 +77,7 @@ export function refusedRecord(spec: TableSpec, db: string, winner: string | null
 /** Upsert rows on a typed target (counted as inserted); refused ones are quarantined. */
 export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p: TablePlan, rows: TextRow[], winner: string | null): Promise<void> {
   if (rows.length === 0) return;
-  const spec = ctx.spec(p);
+  const spec = ctx.spec(p, td.db.name);
   const out = await td.target.upsertRows(spec, rows);
   st.counts(p).inserted += out.applied;
   st.result.inserted += out.applied;
@@ -108,7 +108,7 @@ export async function applyTypedDeletes(ctx: RunContext, st: RunState, p: TableP
   const counts = await together(ctx.typed, async (td) => {
     const keys = st.typedDeletes(td.target, p);
     if (keys.length === 0) return 0;
-    const n = await td.target.deleteKeys(ctx.spec(p), keys.splice(0));
+    const n = await td.target.deleteKeys(ctx.spec(p, td.db.name), keys.splice(0));
     return n;
   });
   return counts.reduce((a, b) => a + b, 0);

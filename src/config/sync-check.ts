@@ -4,14 +4,15 @@
  * two-writers rule, and the live comparison of every table on every db.
  */
 import type pg from 'pg';
-import { relationOid, rowSecurityFix, serverInfo, tableInfo, uniqueIndexes, type TableInfo } from '../../db/catalog.js';
+import { relationOid, rowSecurityFix, serverInfo, tableInfo, uniqueIndexes, type TableInfo } from '../db/catalog.js';
 import {
   getDb, getDbgroup, getRelgroup, getSync, relationsById, syncFootprints, type DbRecord, type DbRoleName, type SyncRecord,
-} from '../../control/config-store.js';
-import { configError, notFound } from '../../errors.js';
-import { closeAll, listHint, openDbs } from './common.js';
+} from '../control/config-store.js';
+import { configError, notFound } from '../errors.js';
+import { closeAll, listHint, openDbs } from './dbs.js';
 import { displayPart, displayRelation } from './names.js';
-import { STRATEGIES, strategyDbs } from './options.js';
+import { STRATEGIES, strategyDbs } from './strategies.js';
+import { checkTargets } from './targets.js';
 
 /** What the checks need of a relation (it may not be registered yet). */
 export interface RelationLike {
@@ -225,10 +226,11 @@ export async function checkLive(plan: SyncPlan, dbs: readonly DbRecord[]): Promi
   }
 }
 
-/** Every check, cheapest first. */
+/** Every check, cheapest first; the tables on non-PostgreSQL targets last. */
 export async function validateSync(c: pg.Client, plan: SyncPlan): Promise<DbRecord[]> {
   const dbs = await checkRules(c, plan);
   await checkTwoWriters(c, plan);
   await checkLive(plan, dbs);
+  await checkTargets(c, plan, dbs);
   return dbs;
 }
