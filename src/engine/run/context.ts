@@ -12,6 +12,7 @@ import type { TablePlan } from '../plan.js';
 import { windowSql, type SnapshotRef } from '../sql/gather.js';
 import type { Hooks } from './custom.js';
 import type { Housekeeping } from './housekeeping.js';
+import type { Races } from './raced.js';
 import type { TempTables } from './temp.js';
 import type { TypedDb } from './typed.js';
 import type { TableSpec } from '../../targets/target.js';
@@ -45,6 +46,8 @@ export interface RunContext {
   /** The open session of a PostgreSQL db of the run. */
   pg: (d: SyncDb) => PostgresTarget;
   temps: TempTables;
+  /** Keys a local write raced on some db in this run (left out there, queued again at the commit). */
+  races: Races;
   housekeeping: Housekeeping;
   hooks: Hooks;
   /** db → tables another sync reads there (capture must record what ibex applies to them). */

@@ -22,8 +22,9 @@ export function windowSql(sync: string, sourceNames: readonly string[], cursor: 
 
 /** The change-time expression of the sync's clock (over a delta table's columns). */
 export function clockSql(clock: SyncConfig['clock']): string {
+  // A change queued again after a race (op 'R', see run/raced.ts) keeps the time it was gathered with.
   return clock === 'commit'
-    ? `coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts)`
+    ? `CASE WHEN ibex_op = 'R' THEN ibex_ts ELSE coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts) END`
     : 'ibex_ts';
 }
 
