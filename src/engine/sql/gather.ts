@@ -87,7 +87,7 @@ export function gatherSql(p: TablePlan, window: string, source: string, o: Gathe
 }
 
 /** Unconsumed delta rows past the new cursor ($1), for `status`: count and oldest change. */
-export function backlogSql(plans: readonly TablePlan[], window: string): string {
+export function backlogSql(plans: readonly Pick<TablePlan, 'delta'>[], window: string): string {
   const parts = plans.map((p) => `SELECT ibex_ts FROM ${p.delta} WHERE ${window}`);
   return `SELECT count(*) AS n, min(ibex_ts)::text AS oldest FROM (${parts.join(' UNION ALL ')}) x`;
 }
