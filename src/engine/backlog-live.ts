@@ -73,7 +73,7 @@ export async function measureBacklog(control: pg.Client, sync: string, opts: Liv
   const timeoutMs = opts.timeoutMs ?? 5_000;
   const cfg = await loadSyncConfig(control, sync);
   const cursors = await readCursors(control, sync);
-  const sources = cfg.dbs.filter((d) => d.role === 'source' && d.dbtype === 'postgres');
+  const sources = cfg.dbs.filter((d) => d.role === 'source' && d.dbtype === 'postgres' && d.status === 'active');
   const deltas = cfg.relations.filter((r) => r.reltype === 'table').map((r) => qualified('ibex', captureNames(r.schema, r.name).delta).text);
   const names = sources.map((s) => s.name);
   const out = await Promise.all(sources.map((src) => measureOne(sync, src, names, deltas, cursors.get(src.name) ?? null, timeoutMs)));
