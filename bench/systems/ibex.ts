@@ -46,6 +46,8 @@ export class IbexSystem implements ReplSystem {
   private control: pg.Client | undefined;
   private srcAtSetup = '';
   private srcAtStart = '';
+  /** Non-PostgreSQL targets to add at the next setup (name → `add db` words). */
+  private foreign = new Map<string, string[]>();
 
   async version(): Promise<string> {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -69,9 +71,16 @@ export class IbexSystem implements ReplSystem {
       const c = env.cluster(i);
       await this.cli('add', 'db', nodeName(i), `dbname=${BENCH_DB}`, `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres');
     }
+    for (const [name, args] of this.foreign) await this.cli('add', 'db', name, ...args);
     await this.cli('add', 'table', ...tables, `db=${nodeName(topo.sources[0]!)}`, `relgroup=${SYNC}`);
-    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`)].join(',');
+    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`),
+      ...[...this.foreign.keys()].map((name) => `${name}:target`)].join(',');
+    this.foreign.clear();
     await this.cli('add', 'sync', SYNC, `relgroup=${SYNC}`, `dbs=${dbs}`);
+  }
+
+  addForeignTarget(name: string, addDbArgs: string[]): void {
+    this.foreign.set(name, addDbArgs);
   }
 
   async start(): Promise<void> {

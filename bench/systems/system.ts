@@ -48,6 +48,11 @@ export interface ReplSystem {
   runTimeline?(mark: number): Promise<{ status: string; started: number; ended: number | null }[]>;
   /** Per-row conflict records the system logged since a mark. */
   conflictsLogged?(mark: number): Promise<number>;
+  /**
+   * Before setup: one more target db of another kind (`add db <name> <words>`), joined to the
+   * sync as a one-way target. Systems without non-PostgreSQL targets in this harness lack it.
+   */
+  addForeignTarget?(name: string, addDbArgs: string[]): void;
 }
 
 export function topologyOf(nodes: number, kind: 'mesh' | 'fanout'): Topology {

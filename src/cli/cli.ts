@@ -1,12 +1,12 @@
 /**
  * The `ibex` command line: global flags, verb dispatch, and the one place
  * where errors become a one-line message and an exit code. main.ts is the
- * executable entry; verbs that drive the CLI themselves (quickstart) import
- * this module, not the entry.
+ * executable entry; verbs that drive the CLI themselves (quickstart) get
+ * `main` through their Context, so no verb imports this module.
  */
 import { IbexError, ExitCode } from '../errors.js';
 import { errorText, redact } from '../db/connect.js';
-import { makeContext, type GlobalFlags } from './context.js';
+import { makeContext, type CliIo, type GlobalFlags } from './context.js';
 import { VERBS } from './verbs.js';
 
 const VERSION = '0.1.0';
@@ -76,12 +76,6 @@ function helpText(): string {
   return lines.join('\n') + '\n';
 }
 
-/** Where the CLI writes (tests capture it in-process). */
-export interface CliIo {
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
-
 const processIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 /** Run the CLI; resolves to the exit code. */
@@ -111,12 +105,15 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       throw new IbexError('usage', `--dry-run has no meaning for "ibex ${verb}": leave it out`);
     }
     const handler = await entry.load();
-    const code = await handler(makeContext(flags, io.out), rest);
+    const code = await handler(makeContext(flags, io.out, main), rest);
     return code ?? ExitCode.ok;
   } catch (err) {
     const ibex = err instanceof IbexError ? err : undefined;
     const message = oneLineMessage(redact(ibex ? ibex.message : `internal error: ${errorText(err).replace(/\s*\n\s*/g, ' ')}`));
     io.err(`ibex: ${message}\n`);
+    // Errors that stand for several findings (the tables a target lacks) list them, one a line.
+    const problems = ibex?.details?.problems;
+    if (Array.isArray(problems)) for (const p of problems) io.err(`  ${oneLineMessage(redact(String(p)))}\n`);
     if (debug && err instanceof Error && err.stack) io.err(redact(err.stack) + '\n');
     return ibex ? ibex.exitCode : ExitCode.runtime;
   }

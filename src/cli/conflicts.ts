@@ -5,9 +5,10 @@
  * recovered. Each option may also be written as a flag: `--table=…`, `--since=…`.
  */
 import Table from 'cli-table3';
+import { listConflicts, syncHasConflictLog } from '../control/conflict-store.js';
 import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
-import { displayRelation, likeOf, parseRelationTerm } from './config/names.js';
+import { displayRelation, likeOf, parseRelationTerm } from '../config/names.js';
 import type { Context } from './context.js';
 
 const OPTIONS = ['table', 'since', 'status', 'limit'];
@@ -71,24 +72,12 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
   const sinceInterval = since && 'interval' in since ? since.interval : null;
   const sinceTime = since && 'at' in since ? since.at : null;
   return ctx.withControl(async (c) => {
-    if (sync) {
-      const s = await c.query(`SELECT 1 FROM ibex.sync WHERE name = $1`, [sync]);
-      const logged = await c.query(`SELECT 1 FROM ibex.conflict WHERE sync = $1 LIMIT 1`, [sync]);
-      if (s.rows.length === 0 && logged.rows.length === 0) throw usage(`no sync named "${sync}": list them with "ibex list syncs"`);
-    }
-    const r = await c.query(
-      `SELECT id, sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status, created
-         FROM ibex.conflict
-        WHERE ($1::text IS NULL OR sync = $1) AND ($2::text IS NULL OR (schemaname LIKE $2 AND relname LIKE $3))
-          AND ($4::interval IS NULL OR created > now() - $4::interval) AND ($5::timestamptz IS NULL OR created >= $5::timestamptz)
-          AND ($6::text IS NULL OR status = $6)
-        ORDER BY id DESC LIMIT $7`,
-      [sync, schema, rel, sinceInterval, sinceTime, status, limit]);
-    const rows = r.rows.map((x) => ({
-      id: Number(x.id), sync: x.sync, run: x.run === null ? null : Number(x.run),
-      table: displayRelation(x.schemaname, x.relname), schema: x.schemaname, relname: x.relname, key: x.key,
-      kind: x.kind, strategy: x.strategy, winner: x.winner, winnerRow: x.winner_row, winnerTime: x.winner_time, losers: x.losers,
-      status: x.status, created: x.created,
+    if (sync && !(await syncHasConflictLog(c, sync))) throw usage(`no sync named "${sync}": list them with "ibex list syncs"`);
+    const found = await listConflicts(c, { sync, schemaLike: schema, relLike: rel, sinceInterval, sinceTime, status, limit });
+    const rows = found.map((x) => ({
+      id: x.id, sync: x.sync, run: x.run, table: displayRelation(x.schemaname, x.relname), schema: x.schemaname, relname: x.relname,
+      key: x.key, kind: x.kind, strategy: x.strategy, winner: x.winner, winnerRow: x.winner_row, winnerTime: x.winner_time,
+      losers: x.losers, status: x.status, created: x.created,
     }));
     if (ctx.flags.json) {
       ctx.json(rows);
@@ -100,8 +89,7 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
     }
     const t = new Table({ head: ['Id', 'Sync', 'Table', 'Key', 'Kind', 'Winner', 'Losers (db: version overwritten)', 'Status', 'When'], style: { head: [], border: [] } });
     for (const x of rows) {
-      const losers = (x.losers as { db: string; row: unknown; constraint?: string }[])
-        .map((l) => `${l.db}: ${l.row === null ? '(deleted)' : JSON.stringify(l.row)}${l.constraint ? ` [${l.constraint}]` : ''}`).join('\n');
+      const losers = x.losers.map((l) => `${l.db}: ${l.row === null ? '(deleted)' : JSON.stringify(l.row)}${l.constraint ? ` [${l.constraint}]` : ''}`).join('\n');
       t.push([x.id, x.sync, x.table, JSON.stringify(x.key), x.kind, x.winner ?? '-', losers, x.status, new Date(x.created).toISOString()]);
     }
     ctx.say(t.toString(), true);

@@ -2,6 +2,7 @@
  * What every CLI verb receives: the global flags and the output channel.
  */
 import type pg from 'pg';
+import { endQuietly } from '../db/connect.js';
 import { openControl, controlUrl, controlParams } from '../control/connection.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
@@ -27,14 +28,26 @@ export interface Context {
   json(value: unknown): void;
   /** Open the control database (schema checked); the verb must end it, `withControl` does. */
   withControl<T>(fn: (c: pg.Client) => Promise<T>): Promise<T>;
+  /** Run another ibex command line in this process (quickstart drives the CLI this way); resolves to its exit code. */
+  runCli(argv: readonly string[], io: CliIo): Promise<number>;
 }
 
+/** Where the CLI writes (tests and quickstart capture it in-process). */
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** A verb implementation: returns the exit code (0 when it returns nothing). */
+export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | void>;
+
 /** Build the context for these flags. */
-export function makeContext(flags: GlobalFlags, out: (s: string) => void = (s) => process.stdout.write(s)): Context {
+export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli: Context['runCli']): Context {
   const url = controlUrl(flags.control);
   return {
     flags,
     controlUrl: url,
+    runCli,
     say(line, always = false) {
       if (!flags.quiet || always) out(line + '\n');
     },
@@ -48,7 +61,7 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void = (s) =
       try {
         return await fn(c);
       } finally {
-        await c.end().catch(() => {});
+        await endQuietly(c);
       }
     },
   };

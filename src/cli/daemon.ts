@@ -19,8 +19,7 @@ import { redact, errorText } from '../db/connect.js';
 import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
 import { createLogger, setLogger } from '../log.js';
-import type { Context } from './context.js';
-import type { VerbHandler } from './verbs.js';
+import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
 const START_TIMEOUT_MS = 30_000;
@@ -353,6 +352,7 @@ async function stopDaemon(ctx: Context, paths: DaemonPaths, timeoutS: number, op
   const waitGone = async (registeredGone: () => Promise<boolean>): Promise<void> => {
     for (;;) {
       const localGone = localPid === undefined || !processAlive(localPid);
+      // A control database that cannot answer now proves nothing either way: ask again until the deadline.
       if (localGone && (await registeredGone().catch(() => false))) return;
       if (Date.now() > deadline) {
         throw new IbexError('daemon', `the ibex daemon (pid ${pids.join(', ')}) has not stopped after ${timeoutS} s: it finishes the runs in progress first; wait and run "ibex stop" again, or end it with "kill ${pids.join(' ')}" (a killed daemon loses nothing)`);

@@ -2,6 +2,7 @@
  * `ibex install`: create or upgrade the control schema (idempotent, safe to run twice at once).
  */
 import type pg from 'pg';
+import { endQuietly } from '../db/connect.js';
 import { controlParams, openControl, openOrCreateControl } from '../control/connection.js';
 import { migrate, codeVersion, installedVersion } from '../control/migrate.js';
 import { sqlstate } from '../db/sqlstate.js';
@@ -21,7 +22,7 @@ export async function install(ctx: Context, args: string[]): Promise<number> {
     else ctx.say(`the control schema is up to date (version ${version})`);
     return 0;
   } finally {
-    await client.end().catch(() => {});
+    await endQuietly(client);
   }
 }
 
@@ -52,6 +53,6 @@ async function dryRun(ctx: Context): Promise<number> {
     }
     return 0;
   } finally {
-    await client.end().catch(() => {});
+    await endQuietly(client);
   }
 }

@@ -3,7 +3,8 @@
  */
 import { main } from './cli.js';
 
-export { main, parseGlobal, type CliIo } from './cli.js';
+export { main, parseGlobal } from './cli.js';
+export type { CliIo } from './context.js';
 
 // Run when executed directly (bin/ibex), not when imported by tests.
 if (process.argv[1] && /main\.[tj]s$/.test(process.argv[1])) {

@@ -8,12 +8,12 @@
  */
 import type pg from 'pg';
 import { createClusters, type Cluster, type ClusterSet } from '../cluster/clusters.js';
-import { connect } from '../db/connect.js';
+import { listConflicts } from '../control/conflict-store.js';
+import { connect, endQuietly } from '../db/connect.js';
 import { createLogger } from '../log.js';
 import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
 import type { Context } from './context.js';
-import { main } from './cli.js';
 
 const SCHEMA = `
 CREATE SCHEMA shop;
@@ -78,10 +78,10 @@ async function differences(show: Show): Promise<string[]> {
   return out;
 }
 
-async function cli(controlUrl: string, args: string[]): Promise<string> {
+async function cli(ctx: Context, controlUrl: string, args: string[]): Promise<string> {
   let out = '';
   let err = '';
-  const code = await main(['--control', controlUrl, ...args], { out: (s) => (out += s), err: (s) => (err += s) });
+  const code = await ctx.runCli(['--control', controlUrl, ...args], { out: (s) => (out += s), err: (s) => (err += s) });
   if (code !== 0) throw new IbexError('internal', `quickstart step "ibex ${args.join(' ')}" failed: ${err.trim()}`);
   return out;
 }
@@ -115,12 +115,12 @@ export async function quickstart(ctx: Context, args: string[]): Promise<number> 
       show.nodes.set(NODES[i]!, await connect(c.params('shop'), { applicationName: 'ibex-quickstart' }));
     }
     say(`control database: ${controlUrl}`);
-    await cli(controlUrl, ['install']);
+    await cli(ctx, controlUrl, ['install']);
     for (const [i, c] of set.clusters.entries()) {
-      await cli(controlUrl, ['add', 'db', NODES[i]!, 'dbname=shop', `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres']);
+      await cli(ctx, controlUrl, ['add', 'db', NODES[i]!, 'dbname=shop', `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres']);
     }
-    await cli(controlUrl, ['add', 'all', 'tables', 'db=A', '-n', 'shop', 'relgroup=shop']);
-    await cli(controlUrl, ['add', 'sync', 'demo', 'relgroup=shop', 'dbs=A:source,B:source,C:source', 'conflict_strategy=latest']);
+    await cli(ctx, controlUrl, ['add', 'all', 'tables', 'db=A', '-n', 'shop', 'relgroup=shop']);
+    await cli(ctx, controlUrl, ['add', 'sync', 'demo', 'relgroup=shop', 'dbs=A:source,B:source,C:source', 'conflict_strategy=latest']);
     say('configured: dbs A, B, C; relgroup "shop" (4 tables); 3-master sync "demo" (latest change wins, per row)');
 
     const log = createLogger({ level: process.env.IBEX_LOG_LEVEL ?? 'warn' });
@@ -144,22 +144,23 @@ export async function quickstart(ctx: Context, args: string[]): Promise<number> 
     say(`3. a price changed on C … on every node after ${await arrival(show, `SELECT "Unit Price" AS v FROM shop."Product Catalog" WHERE sku = 'sku-2'`, '49.50')} ms`);
 
     // A conflict: pause the sync, change the same row on A and B, resume.
-    await cli(controlUrl, ['pause', 'demo']);
+    await cli(ctx, controlUrl, ['pause', 'demo']);
     await new Promise((r) => setTimeout(r, 300));
     await A.query(`UPDATE shop.customer SET "Full Name" = 'Zoë O''Brien (edited on A)' WHERE email = 'zoe@example.com'`);
     await B.query(`UPDATE shop.customer SET "Full Name" = 'Zoë O''Brien-Smith (edited on B, later)' WHERE email = 'zoe@example.com'`);
-    await cli(controlUrl, ['resume', 'demo']);
+    await cli(ctx, controlUrl, ['resume', 'demo']);
     const ms = await arrival(show, `SELECT "Full Name" AS v FROM shop.customer WHERE email = 'zoe@example.com'`, `Zoë O'Brien-Smith (edited on B, later)`);
     const ctl = await connect(a.params('ibex'), { parseTypes: true });
-    const conflict = await ctl.query(`SELECT winner, losers->0->>'db' AS loser, losers->0->'row'->>'Full Name' AS lost FROM ibex.conflict ORDER BY id DESC LIMIT 1`);
+    const [last] = await listConflicts(ctl, { sync: 'demo', schemaLike: null, relLike: null, sinceInterval: null, sinceTime: null, status: null, limit: 1 });
     await ctl.end();
-    const cf = conflict.rows[0];
+    const loser = last?.losers[0];
+    const lost = (loser?.row as Record<string, unknown> | null | undefined)?.['Full Name'];
     say(`4. the same customer edited on A and then on B while the sync was paused: resolved in ${ms} ms;` +
-      (cf ? ` winner ${cf.winner}, the version overwritten on ${cf.loser} ("${cf.lost}") is kept in the conflict log` : ''));
+      (last && loser ? ` winner ${last.winner}, the version overwritten on ${loser.db} ("${String(lost)}") is kept in the conflict log` : ''));
 
     const diff = await differences(show);
     say(diff.length ? `\nNOT CONVERGED: ${diff.join(', ')} differ` : '\nall 4 tables are identical on A, B and C');
-    say('\n' + (await cli(controlUrl, ['status'])).trimEnd());
+    say('\n' + (await cli(ctx, controlUrl, ['status'])).trimEnd());
     say('\nplay with it (each node is database "shop"):');
     for (const [i, c] of set.clusters.entries()) say(`  psql -h ${c.socketDir} -p ${c.port} -U postgres shop   # node ${NODES[i]}`);
     say(`  ibex --control '${controlUrl}' status`);
@@ -170,8 +171,9 @@ export async function quickstart(ctx: Context, args: string[]): Promise<number> 
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    // Cleanup of a demo that is ending anyway: its clusters are removed next, and the daemon's sessions with them.
     await daemon?.stop().catch(() => {});
-    for (const c of show.nodes.values()) await c.end().catch(() => {});
+    for (const c of show.nodes.values()) await endQuietly(c);
     if (keep) {
       set.detach();
       say(`kept the clusters under ${set.root} (stop each with: pg_ctl -D ${set.root}/n0 stop, n1, n2)`);

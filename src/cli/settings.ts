@@ -6,11 +6,13 @@
  */
 import { parseStrategy as engineStrategy } from '../conflict/strategy.js';
 import { RETENTION_DEFAULTS } from '../control/retention.js';
+import { readSettings, writeSettings } from '../control/settings-store.js';
 import { RUN_PAUSE_MAX_MS_DEFAULT } from '../engine/scheduler.js';
 import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
-import { dryRunDone, printRows, report, write } from './config/common.js';
-import { parseStrategy as cliStrategy } from './config/options.js';
+import { printRows } from './config/common.js';
+import { dryRunDone, report, write } from '../config/context.js';
+import { readStrategy } from '../config/strategies.js';
 import type { Context } from './context.js';
 
 /** A global setting ibex knows: its default, what it means, and how its value is checked. */
@@ -50,12 +52,8 @@ function milliseconds(name: string, value: string): string {
  */
 function strategy(name: string, value: string): string {
   const hint = 'use latest, skip, abort, random, source, target or custom (or a bucardo_* alias)';
-  let parsed: { strategy: string; dbs?: string[] };
-  try {
-    parsed = cliStrategy(value);
-  } catch {
-    throw usage(`bad value "${value}" for ${name}: ${hint}`);
-  }
+  const parsed = readStrategy(value);
+  if ('error' in parsed) throw usage(`bad value "${value}" for ${name}: ${hint}`);
   if (parsed.dbs) {
     throw usage(parsed.dbs.length > 1
       ? `bad value "${value}" for ${name}: a list of dbs belongs to one sync ("ibex update sync <name> conflict_strategy=${parsed.dbs.join(',')}"); ${hint}`
@@ -112,12 +110,7 @@ export async function set(ctx: Context, args: string[]): Promise<number> {
   }
   await ctx.withControl(async (c) => {
     await write(ctx, c, async () => {
-      const old = await c.query(`SELECT name, value FROM ibex.config WHERE name = ANY($1) FOR UPDATE`, [[...values.keys()]]);
-      const before = new Map(old.rows.map((r) => [String(r.name), String(r.value)]));
-      await c.query(
-        `INSERT INTO ibex.config (name, value, about) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`,
-        [[...values.keys()], [...values.values()], [...values.keys()].map((n) => SETTINGS[n]!.about)]);
+      const before = await writeSettings(c, [...values].map(([name, value]) => ({ name, value, about: SETTINGS[name]!.about })));
       for (const [name, value] of values) {
         const was = before.get(name);
         if (was === value) {
@@ -140,13 +133,9 @@ export async function show(ctx: Context, args: string[]): Promise<number> {
   allowOnly(options, [], '"ibex show": write ibex show [all | name …]');
   const wanted = words.some((w) => w.toLowerCase() === 'all') ? [] : [...new Set(words.map((w) => w.toLowerCase()))];
   return ctx.withControl(async (c) => {
-    const r = await c.query(`SELECT name, value, about FROM ibex.config ORDER BY name`);
     // The table may hold settings a newer migration added; show those too.
     const rows = new Map<string, { name: string; value: string; default: string | null; about: string | null }>();
-    for (const x of r.rows) {
-      const name = String(x.name);
-      rows.set(name, { name, value: String(x.value), default: SETTINGS[name]?.default ?? null, about: x.about === null ? null : String(x.about) });
-    }
+    for (const x of await readSettings(c)) rows.set(x.name, { ...x, default: SETTINGS[x.name]?.default ?? null });
     for (const [name, s] of Object.entries(SETTINGS)) {
       if (!rows.has(name)) rows.set(name, { name, value: s.default, default: s.default, about: s.about });
     }

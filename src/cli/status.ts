@@ -8,8 +8,7 @@ import * as store from '../control/daemon-store.js';
 import { measureBacklog, type LiveSourceBacklog } from '../engine/backlog-live.js';
 import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
-import type { Context } from './context.js';
-import type { VerbHandler } from './verbs.js';
+import type { Context, VerbHandler } from './context.js';
 
 /** How long before a kick's first answer we check that a daemon is still there. */
 const KICK_POLL_MS = 200;

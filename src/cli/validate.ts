@@ -12,7 +12,7 @@ import { findKeySequences, keyRisks, type KeyRisk, type KeySequence } from '../k
 import { repair, type RepairReport } from '../validate/repair.js';
 import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport, type TableReport } from '../validate/compare.js';
 import { allowOnly, parseArgs, parseInterval } from './args.js';
-import { likeOf, parseRelationTerm } from './config/names.js';
+import { likeOf, parseRelationTerm } from '../config/names.js';
 import type { Context } from './context.js';
 
 const SYNTAX = 'ibex validate <sync|all> [table=schema.table] [wait=SECONDS] [--repair [--from=<db>]] [--json]';

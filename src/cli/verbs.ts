@@ -2,10 +2,7 @@
  * The verbs of the command line and the module that implements each. Modules
  * are loaded lazily so `ibex list db` does not load the engine.
  */
-import type { Context } from './context.js';
-
-/** A verb implementation: returns the exit code (0 when it returns nothing). */
-export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | void>;
+import type { VerbHandler } from './context.js';
 
 interface VerbEntry {
   summary: string;
@@ -15,10 +12,10 @@ interface VerbEntry {
 /** Every verb, with a one-line summary for `ibex help`. */
 export const VERBS: Record<string, VerbEntry> = {
   install: { summary: 'create or upgrade the control schema (idempotent)', load: async () => (await import('./install.js')).install },
-  add: { summary: 'add db | table | all tables | sequence | all sequences | relgroup | dbgroup | sync | customcode', load: async () => (await import('./config/verbs.js')).add },
-  list: { summary: 'list dbs | tables | sequences | relgroups | dbgroups | syncs | customcodes', load: async () => (await import('./config/verbs.js')).list },
-  update: { summary: 'update db | table | relgroup | dbgroup | sync | customcode <name> key=value …', load: async () => (await import('./config/verbs.js')).update },
-  remove: { summary: 'remove db | table | sequence | relgroup | dbgroup | sync | customcode <name …>', load: async () => (await import('./config/verbs.js')).remove },
+  add: { summary: 'add db | table | all tables | sequence | all sequences | relgroup | dbgroup | sync | customcode | customname', load: async () => (await import('./config/verbs.js')).add },
+  list: { summary: 'list dbs | tables | sequences | relgroups | dbgroups | syncs | customcodes | customnames', load: async () => (await import('./config/verbs.js')).list },
+  update: { summary: 'update db | table | relgroup | dbgroup | sync | customcode | customname <name> key=value …', load: async () => (await import('./config/verbs.js')).update },
+  remove: { summary: 'remove db | table | sequence | relgroup | dbgroup | sync | customcode | customname <name …>', load: async () => (await import('./config/verbs.js')).remove },
   start: { summary: 'start the daemon in the background; returns when it is ready', load: async () => (await import('./daemon.js')).start },
   run: { summary: 'run the daemon in the foreground (SIGTERM stops it gracefully)', load: async () => (await import('./daemon.js')).run },
   stop: { summary: 'stop the daemon after the runs in progress', load: async () => (await import('./daemon.js')).stop },
@@ -31,6 +28,7 @@ export const VERBS: Record<string, VerbEntry> = {
   conflicts: { summary: 'conflicts [sync] [--table=] [--since=] [--status=] [--limit=]: the conflict log, every overwritten version', load: async () => (await import('./conflicts.js')).conflicts },
   set: { summary: 'set name=value …: change global settings (retention, timeouts, default strategy)', load: async () => (await import('./settings.js')).set },
   show: { summary: 'show [all | name …]: global settings, their values, defaults and meaning', load: async () => (await import('./settings.js')).show },
+  schema: { summary: 'schema <sync> --db=<db>: print the DDL that creates the sync\'s tables on that db, in its dialect', load: async () => (await import('./schema.js')).schema },
   validate: { summary: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)', load: async () => (await import('./validate.js')).validate },
   sequences: { summary: 'sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]: keys that cannot collide on several masters', load: async () => (await import('./sequences.js')).sequences },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },

@@ -1,6 +1,6 @@
 /**
  * The configuration tables of the control database: db, relation, relgroup(_member),
- * dbgroup(_member), sync, customcode(_map). This module is the only code that reads or
+ * dbgroup(_member), sync, customcode(_map), customname. This module is the only code that reads or
  * writes them; it knows nothing of the command line. Values are always parameters,
  * column names come from fixed lists and go through `ident()`.
  */
@@ -165,6 +165,7 @@ export async function inTransaction<T>(c: pg.Client, fn: () => Promise<T>, opts:
     await c.query(opts.rollback ? 'ROLLBACK' : 'COMMIT');
     return out;
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await c.query('ROLLBACK').catch(() => {});
     throw controlError(err);
   }
@@ -180,6 +181,7 @@ const NOUN_OF_TABLE: Record<string, { noun: string; verb: string }> = {
   sync: { noun: 'sync', verb: 'sync' },
   customcode: { noun: 'customcode', verb: 'customcode' },
   customcode_map: { noun: 'customcode mapping', verb: 'customcode' },
+  customname: { noun: 'customname', verb: 'customname' },
 };
 
 /**
@@ -536,4 +538,69 @@ export async function mapCustomcode(c: pg.Client, code: number, to: { sync?: str
 /** Delete a customcode (its mappings cascade). */
 export async function deleteCustomcode(c: pg.Client, name: string): Promise<void> {
   await c.query(`DELETE FROM ibex.customcode WHERE name = $1`, [name]);
+}
+
+/** An active code of a sync, mapped to the sync itself or to one of its tables. */
+export interface ActiveCustomcode {
+  name: string;
+  whenrun: string;
+  src_code: string;
+  language: string;
+  /** The table it is mapped to; null for a sync-level mapping. */
+  schemaname: string | null;
+  relname: string | null;
+}
+
+/**
+ * The active codes of a sync and of these tables, in the order they run: mapping priority,
+ * table-level before sync-level, then name (Bucardo's order).
+ */
+export async function activeCustomcodes(c: pg.Client, sync: string, tables: readonly { schema: string; name: string }[]): Promise<ActiveCustomcode[]> {
+  return q<ActiveCustomcode>(c, sql`SELECT c.name, c.whenrun, c.src_code, c.language, r.schemaname, r.relname
+       FROM ibex.customcode c
+       JOIN ibex.customcode_map m ON m.code = c.id
+       LEFT JOIN ibex.relation r ON r.id = m.relation
+      WHERE c.status = 'active' AND m.active
+        AND (m.sync = ${sync} OR (r.schemaname, r.relname) IN (SELECT * FROM unnest(${tables.map((t) => t.schema)}::text[], ${tables.map((t) => t.name)}::text[])))
+      ORDER BY m.priority, (m.relation IS NULL), c.name`);
+}
+
+// --- customname ------------------------------------------------------------------------------
+
+/** A table's name on one (non-PostgreSQL) db. */
+export interface CustomnameRecord {
+  relation: number;
+  /** The registered table, for messages. */
+  schemaname: string;
+  relname: string;
+  /** The db the table is registered on (its source). */
+  source: string;
+  db: string;
+  name: string;
+}
+
+/** Every customname, by table and db. */
+export async function listCustomnames(c: pg.Client): Promise<CustomnameRecord[]> {
+  return q<CustomnameRecord>(c, sql`SELECT n.relation, r.schemaname, r.relname, r.db AS source, n.db, n.name
+      FROM ibex.customname n JOIN ibex.relation r ON r.id = n.relation
+     ORDER BY r.schemaname, r.relname, n.db`);
+}
+
+/** The customnames on one db of these relations, by relation id. */
+export async function customnamesOn(c: pg.Client, db: string, relations: readonly number[]): Promise<Map<number, string>> {
+  const rows = await q<{ relation: number; name: string }>(c,
+    sql`SELECT relation, name FROM ibex.customname WHERE db = ${db} AND relation = ANY(${relations}::int[])`);
+  return new Map(rows.map((r) => [r.relation, r.name]));
+}
+
+/** Set the name of a relation on a db (replacing one it had). */
+export async function setCustomname(c: pg.Client, relation: number, db: string, name: string): Promise<void> {
+  await c.query(`INSERT INTO ibex.customname (relation, db, name) VALUES ($1, $2, $3)
+    ON CONFLICT (relation, db) DO UPDATE SET name = EXCLUDED.name`, [relation, db, name]);
+}
+
+/** Remove the name of a relation on a db; returns whether there was one. */
+export async function deleteCustomname(c: pg.Client, relation: number, db: string): Promise<boolean> {
+  const r = await c.query(`DELETE FROM ibex.customname WHERE relation = $1 AND db = $2`, [relation, db]);
+  return (r.rowCount ?? 0) > 0;
 }

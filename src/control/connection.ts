@@ -3,7 +3,7 @@
  * else postgresql:///ibex. `ibex install` may create the database itself.
  */
 import type pg from 'pg';
-import { connect, parseUrl, type PgParams } from '../db/connect.js';
+import { connect, endQuietly, parseUrl, type PgParams } from '../db/connect.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { ident } from '../db/ident.js';
 import { IbexError } from '../errors.js';
@@ -32,7 +32,7 @@ export async function openControl(url: string, opts: { check?: boolean; applicat
     try {
       await checkSchema(client);
     } catch (err) {
-      await client.end().catch(() => {});
+      await endQuietly(client);
       throw err;
     }
   }
@@ -61,7 +61,7 @@ export async function openOrCreateControl(url: string): Promise<{ client: pg.Cli
       throw new IbexError('config', `the control database "${params.dbname}" does not exist and cannot be created (${(err as Error).message}): create it, or point --control at an existing one`, { cause: err });
     }
   } finally {
-    await admin.end().catch(() => {});
+    await endQuietly(admin);
   }
   return { client: await connect(params, { parseTypes: true, applicationName: 'ibex/install' }), created };
 }

@@ -7,8 +7,7 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { PgParams } from '../db/connect.js';
-import type { RunKind } from '../engine/types.js';
-import type { SyncState } from '../engine/scheduler.js';
+import type { RunKind, SyncState } from '../model.js';
 import { dbParams } from './sync-config.js';
 
 /** The channel of control messages: `kick:<sync>`, `reload`, `stop`. */
@@ -49,6 +48,7 @@ export async function registerDaemon(
     await c.query('COMMIT');
     return { id: Number(r.rows[0].id) };
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await c.query('ROLLBACK').catch(() => {});
     throw err;
   }
@@ -127,6 +127,15 @@ export async function lastDaemon(c: pg.Client): Promise<DaemonRow | undefined> {
 /** Send a control message to every daemon of this control database (delivered at commit). */
 export async function notifyControl(c: pg.Client, message: string): Promise<void> {
   await c.query(`SELECT pg_notify($1, $2)`, [CONTROL_CHANNEL, message]);
+}
+
+/** Receive control messages on this session: `onMessage` gets each payload. */
+export async function listenControl(c: pg.Client, onMessage: (message: string) => void): Promise<void> {
+  c.on('notification', (msg) => {
+    if (msg.channel === CONTROL_CHANNEL) onMessage(msg.payload ?? '');
+  });
+  // CONTROL_CHANNEL is a fixed lower-case word, so it needs no quoting.
+  await c.query(`LISTEN ${CONTROL_CHANNEL}`);
 }
 
 // ---- leases -------------------------------------------------------------------------------
@@ -328,6 +337,7 @@ export async function insertKick(c: pg.Client, sync: string): Promise<number> {
     await c.query('COMMIT');
     return Number(r.rows[0].id);
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await c.query('ROLLBACK').catch(() => {});
     throw err;
   }
@@ -408,6 +418,7 @@ export async function setSyncsStatus(c: pg.Client, names: readonly string[], to:
     await c.query('COMMIT');
     return r.rows.map((row) => String(row.name));
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await c.query('ROLLBACK').catch(() => {});
     throw err;
   }

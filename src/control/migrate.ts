@@ -80,6 +80,7 @@ export async function migrate(client: pg.Client): Promise<number[]> {
     }
     await client.query('COMMIT');
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await client.query('ROLLBACK').catch(() => {});
     if (err instanceof IbexError) throw err;
     throw new IbexError('schema', `installing the control schema failed (${sqlstate(err) ?? 'error'}): ${(err as Error).message}`, { cause: err });

@@ -3,7 +3,7 @@
  * conflict log and the backlog figures of `status`.
  */
 import type pg from 'pg';
-import type { RunKind, RunResult } from '../engine/types.js';
+import type { RunKind, RunResult } from '../model.js';
 import { literal } from '../db/ident.js';
 
 /** Open a run row; returns its id. */
@@ -63,6 +63,7 @@ export async function logConflicts(control: pg.Client, sync: string, run: number
     await insertConflicts(control, sync, run, conflicts, status);
     await control.query('COMMIT');
   } catch (err) {
+    // Best effort: the error being thrown is the one that matters; a failed ROLLBACK means the session is gone, and its transaction with it.
     await control.query('ROLLBACK').catch(() => {});
     throw err;
   }
@@ -162,11 +163,8 @@ export async function takeKick(control: pg.Client, kickId: number, runId: number
   await control.query(`UPDATE ibex.kick SET run = $1, taken = coalesce(taken, now()) WHERE id = $2`, [runId, kickId]);
 }
 
-/** A global setting's value (ibex.config), or undefined when unset. */
-export async function readSetting(control: pg.Client, name: string): Promise<string | undefined> {
-  const r = await control.query(`SELECT value FROM ibex.config WHERE name = $1`, [name]);
-  return r.rows[0] ? String(r.rows[0].value) : undefined;
-}
+/** A global setting's value; settings-store.ts is where settings are read and written. */
+export { readSetting } from './settings-store.js';
 
 /** Every sync's cursor snapshot on one db (the oldest decides what may be purged there). */
 export async function cursorsOnDb(control: pg.Client, db: string): Promise<string[]> {

@@ -27,6 +27,8 @@ export interface SyncRelation {
   keyTypes: string[];
   conflictStrategy: string | null;
   priority: number;
+  /** The table's name on dbs that give it another (`ibex add customname`), by db; else its own name there. */
+  customnames?: Record<string, string>;
 }
 
 /** Everything the engine needs about one sync. */
@@ -67,7 +69,9 @@ export async function loadSyncConfig(control: pg.Client, name: string): Promise<
     `SELECT d.*, m.role, m.priority FROM ibex.dbgroup_member m JOIN ibex.db d ON d.name = m.db
       WHERE m.dbgroup = $1 ORDER BY CASE m.role WHEN 'source' THEN 0 WHEN 'target' THEN 1 ELSE 2 END, d.name`, [row.dbgroup]);
   const rels = await control.query(
-    `SELECT r.*, m.priority FROM ibex.relgroup_member m JOIN ibex.relation r ON r.id = m.relation
+    `SELECT r.*, m.priority,
+            (SELECT coalesce(json_object_agg(n.db, n.name), '{}'::json) FROM ibex.customname n WHERE n.relation = r.id)::text AS customnames
+       FROM ibex.relgroup_member m JOIN ibex.relation r ON r.id = m.relation
       WHERE m.relgroup = $1 ORDER BY m.priority DESC, r.schemaname, r.relname`, [row.relgroup]);
   return {
     name: row.name,
@@ -89,6 +93,7 @@ export async function loadSyncConfig(control: pg.Client, name: string): Promise<
     relations: rels.rows.map((r) => ({
       id: Number(r.id), schema: r.schemaname, name: r.relname, reltype: r.reltype,
       keyColumns: r.key_columns ?? [], keyTypes: r.key_types ?? [], conflictStrategy: r.conflict_strategy, priority: Number(r.priority),
+      customnames: JSON.parse(String(r.customnames)) as Record<string, string>,
     })),
   };
 }

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
+import { activeCustomcodes } from '../control/config-store.js';
 import { IbexError } from '../errors.js';
 import type { Whenrun } from './api.js';
 
@@ -189,18 +190,10 @@ export async function checkSource(name: string, whenrun: string, src: string, la
  * sync-level, then name (Bucardo's order).
  */
 export async function loadCustomcode(control: pg.Client, sync: string, tables: { schema: string; name: string }[]): Promise<LoadedCode[]> {
-  const r = await control.query(
-    `SELECT c.name, c.whenrun, c.src_code, c.language, r.schemaname, r.relname
-       FROM ibex.customcode c
-       JOIN ibex.customcode_map m ON m.code = c.id
-       LEFT JOIN ibex.relation r ON r.id = m.relation
-      WHERE c.status = 'active' AND m.active
-        AND (m.sync = $1 OR (r.schemaname, r.relname) IN (SELECT * FROM unnest($2::text[], $3::text[])))
-      ORDER BY m.priority, (m.relation IS NULL), c.name`,
-    [sync, tables.map((t) => t.schema), tables.map((t) => t.name)]);
+  const rows = await activeCustomcodes(control, sync, tables);
   const out: LoadedCode[] = [];
   const seen = new Set<string>();
-  for (const row of r.rows) {
+  for (const row of rows) {
     const table = row.schemaname === null ? null : `${row.schemaname}.${row.relname}`;
     const id = `${row.name}/${table}`;
     if (seen.has(id)) continue; // the same table registered on several dbs

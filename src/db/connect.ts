@@ -211,7 +211,8 @@ export function redact(text: string, password?: string): string {
   let out = text;
   if (password) out = out.split(password).join('********');
   out = out.replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1********');
-  out = out.replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1********@');
+  // Any scheme: postgresql://, mongodb://, mongodb+srv:// … carry the password the same way.
+  out = out.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1********@');
   return out;
 }
 
@@ -240,4 +241,13 @@ export function parseUrl(url: string): PgParams {
   if (p.port !== undefined && !(p.port >= 1 && p.port <= 65535)) throw new IbexError('usage', `bad port in "${redact(url)}": give a number from 1 to 65535`);
   if (extra.length) p.conn = extra.join(' ');
   return p;
+}
+
+/**
+ * End a session we are done with. Best effort by design: it runs in `finally` blocks after the
+ * work succeeded or failed, and an error here only means the session is already gone, which is
+ * what ending it was for; throwing would hide the outcome of the work itself.
+ */
+export async function endQuietly(c: pg.Client | undefined): Promise<void> {
+  await c?.end().catch(() => {});
 }

@@ -41,7 +41,8 @@ export interface CopyContext {
   /** A session on a db of another kind. */
   target(d: SyncDb): Promise<Target>;
   /** A table as targets of other kinds see it. */
-  spec(p: TablePlan): TableSpec;
+  /** A table as the target `db` (by name) sees it. */
+  spec(p: TablePlan, db: string): TableSpec;
   discard(name: string): void;
 }
 
@@ -66,6 +67,9 @@ function count(result: RunResult, p: TablePlan, what: 'inserted' | 'deleted' | '
  */
 async function mark(ctx: CopyContext, s: PostgresTarget, d: SyncDb, p: TablePlan, origin: string): Promise<void> {
   await s.stamp({ origin, sync: ctx.sync, capture: ctx.downstream.get(d.name)?.has(p.label) ?? false });
+  // apply_mode=replica silences user triggers and rules while copying, as while applying runs
+  // (set only then: setting it at all needs the privilege replica mode needs).
+  if (ctx.cfg.applyMode === 'replica') await s.query(`SELECT set_config('session_replication_role', 'replica', true)`);
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
@@ -145,7 +149,8 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
       return copied ?? 0;
     },
     async finish(p) {
-      const n = (await c.query(chunkStageSql(p).upsert)).rowCount ?? 0;
+      let n = 0;
+      for (const sql of chunkStageSql(p).upsert) n += (await c.query(sql)).rowCount ?? 0;
       await c.commit();
       return n;
     },
@@ -176,17 +181,17 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
     db,
     async empty(plans) {
       await target.begin();
-      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p));
+      for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p, db.name));
       await target.commit();
       return new Map();
     },
     async isEmpty(p) {
-      for await (const _ of target.scan(ctx.spec(p))) return false;
+      for await (const _ of target.scan(ctx.spec(p, db.name))) return false;
       return true;
     },
     async receive(p, copyOut) {
       await target.begin();
-      const sink = upsertSink(target, db, ctx.spec(p), o.from.name, tally);
+      const sink = upsertSink(target, db, ctx.spec(p, db.name), o.from.name, tally);
       await copyFanOut(o.src.client, copyOut, [{ stream: sink, name: db.name }]);
       return sink.rowCount;
     },
@@ -293,8 +298,8 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
         count(result, p, 'truncates', 1);
       }
     }
-    for (const { target } of typed) {
-      await target.truncate(ctx.spec(p));
+    for (const { t, target } of typed) {
+      await target.truncate(ctx.spec(p, t.name));
       count(result, p, 'truncates', 1);
     }
   }
@@ -303,7 +308,7 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
     const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
       ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
-      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p), from.name, tally), name: t.name })),
+      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p, t.name), from.name, tally), name: t.name })),
     ]);
     count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
     tally.applied = 0;

@@ -27,7 +27,7 @@ import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
 import * as store from '../control/daemon-store.js';
-import { readSetting } from '../control/run-store.js';
+import { readSetting } from '../control/settings-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
 import { isConnectionError, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
@@ -310,10 +310,7 @@ export class Daemon {
   }
 
   private async controlUp(c: pg.Client, reconnect: boolean): Promise<void> {
-    c.on('notification', (msg) => {
-      if (msg.channel === store.CONTROL_CHANNEL) this.message(msg.payload ?? '');
-    });
-    await c.query(`LISTEN ${store.CONTROL_CHANNEL}`);
+    await store.listenControl(c, (message) => this.message(message));
     if (!reconnect || this.stopping) return;
     for (const [name] of [...this.managed]) {
       if (await store.tryLease(c, name)) this.scheduler.hold(name, false);

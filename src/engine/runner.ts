@@ -30,12 +30,12 @@ import { AbortError, PauseError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
-import { Hooks } from './run/custom.js';
+import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { Races } from './run/raced.js';
 import { TempTables } from './run/temp.js';
-import type { TypedDb } from './run/typed.js';
+import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
 
 export { AbortError, PauseError } from './errors.js';
@@ -145,7 +145,10 @@ export class SyncRunner {
     await this.closeDbs();
     for (const name of [...this.typed.keys()]) await this.closeTyped(name);
     const s = await this.db(ref);
-    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name);
+    // Rules and row-level security are read on every PostgreSQL db (they may differ between dbs).
+    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active')
+      .map(async (d) => ({ db: d.name, client: (await this.db(d)).client })));
+    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name, others);
     this.hooks = this.makeHooks(await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel)));
     this.columnTypes.clear();
     for (const p of this.plans) {
@@ -189,10 +192,12 @@ export class SyncRunner {
     return out;
   }
 
-  private spec(p: TablePlan): TableSpec {
+  /** A table as one target sees it: its name there is the db's customname, else its own. */
+  private spec(p: TablePlan, db: string): TableSpec {
     const spec = this.specs.get(p);
     if (!spec) throw new IbexError('internal', `table ${p.label} has no target description`);
-    return spec;
+    const name = p.rel.customnames?.[db];
+    return name === undefined || name === spec.targetName ? spec : { ...spec, targetName: name };
   }
 
   /** apply_mode=replica needs the right role everywhere and no sync reading what it applies. */
@@ -407,7 +412,7 @@ export class SyncRunner {
     return {
       sync: this.opts.sync, cfg, plans: this.plans, log: this.log, control,
       all, sources: all.filter((d) => d.role === 'source'), typed,
-      spec: (p) => this.spec(p),
+      spec: (p, db) => this.spec(p, db),
       pg: (d) => {
         const s = sessions.get(d);
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
@@ -427,7 +432,7 @@ export class SyncRunner {
       control: () => this.ctl(),
       db: (d) => this.db(d),
       target: (d) => this.target(d),
-      spec: (p) => this.spec(p),
+      spec: (p, db) => this.spec(p, db),
       discard: (name) => this.discard(name),
     };
   }

@@ -20,7 +20,7 @@ import { errorText } from '../db/connect.js';
 import { isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 import { Backoff } from './backoff.js';
-import type { RunKind, RunResult } from './types.js';
+import type { RunKind, RunResult, SyncState } from '../model.js';
 
 /** The clock and timers the scheduler uses; tests inject a manual one. */
 export interface Timers {
@@ -59,19 +59,7 @@ export interface SyncPlan {
   pauseMaxMs: number;
 }
 
-/** The states of ibex.sync_state. */
-export type SyncStateName = 'idle' | 'running' | 'stalled' | 'paused' | 'copying';
-
-/** The live state of a sync, as written to ibex.sync_state. */
-export interface SyncState {
-  state: SyncStateName;
-  /** When the sync entered this state. */
-  since: Date;
-  lastError: string | undefined;
-  lastErrorAt: Date | undefined;
-  /** Failed runs in a row (0 after a good or empty run). */
-  attempts: number;
-}
+export type { SyncState, SyncStateName } from '../model.js';
 
 /** Why a run was asked for. */
 export type Reason =

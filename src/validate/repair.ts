@@ -211,7 +211,7 @@ async function repairForeign(v: Validator, fromDb: SyncDb, opts: RepairOptions, 
       for (const p of plans) {
         const keys = perTable!.get(p.label)!;
         opts.progress?.(`sync ${v.sync}: repairing ${keys.length} key(s) of ${p.label} on ${d.name} from ${fromDb.name}`);
-        const done = await repairForeignTable(source, p, await v.spec(p, fromDb), target, keys);
+        const done = await repairForeignTable(source, p, await v.spec(p, fromDb, d), target, keys);
         const t = tableReport(report, p.label);
         t.keys = Math.max(t.keys, keys.length);
         t.changed[d.name] = done.upserted + done.deleted;

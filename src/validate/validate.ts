@@ -129,7 +129,8 @@ export class Validator {
     const only = this.opts.only;
     const rels = cfg.relations.filter((r) => r.reltype === 'table' && (!only || only(r.schema, r.name)));
     const ref = this.dbs.find((d) => d.role === 'source') ?? this.dbs[0];
-    this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name) : [];
+    const others = ref && rels.length ? await Promise.all(this.dbs.filter((d) => d !== ref).map(async (d) => ({ db: d.name, client: await this.session(d) }))) : [];
+    this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name, others) : [];
   }
 
   /** The compared targets of other kinds (after `load`). */
@@ -147,11 +148,11 @@ export class Validator {
     return t;
   }
 
-  /** The TableSpec of a plan (its columns as the reference source has them). */
-  async spec(p: TablePlan, ref: SyncDb): Promise<TableSpec> {
+  /** The TableSpec of a plan as target `on` sees it (columns as the reference source has them, its customname there). */
+  async spec(p: TablePlan, ref: SyncDb, on: SyncDb): Promise<TableSpec> {
     const info = await tableInfo(await this.session(ref), p.rel.schema, p.rel.name);
     if (!info) throw new IbexError('config', `table ${p.label} is missing on db ${ref.name}: create it, or remove it from the sync`);
-    return tableSpec(info, p.keys);
+    return tableSpec(info, p.keys, p.rel.customnames?.[on.name]);
   }
 
   /** Per foreign db, the keys that differ there per table label, after `compare`: what a repair re-applies. */
@@ -218,7 +219,7 @@ export class Validator {
         if (s.report.status === 'schema') continue;
         const t0 = Date.now();
         this.opts.progress?.(`sync ${this.sync}: table ${s.plan.label} on ${d.name} (${d.dbtype})`);
-        const spec = await this.spec(s.plan, ref);
+        const spec = await this.spec(s.plan, ref, d);
         let first = await this.readForeign(ref, s.plan, spec, target);
         s.report.rows[ref.name] ??= first.sourceRows;
         if (first.diffs.length) {

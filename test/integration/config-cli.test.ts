@@ -99,10 +99,10 @@ describe('the configuration command line', () => {
       'server_version', 'encoding', 'is_superuser', 'can_replica', 'dbgroups', 'about']);
   });
 
-  it('accepts a libpq URL as dsn=, other db types without a test, and plural nouns', async () => {
+  it('accepts a libpq URL as dsn=, other db types untested with --force, and plural nouns', async () => {
     ok(await env.cli('add', 'db', 'D', `dsn=${env.clusters[2]!.url('app')}`));
-    ok(await env.cli('add', 'db', 'M', 'type=mariadb', 'dbname=shop', 'host=db.example', 'port=3306', 'user=repl'));
-    ok(await env.cli('add', 'db', 'L', 'type=sqlite3', 'dbname=/tmp/x.db'));
+    ok(await env.cli('add', 'db', 'M', 'type=mariadb', 'dbname=shop', 'host=db.example', 'port=3306', 'user=repl', '--force'));
+    ok(await env.cli('add', 'db', 'L', 'type=sqlite3', 'dbname=/tmp/x.db', '--force'));
     const dbs = await json('list', 'databases', 'D', 'M', 'L');
     assert.deepEqual(dbs.map((d) => [d.name, d.type, d.dbname]), [['D', 'postgres', 'app'], ['L', 'sqlite', '/tmp/x.db'], ['M', 'mariadb', 'shop']]);
     assert.equal(dbs[0]!.host, env.clusters[2]!.socketDir);

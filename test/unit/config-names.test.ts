@@ -1,11 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  checkObjectName, displayRelation, isExact, likeOf, matchesFilter, nounOf, parseRelationTerm,
-} from '../../src/cli/config/names.js';
-import { dealias, parseDbType, parseStrategy, parseSyncOption, strategyDbs } from '../../src/cli/config/options.js';
-import { splitList } from '../../src/cli/config/table.js';
-import { writtenDbs } from '../../src/cli/config/sync-check.js';
+  checkObjectName, displayRelation, isExact, likeOf, matchesFilter, nounOf, parseRelationTerm, splitList,
+} from '../../src/config/names.js';
+import { dealias, parseDbType, parseSyncOption } from '../../src/cli/config/options.js';
+import { parseStrategy, strategyDbs } from '../../src/config/strategies.js';
+import { writtenDbs } from '../../src/config/sync-check.js';
 import { parseNounArgs } from '../../src/cli/config/common.js';
 import { IbexError } from '../../src/errors.js';
 

@@ -1,25 +1,13 @@
 /**
- * What the configuration verbs share: the arguments after the noun, dry runs,
- * the calls into capture (and the test-only IBEX_SKIP_CAPTURE switch),
- * connections to registered dbs, and output.
+ * What the configuration verbs share on the command line: the arguments after
+ * the noun and printing. The steps below the command line (dry runs, capture,
+ * sessions on registered dbs) are in src/config/.
  */
 import Table from 'cli-table3';
-import type pg from 'pg';
-import { installCapture, removeCapture, type CaptureOptions } from '../../capture/install.js';
-import { connect, errorText } from '../../db/connect.js';
-import { dbParams, getDb, inTransaction, updateSync, type DbRecord, type SyncStatus } from '../../control/config-store.js';
-import { ExitCode, IbexError, notFound, usage } from '../../errors.js';
+import { IbexError, usage } from '../../errors.js';
 import { parseArgs } from '../args.js';
 import type { Context } from '../context.js';
-import type { Noun } from './names.js';
-
-/** The `-n/-N/-t/-T` filters of `add all tables` (each may repeat). */
-export interface RelationFilters {
-  schemas: string[];
-  excludeSchemas: string[];
-  tables: string[];
-  excludeTables: string[];
-}
+import type { RelationFilters } from '../../config/relations.js';
 
 /** Arguments after the noun: names, key=value options, and the relation filters. */
 export interface NounArgs {
@@ -66,130 +54,6 @@ export function parseNounArgs(args: readonly string[], what: string, allowFilter
 /** Refuse words where a command takes none. */
 export function noWords(words: readonly string[], what: string, hint: string): void {
   if (words.length) throw usage(`unexpected "${words.join(' ')}" for ${what}: ${hint}`);
-}
-
-/** The hint of every "no such name" error. */
-export function listHint(noun: Noun): string {
-  return `list them with "ibex list ${noun}s"`;
-}
-
-/** A registered db, or a not_found error. */
-export async function requireDb(c: pg.Client, name: string): Promise<DbRecord> {
-  const db = await getDb(c, name);
-  if (!db) throw notFound('db', name, listHint('db'));
-  return db;
-}
-
-/** Open a session on a registered PostgreSQL db; a failure names the db and keeps the libpq reason. */
-export async function openDb(db: DbRecord, timeoutS = 10): Promise<pg.Client> {
-  try {
-    return await connect(dbParams(db), { applicationName: 'ibex/cli', connectTimeoutS: timeoutS, statementTimeoutMs: 60_000 });
-  } catch (err) {
-    // A configuration mistake (an unknown service, a bad conn= option) is not an outage: exit 2 as it is.
-    if (err instanceof IbexError && err.exitCode === ExitCode.usage) throw err;
-    const reason = err instanceof IbexError ? err.message : errorText(err);
-    throw new IbexError('unreachable', `db "${db.name}": ${reason}: start it or fix it with "ibex update db ${db.name} …"`, { cause: err });
-  }
-}
-
-/** Open sessions on several dbs at once; all or none (the opened ones are closed on failure). */
-export async function openDbs(dbs: readonly DbRecord[]): Promise<Map<string, pg.Client>> {
-  const results = await Promise.allSettled(dbs.map((d) => openDb(d)));
-  const out = new Map<string, pg.Client>();
-  let failure: unknown;
-  results.forEach((r, i) => {
-    if (r.status === 'fulfilled') out.set(dbs[i]!.name, r.value);
-    else failure ??= r.reason;
-  });
-  if (failure !== undefined) {
-    await closeAll(out);
-    throw failure;
-  }
-  return out;
-}
-
-/** Close sessions opened by `openDbs`. */
-export async function closeAll(clients: Map<string, pg.Client>): Promise<void> {
-  await Promise.all([...clients.values()].map((c) => c.end().catch(() => {})));
-}
-
-/**
- * Test-only switch: `IBEX_SKIP_CAPTURE=1` skips installing and removing
- * capture objects (the sync is marked active directly). It exists so the
- * configuration commands can be tested without the capture component; never
- * set it in production: a sync without capture replicates nothing.
- */
-export function skipCapture(): boolean {
-  return process.env.IBEX_SKIP_CAPTURE === '1';
-}
-
-function captureFailure(action: string, sync: string, err: unknown, undone: string): IbexError {
-  if (err instanceof IbexError) return err;
-  return new IbexError('internal', `${action} capture for sync "${sync}" failed: ${errorText(err)}${undone}`, { cause: err });
-}
-
-/**
- * Install capture for a sync after its rows were committed (or, in a dry run,
- * inside the open transaction, with `dryRun`). With IBEX_SKIP_CAPTURE=1 the
- * sync is set to `status` directly. After a real install, a sync the user
- * wanted inactive or paused is set back to that status.
- */
-export async function runInstallCapture(ctx: Context, c: pg.Client, sync: string, status: SyncStatus, undo?: () => Promise<void>): Promise<void> {
-  const dryRun = ctx.flags.dryRun;
-  if (skipCapture()) {
-    await updateSync(c, sync, { status });
-    return;
-  }
-  try {
-    await installCapture(c, sync, { dryRun, say: (line) => ctx.say(line) });
-    if (!dryRun && status !== 'active') await updateSync(c, sync, { status });
-  } catch (err) {
-    if (undo && !dryRun) {
-      await undo();
-      throw captureFailure('installing', sync, err, ': nothing was changed');
-    }
-    throw captureFailure('installing', sync, err, '');
-  }
-}
-
-/** Remove the capture objects of a sync (honours IBEX_SKIP_CAPTURE=1 and dry runs). */
-export async function runRemoveCapture(ctx: Context, c: pg.Client, sync: string): Promise<void> {
-  if (skipCapture()) return;
-  // With --force, dbs that cannot be reached are skipped (their objects stay; capture says so).
-  const opts: CaptureOptions & { force?: boolean } = { dryRun: ctx.flags.dryRun, say: (line) => ctx.say(line), force: ctx.flags.force };
-  try {
-    await removeCapture(c, sync, opts);
-  } catch (err) {
-    throw captureFailure('removing', sync, err, ': the sync is still configured; fix the cause and run "ibex remove sync" again');
-  }
-}
-
-/**
- * Run the writes of one command in one control transaction; in a dry run the
- * transaction is rolled back (the writes still run, so every constraint is
- * checked) and the report says nothing changed.
- */
-export async function write<T>(ctx: Context, c: pg.Client, fn: () => Promise<T>): Promise<T> {
-  return inTransaction(c, fn, { rollback: ctx.flags.dryRun });
-}
-
-const PAST: Record<string, string> = {
-  add: 'added', create: 'created', remove: 'removed', change: 'changed', register: 'registered', update: 'updated',
-  reuse: 'reusing', skip: 'skipped', delete: 'deleted', set: 'set',
-};
-
-/** One line of a writing command's report: "added db A …", or "would add db A …" in a dry run. */
-export function report(ctx: Context, verb: keyof typeof PAST, rest: string): void {
-  if (verb === 'reuse' || verb === 'skip') {
-    ctx.say(`${PAST[verb]} ${rest}`);
-    return;
-  }
-  ctx.say(ctx.flags.dryRun ? `would ${verb} ${rest}` : `${PAST[verb]} ${rest}`);
-}
-
-/** The last line of a dry run. */
-export function dryRunDone(ctx: Context): void {
-  if (ctx.flags.dryRun) ctx.say('dry run: nothing was changed');
 }
 
 /** Print rows as a table (cli-table3, no colours) or, with `--json`, as JSON. */

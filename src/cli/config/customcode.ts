@@ -13,9 +13,11 @@ import { configError, notFound, usage } from '../../errors.js';
 import { checkSource } from '../../customcode/loader.js';
 import { allowOnly } from '../args.js';
 import type { Context } from '../context.js';
-import { dryRunDone, listHint, parseNounArgs, parseSignedInt, printRows, report, write } from './common.js';
-import { checkObjectName, displayRelation, matchesFilter } from './names.js';
-import { registeredRelations } from './table.js';
+import { parseNounArgs, parseSignedInt, printRows } from './common.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint } from '../../config/dbs.js';
+import { checkObjectName, displayRelation, matchesFilter } from '../../config/names.js';
+import { registeredRelations } from '../../config/relations.js';
 
 const KEYS = ['whenrun', 'src_code', 'sync', 'relation', 'table', 'db', 'priority', 'status', 'about'];
 

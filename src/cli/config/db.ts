@@ -3,20 +3,22 @@
  * never printed: list shows `pass=********`, errors are redacted.
  */
 import type pg from 'pg';
-import { checkConnOptions, parseUrl, type PgParams } from '../../db/connect.js';
+import { checkConnOptions, endQuietly, parseUrl, redact, type PgParams } from '../../db/connect.js';
+import { checkDbParams, probeTarget } from '../../config/targets.js';
 import { serverInfo } from '../../db/catalog.js';
 import { sqlstate } from '../../db/sqlstate.js';
 import {
   deleteDb, deleteRelations, deleteSync, getDb, insertDb, listDbgroups, listDbs, listRelations,
-  listRelgroups, removeDbFromDbgroups, syncsUsing, updateDb, type DbRecord,
+  listRelgroups, removeDbFromDbgroups, syncsUsing, updateDb, type DbRecord, type DbType,
 } from '../../control/config-store.js';
 import { ExitCode, IbexError, configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseIntOption } from '../args.js';
 import type { Context } from '../context.js';
-import {
-  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, runRemoveCapture, write,
-} from './common.js';
-import { checkObjectName, displayRelation, matchesFilter } from './names.js';
+import { parseNounArgs, printRows } from './common.js';
+import { runRemoveCapture } from '../../config/capture.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint, openDb } from '../../config/dbs.js';
+import { checkObjectName, displayRelation, matchesFilter } from '../../config/names.js';
 import { dealias, parseDbType } from './options.js';
 
 const DB_KEYS = ['dbname', 'host', 'port', 'user', 'pass', 'conn', 'service', 'dsn', 'type', 'status', 'about'];
@@ -67,10 +69,14 @@ async function readPassword(dbName: string): Promise<string> {
 }
 
 /** Turn `key=value` options into db columns (shared by add and update). */
-async function dbColumns(name: string, options: Map<string, string>, what: string): Promise<Partial<DbRecord>> {
+async function dbColumns(name: string, options: Map<string, string>, what: string, currentType: DbType = 'postgres'): Promise<Partial<DbRecord>> {
   const o = dealias(options, DB_ALIASES);
   allowOnly(o, DB_KEYS, what);
   const out: Partial<DbRecord> = {};
+  const kind = o.has('type') ? parseDbType(o.get('type')!) : currentType;
+  if (kind !== 'postgres' && o.has('dsn') && o.get('dsn') !== '') {
+    throw usage(`dsn= is a postgresql:// URL, for postgres dbs only: give the options of a ${kind} db one by one (see "ibex help" and docs/cli.md)`);
+  }
   const textOrNull = (v: string): string | null => (v === '' ? null : v);
   if (o.has('dsn')) {
     const both = DSN_PARTS.filter((k) => o.has(k));
@@ -94,11 +100,12 @@ async function dbColumns(name: string, options: Map<string, string>, what: strin
   if (o.has('port')) out.port = o.get('port') === '' ? null : parseIntOption('port', o.get('port')!, 1, 65535);
   if (o.has('user')) out.dbuser = textOrNull(o.get('user')!);
   if (o.has('conn')) {
-    checkConnOptions(o.get('conn'));
+    // conn= of a postgres db is extra libpq options; of other kinds, a connection string checked with the kind.
+    if (kind === 'postgres') checkConnOptions(o.get('conn'));
     out.conn = textOrNull(o.get('conn')!);
   }
   if (o.has('service')) out.service = textOrNull(o.get('service')!);
-  if (o.has('type')) out.dbtype = parseDbType(o.get('type')!);
+  if (o.has('type')) out.dbtype = kind;
   if (o.has('status')) {
     const s = o.get('status')!.toLowerCase();
     if (s !== 'active' && s !== 'inactive') throw usage(`bad value "${o.get('status')}" for status: use active or inactive`);
@@ -135,7 +142,7 @@ async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecor
     const info = await serverInfo(c);
     return { server_version: info.version, encoding: info.encoding, is_superuser: info.superuser, can_replica: info.canReplica };
   } finally {
-    await c.end().catch(() => {});
+    await endQuietly(c);
   }
 }
 
@@ -155,17 +162,19 @@ export async function addDb(ctx: Context, args: string[]): Promise<void> {
   checkObjectName('db', name);
   const cols = await dbColumns(name, options, 'add db');
   const db: DbRecord = { ...emptyDb(name), ...cols };
-  if (!db.dbname && !db.service && db.dbtype !== 'redis') {
+  if (db.dbtype === 'postgres' && !db.dbname && !db.service) {
     throw usage(`add db ${name} needs dbname= (or service= or dsn=): ibex add db ${name} dbname=<database> [host= port= user=]`);
   }
-  if (db.dbtype !== 'postgres' && db.service) throw usage(`service= is for postgres dbs only: give dbname= host= port= for a ${db.dbtype} db`);
+  checkDbParams(db);
   await ctx.withControl(async (c) => {
     if (await getDb(c, name)) throw configError(`a db named ${name} already exists: choose another name or change it with "ibex update db ${name}"`);
-    if (db.dbtype === 'postgres' && !ctx.flags.force) Object.assign(db, await probe(db, 'add'));
+    if (!ctx.flags.force) Object.assign(db, db.dbtype === 'postgres' ? await probe(db, 'add') : { server_version: await probeTarget(db, 'add') });
     await write(ctx, c, async () => {
       await insertDb(c, db);
     });
-    const facts = db.server_version ? ` (PostgreSQL ${db.server_version}, ${db.encoding}${db.is_superuser ? ', superuser' : ''})` : db.dbtype === 'postgres' ? ' (connection not tested: --force)' : ` (type ${db.dbtype}, not tested)`;
+    const facts = !db.server_version ? ` (${db.dbtype === 'postgres' ? '' : `type ${db.dbtype}, `}connection not tested: --force)`
+      : db.dbtype === 'postgres' ? ` (PostgreSQL ${db.server_version}, ${db.encoding}${db.is_superuser ? ', superuser' : ''})`
+        : ` (${db.dbtype}: ${db.server_version})`;
     report(ctx, 'add', `db ${name}${facts}`);
     dryRunDone(ctx);
   });
@@ -175,7 +184,7 @@ export async function addDb(ctx: Context, args: string[]): Promise<void> {
 function dbJson(d: DbRecord, groups: { dbgroup: string; role: string }[]): Record<string, unknown> {
   return {
     name: d.name, type: d.dbtype, status: d.status, host: d.host, port: d.port, dbname: d.dbname, user: d.dbuser,
-    pass: d.dbpass ? MASK : null, conn: d.conn, service: d.service, server_version: d.server_version, encoding: d.encoding,
+    pass: d.dbpass ? MASK : null, conn: d.conn === null ? null : redact(d.conn, d.dbpass ?? undefined), service: d.service, server_version: d.server_version, encoding: d.encoding,
     is_superuser: d.is_superuser, can_replica: d.can_replica, dbgroups: groups, about: d.about,
   };
 }
@@ -188,7 +197,7 @@ function connText(d: DbRecord): string {
   if (d.port) parts.push(`port=${d.port}`);
   if (d.dbuser) parts.push(`user=${d.dbuser}`);
   if (d.dbpass) parts.push(`pass=${MASK}`);
-  if (d.conn) parts.push(`conn=${d.conn}`);
+  if (d.conn) parts.push(`conn=${redact(d.conn, d.dbpass ?? undefined)}`);
   return parts.join(' ');
 }
 
@@ -225,9 +234,10 @@ export async function updateDbVerb(ctx: Context, args: string[]): Promise<void> 
   await ctx.withControl(async (c) => {
     const old = await getDb(c, name);
     if (!old) throw notFound('db', name, listHint('db'));
-    const changes = await dbColumns(name, options, 'update db');
+    const changes = await dbColumns(name, options, 'update db', old.dbtype);
     const next: DbRecord = { ...old, ...changes };
-    if (!next.dbname && !next.service && next.dbtype !== 'redis') throw usage(`db ${name} needs dbname= or service=: give one of them a value`);
+    if (next.dbtype === 'postgres' && !next.dbname && !next.service) throw usage(`db ${name} needs dbname= or service=: give one of them a value`);
+    checkDbParams(next);
     if (next.dbtype !== 'postgres') {
       const users = await syncsUsing(c, { db: name });
       const sources = [];
@@ -236,7 +246,10 @@ export async function updateDbVerb(ctx: Context, args: string[]): Promise<void> 
     }
     const connKeys: (keyof DbRecord)[] = ['host', 'port', 'dbname', 'dbuser', 'dbpass', 'conn', 'service', 'dbtype'];
     const connChanged = connKeys.some((k) => changes[k] !== undefined && changes[k] !== old[k]);
-    if (next.dbtype === 'postgres' && connChanged && !ctx.flags.force) Object.assign(changes, await probe(next, 'update'));
+    if (connChanged && !ctx.flags.force) {
+      Object.assign(changes, next.dbtype === 'postgres' ? await probe(next, 'update')
+        : { server_version: await probeTarget(next, 'update'), encoding: null, is_superuser: null, can_replica: null });
+    }
     const shown: string[] = [];
     for (const [k, v] of Object.entries(changes) as [keyof DbRecord, unknown][]) {
       if (old[k] === v || ['server_version', 'encoding', 'is_superuser', 'can_replica'].includes(k)) continue;

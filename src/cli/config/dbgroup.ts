@@ -1,29 +1,19 @@
 /**
  * `add | list | update | remove dbgroup`: named sets of dbs, each with a role.
  */
-import type pg from 'pg';
 import {
-  deleteDbgroup, deleteSync, getDbgroup, getSync, insertDbgroup, listDbgroups, listSyncs, removeDbgroupMembers,
-  setDbgroupAbout, setDbgroupMember, syncsUsing, type DbgroupMember, type DbRoleName,
+  deleteDbgroup, deleteSync, getDbgroup, getSync, insertDbgroup, listDbgroups, listSyncs, removeDbgroupMembers, setDbgroupAbout, setDbgroupMember, syncsUsing, type DbgroupMember, type DbRoleName,
 } from '../../control/config-store.js';
 import { configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseDbRoles } from '../args.js';
 import type { Context } from '../context.js';
-import {
-  dryRunDone, listHint, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
-} from './common.js';
-import { checkObjectName, matchesFilter } from './names.js';
-import { planOf, validateSync } from './sync-check.js';
-
-/** Check that the dbs of a member list exist and that only postgres dbs are sources. */
-export async function checkMembers(c: pg.Client, members: readonly { db: string; role: DbRoleName }[]): Promise<void> {
-  for (const m of members) {
-    const d = await requireDb(c, m.db);
-    if (m.role === 'source' && d.dbtype !== 'postgres') {
-      throw configError(`db ${d.name} is a ${d.dbtype} db and cannot be a source: only postgres dbs can be sources; make it a target (${d.name}:target)`);
-    }
-  }
-}
+import { parseNounArgs, printRows } from './common.js';
+import { runInstallCapture, runRemoveCapture } from '../../config/capture.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint } from '../../config/dbs.js';
+import { checkObjectName, matchesFilter } from '../../config/names.js';
+import { planOf, validateSync } from '../../config/sync-check.js';
+import { checkMembers } from '../../config/sync.js';
 
 function membersText(members: readonly { db: string; role: string }[]): string {
   return members.map((m) => `${m.db}:${m.role}`).join(' ');

@@ -6,6 +6,8 @@
 import { usage } from '../../errors.js';
 import { parseBool, parseIntOption, parseInterval } from '../args.js';
 import type { SyncOptions } from '../../control/config-store.js';
+import { targetKind } from '../../targets/registry.js';
+import { TARGET_KINDS, type TargetKind } from '../../targets/target.js';
 
 /** How one option's text becomes a stored value. */
 type Parser = (key: string, value: string) => unknown;
@@ -58,43 +60,6 @@ export const SYNC_ALIASES: Record<string, string> = {
   herd: 'relgroup',
 };
 
-/** Our conflict strategies. */
-export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom'] as const;
-
-const BUCARDO_STRATEGIES: Record<string, string> = {
-  bucardo_latest: 'latest',
-  // Bucardo's per-table "latest" is a known wart (DESIGN invariant 5); ours is per row for every table.
-  bucardo_latest_all_tables: 'latest',
-  bucardo_source: 'source',
-  bucardo_target: 'target',
-  bucardo_skip: 'skip',
-  bucardo_random: 'random',
-  bucardo_abort: 'abort',
-};
-
-/**
- * Normalize a conflict strategy: one of ours, a Bucardo alias, or an ordered
- * list of db names (`B,A,C`, checked against the sync's dbs by the caller).
- * Returns the stored text and the db list, if it is one.
- */
-export function parseStrategy(value: string): { strategy: string; dbs?: string[] } {
-  const v = value.trim();
-  const lower = v.toLowerCase();
-  if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
-  if (BUCARDO_STRATEGIES[lower]) return { strategy: BUCARDO_STRATEGIES[lower] };
-  const dbs = v.split(/[\s,]+/).filter(Boolean);
-  if (dbs.length === 0 || !dbs.every((d) => /^[A-Za-z][A-Za-z0-9_]*$/.test(d))) {
-    throw usage(`bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B`);
-  }
-  if (new Set(dbs).size !== dbs.length) throw usage(`conflict_strategy "${value}" names a db twice: name each db once`);
-  return { strategy: dbs.join(','), dbs };
-}
-
-/** The db list of a stored strategy, when it is one. */
-export function strategyDbs(strategy: string): string[] | undefined {
-  return (STRATEGIES as readonly string[]).includes(strategy) ? undefined : strategy.split(',');
-}
-
 /** Parse one sync option (already de-aliased) into its stored value. */
 export function parseSyncOption(key: keyof typeof SYNC_OPTIONS, value: string): unknown {
   return SYNC_OPTIONS[key].parse(key, value);
@@ -111,9 +76,11 @@ export function dealias(options: Map<string, string>, aliases: Record<string, st
   return out;
 }
 
-/** Bucardo's db type aliases (pg, postgresql, maria, sqlite3 …). */
-export function parseDbType(value: string): 'postgres' | 'mysql' | 'mariadb' | 'sqlite' | 'redis' | 'mongo' | 'oracle' {
-  const v = value.toLowerCase();
+/** A db's `type=`: Bucardo's spellings (pg, postgresql, mongodb, sqlite3 …) and ours, by prefix too (maria, mongo…). */
+export function parseDbType(value: string): TargetKind {
+  const known = targetKind(value.trim());
+  if (known) return known;
+  const v = value.trim().toLowerCase();
   if (/^(pg|postgres)/.test(v)) return 'postgres';
   if (/^maria/.test(v)) return 'mariadb';
   if (/^mysql/.test(v)) return 'mysql';
@@ -121,5 +88,5 @@ export function parseDbType(value: string): 'postgres' | 'mysql' | 'mariadb' | '
   if (/^redis/.test(v)) return 'redis';
   if (/^mongo/.test(v)) return 'mongo';
   if (/^oracle/.test(v)) return 'oracle';
-  throw usage(`unknown db type "${value}": use one of postgres, mysql, mariadb, sqlite, redis, mongo, oracle`);
+  throw usage(`unknown db type "${value}": use one of ${TARGET_KINDS.join(', ')}`);
 }

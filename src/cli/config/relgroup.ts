@@ -2,86 +2,22 @@
  * `add | list | update | remove relgroup`: named sets of tables and sequences of one db.
  */
 import type pg from 'pg';
+import { endQuietly } from '../../db/connect.js';
 import { relationOid } from '../../db/catalog.js';
 import {
-  addRelgroupMembers, deleteRelations, deleteRelgroup, deleteSync, getRelgroup, getSync, insertRelation, insertRelgroup,
-  listRelgroups, listSyncs, relationsById, removeRelgroupMembers, setRelgroupAbout, syncsUsing, type RelationRecord,
-  type NewRelation,
+  deleteRelations, deleteRelgroup, deleteSync, getRelgroup, insertRelation, insertRelgroup, listRelgroups, listSyncs, relationsById, removeRelgroupMembers, setRelgroupAbout, syncsUsing, type RelationRecord, type NewRelation,
 } from '../../control/config-store.js';
 import { configError, notFound, usage } from '../../errors.js';
 import { allowOnly } from '../args.js';
 import type { Context } from '../context.js';
+import { parseNounArgs, printRows } from './common.js';
+import { runRemoveCapture } from '../../config/capture.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint, openDb, requireDb } from '../../config/dbs.js';
 import {
-  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
-} from './common.js';
-import { checkObjectName, displayRelation, isExact, matchesFilter, parseRelationTerm, type RelationTerm } from './names.js';
-import { planOf, validateSync, type RelationLike } from './sync-check.js';
-import { discover, registeredRelations } from './table.js';
-
-/** A change to a relgroup, checked up front, applied in the caller's transaction. */
-export interface RelgroupChange {
-  /** Inside the transaction: create the group if needed and add the members (ids of `relations`, in order). */
-  apply(ids: number[]): Promise<void>;
-  /** After the commit: bring the capture of the syncs that use the group up to date; on failure undo and throw. */
-  afterCommit(undoMore?: () => Promise<void>): Promise<void>;
-}
-
-/**
- * Plan adding relations to a relgroup (created when missing): one db per
- * relgroup, and every sync that uses it is validated again with the new
- * tables (columns, keys, the two-writers rule) before anything is written.
- */
-export async function planRelgroupAddition(ctx: Context, c: pg.Client, group: string, relations: readonly (RelationLike & { id?: number })[]): Promise<RelgroupChange> {
-  const existing = await getRelgroup(c, group);
-  const current = existing ? await relationsById(c, existing.members.map((m) => m.relation)) : [];
-  const dbs = new Set([...current, ...relations].map((r) => r.db));
-  if (dbs.size > 1) {
-    const odd = relations.find((r) => r.db !== (current[0]?.db ?? relations[0]?.db));
-    throw configError(`relgroup ${group} would hold tables of dbs ${[...dbs].join(' and ')}${odd ? ` (${displayRelation(odd.schemaname, odd.relname)} is on db ${odd.db})` : ''}: a relgroup holds the tables of one db; use another relgroup`);
-  }
-  const isMember = (r: RelationLike & { id?: number }): boolean => r.id !== undefined && current.some((x) => x.id === r.id);
-  const adding = relations.filter((r) => !isMember(r));
-  const syncs = existing && adding.length ? await syncsUsing(c, { relgroup: group }) : [];
-  const statuses = new Map<string, string>();
-  for (const s of syncs) {
-    const plan = await planOf(c, s, { relations: [...current, ...adding] });
-    await validateSync(c, plan);
-    statuses.set(s, (await getSync(c, s))!.status);
-  }
-  const added: number[] = [];
-  const installAll = async (undo?: () => Promise<void>): Promise<void> => {
-    for (const s of syncs) {
-      const st = statuses.get(s)!;
-      await runInstallCapture(ctx, c, s, st === 'installing' ? 'active' : (st as 'active' | 'paused' | 'inactive'), undo);
-    }
-  };
-  return {
-    async apply(ids) {
-      if (!existing) {
-        await insertRelgroup(c, group);
-        report(ctx, 'create', `relgroup ${group}`);
-      }
-      relations.forEach((r, i) => {
-        if (!isMember(r)) added.push(ids[i]!);
-      });
-      await addRelgroupMembers(c, group, added);
-      for (const r of relations) {
-        if (!isMember(r)) report(ctx, 'add', `${r.reltype} ${displayRelation(r.schemaname, r.relname)} to relgroup ${group}`);
-        else ctx.say(`${r.reltype} ${displayRelation(r.schemaname, r.relname)} is already in relgroup ${group}`);
-      }
-      if (syncs.length && ctx.flags.dryRun) await installAll();
-    },
-    async afterCommit(undoMore) {
-      if (ctx.flags.dryRun || syncs.length === 0) return;
-      await installAll(async () => {
-        await write(ctx, c, async () => {
-          await removeRelgroupMembers(c, group, added);
-          if (undoMore) await undoMore();
-        });
-      });
-    },
-  };
-}
+  checkObjectName, displayRelation, isExact, matchesFilter, parseRelationTerm, type RelationTerm,
+} from '../../config/names.js';
+import { discover, planRelgroupAddition, registeredRelations } from '../../config/relations.js';
 
 /** Resolve table words for a relgroup: registered relations, or with db= discovered (and registered) on that db. */
 async function resolveMembers(ctx: Context, c: pg.Client, words: readonly string[], dbName: string | undefined): Promise<{ existing: RelationRecord[]; found: NewRelation[] }> {
@@ -109,7 +45,7 @@ async function resolveMembers(ctx: Context, c: pg.Client, words: readonly string
     }
     return { existing, found };
   } finally {
-    await client.end().catch(() => {});
+    await endQuietly(client);
   }
 }
 

@@ -5,22 +5,20 @@
  * command added is deleted again.
  */
 import {
-  SYNC_OPTION_COLUMNS, addRelgroupMembers, defaultConflictStrategy, deleteDbgroup, deleteRelations, deleteRelgroup,
-  deleteSync, getDb, getDbgroup, getRelgroup, getSync, insertDbgroup, insertRelation, insertRelgroup, insertSync,
-  listDbgroups, listRelgroups, listSyncs, relationsById, updateSync, type DbgroupMember, type NewRelation,
-  type RelationRecord, type SyncOptions, type SyncRecord, type SyncStatus,
+  SYNC_OPTION_COLUMNS, defaultConflictStrategy, deleteSync, getDbgroup, getRelgroup, getSync, listDbgroups, listRelgroups, listSyncs, relationsById, updateSync, type RelationRecord, type SyncOptions, type SyncRecord, type SyncStatus,
 } from '../../control/config-store.js';
 import { configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseDbRoles } from '../args.js';
 import type { Context } from '../context.js';
-import {
-  dryRunDone, listHint, openDb, parseNounArgs, printRows, report, requireDb, runInstallCapture, runRemoveCapture, write,
-} from './common.js';
-import { checkMembers } from './dbgroup.js';
-import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm } from './names.js';
-import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseStrategy, parseSyncOption } from './options.js';
-import { checkRules, planOf, validateSync, type SyncPlan } from './sync-check.js';
-import { discover, splitList } from './table.js';
+import { parseNounArgs, printRows } from './common.js';
+import { runInstallCapture, runRemoveCapture } from '../../config/capture.js';
+import { dryRunDone, report, write } from '../../config/context.js';
+import { listHint } from '../../config/dbs.js';
+import { createSync, type NewSync } from '../../config/sync.js';
+import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm, splitList } from '../../config/names.js';
+import { parseStrategy } from '../../config/strategies.js';
+import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.js';
+import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
 
 const GROUP_KEYS = ['relgroup', 'tables', 'dbs', 'dbgroup'];
 const OPTION_KEYS = ['conflict_strategy', 'onetimecopy_from', 'status', ...Object.keys(SYNC_OPTIONS)];
@@ -46,10 +44,6 @@ function parseOptions(o: Map<string, string>): OptionValues {
   return out as OptionValues;
 }
 
-function sameMembers(a: readonly { db: string; role: string }[], b: readonly { db: string; role: string }[]): boolean {
-  return a.length === b.length && a.every((m) => b.some((x) => x.db === m.db && x.role === m.role));
-}
-
 /** `ibex add sync <name> relgroup=<g>|tables=<t,…> dbs=<A:source,…>|dbgroup=<g> [options]` */
 export async function addSync(ctx: Context, args: string[]): Promise<void> {
   const { words, options: raw } = parseNounArgs(args, 'add sync');
@@ -65,126 +59,12 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
   const requested: SyncStatus = values.status ?? 'active';
   delete values.status;
 
-  await ctx.withControl(async (c) => {
-    if (await getSync(c, name)) throw configError(`a sync named ${name} already exists: choose another name or change it with "ibex update sync ${name}"`);
-
-    // What is said before the checks passed would be a report of nothing: it waits for validateSync.
-    const later: (() => void)[] = [];
-
-    // The dbs: an existing dbgroup, an identical one, or a new one named after the sync.
-    let dbgroup: string;
-    let members: DbgroupMember[];
-    let createDbgroup = false;
-    if (o.has('dbgroup')) {
-      const g = await getDbgroup(c, o.get('dbgroup')!);
-      if (!g) throw notFound('dbgroup', o.get('dbgroup')!, listHint('dbgroup'));
-      dbgroup = g.name;
-      members = g.members;
-    } else {
-      const spec = o.get('dbs')!;
-      const single = spec.includes(':') || spec.includes(',') ? undefined : spec.trim();
-      const asGroup = single && !(await getDb(c, single)) ? await getDbgroup(c, single) : undefined;
-      if (asGroup) {
-        dbgroup = asGroup.name;
-        members = asGroup.members;
-      } else {
-        members = parseDbRoles(spec).map((m) => ({ db: m.db, role: m.role, priority: 0 }));
-        await checkMembers(c, members);
-        const same = (await listDbgroups(c)).find((g) => sameMembers(g.members, members));
-        if (same) {
-          dbgroup = same.name;
-          later.push(() => report(ctx, 'reuse', `dbgroup ${same.name} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`));
-        } else {
-          if (await getDbgroup(c, name)) throw configError(`a dbgroup named ${name} already exists with other members: use dbgroup=${name}, choose another sync name, or remove it with "ibex remove dbgroup ${name}"`);
-          dbgroup = name;
-          createDbgroup = true;
-        }
-      }
-    }
-
-    // The relations: an existing relgroup, or tables= registered from the first source, grouped.
-    let relgroup: string;
-    let relations: (RelationRecord | NewRelation)[];
-    let createRelgroup = false;
-    let newRelations: NewRelation[] = [];
-    if (o.has('relgroup')) {
-      const g = await getRelgroup(c, o.get('relgroup')!);
-      if (!g) throw notFound('relgroup', o.get('relgroup')!, `${listHint('relgroup')}, or give tables=<t1,t2>`);
-      relgroup = g.name;
-      relations = await relationsById(c, g.members.map((m) => m.relation));
-    } else {
-      const source = members.find((m) => m.role === 'source');
-      if (!source) throw configError(`sync ${name} has no source db: mark at least one db as source, e.g. dbs=${members[0]?.db ?? 'A'}:source`);
-      const db = await requireDb(c, source.db);
-      if (db.dbtype !== 'postgres') throw configError(`db ${db.name} is a ${db.dbtype} db and cannot be a source: only postgres dbs can be sources`);
-      const terms = splitList(o.get('tables')!).map(parseRelationTerm);
-      if (terms.length === 0) throw usage('tables= is empty: write tables=public.t1,public.t2');
-      const client = await openDb(db);
-      try {
-        const d = await discover(c, db, client, 'table', { terms }, ctx.flags.force);
-        for (const s of d.skipped) later.push(() => ctx.say(`skipped table ${s.label}: it ${s.why}`));
-        relations = [...d.existing, ...d.found];
-        newRelations = d.found;
-      } finally {
-        await client.end().catch(() => {});
-      }
-      const ids = relations.flatMap((r) => ('id' in r ? [r.id] : []));
-      const same = newRelations.length ? undefined
-        : (await listRelgroups(c)).find((g) => g.members.length === ids.length && g.members.every((m) => ids.includes(m.relation)));
-      if (same) {
-        relgroup = same.name;
-        later.push(() => report(ctx, 'reuse', `relgroup ${same.name}`));
-      } else {
-        if (await getRelgroup(c, name)) throw configError(`a relgroup named ${name} already exists with other tables: use relgroup=${name}, choose another sync name, or remove it with "ibex remove relgroup ${name}"`);
-        relgroup = name;
-        createRelgroup = true;
-      }
-    }
-
-    const strategy = values.conflict_strategy ?? (await defaultConflictStrategy(c));
-    const plan: SyncPlan = {
-      name, members, relations, conflict_strategy: strategy, clock: values.clock ?? 'change', onetimecopy_from: values.onetimecopy_from ?? null,
-    };
-    await validateSync(c, plan);
-    for (const say of later) say();
-
-    const newIds: number[] = [];
-    const insertAll = async (): Promise<void> => {
-      for (const r of newRelations) {
-        newIds.push(await insertRelation(c, r));
-        report(ctx, 'register', `table ${displayRelation(r.schemaname, r.relname)} of db ${r.db} key (${(r.key_columns ?? []).join(', ')})`);
-      }
-      if (createRelgroup) {
-        await insertRelgroup(c, relgroup);
-        await addRelgroupMembers(c, relgroup, relations.map((r, i) => ('id' in r ? r.id : newIds[i - (relations.length - newRelations.length)]!)));
-        report(ctx, 'create', `relgroup ${relgroup} with ${relations.length} table(s)`);
-      }
-      if (createDbgroup) {
-        await insertDbgroup(c, dbgroup, members);
-        report(ctx, 'create', `dbgroup ${dbgroup} (${members.map((m) => `${m.db}:${m.role}`).join(' ')})`);
-      }
-      await insertSync(c, { ...values, conflict_strategy: strategy, name, relgroup, dbgroup, status: 'installing' });
-      report(ctx, 'add', `sync ${name}: relgroup ${relgroup}, dbs ${members.map((m) => `${m.db}:${m.role}`).join(' ')}, conflict_strategy ${strategy}`);
-    };
-    if (ctx.flags.dryRun) {
-      await write(ctx, c, async () => {
-        await insertAll();
-        await runInstallCapture(ctx, c, name, requested);
-      });
-    } else {
-      await write(ctx, c, insertAll);
-      await runInstallCapture(ctx, c, name, requested, async () => {
-        await write(ctx, c, async () => {
-          await deleteSync(c, name);
-          if (createRelgroup) await deleteRelgroup(c, relgroup);
-          if (createDbgroup) await deleteDbgroup(c, dbgroup);
-          await deleteRelations(c, newIds);
-        });
-      });
-      if (requested !== 'active') ctx.say(`sync ${name} is ${requested}`);
-    }
-    dryRunDone(ctx);
-  });
+  const spec = o.get('dbs');
+  const dbs: NewSync['dbs'] = spec === undefined
+    ? { dbgroup: o.get('dbgroup')! }
+    : { members: parseDbRoles(spec).map((m) => ({ db: m.db, role: m.role, priority: 0 })), ...(spec.includes(':') || spec.includes(',') ? {} : { orDbgroup: spec.trim() }) };
+  const relations: NewSync['relations'] = o.has('relgroup') ? { relgroup: o.get('relgroup')! } : { tables: splitList(o.get('tables')!).map(parseRelationTerm) };
+  await ctx.withControl(async (c) => createSync(ctx, c, { name, options: values, status: requested, dbs, relations }));
 }
 
 /** The default of each option (conflict_strategy: the configured default). */

@@ -1,18 +1,18 @@
 /**
  * The configuration verbs, Bucardo's syntax: `ibex <verb> <noun> [name …]
  * [key=value …] [--flags]` with verbs add, list, update, remove and nouns db,
- * table, sequence, relgroup, dbgroup, sync, customcode (plurals accepted),
+ * table, sequence, relgroup, dbgroup, sync, customcode, customname (plurals accepted),
  * plus `add all tables|sequences`.
  */
 import { usage } from '../../errors.js';
 import { controlError } from '../../control/config-store.js';
-import type { Context } from '../context.js';
-import type { VerbHandler } from '../verbs.js';
+import type { Context, VerbHandler } from '../context.js';
 import { oneLine } from './common.js';
 import { addCustomcode, listCustomcode, removeCustomcode, updateCustomcodeVerb } from './customcode.js';
+import { addCustomname, listCustomname, removeCustomname } from './customname.js';
 import { addDb, listDb, removeDb, updateDbVerb } from './db.js';
 import { addDbgroup, listDbgroup, removeDbgroup, updateDbgroup } from './dbgroup.js';
-import { NOUNS, nounOf, type Noun } from './names.js';
+import { NOUNS, nounOf, type Noun } from '../../config/names.js';
 import { addRelgroup, listRelgroup, removeRelgroup, updateRelgroup } from './relgroup.js';
 import { addSync, listSync, removeSync, updateSyncVerb } from './sync.js';
 import { addAllRelations, addRelations, listRelationsVerb, removeRelations, updateRelations } from './table.js';
@@ -34,6 +34,7 @@ const HANDLERS: Record<Noun, Record<Verb, Handler>> = {
   dbgroup: { add: addDbgroup, list: listDbgroup, update: updateDbgroup, remove: removeDbgroup },
   sync: { add: addSync, list: listSync, update: updateSyncVerb, remove: removeSync },
   customcode: { add: addCustomcode, list: listCustomcode, update: updateCustomcodeVerb, remove: removeCustomcode },
+  customname: { add: addCustomname, list: listCustomname, update: (ctx, a) => addCustomname(ctx, a, 'update'), remove: removeCustomname },
 };
 
 /**

@@ -52,6 +52,6 @@ async function truncateTable(ctx: RunContext, st: RunState, p: TablePlan, t: { s
   }
   if (ctx.typed.length === 0) return;
   // Targets of other kinds are emptied and get every row the truncating db holds now.
-  await together(ctx.typed, (td) => td.target.truncate(ctx.spec(p)));
+  await together(ctx.typed, (td) => td.target.truncate(ctx.spec(p, td.db.name)));
   if (held) await copyFanOut(ctx.pg(t.src).client, wholeTableCopyOutSql(p), upsertSinks(ctx, st, p, t.src.name));
 }

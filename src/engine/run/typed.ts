@@ -8,20 +8,15 @@
  */
 import { Writable } from 'node:stream';
 import type { ConflictRecord } from '../../control/run-store.js';
-import type { SyncDb } from '../../control/sync-config.js';
 import { CopyTextParser } from '../../targets/copy-text.js';
-import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, Target, TextRow } from '../../targets/target.js';
+import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, TextRow } from '../../targets/target.js';
 import type { CopySink } from '../exchange.js';
 import type { TablePlan } from '../plan.js';
 import { together } from '../together.js';
-import type { RunContext } from './context.js';
+import type { RunContext, TypedDb } from './context.js';
 import type { RunState } from './state.js';
 
 /** A db of another kind that a sync writes, with its open session. */
-export interface TypedDb {
-  db: SyncDb;
-  target: Target;
-}
 
 /** Rows handed on per batch by a RowSink. */
 const BATCH_ROWS = 1_000;
@@ -77,7 +72,7 @@ export function refusedRecord(spec: TableSpec, db: string, winner: string | null
 /** Upsert rows on a typed target (counted as inserted); refused ones are quarantined. */
 export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p: TablePlan, rows: TextRow[], winner: string | null): Promise<void> {
   if (rows.length === 0) return;
-  const spec = ctx.spec(p);
+  const spec = ctx.spec(p, td.db.name);
   const out = await td.target.upsertRows(spec, rows);
   st.counts(p).inserted += out.applied;
   st.result.inserted += out.applied;
@@ -108,7 +103,7 @@ export async function applyTypedDeletes(ctx: RunContext, st: RunState, p: TableP
   const counts = await together(ctx.typed, async (td) => {
     const keys = st.typedDeletes(td.target, p);
     if (keys.length === 0) return 0;
-    const n = await td.target.deleteKeys(ctx.spec(p), keys.splice(0));
+    const n = await td.target.deleteKeys(ctx.spec(p, td.db.name), keys.splice(0));
     return n;
   });
   return counts.reduce((a, b) => a + b, 0);

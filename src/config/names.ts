@@ -2,13 +2,13 @@
  * Names on the command line (pure: no I/O): object names, table names with
  * optional schema, double quotes and wildcards, and how they are printed.
  */
-import { usage } from '../../errors.js';
+import { usage } from '../errors.js';
 
 /** The nouns of the configuration verbs. */
-export type Noun = 'db' | 'table' | 'sequence' | 'relgroup' | 'dbgroup' | 'sync' | 'customcode';
+export type Noun = 'db' | 'table' | 'sequence' | 'relgroup' | 'dbgroup' | 'sync' | 'customcode' | 'customname';
 
 /** Every noun, for messages. */
-export const NOUNS: readonly Noun[] = ['db', 'table', 'sequence', 'relgroup', 'dbgroup', 'sync', 'customcode'];
+export const NOUNS: readonly Noun[] = ['db', 'table', 'sequence', 'relgroup', 'dbgroup', 'sync', 'customcode', 'customname'];
 
 const NOUN_WORDS: Record<string, Noun> = {
   db: 'db', dbs: 'db', database: 'db', databases: 'db',
@@ -18,6 +18,7 @@ const NOUN_WORDS: Record<string, Noun> = {
   dbgroup: 'dbgroup', dbgroups: 'dbgroup',
   sync: 'sync', syncs: 'sync',
   customcode: 'customcode', customcodes: 'customcode', code: 'customcode', ccode: 'customcode',
+  customname: 'customname', customnames: 'customname',
 };
 
 /** The noun a word names (plural and Bucardo's aliases accepted), or undefined. */
@@ -145,4 +146,20 @@ export function matchesFilter(name: string, filters: readonly string[]): boolean
     const re = new RegExp('^' + f.split(/[%*]/).map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 's');
     return re.test(name);
   });
+}
+
+/** Split `tables=a,b,"x,y".z` on commas outside double quotes. */
+export function splitList(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of text) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur.trim());
+  return out.filter(Boolean);
 }

@@ -1,0 +1,172 @@
+/**
+ * The Oracle target's control flow and the exact statements and values it hands the driver, on a
+ * fake connection that records calls (no Oracle server can run here).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TableSpec } from '../../src/targets/target.js';
+import { OracleTarget, type OracleConnection, type OracleDriver, type OracleResult } from '../../src/targets/oracle/oracle-target.js';
+
+interface Call { op: string; sql?: string; binds?: unknown; options?: Record<string, unknown> }
+
+function fake(answer: (call: Call) => OracleResult | Error | undefined = () => undefined) {
+  const calls: Call[] = [];
+  const reply = async (call: Call): Promise<OracleResult> => {
+    calls.push(call);
+    const a = answer(call);
+    if (a instanceof Error) throw a;
+    return a ?? {};
+  };
+  const conn: OracleConnection = {
+    execute: (sql, binds, options) => reply({ op: 'execute', sql, binds, ...(options ? { options } : {}) }),
+    executeMany: (sql, binds, options) => reply({ op: 'executeMany', sql, binds, ...(options ? { options } : {}) }),
+    commit: async () => void calls.push({ op: 'commit' }),
+    rollback: async () => void calls.push({ op: 'rollback' }),
+    close: async () => void calls.push({ op: 'close' }),
+    oracleServerVersionString: '23.4.0.24.5',
+  };
+  const driver: OracleDriver = {
+    getConnection: async (attrs) => {
+      calls.push({ op: 'getConnection', binds: attrs });
+      return conn;
+    },
+    DB_TYPE_VARCHAR: 'VARCHAR', DB_TYPE_NUMBER: 'NUMBER', DB_TYPE_BINARY_DOUBLE: 'BINARY_DOUBLE', DB_TYPE_BLOB: 'BLOB',
+    DB_TYPE_CLOB: 'CLOB', DB_TYPE_RAW: 'RAW', STRING: 'STRING', BUFFER: 'BUFFER', OUT_FORMAT_ARRAY: 4001,
+  };
+  return { calls, driver };
+}
+
+const params = { name: 'ora', kind: 'oracle' as const, host: 'db.example', port: 1522, dbname: 'FREEPDB1', user: 'ibex', password: 'tiger-pw' };
+const T: TableSpec = {
+  label: 'public.t', schema: 'public', name: 't', targetName: 't',
+  columns: [{ name: 'id', type: 'integer', notNull: true }, { name: 'v', type: 'text', notNull: false }, { name: 'u', type: 'uuid', notNull: false }],
+  keys: ['id'],
+};
+
+describe('oracle target on a fake connection', () => {
+  it('connects in thin mode with host:port/service and pins the session', async () => {
+    const { calls, driver } = fake();
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    assert.deepEqual(calls[0], { op: 'getConnection', binds: { user: 'ibex', password: 'tiger-pw', connectString: 'db.example:1522/FREEPDB1', connectTimeout: 10, transportConnectTimeout: 10 } });
+    assert.deepEqual(calls.slice(1).map((c) => c.sql), ["ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'", "ALTER SESSION SET TIME_ZONE = '+00:00'"]);
+    assert.deepEqual(await t.probe(), { version: 'Oracle 23.4.0.24.5' });
+    assert.equal(t.caps.transactional, true);
+    assert.equal(t.caps.progressInTxn, true);
+  });
+
+  it('runs a whole run in one transaction: merge, delete, progress, then commit', async () => {
+    const { calls, driver } = fake((c) => (c.op === 'executeMany' && c.sql?.startsWith('DELETE') ? { rowsAffected: 1 } : c.sql?.startsWith('SELECT "SOURCE"') ? { rows: [['A', '1:2:', 7]] } : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    await t.begin();
+    assert.deepEqual(await t.readProgress('s1'), [{ source: 'A', snapshot: '1:2:', run: 7 }]);
+    assert.equal(await t.deleteKeys(T, [['5']]), 1);
+    const out = await t.upsertRows(T, [['1', 'one', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'], ['2', null, null]]);
+    assert.deepEqual(out, { applied: 2, refused: [] });
+    await t.writeProgress('s1', [{ source: 'A', snapshot: '3:4:', run: 8 }]);
+    await t.commit();
+    assert.deepEqual(calls.map((c) => c.op), ['execute', 'executeMany', 'executeMany', 'executeMany', 'commit']);
+    assert.deepEqual(calls[0]!.binds, ['s1']);
+    assert.deepEqual(calls[1], {
+      op: 'executeMany', sql: 'DELETE FROM "t" WHERE "id" = TO_NUMBER(:1)', binds: [['5']],
+      options: { autoCommit: false, bindDefs: [{ type: 'VARCHAR', maxSize: 1 }] },
+    });
+    assert.equal(calls[2]!.sql, 'MERGE INTO "t" d USING (SELECT TO_NUMBER(:1) AS "id", :2 AS "v", :3 AS "u" FROM dual) s ON (d."id" = s."id") WHEN MATCHED THEN UPDATE SET d."v" = s."v", d."u" = s."u" WHEN NOT MATCHED THEN INSERT ("id", "v", "u") VALUES (s."id", s."v", s."u")');
+    assert.deepEqual(calls[2]!.binds, [['1', 'one', Buffer.from('a0eebc999c0b4ef8bb6d6bb9bd380a11', 'hex')], ['2', null, null]]);
+    assert.deepEqual(calls[2]!.options, { autoCommit: false, batchErrors: true, bindDefs: [{ type: 'VARCHAR', maxSize: 1 }, { type: 'CLOB' }, { type: 'RAW', maxSize: 16 }] });
+    assert.match(calls[3]!.sql!, /^MERGE INTO "IBEX_PROGRESS"/);
+    assert.deepEqual(calls[3]!.binds, [['s1', 'A', '3:4:', '8']]);
+    assert.equal(calls[3]!.options!.autoCommit, false);
+  });
+
+  it('refuses rows Oracle cannot hold and rows it rejects one by one, and applies the rest', async () => {
+    const { calls, driver } = fake((c) => (c.op === 'executeMany' ? { batchErrors: [{ offset: 1, errorNum: 12899, message: 'ORA-12899: value too large for column "t"."v"\nHelp: …' }] } : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    const out = await t.upsertRows(T, [['1', '', null], ['2', 'ok', null], ['3', 'too long', null], ['4', 'fine', null]]);
+    assert.equal(out.applied, 2);
+    assert.deepEqual(out.refused.map((r) => r.key), [['1'], ['3']]);
+    assert.match(out.refused[0]!.reason, /empty string, which Oracle stores as NULL/);
+    assert.equal(out.refused[1]!.reason, 'Oracle refused the row: ORA-12899: value too large for column "t"."v"');
+    assert.deepEqual(calls[0]!.binds, [['2', 'ok', null], ['3', 'too long', null], ['4', 'fine', null]]);
+  });
+
+  it('sends batches of at most 1000 rows', async () => {
+    const { calls, driver } = fake();
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    await t.upsertRows(T, Array.from({ length: 2001 }, (_, i) => [String(i), 'v', null]));
+    assert.deepEqual(calls.map((c) => (c.binds as unknown[]).length), [1000, 1000, 1]);
+  });
+
+  it('creates IBEX_PROGRESS when it is missing, before any write', async () => {
+    const missing = Object.assign(new Error('ORA-00942: table or view "IBEX"."IBEX_PROGRESS" does not exist'), { errorNum: 942 });
+    const { calls, driver } = fake((c) => (c.sql?.startsWith('SELECT "SOURCE"') ? missing : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    assert.deepEqual(await t.readProgress('s1'), []);
+    assert.match(calls[1]!.sql!, /^CREATE TABLE "IBEX_PROGRESS"/);
+  });
+
+  it('rolls back on failure and never throws from rollback', async () => {
+    const { calls, driver } = fake((c) => (c.op === 'executeMany' ? new Error('ORA-03113: end-of-file on communication channel') : c.op === 'rollback' ? new Error('gone') : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    await assert.rejects(t.upsertRows(T, [['1', 'x', null]]), /oracle target "ora": writing public.t: ORA-03113/);
+    await t.rollback();
+    assert.equal(calls.at(-1)!.op, 'rollback');
+    await t.close();
+    await t.rollback();
+  });
+
+  it('truncates with DELETE inside the transaction', async () => {
+    const { calls, driver } = fake();
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    await t.truncate(T);
+    assert.deepEqual(calls, [{ op: 'execute', sql: 'DELETE FROM "t"', binds: [], options: { autoCommit: false } }]);
+  });
+
+  it('checks tables, columns and the primary key by exact name', async () => {
+    const { driver } = fake((c) => {
+      if (c.sql?.includes('USER_TAB_COLUMNS')) {
+        const name = (c.binds as string[])[0];
+        return { rows: name === 't' ? [['id', 'NUMBER'], ['V', 'VARCHAR2'], ['u', 'RAW']] : [] };
+      }
+      if (c.sql?.includes('USER_CONSTRAINTS')) return { rows: [['id']] };
+      return undefined;
+    });
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    const problems = await t.check([T, { ...T, label: 'public.gone', targetName: 'gone' }, { ...T, label: 'public.long', targetName: 'x'.repeat(129) }]);
+    assert.deepEqual(problems.map((p) => p.table), ['public.t', 'public.gone', 'public.long']);
+    assert.match(problems[0]!.message, /lacks column\(s\) "v"/);
+    assert.match(problems[1]!.message, /table "gone" does not exist/);
+    assert.match(problems[2]!.message, /129 bytes, over Oracle's 128-byte identifier limit/);
+  });
+
+  it('scans rows through a result set back to canonical text', async () => {
+    let left = [[ '7', 'seven', Buffer.from('a0eebc999c0b4ef8bb6d6bb9bd380a11', 'hex')], ['8', null, null]];
+    const rs = { getRows: async () => { const r = left; left = []; return r; }, close: async () => undefined };
+    const { calls, driver } = fake((c) => (c.sql?.startsWith('SELECT') ? { resultSet: rs } : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    const rows = [];
+    for await (const r of t.scan(T)) rows.push(r);
+    assert.deepEqual(rows, [['7', 'seven', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'], ['8', null, null]]);
+    const scan = calls.find((c) => c.sql?.startsWith('SELECT'))!;
+    assert.equal(scan.sql, `SELECT TO_CHAR("id", 'TM9') AS "id", "v" AS "v", "u" AS "u" FROM "t"`);
+    assert.deepEqual(scan.options, { resultSet: true, outFormat: 4001, fetchInfo: { v: { type: 'STRING' } } });
+  });
+
+  it('needs a connect string or host and service, and a user', () => {
+    assert.throws(() => new OracleTarget({ name: 'o', kind: 'oracle', user: 'u' }), /needs conn=<connect string>, or host= and dbname=<service name>/);
+    assert.throws(() => new OracleTarget({ name: 'o', kind: 'oracle', conn: 'h/svc' }), /needs user=/);
+  });
+});

@@ -1,0 +1,47 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TableSpec } from '../../src/targets/target.js';
+import { escapeGlob, hashArgs, parseRowKey, rowKey, rowLayout, tablePattern } from '../../src/targets/redis/redis-dialect.js';
+
+const t: TableSpec = {
+  label: 'public.t', schema: 'public', name: 't', targetName: 't',
+  columns: [{ name: 'v', type: 'text', notNull: false }, { name: 'k1', type: 'text', notNull: true }, { name: 'k2', type: 'text', notNull: true }],
+  keys: ['k1', 'k2'],
+};
+
+describe('redis dialect', () => {
+  it('escapes colons and backslashes in key values so every key parses back to its values', () => {
+    const cases: (string | null)[][] = [['a:b', 'c'], ['a', 'b:c'], ['\\', ':'], ['\\N', 'x'], [null, 'x'], ['', '']];
+    const keys = cases.map((k) => rowKey(t, k));
+    assert.equal(new Set(keys).size, cases.length);
+    assert.equal(rowKey(t, ['a:b', 'c']), 't:a\\:b:c');
+    assert.equal(rowKey(t, [null, 'x']), 't:\\N:x');
+    assert.equal(rowKey(t, ['\\N', 'x']), 't:\\\\N:x');
+    cases.forEach((k, i) => assert.deepEqual(parseRowKey(t, keys[i]!), k));
+  });
+
+  it('refuses keys that are not of the table shape', () => {
+    assert.equal(parseRowKey(t, 't:only-one'), undefined);
+    assert.equal(parseRowKey(t, 't:a:b:c'), undefined);
+    assert.equal(parseRowKey(t, 't:a\\x:b'), undefined);
+    assert.equal(parseRowKey(t, 't:\\Nx:b'), undefined);
+    assert.equal(parseRowKey(t, 'u:a:b'), undefined);
+  });
+
+  it("refuses a table whose keys would fall under ibex's own prefix", () => {
+    assert.throws(() => rowKey({ ...t, targetName: 'ibex' }, ['marker', 'x']), /would start with "ibex:"/);
+    assert.equal(rowKey({ ...t, targetName: 'ibex2' }, ['a', 'b']), 'ibex2:a:b');
+  });
+
+  it('escapes glob characters in the SCAN pattern', () => {
+    assert.equal(escapeGlob('a*b?c[d]e\\'), 'a\\*b\\?c\\[d\\]e\\\\');
+    assert.equal(tablePattern({ ...t, targetName: 'b?g:x' }), 'b\\?g\\\\:x:*');
+  });
+
+  it('puts non-NULL non-key columns in the hash, and a presence field when there are none', () => {
+    const layout = rowLayout(t);
+    assert.deepEqual(layout.keyIdx, [1, 2]);
+    assert.deepEqual(hashArgs(layout, ['val', 'a', 'b']), ['v', 'val']);
+    assert.deepEqual(hashArgs(layout, [null, 'a', 'b']), ['', '']);
+  });
+});
