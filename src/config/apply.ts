@@ -77,7 +77,7 @@ async function normalizeIntervals(c: pg.Client, doc: ConfigDocument): Promise<vo
       if (v === null) continue;
       try {
         const r = await c.query(`SELECT $1::interval::text AS t, $1::interval > '0'::interval AS positive`, [v]);
-        s[k] = r.rows[0].positive ? intervalText(r.rows[0].t as string) : null;
+        s[k] = r.rows[0].positive === true || r.rows[0].positive === 't' ? intervalText(r.rows[0].t as string) : null;
       } catch {
         throw configError(`sync ${name}: ${k} "${v}" is not an interval: write e.g. 30 seconds or 5 minutes`);
       }
@@ -217,7 +217,7 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
   for (const [name, d] of Object.entries(want.dbs)) {
     const cur = have.dbs[name];
     if (!cur) {
-      if (d.pass === 'stored') ctx.say(`note: db ${name} says pass: stored, but no password is stored for it: set one with "ibex update db ${name} pass=-", or use env:NAME`);
+      if (d.pass === 'stored' && !opts.passwords?.has(name)) ctx.say(`note: db ${name} says pass: stored, but no password is stored for it: set one with "ibex update db ${name} pass=-", or use env:NAME`);
       const rec = { name, ...dbColumns(d) } as DbRecord;
       const pw = opts.passwords?.get(name);
       if (pw !== undefined) Object.assign(rec, { dbpass: pw, dbpass_ref: null });
@@ -310,7 +310,8 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
       continue;
     }
     const curMembers = relgroupMembers(cur);
-    if (!same(curMembers, members) || cur.db !== g.db || (cur.about ?? null) !== (g.about ?? null)) {
+    const byName = (l: { name: string; priority: number }[]): { name: string; priority: number }[] => [...l].sort((x, y) => x.name.localeCompare(y.name));
+    if (!same(byName(curMembers), byName(members)) || cur.db !== g.db || (cur.about ?? null) !== (g.about ?? null)) {
       touchedRelgroups.add(name);
       const gone = curMembers.filter((m) => !members.some((x) => x.name === m.name));
       const added = members.filter((m) => !curMembers.some((x) => x.name === m.name));

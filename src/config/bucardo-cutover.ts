@@ -38,7 +38,7 @@ async function waitForBucardoRun(b: pg.Client, sync: string, since: Date, timeou
     const r = await b.query(`SELECT status, lastbad FROM bucardo.syncrun WHERE sync = $1 AND started >= $2 AND ended IS NOT NULL ORDER BY started DESC LIMIT 1`, [sync, since]);
     const run = r.rows[0];
     if (run) {
-      if (run.lastbad === true) throw new IbexError('config', `Bucardo's last run of sync ${sync} failed (${String(run.status)}): fix it so Bucardo delivers what it captured, then kick it ("bucardo kick ${sync} 0"); ibex's capture is already in place`);
+      if (run.lastbad === true || run.lastbad === 't') throw new IbexError('config', `Bucardo's last run of sync ${sync} failed (${String(run.status)}): fix it so Bucardo delivers what it captured, then kick it ("bucardo kick ${sync} 0"); ibex's capture is already in place`);
       return;
     }
     if (Date.now() - t0 > timeoutMs) throw new IbexError('unreachable', `Bucardo did not finish a run of sync ${sync} within ${Math.round(timeoutMs / 1000)} s: is Bucardo running ("bucardo status")? Kick it yourself ("bucardo kick ${sync} 0"), then stop it ("bucardo deactivate ${sync}") and "ibex update sync ${sync} status=active"`);

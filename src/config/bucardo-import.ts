@@ -24,6 +24,12 @@ export interface BucardoImport {
 
 type Row = Record<string, unknown>;
 
+/** A boolean column as the session returns it (ibex's sessions read every value as text). */
+function flag(v: unknown): boolean | null {
+  if (v === null || v === undefined) return null;
+  return v === true || v === 't' || v === 'true';
+}
+
 async function rows(c: pg.Client, text: string): Promise<Row[]> {
   return (await c.query(text)).rows as Row[];
 }
@@ -80,7 +86,7 @@ function customcodeModule(name: string, perl: string): string {
 /** Read Bucardo's configuration (schema `bucardo` of the database `c` is connected to). */
 export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
   const has = await c.query(`SELECT to_regclass('bucardo.sync') IS NOT NULL AS ok`);
-  if (!has.rows[0].ok) throw new IbexError('config', 'this database holds no Bucardo control schema (bucardo.sync): point --from at the database "bucardo install" created');
+  if (!flag(has.rows[0].ok)) throw new IbexError('config', 'this database holds no Bucardo control schema (bucardo.sync): point --from at the database "bucardo install" created');
   const notes: string[] = [];
   const passwords = new Map<string, string>();
   const doc: Record<string, unknown> = { version: 1 };
@@ -116,8 +122,8 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
     const status = String(d.status ?? 'active');
     entry.status = status === 'inactive' ? 'inactive' : 'active';
     if (status === 'stalled') notes.push(`db ${name}: Bucardo marked it stalled; imported as active`);
-    if (d.server_side_prepares === false) notes.push(`db ${name}: server_side_prepares=off needs nothing in ibex: it prepares no named statements (pgbouncer in transaction mode works as is)`);
-    if (d.makedelta === true) unsupported(`db ${name} makedelta`, 'ibex does not cascade changes it applied to further syncs');
+    if (flag(d.server_side_prepares) === false) notes.push(`db ${name}: server_side_prepares=off needs nothing in ibex: it prepares no named statements (pgbouncer in transaction mode works as is)`);
+    if (flag(d.makedelta) === true) unsupported(`db ${name} makedelta`, 'ibex does not cascade changes it applied to further syncs');
     dbs[name] = entry;
   }
   doc.dbs = dbs;
@@ -135,12 +141,12 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
     if (g.reltype !== 'table') continue;
     if (g.conflict_strategy) notes.push(`${label}: its conflict_strategy ${String(g.conflict_strategy)} is ignored by Bucardo (the sync's applies); not imported`);
     if (g.makedelta && g.makedelta !== 'off') unsupported(`${label} makedelta=${String(g.makedelta)}`, 'ibex does not cascade changes it applied to further syncs');
-    if (g.ghost === true) unsupported(`${label} ghost`, 'every table of a sync is copied in a fullcopy');
+    if (flag(g.ghost) === true) unsupported(`${label} ghost`, 'every table of a sync is copied in a fullcopy');
     if (g.rebuild_index !== null && g.rebuild_index !== undefined && Number(g.rebuild_index) !== 0) unsupported(`${label} rebuild_index=${String(g.rebuild_index)}`, 'ibex sets rebuild_index per sync');
-    if (g.analyze_after_copy === false) unsupported(`${label} analyze_after_copy=off`, 'ibex sets analyze_after_copy per sync');
-    if (g.vacuum_after_copy === false) notes.push(`${label}: vacuum_after_copy=off per table; ibex sets it per sync`);
-    if (g.strict_checking === false) unsupported(`${label} strict_checking=off`, 'ibex sets strict_checking per sync');
-    if (g.autokick === false) notes.push(`${label}: autokick=off per table is ignored by Bucardo; not imported`);
+    if (flag(g.analyze_after_copy) === false) unsupported(`${label} analyze_after_copy=off`, 'ibex sets analyze_after_copy per sync');
+    if (flag(g.vacuum_after_copy) === false) notes.push(`${label}: vacuum_after_copy=off per table; ibex sets it per sync`);
+    if (flag(g.strict_checking) === false) unsupported(`${label} strict_checking=off`, 'ibex sets strict_checking per sync');
+    if (flag(g.autokick) === false) notes.push(`${label}: autokick=off per table is ignored by Bucardo; not imported`);
   }
   doc.tables = tables;
   doc.sequences = sequences;
@@ -198,16 +204,16 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
       status: 'inactive',
       conflict_strategy: mapped.strategy,
       onetimecopy: onetimecopy === 1 || onetimecopy === 2 ? onetimecopy : 0,
-      autokick: s.autokick !== false,
+      autokick: flag(s.autokick) !== false,
       checktime: intervalText(s.checktime_t === null ? null : String(s.checktime_t)),
-      stayalive: s.stayalive !== false,
-      kidsalive: s.kidsalive !== false,
+      stayalive: flag(s.stayalive) !== false,
+      kidsalive: flag(s.kidsalive) !== false,
       deletemethod: String(s.deletemethod ?? 'delete'),
       isolation_level: s.isolation_level ? String(s.isolation_level).toLowerCase().replace(/_/g, ' ') : 'repeatable read',
       rebuild_index: Math.min(2, Math.max(0, Number(s.rebuild_index ?? 0))),
-      analyze_after_copy: s.analyze_after_copy !== false,
-      vacuum_after_copy: s.vacuum_after_copy === true,
-      strict_checking: s.strict_checking !== false,
+      analyze_after_copy: flag(s.analyze_after_copy) !== false,
+      vacuum_after_copy: flag(s.vacuum_after_copy) === true,
+      strict_checking: flag(s.strict_checking) !== false,
       lifetime: intervalText(s.lifetime_t === null ? null : String(s.lifetime_t)),
       maxkicks: Number(s.maxkicks ?? 0) === 0 ? null : Number(s.maxkicks),
     };
@@ -221,12 +227,13 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
     if (Number(s.priority ?? 0) !== 0) unsupported(`sync ${name} priority=${String(s.priority)}`, 'Bucardo only displays it; ibex has no sync priority');
     if (s.overdue_t && s.overdue_t !== '00:00:00') unsupported(`sync ${name} overdue=${String(s.overdue_t)}`, 'a check_bucardo_sync (Nagios) threshold: alert on "ibex status --json" lag instead');
     if (s.expired_t && s.expired_t !== '00:00:00') unsupported(`sync ${name} expired=${String(s.expired_t)}`, 'a check_bucardo_sync (Nagios) threshold: alert on "ibex status --json" lag instead');
-    if (s.track_rates === true) unsupported(`sync ${name} track_rates=on`, 'dead code in Bucardo; ibex records every run (ibex status)');
+    if (flag(s.track_rates) === true) unsupported(`sync ${name} track_rates=on`, 'dead code in Bucardo; ibex records every run (ibex status)');
     for (const [k, v] of Object.entries(entry)) {
       if (['relgroup', 'dbgroup', 'status', 'conflict_strategy', 'onetimecopy'].includes(k)) continue;
-      const bucardoValue = k === 'maxkicks' ? s.maxkicks : k === 'checktime' ? s.checktime_t : k === 'lifetime' ? s.lifetime_t : s[k];
+      const raw = k === 'maxkicks' ? s.maxkicks : k === 'checktime' ? s.checktime_t : k === 'lifetime' ? s.lifetime_t : s[k];
+      const bucardoValue = typeof v === 'boolean' ? (flag(raw) ? 'on' : 'off') : raw;
       const defaults: Record<string, unknown> = { autokick: true, checktime: null, stayalive: true, kidsalive: true, deletemethod: 'delete', isolation_level: 'repeatable read', rebuild_index: 0, analyze_after_copy: true, vacuum_after_copy: false, strict_checking: true, lifetime: null, maxkicks: null };
-      if (JSON.stringify(defaults[k]) !== JSON.stringify(v)) notes.push(`sync ${name}: ${k}=${String(bucardoValue)} → ${k}=${String(v)}`);
+      if (JSON.stringify(defaults[k]) !== JSON.stringify(v)) notes.push(`sync ${name}: ${k}=${String(bucardoValue)} → ${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}`);
     }
     for (const p of perSyncConfig.filter((r) => r.item === name)) unsupported(`sync ${name} bucardo_config ${String(p.name)}=${String(p.setting)}`, 'ibex has no per-sync global settings; see "ibex show all"');
     syncs[name] = entry;
@@ -245,7 +252,7 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
     }
     const myMaps: unknown[] = [];
     for (const m of maps.filter((x) => Number(x.code) === Number(code.id))) {
-      const extra = { ...(m.active === false ? { active: false } : {}), ...(Number(m.priority ?? 0) ? { priority: Number(m.priority) } : {}) };
+      const extra = { ...(flag(m.active) === false ? { active: false } : {}), ...(Number(m.priority ?? 0) ? { priority: Number(m.priority) } : {}) };
       if (m.sync) {
         if (syncs[String(m.sync)]) myMaps.push({ sync: String(m.sync), ...extra });
       } else if (m.goat !== null) {
@@ -258,7 +265,7 @@ export async function readBucardo(c: pg.Client): Promise<BucardoImport> {
       priority: Number(code.priority ?? 0), about: `imported from Bucardo (Perl, ${String(code.whenrun)}); rewrite it: docs/customcode.md`, maps: myMaps,
     };
     notes.push(`customcode ${name}: Perl cannot run in ibex: imported inactive with its source kept as a comment; rewrite it in TypeScript (docs/customcode.md), then "ibex update customcode ${name} status=active"`);
-    if (code.getdbh === false) notes.push(`customcode ${name}: getdbh=off: an ibex hook gets ctx.query only where its hook allows it`);
+    if (flag(code.getdbh) === false) notes.push(`customcode ${name}: getdbh=off: an ibex hook gets ctx.query only where its hook allows it`);
   }
   doc.customcodes = codes;
 

@@ -85,7 +85,7 @@ describe('ibex export and ibex apply', () => {
 
   it('applies an add, an update and, only with --prune, a removal', async () => {
     const doc = parse(ok(await cli2('export')).out) as Record<string, Record<string, unknown>>;
-    (doc.tables as unknown[]).push({ db: 'A', name: 'public.t3' });
+    (doc.tables as unknown as unknown[]).push({ db: 'A', name: 'public.t3' });
     (doc.relgroups as Record<string, unknown>).rg2 = { db: 'A', members: ['public.t3'] };
     (doc.syncs as Record<string, unknown>).one = { relgroup: 'rg2', dbgroup: 'mm' };
     Object.assign((doc.syncs as Record<string, Record<string, unknown>>).mm!, { autokick: true, checktime: '1 minute' });
