@@ -367,8 +367,16 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
       step({ action: 'update', noun: 'sync', name, detail: diffText(before, values) });
       const changes: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(values)) if (!same(before[k], v)) changes[k] = v;
+      // A sync that never had capture (imported, inactive) gets it before it may run.
+      const uncaptured = status !== 'inactive' && opts.installCapture !== false
+        && Number((await c.query(`SELECT count(*) AS n FROM ibex.cursor WHERE sync = $1`, [name])).rows[0].n) === 0;
+      if (uncaptured) {
+        changes.status = 'installing';
+        install.push({ name, status });
+      }
       writes.push(async () => updateSync(c, name, changes));
       validate.push(name);
+      if (uncaptured) continue;
     } else if (groupsChanged) validate.push(name);
     if (groupsChanged && opts.installCapture !== false) install.push({ name, status });
   }
