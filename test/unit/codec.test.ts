@@ -102,6 +102,23 @@ describe('decode', () => {
     const big = decode('timestamp with time zone', '10000-01-01 00:00:00+00');
     assert.equal(big.kind === 'timestamptz' && big.iso, '+10000-01-01T00:00:00.000000Z');
   });
+  it('splits epoch microseconds exactly at day edges and on both sides of what a double holds', () => {
+    const cases = [0n, -1n, 86_399_999_999n, 86_400_000_000n, -86_400_000_000n, -86_400_000_001n,
+      9_007_199_254_740_991n, -9_007_199_254_740_991n, 9_007_199_254_740_992n, -9_007_199_254_740_992n];
+    let x = 12345;
+    for (let i = 0; i < 2000; i++) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      cases.push(BigInt(Math.floor((x / 2 ** 31 * 2 - 1) * 2 ** 53)) + BigInt(i % 1000));
+    }
+    for (const micros of cases) {
+      const ms = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
+      const d = new Date(Number(ms));
+      const text = `${d.toISOString().slice(0, 23).replace('T', ' ')}${String(micros - ms * 1000n).padStart(3, '0')}+00`;
+      const v = decode('timestamp with time zone', text);
+      assert.equal(v.kind === 'timestamptz' && v.micros, micros, text);
+      assert.equal(v.kind === 'timestamptz' && v.iso, `${text.slice(0, 10)}T${text.slice(11, 26)}Z`, text);
+    }
+  });
   it('decodes timestamp, date and time into parts', () => {
     const ts = decode('timestamp without time zone', '2000-02-29 23:59:59.5');
     assert.ok(ts.kind === 'timestamp');
