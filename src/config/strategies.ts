@@ -5,7 +5,7 @@
 import { usage } from '../errors.js';
 
 /** Our conflict strategies. */
-export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom'] as const;
+export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom', 'merge'] as const;
 
 const BUCARDO_STRATEGIES: Record<string, string> = {
   bucardo_latest: 'latest',
@@ -29,6 +29,16 @@ export type StrategyReading = { strategy: string; dbs?: string[] } | { error: st
 export function readStrategy(value: string): StrategyReading {
   const v = value.trim();
   const lower = v.toLowerCase();
+  // merge, or merge:<fallback> where the fallback is latest, random or a db list.
+  if (lower === 'merge') return { strategy: 'merge' };
+  if (lower.startsWith('merge:')) {
+    const fb = readStrategy(v.slice(6));
+    if ('error' in fb) return fb;
+    if (!fb.dbs && fb.strategy !== 'latest' && fb.strategy !== 'random') {
+      return { error: `bad conflict_strategy "${value}": a merge falls back to latest, random or a list of the sync's dbs (merge:latest, merge:A,B)` };
+    }
+    return fb.dbs ? { strategy: `merge:${fb.strategy}`, dbs: fb.dbs } : { strategy: `merge:${fb.strategy}` };
+  }
   if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
   if (BUCARDO_STRATEGIES[lower]) return { strategy: BUCARDO_STRATEGIES[lower] };
   const dbs = v.split(/[\s,]+/).filter(Boolean);
@@ -48,6 +58,7 @@ export function parseStrategy(value: string): { strategy: string; dbs?: string[]
 
 /** The db list of a stored strategy, when it is one. */
 export function strategyDbs(strategy: string): string[] | undefined {
+  if (strategy.startsWith('merge')) return strategy.startsWith('merge:') ? strategyDbs(strategy.slice(6)) : undefined;
   return (STRATEGIES as readonly string[]).includes(strategy) ? undefined : strategy.split(',');
 }
 

@@ -20,9 +20,17 @@ export type Strategy =
   /** The run fails without applying anything; the sync pauses. */
   | { kind: 'abort' }
   /** Custom code decides (conflict hook). */
-  | { kind: 'custom' };
+  | { kind: 'custom' }
+  /**
+   * Column by column: each column comes from the db that changed it; a column several dbs changed,
+   * and a row inserted or deleted on one of them, follows `fallback` (see conflict/merge.ts).
+   */
+  | { kind: 'merge'; fallback: Fallback };
 
-type NamedKind = Exclude<Strategy['kind'], 'list'>;
+/** What a merge falls back to for a column (or a row) it cannot merge. */
+export type Fallback = { kind: 'latest' } | { kind: 'random' } | { kind: 'list'; order: string[] };
+
+type NamedKind = Exclude<Strategy['kind'], 'list' | 'merge'>;
 
 const ALIASES: Record<string, NamedKind> = {
   latest: 'latest', bucardo_latest: 'latest', bucardo_latest_all_tables: 'latest', source: 'latest', bucardo_source: 'latest',
@@ -36,6 +44,14 @@ const ALIASES: Record<string, NamedKind> = {
 /** Parse a strategy name or an ordered db list (`B,A,C`), checking list members against the sync's dbs. */
 export function parseStrategy(text: string, dbs: readonly string[]): Strategy {
   const t = text.trim();
+  const m = /^merge(?::(.*))?$/i.exec(t);
+  if (m) {
+    const fb = m[1] === undefined ? { kind: 'latest' as const } : parseStrategy(m[1], dbs);
+    if (fb.kind !== 'latest' && fb.kind !== 'random' && fb.kind !== 'list') {
+      throw new IbexError('config', `conflict strategy "${text}": a merge falls back to latest, random or a list of the sync's dbs such as merge:${dbs.join(',')}`);
+    }
+    return { kind: 'merge', fallback: fb };
+  }
   const kind = ALIASES[t.toLowerCase()];
   if (kind) return { kind };
   const order = t.split(/[\s,]+/).filter(Boolean);
@@ -53,6 +69,7 @@ export function parseStrategy(text: string, dbs: readonly string[]): Strategy {
  * `priority` maps db names to their dbgroup priority (higher wins ties).
  */
 export function winnerOrder(s: Strategy, priority: ReadonlyMap<string, number>, keyExpr: string): string {
+  if (s.kind === 'merge') return winnerOrder(s.fallback, priority, keyExpr);
   const prio = `CASE ibex_src ${[...priority].map(([db, p]) => `WHEN ${literal(db)} THEN ${Number(p)}`).join(' ')} ELSE 0 END DESC`;
   const tieBreak = `${prio}, ibex_src`;
   switch (s.kind) {
