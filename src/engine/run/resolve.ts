@@ -116,7 +116,8 @@ async function resolveShared(ctx: RunContext, st: RunState, p: TablePlan, pendin
       session: (db) => ctx.pg(ctx.all.find((d) => d.name === db)!),
       sessions: ctx.all.map((d) => ctx.pg(d)),
     });
-    for (const src of pendingOn) st.table(p).at(src).absent = undefined; // unknown: check for deletes
+    // What each source won is no longer what noteMine counted: unknown, so apply asks each db.
+    for (const src of pendingOn) Object.assign(st.table(p).at(src), { absent: undefined, won: undefined, origins: undefined });
     st.table(p).merged.push(...mergedRows(p, merges));
     // Keys whose versions all agree once merged went to their winner: no conflict to log.
     found.splice(0, found.length, ...found.filter((f) => !f.settled));
