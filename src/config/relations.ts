@@ -294,20 +294,21 @@ export function parseDeltaColumns(value: string | undefined): string[] | null | 
 }
 
 /**
- * Set the counter columns of tables (key columns cannot be counters), then re-install the
- * capture of every sync carrying them: their triggers record the differences from then on.
+ * Set the counter columns of tables (key columns cannot be counters) and re-install the capture
+ * of every sync carrying them: their triggers record the differences from then on.
  */
 export async function setDeltaColumns(ctx: ConfigContext, c: pg.Client, rels: readonly RelationRecord[], cols: string[] | null): Promise<void> {
   for (const r of rels) {
     const key = cols?.find((x) => r.key_columns?.includes(x));
     if (key) throw usage(`delta_columns: "${key}" is a key column of ${displayRelation(r.schemaname, r.relname)}; a counter must be a plain numeric column`);
   }
+  // The triggers are replaced inside the control transaction (capture reads the new setting
+  // through it): a column missing on a source refuses the change and nothing is kept.
   await write(ctx, c, async () => {
     for (const r of rels) {
       await c.query(`UPDATE ibex.relation SET delta_columns = $2 WHERE id = $1`, [r.id, cols]);
       report(ctx, 'set', `delta_columns=${cols?.join(',') ?? '(none)'} on table ${displayRelation(r.schemaname, r.relname)}`);
     }
+    await runUpgradeCapture(ctx, c, await syncsUsing(c, { relations: rels.map((r) => r.id) }));
   });
-  const syncs = await syncsUsing(c, { relations: rels.map((r) => r.id) });
-  await runUpgradeCapture(ctx, c, syncs);
 }

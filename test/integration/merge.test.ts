@@ -222,3 +222,40 @@ describe('delta_columns (counters that add up)', () => {
     });
   }
 });
+
+describe('delta_columns from the CLI', () => {
+  it('add table delta_columns= installs the differences; update table replaces the triggers in place; bad names are refused', async () => {
+    control ??= setupControl(env, { A: 0, B: 1, C: 2 });
+    await control;
+    for (const i of [0, 1]) await env.query(i, `CREATE TABLE acc_cli (${ACCOUNTS})`);
+    const ok = async (...args: string[]): Promise<string> => {
+      const r = await env.cli(...args);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+      return r.out;
+    };
+    assert.match(await ok('add', 'table', 'public.acc_cli', 'db=A', 'delta_columns=balance'), /set delta_columns=balance on table public\.acc_cli/);
+    await ok('add', 'sync', 'acccli', 'tables=public.acc_cli', 'dbs=A:source,B:source');
+    const fn = async (): Promise<string> => String((await env.query(0, `SELECT string_agg(prosrc, '') AS s FROM pg_proc WHERE prosrc LIKE '%ibex_delta%' AND prosrc LIKE '%acc_cli%'`))[0]!.s ?? '');
+    assert.match(await fn(), /'balance', n\."balance"::numeric - o\."balance"::numeric/);
+    const listed = JSON.parse(await ok('list', 'tables', 'public.acc_cli', '--json')) as { delta_columns: string[] | null }[];
+    assert.deepEqual(listed[0]!.delta_columns, ['balance']);
+    await ok('update', 'table', 'public.acc_cli', 'delta_columns=balance,touched');
+    assert.match(await fn(), /'touched', n\."touched"::numeric/);
+    // The sync still runs and counters add up with the new triggers.
+    const r = runner(env, 'acccli');
+    await writeTx('A', [[0, `INSERT INTO acc_cli VALUES (1, 100, 0, 'x')`]]);
+    await runOk(r);
+    await writeTx('A', [[1, `UPDATE acc_cli SET balance = balance + 5, touched = touched + 1`]]);
+    await writeTx('B', [[2, `UPDATE acc_cli SET balance = balance - 7, touched = touched + 1`]]);
+    await runOk(r);
+    assert.deepEqual(await sameEverywhere(['A', 'B'], 'acc_cli', 'id, balance, touched'), ['(1,98,2)']);
+    const bad = await env.cli('update', 'table', 'public.acc_cli', 'delta_columns=id');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /"id" is a key column/);
+    const missing = await env.cli('update', 'table', 'public.acc_cli', 'delta_columns=nosuch');
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.err, /no column "nosuch"/);
+    const kept = JSON.parse(await ok('list', 'tables', 'public.acc_cli', '--json')) as { delta_columns: string[] | null }[];
+    assert.deepEqual(kept[0]!.delta_columns, ['balance', 'touched'], 'a refused change keeps the setting');
+  });
+});

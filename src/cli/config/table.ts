@@ -98,7 +98,7 @@ export async function listRelationsVerb(ctx: Context, kind: RelKind, args: strin
       name: displayRelation(r.schemaname, r.relname), schema: r.schemaname, [kind]: r.relname, db: r.db,
       ...(kind === 'table' ? {
         key: r.key_columns ? { kind: r.key_kind, index: r.key_index, columns: r.key_columns, types: r.key_types } : null,
-        conflict_strategy: r.conflict_strategy,
+        conflict_strategy: r.conflict_strategy, delta_columns: r.delta_columns ?? null,
       } : {}),
       relgroups: gs, syncs: ss,
     }));
