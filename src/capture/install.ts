@@ -264,7 +264,7 @@ async function renameOldObjects(client: pg.Client, db: string, t: CaptureTable, 
 
 /**
  * Bring the capture objects of `tables` on one source db to today's names (see
- * renameOldObjects). Cheap when nothing is old: one query and no locks. Called
+ * renameOldObjects) and today's triggers (CAPTURE_VERSION). Cheap when nothing is old: one query and no locks. Called
  * when a runner loads, so a daemon upgraded in place keeps reading the delta
  * tables its triggers write to.
  */
@@ -274,12 +274,12 @@ export async function upgradeCaptureNames(client: pg.Client, db: string, tables:
   const has = await client.query(`SELECT to_regclass('ibex.captured') IS NOT NULL AS c`);
   if (has.rows[0].c !== 't') return;
   const r = await client.query(
-    `SELECT schemaname, relname, delta, fn FROM ibex.captured c
+    `SELECT schemaname, relname, delta, fn, version FROM ibex.captured c
       WHERE (schemaname, relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)]);
   const stale = tables.filter((t) => r.rows.some((row) => {
     const n = captureNames(t.schema, t.name);
-    return row.schemaname === t.schema && row.relname === t.name && (row.delta !== n.delta || row.fn !== n.fn);
+    return row.schemaname === t.schema && row.relname === t.name && (row.delta !== n.delta || row.fn !== n.fn || Number(row.version) < CAPTURE_VERSION);
   }));
   if (!stale.length) return;
   const info = await serverInfo(client);
@@ -288,7 +288,11 @@ export async function upgradeCaptureNames(client: pg.Client, db: string, tables:
     for (const t of stale) {
       const ti = await tableInfo(client, t.schema, t.name);
       if (!ti) continue; // dropped behind ibex's back: the run reports it
-      await renameOldObjects(client, db, { ...t, partitioned: ti.relkind === 'p', columns: await columnEquality(client, ti.oid) }, info.user, say);
+      const ct: CaptureTable = { ...t, partitioned: ti.relkind === 'p', columns: await columnEquality(client, ti.oid) };
+      // Older triggers also record no column mask (merge and counters need them): replaced in place.
+      if (!(await renameOldObjects(client, db, ct, info.user, say))) await client.query(tableDdl(ct, info.user));
+      await client.query(`UPDATE ibex.captured SET version = $3, cols = $4 WHERE schemaname = $1 AND relname = $2`,
+        [t.schema, t.name, CAPTURE_VERSION, ct.columns!.map((c) => c.name)]);
     }
   });
 }

@@ -210,11 +210,14 @@ ${clockOffsetHook()}`;
     const notIn = t.keyColumns.map((c) => `n.${ident(c).text} = x.${ident(c).text}`).join(' AND ');
     // Which columns changed (and counter differences) need the old row: a join of the transition
     // tables on the key, paid only when the table has a column list (see docs/performance.md).
-    const tracked = Boolean(t.columns?.length || t.deltaColumns?.length);
+    const tracked = t.keyColumns.length > 0 && Boolean(t.columns?.length || t.deltaColumns?.length);
     const oldOn = t.keyColumns.map((c) => `o.${ident(c).text} = n.${ident(c).text}`).join(' AND ');
+    // A new key (the update changed it) is an insert for a merge: no mask, no difference.
+    const keyChanged = `WHEN o.${ident(t.keyColumns[0] ?? '').text} IS NULL`;
     const updateInsert = tracked
       ? `INSERT INTO ${d} (${cols}, ibex_cols, ibex_delta) SELECT ${t.keyColumns.map((c) => `n.${ident(c).text}`).join(', ')}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts,
-      ${maskSql(t, 'o', 'n')}, ${deltaSql(t, 'o', 'n')} FROM ibex_new n LEFT JOIN ibex_old o ON ${oldOn};`
+      CASE ${keyChanged} THEN NULL ELSE ${maskSql(t, 'o', 'n')} END, CASE ${keyChanged} THEN NULL ELSE ${deltaSql(t, 'o', 'n')} END
+      FROM ibex_new n LEFT JOIN ibex_old o ON ${oldOn};`
       : `INSERT INTO ${d} (${cols}) SELECT ${keys}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts FROM ibex_new;`;
     return `${deltaTable}
 DROP TRIGGER IF EXISTS ibex_capture ON ${table};

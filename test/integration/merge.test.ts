@@ -12,6 +12,7 @@ import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners } from '../helpers/sync.js';
 import { openControl } from '../../src/control/connection.js';
 import { installCapture } from '../../src/capture/install.js';
+import { tableDdl } from '../../src/capture/objects.js';
 import type { SyncRunner } from '../../src/engine/runner.js';
 
 process.env.IBEX_TEST_CLOCK_OFFSET = '1';
@@ -173,6 +174,26 @@ async function writers(db: Db, table: string, clients: number, n: number, keys: 
 }
 
 const ACCOUNTS = 'id int PRIMARY KEY, balance bigint NOT NULL, touched int NOT NULL, label text';
+
+describe('capture installed by an older ibex', () => {
+  it('a runner replaces triggers that record no column mask before it reads, and the merge works', async () => {
+    const t = 'mrg_old';
+    await makeSync(t, ['A', 'B'], 'merge');
+    // What an older ibex installed on A: a trigger without the mask, recorded as version 2.
+    const role = String((await env.query(0, `SELECT session_user AS u`))[0]!.u);
+    await env.query(0, tableDdl({ schema: 'public', name: t, keyColumns: ['id'], keyTypes: ['int'], partitioned: false }, role));
+    await env.query(0, `UPDATE ibex.captured SET version = 2, cols = NULL WHERE relname = $1`, [t]);
+    const r = runner(env, t);
+    await writeTx('A', [[0, `INSERT INTO ${t} VALUES (1, 1, 1, 'x', NULL)`]]);
+    await runOk(r);
+    const v = await env.query(0, `SELECT version, cols::text FROM ibex.captured WHERE relname = $1`, [t]);
+    assert.deepEqual(v[0], { version: '3', cols: '{id,price,stock,note,meta}' });
+    await writeTx('A', [[1, `UPDATE ${t} SET price = 4`]]);
+    await writeTx('B', [[2, `UPDATE ${t} SET stock = 5`]]);
+    await runOk(r);
+    assert.deepEqual(await sameEverywhere(['A', 'B'], t), ['(1,4.00,5,x)']);
+  });
+});
 
 describe('delta_columns (counters that add up)', () => {
   it('A sets 100 → 90 and B 100 → 130 at once: every db ends at 120; equal rows still add up', async () => {
