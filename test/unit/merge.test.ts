@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatDecimal, mergeKey, parseDecimal, type MergeVersion } from '../../src/conflict/merge.js';
 import { parseStrategy, winnerOrder } from '../../src/conflict/strategy.js';
-import { readStrategy, strategyDbs } from '../../src/config/strategies.js';
+import { readStrategy, strategyDbs } from '../../src/conflict/strategy.js';
 import { deltaSql, maskSql } from '../../src/capture/objects.js';
 
 const v = (db: string, rank: number, row: Record<string, string | null> | null, changed: string[] | null, sums: Record<string, string | null> = {}): MergeVersion =>
