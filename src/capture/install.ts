@@ -27,6 +27,8 @@ export interface CaptureOptions {
   force?: boolean;
   /** lock_timeout of each DDL attempt in ms (default: control config lock_timeout_ms, else 2000). */
   lockTimeoutMs?: number;
+  /** Re-install the objects of a sync already running (new delta_columns): a failure removes nothing. */
+  upgrade?: boolean;
   /**
    * Run in each source db's install transaction, after capture is in place (a cut-over from
    * another replication system drops its triggers here, so each write is captured by exactly one).
@@ -74,6 +76,14 @@ async function ddlTransaction(client: pg.Client, db: string, say: (l: string) =>
     }
     throw err;
   });
+}
+
+/** The columns of a table in attnum order, and whether each type has an `=` operator (see maskSql). */
+async function columnEquality(client: pg.Client, oid: number): Promise<{ name: string; eq: boolean }[]> {
+  const r = await client.query(
+    `SELECT a.attname AS name, EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid) AS eq
+       FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, [oid]);
+  return r.rows.map((x) => ({ name: String(x.name), eq: x.eq === true || x.eq === 't' }));
 }
 
 async function open(db: SyncDb, lockMs: number): Promise<pg.Client> {
@@ -126,16 +136,22 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
           if (!ti) throw new IbexError('config', `table ${t.schema}.${t.name} is missing on db ${db.name}: create it there, or remove it from the sync`);
           const reserved = ti.columns.find((c) => (RESERVED_COLUMNS as readonly string[]).includes(c.name));
           if (reserved) throw new IbexError('config', `table ${t.schema}.${t.name} has a column named "${reserved.name}", a name ibex reserves for its staging tables: rename the column`);
-          const ct: CaptureTable = { schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p' };
+          const deltaColumns = t.deltaColumns ?? [];
+          const missing = deltaColumns.find((c) => !ti.columns.some((x) => x.name === c));
+          if (missing) throw new IbexError('config', `table ${t.schema}.${t.name} on db ${db.name} has no column "${missing}" named in delta_columns: fix delta_columns with "ibex update table"`);
+          const ct: CaptureTable = {
+            schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p',
+            columns: await columnEquality(client, ti.oid), deltaColumns,
+          };
           await checkInstalledClash(client, db.name, ct);
           await renameOldObjects(client, db.name, ct, info.user, say);
           await client.query(tableDdl(ct, info.user));
           const names = captureNames(t.schema, t.name);
           await client.query(
-            `INSERT INTO ibex.captured (schemaname, relname, delta, fn, syncs, version) VALUES ($1, $2, $3, $4, ARRAY[$5], $6)
-             ON CONFLICT (schemaname, relname) DO UPDATE SET version = EXCLUDED.version,
+            `INSERT INTO ibex.captured (schemaname, relname, delta, fn, syncs, version, cols) VALUES ($1, $2, $3, $4, ARRAY[$5], $6, $7)
+             ON CONFLICT (schemaname, relname) DO UPDATE SET version = EXCLUDED.version, cols = EXCLUDED.cols,
                syncs = CASE WHEN $5 = ANY(ibex.captured.syncs) THEN ibex.captured.syncs ELSE ibex.captured.syncs || $5 END`,
-            [t.schema, t.name, names.delta, names.fn, sync, CAPTURE_VERSION],
+            [t.schema, t.name, names.delta, names.fn, sync, CAPTURE_VERSION, ct.columns!.map((c) => c.name)],
           );
         }
         await client.query(`INSERT INTO ibex.meta (key, value) VALUES ('capture_version', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [String(CAPTURE_VERSION)]);
@@ -156,8 +172,8 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
     }
     await control.query(`UPDATE ibex.sync SET status = 'active', status_reason = NULL, updated = now() WHERE name = $1 AND status = 'installing'`, [sync]);
   } catch (err) {
-    // Roll back what this call added on the dbs it reached.
-    for (const db of touched) {
+    // Roll back what this call added on the dbs it reached (an upgrade keeps the capture it had).
+    for (const db of opts.upgrade ? [] : touched) {
       const c = clients.get(db.name);
       if (c) await removeFromDb(c, db, sync, say).catch(() => {});
     }
@@ -259,7 +275,7 @@ async function renameOldObjects(client: pg.Client, db: string, t: CaptureTable, 
 
 /**
  * Bring the capture objects of `tables` on one source db to today's names (see
- * renameOldObjects). Cheap when nothing is old: one query and no locks. Called
+ * renameOldObjects) and today's triggers (CAPTURE_VERSION). Cheap when nothing is old: one query and no locks. Called
  * when a runner loads, so a daemon upgraded in place keeps reading the delta
  * tables its triggers write to.
  */
@@ -269,12 +285,12 @@ export async function upgradeCaptureNames(client: pg.Client, db: string, tables:
   const has = await client.query(`SELECT to_regclass('ibex.captured') IS NOT NULL AS c`);
   if (has.rows[0].c !== 't') return;
   const r = await client.query(
-    `SELECT schemaname, relname, delta, fn FROM ibex.captured c
+    `SELECT schemaname, relname, delta, fn, version FROM ibex.captured c
       WHERE (schemaname, relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)]);
   const stale = tables.filter((t) => r.rows.some((row) => {
     const n = captureNames(t.schema, t.name);
-    return row.schemaname === t.schema && row.relname === t.name && (row.delta !== n.delta || row.fn !== n.fn);
+    return row.schemaname === t.schema && row.relname === t.name && (row.delta !== n.delta || row.fn !== n.fn || Number(row.version) < CAPTURE_VERSION);
   }));
   if (!stale.length) return;
   const info = await serverInfo(client);
@@ -283,7 +299,11 @@ export async function upgradeCaptureNames(client: pg.Client, db: string, tables:
     for (const t of stale) {
       const ti = await tableInfo(client, t.schema, t.name);
       if (!ti) continue; // dropped behind ibex's back: the run reports it
-      await renameOldObjects(client, db, { ...t, partitioned: ti.relkind === 'p' }, info.user, say);
+      const ct: CaptureTable = { ...t, partitioned: ti.relkind === 'p', columns: await columnEquality(client, ti.oid) };
+      // Older triggers also record no column mask (merge and counters need them): replaced in place.
+      if (!(await renameOldObjects(client, db, ct, info.user, say))) await client.query(tableDdl(ct, info.user));
+      await client.query(`UPDATE ibex.captured SET version = $3, cols = $4 WHERE schemaname = $1 AND relname = $2`,
+        [t.schema, t.name, CAPTURE_VERSION, ct.columns!.map((c) => c.name)]);
     }
   });
 }

@@ -14,7 +14,7 @@
 import { ident, identList, keyedName, literal, qualified } from '../db/ident.js';
 
 /** Bump when the generated objects change: install upgrades older ones in place. */
-export const CAPTURE_VERSION = 2;
+export const CAPTURE_VERSION = 3;
 
 /** Metadata columns of a delta table (key columns may not use these names). */
 export const META_COLUMNS = ['ibex_op', 'ibex_origin', 'ibex_by', 'ibex_ts', 'ibex_txid',
@@ -33,6 +33,13 @@ export interface CaptureTable {
   keyColumns: string[];
   keyTypes: string[];
   partitioned: boolean;
+  /**
+   * Every column in attnum order (bit i of ibex_cols is column i), and whether its type has an
+   * `=` operator (else it is compared as text). Without it, updates record no column mask.
+   */
+  columns?: { name: string; eq: boolean }[];
+  /** Counter columns: an update records new − old of each in ibex_delta (see docs/design.md). */
+  deltaColumns?: string[];
 }
 
 /** Names of the per-table capture objects, all in schema `ibex`. */
@@ -106,6 +113,8 @@ CREATE TABLE IF NOT EXISTS ibex.truncates (
   ibex_ts timestamptz NOT NULL DEFAULT clock_timestamp(),
   ibex_txid xid8 NOT NULL DEFAULT pg_current_xact_id());
 CREATE INDEX IF NOT EXISTS truncates_txid ON ibex.truncates (ibex_txid);
+-- The columns of each table in the order of its ibex_cols bits, as at install.
+ALTER TABLE ibex.captured ADD COLUMN IF NOT EXISTS cols text[];
 
 CREATE OR REPLACE FUNCTION ibex.wake() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
@@ -143,6 +152,29 @@ function clockOffsetHook(): string {
   END IF;`;
 }
 
+/**
+ * SQL of an update's column mask over aliases `o` (old row) and `n` (new row): a varbit whose bit
+ * i is 1 when the i-th column (attnum order) changed; NULL without the column list. Types without
+ * an `=` operator (json, point, …) are compared as text. concat takes at most 100 arguments.
+ */
+export function maskSql(t: CaptureTable, o: string, n: string): string {
+  if (!t.columns?.length) return 'NULL::varbit';
+  const bits = t.columns.map((c) => {
+    const q = ident(c.name).text;
+    return c.eq ? `CASE WHEN ${o}.${q} IS DISTINCT FROM ${n}.${q} THEN '1' ELSE '0' END`
+      : `CASE WHEN ${o}.${q}::text IS DISTINCT FROM ${n}.${q}::text THEN '1' ELSE '0' END`;
+  });
+  const parts: string[] = [];
+  for (let i = 0; i < bits.length; i += 90) parts.push(`concat(${bits.slice(i, i + 90).join(', ')})`);
+  return `(${parts.join(' || ')})::varbit`;
+}
+
+/** SQL of an update's counter differences (`{col: new − old}`, null when either is NULL), or NULL. */
+export function deltaSql(t: CaptureTable, o: string, n: string): string {
+  if (!t.deltaColumns?.length) return 'NULL::jsonb';
+  return `jsonb_build_object(${t.deltaColumns.map((c) => `${literal(c)}, ${n}.${ident(c).text}::numeric - ${o}.${ident(c).text}::numeric`).join(', ')})`;
+}
+
 /** Create or upgrade the capture objects of one table. */
 export function tableDdl(t: CaptureTable, ibexRole: string): string {
   const { delta, fn, index } = captureNames(t.schema, t.name);
@@ -160,6 +192,7 @@ CREATE TABLE IF NOT EXISTS ${d} (${keyDefs},
   ibex_txid xid8 NOT NULL DEFAULT pg_current_xact_id())
   WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02);
 CREATE INDEX IF NOT EXISTS ${ident(index).text} ON ${d} (ibex_txid);
+ALTER TABLE ${d} ADD COLUMN IF NOT EXISTS ibex_cols varbit, ADD COLUMN IF NOT EXISTS ibex_delta jsonb;
 CREATE OR REPLACE TRIGGER ibex_truncate AFTER TRUNCATE ON ${table}
   FOR EACH STATEMENT EXECUTE FUNCTION ibex.note_truncate();
 `;
@@ -175,6 +208,17 @@ ${clockOffsetHook()}`;
     // TPS without capture (row level: 0.70), and a 100k-row insert 1.5× the time without capture
     // (row level: 4×). ibex's own apply returns at once when nothing downstream needs its rows.
     const notIn = t.keyColumns.map((c) => `n.${ident(c).text} = x.${ident(c).text}`).join(' AND ');
+    // Which columns changed (and counter differences) need the old row: a join of the transition
+    // tables on the key, paid only when the table has a column list (see docs/performance.md).
+    const tracked = t.keyColumns.length > 0 && Boolean(t.columns?.length || t.deltaColumns?.length);
+    const oldOn = t.keyColumns.map((c) => `o.${ident(c).text} = n.${ident(c).text}`).join(' AND ');
+    // A new key (the update changed it) is an insert for a merge: no mask, no difference.
+    const keyChanged = `WHEN o.${ident(t.keyColumns[0] ?? '').text} IS NULL`;
+    const updateInsert = tracked
+      ? `INSERT INTO ${d} (${cols}, ibex_cols, ibex_delta) SELECT ${t.keyColumns.map((c) => `n.${ident(c).text}`).join(', ')}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts,
+      CASE ${keyChanged} THEN NULL ELSE ${maskSql(t, 'o', 'n')} END, CASE ${keyChanged} THEN NULL ELSE ${deltaSql(t, 'o', 'n')} END
+      FROM ibex_new n LEFT JOIN ibex_old o ON ${oldOn};`
+      : `INSERT INTO ${d} (${cols}) SELECT ${keys}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts FROM ibex_new;`;
     return `${deltaTable}
 DROP TRIGGER IF EXISTS ibex_capture ON ${table};
 DROP TRIGGER IF EXISTS ibex_wake ON ${table};
@@ -186,7 +230,7 @@ BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO ${d} (${cols}) SELECT ${keys}, 'I', ibex_v_origin, ibex_v_by, ibex_v_ts FROM ibex_new;
   ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO ${d} (${cols}) SELECT ${keys}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts FROM ibex_new;
+    ${updateInsert}
     -- An update that changed the key also deletes the old key.
     INSERT INTO ${d} (${cols}) SELECT ${t.keyColumns.map((c) => `x.${ident(c).text}`).join(', ')}, 'D', ibex_v_origin, ibex_v_by, ibex_v_ts
       FROM ibex_old x WHERE NOT EXISTS (SELECT 1 FROM ibex_new n WHERE ${notIn});
@@ -218,7 +262,7 @@ BEGIN${markers}
   IF TG_OP = 'INSERT' THEN
     INSERT INTO ${d} (${cols}) VALUES (${newKeys}, 'I', ibex_v_origin, ibex_v_by, ibex_v_ts);
   ELSIF TG_OP = 'UPDATE' THEN
-    INSERT INTO ${d} (${cols}) VALUES (${newKeys}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts);
+    INSERT INTO ${d} (${cols}, ibex_cols, ibex_delta) VALUES (${newKeys}, 'U', ibex_v_origin, ibex_v_by, ibex_v_ts, ${maskSql(t, 'OLD', 'NEW')}, ${deltaSql(t, 'OLD', 'NEW')});
     IF ROW(${oldKeys}) IS DISTINCT FROM ROW(${newKeys}) THEN
       INSERT INTO ${d} (${cols}) VALUES (${oldKeys}, 'D', ibex_v_origin, ibex_v_by, ibex_v_ts);
     END IF;

@@ -59,3 +59,18 @@ export async function runRemoveCapture(ctx: ConfigContext, c: pg.Client, sync: s
     throw captureFailure('removing', sync, err, ': the sync is still configured; fix the cause and run "ibex remove sync" again');
   }
 }
+
+/**
+ * Bring the capture of running syncs up to date after a table's capture options changed
+ * (delta_columns): the triggers are replaced in place, pending changes stay.
+ */
+export async function runUpgradeCapture(ctx: ConfigContext, c: pg.Client, syncs: readonly string[]): Promise<void> {
+  if (skipCapture() || ctx.flags.dryRun) return;
+  for (const sync of syncs) {
+    try {
+      await installCapture(c, sync, { say: (line) => ctx.say(line), upgrade: true });
+    } catch (err) {
+      throw captureFailure('updating', sync, err, `: the configuration changed, but the triggers of sync ${sync} are the old ones; fix the cause and run the command again`);
+    }
+  }
+}

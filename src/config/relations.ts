@@ -11,7 +11,7 @@ import {
   type RelationRecord,
 } from '../control/config-store.js';
 import { configError, notFound, usage } from '../errors.js';
-import { runInstallCapture } from './capture.js';
+import { runInstallCapture, runUpgradeCapture } from './capture.js';
 import { report, write, type ConfigContext } from './context.js';
 import { listHint, requireDb } from './dbs.js';
 import { displayRelation, isExact, likeOf, parseRelationTerm, type RelationTerm } from './names.js';
@@ -279,4 +279,36 @@ export async function registerRelations(
     if (plan) await plan.apply([...d.existing.map((r) => r.id), ...newIds]);
   });
   if (plan) await plan.afterCommit(async () => deleteRelations(c, newIds));
+}
+
+/**
+ * Read `delta_columns=` (comma-separated column names; empty: none). The names are checked
+ * against the table on each source when capture is installed.
+ */
+export function parseDeltaColumns(value: string | undefined): string[] | null | undefined {
+  if (value === undefined) return undefined;
+  const cols = value.split(',').map((x) => x.trim()).filter(Boolean);
+  if (cols.length === 0) return null;
+  if (new Set(cols).size !== cols.length) throw usage(`delta_columns=${value} names a column twice: name each once`);
+  return cols;
+}
+
+/**
+ * Set the counter columns of tables (key columns cannot be counters) and re-install the capture
+ * of every sync carrying them: their triggers record the differences from then on.
+ */
+export async function setDeltaColumns(ctx: ConfigContext, c: pg.Client, rels: readonly RelationRecord[], cols: string[] | null): Promise<void> {
+  for (const r of rels) {
+    const key = cols?.find((x) => r.key_columns?.includes(x));
+    if (key) throw usage(`delta_columns: "${key}" is a key column of ${displayRelation(r.schemaname, r.relname)}; a counter must be a plain numeric column`);
+  }
+  // The triggers are replaced inside the control transaction (capture reads the new setting
+  // through it): a column missing on a source refuses the change and nothing is kept.
+  await write(ctx, c, async () => {
+    for (const r of rels) {
+      await c.query(`UPDATE ibex.relation SET delta_columns = $2 WHERE id = $1`, [r.id, cols]);
+      report(ctx, 'set', `delta_columns=${cols?.join(',') ?? '(none)'} on table ${displayRelation(r.schemaname, r.relname)}`);
+    }
+    await runUpgradeCapture(ctx, c, await syncsUsing(c, { relations: rels.map((r) => r.id) }));
+  });
 }

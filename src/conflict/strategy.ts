@@ -20,9 +20,17 @@ export type Strategy =
   /** The run fails without applying anything; the sync pauses. */
   | { kind: 'abort' }
   /** Custom code decides (conflict hook). */
-  | { kind: 'custom' };
+  | { kind: 'custom' }
+  /**
+   * Column by column: each column comes from the db that changed it; a column several dbs changed,
+   * and a row inserted or deleted on one of them, follows `fallback` (see conflict/merge.ts).
+   */
+  | { kind: 'merge'; fallback: Fallback };
 
-type NamedKind = Exclude<Strategy['kind'], 'list'>;
+/** What a merge falls back to for a column (or a row) it cannot merge. */
+export type Fallback = { kind: 'latest' } | { kind: 'random' } | { kind: 'list'; order: string[] };
+
+type NamedKind = Exclude<Strategy['kind'], 'list' | 'merge'>;
 
 /** The strategy names a sync or a table may store (besides an ordered list of its dbs). */
 export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom'] as const;
@@ -56,11 +64,21 @@ export type StrategyReading = { strategy: string; dbs?: string[] } | { error: st
 export function readStrategy(value: string): StrategyReading {
   const v = value.trim();
   const lower = v.toLowerCase();
+  // merge, or merge:<fallback> where the fallback is latest, random or a db list.
+  if (lower === 'merge') return { strategy: 'merge' };
+  if (lower.startsWith('merge:')) {
+    const fb = readStrategy(v.slice(6));
+    if ('error' in fb) return fb;
+    if (!fb.dbs && fb.strategy !== 'latest' && fb.strategy !== 'random') {
+      return { error: `bad conflict_strategy "${value}": a merge falls back to latest, random or a list of the sync's dbs (merge:latest, merge:A,B)` };
+    }
+    return fb.dbs ? { strategy: `merge:${fb.strategy}`, dbs: fb.dbs } : { strategy: `merge:${fb.strategy}` };
+  }
   if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
   if (BUCARDO_NAMES[lower]) return { strategy: BUCARDO_NAMES[lower] };
   const dbs = v.split(/[\s,]+/).filter(Boolean);
   if (dbs.length === 0 || !dbs.every((d) => /^[A-Za-z][A-Za-z0-9_]*$/.test(d))) {
-    return { error: `bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B` };
+    return { error: `bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')}, merge[:fallback] (or bucardo_*), or a list of the sync's dbs such as A,B` };
   }
   if (new Set(dbs).size !== dbs.length) return { error: `conflict_strategy "${value}" names a db twice: name each db once` };
   return { strategy: dbs.join(','), dbs };
@@ -68,11 +86,21 @@ export function readStrategy(value: string): StrategyReading {
 
 /** The db list of a stored strategy, when it is one. */
 export function strategyDbs(strategy: string): string[] | undefined {
+  if (strategy === 'merge') return undefined;
+  if (strategy.startsWith('merge:')) return strategyDbs(strategy.slice(6));
   return (STRATEGIES as readonly string[]).includes(strategy) ? undefined : strategy.split(',');
 }
 
 /** The strategy a run applies, from its stored text, checking list members against the sync's dbs. */
 export function parseStrategy(text: string, dbs: readonly string[]): Strategy {
+  const m = /^\s*merge(?::(.*))?$/i.exec(text);
+  if (m) {
+    const fb = m[1] === undefined ? { kind: 'latest' as const } : parseStrategy(m[1], dbs);
+    if (fb.kind !== 'latest' && fb.kind !== 'random' && fb.kind !== 'list') {
+      throw new IbexError('config', `conflict strategy "${text}": a merge falls back to latest, random or a list of the sync's dbs such as merge:${dbs.join(',')}`);
+    }
+    return { kind: 'merge', fallback: fb };
+  }
   const r = readStrategy(text);
   if (!('error' in r) && !r.dbs) return { kind: KIND_OF[r.strategy as StrategyName] };
   const order = 'error' in r ? [] : r.dbs!;
@@ -90,6 +118,7 @@ export function parseStrategy(text: string, dbs: readonly string[]): Strategy {
  * `priority` maps db names to their dbgroup priority (higher wins ties).
  */
 export function winnerOrder(s: Strategy, priority: ReadonlyMap<string, number>, keyExpr: string): string {
+  if (s.kind === 'merge') return winnerOrder(s.fallback, priority, keyExpr);
   const prio = `CASE ibex_src ${[...priority].map(([db, p]) => `WHEN ${literal(db)} THEN ${Number(p)}`).join(' ')} ELSE 0 END DESC`;
   const tieBreak = `${prio}, ibex_src`;
   switch (s.kind) {

@@ -59,6 +59,8 @@ export interface RelationRecord {
   key_kind: 'primary' | 'unique' | null;
   key_index: string | null;
   conflict_strategy: string | null;
+  /** Counter columns (`delta_columns=`); null: none. */
+  delta_columns?: string[] | null;
 }
 
 /** A relation before it has an id. */
@@ -288,7 +290,7 @@ async function updateRow(
 
 // --- relation ----------------------------------------------------------------------------------
 
-const REL_SELECT = raw(`SELECT id, db, schemaname, relname, reltype, key_columns, key_types, key_kind, key_index, conflict_strategy
+const REL_SELECT = raw(`SELECT id, db, schemaname, relname, reltype, key_columns, key_types, key_kind, key_index, conflict_strategy, delta_columns
   FROM ibex.relation`);
 
 /** Every registered relation (of one kind, or of one db), ordered by schema, name, db. */

@@ -51,6 +51,8 @@ export interface ConflictRecord {
   winnerRow: unknown;
   winnerTime: string | null;
   losers: { db: string; row: unknown; changed_at: string | null; constraint?: string }[];
+  /** A merged row: each column -> the db it came from ('sum' for a counter column). */
+  columns?: Record<string, string>;
 }
 
 /** Log conflicts as pending (before the targets commit). */
@@ -71,9 +73,9 @@ export async function logConflicts(control: pg.Client, sync: string, run: number
 
 async function insertConflicts(control: pg.Client, sync: string, run: number | null, conflicts: ConflictRecord[], status: string): Promise<void> {
   await control.query(
-    `INSERT INTO ibex.conflict (sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status)
+    `INSERT INTO ibex.conflict (sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status, columns)
      SELECT $1, $2, c->>'schema', c->>'table', c->'key', c->>'kind', c->>'strategy', c->>'winner', c->'winnerRow',
-            (c->>'winnerTime')::timestamptz, c->'losers', $4
+            (c->>'winnerTime')::timestamptz, c->'losers', $4, c->'columns'
        FROM jsonb_array_elements($3::jsonb) AS c`,
     [sync, run, JSON.stringify(conflicts), status],
   );

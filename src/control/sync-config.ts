@@ -27,6 +27,8 @@ export interface SyncRelation {
   keyColumns: string[];
   keyTypes: string[];
   conflictStrategy: string | null;
+  /** Counter columns whose concurrent updates add up (`delta_columns=`). */
+  deltaColumns?: string[];
   priority: number;
   /** The table's name on dbs that give it another (`ibex add customname`), by db; else its own name there. */
   customnames?: Record<string, string>;
@@ -94,6 +96,7 @@ export async function loadSyncConfig(control: pg.Client, name: string): Promise<
     relations: rels.rows.map((r) => ({
       id: Number(r.id), schema: r.schemaname, name: r.relname, reltype: r.reltype,
       keyColumns: r.key_columns ?? [], keyTypes: r.key_types ?? [], conflictStrategy: r.conflict_strategy, priority: Number(r.priority),
+      deltaColumns: r.delta_columns ?? [],
       customnames: JSON.parse(String(r.customnames)) as Record<string, string>,
     })),
   };

@@ -153,7 +153,7 @@ describe('the configuration command line', () => {
       ['public.t1', { kind: 'primary', index: 't1_pkey', columns: ['id'], types: ['integer'] }],
       ['public.t2', { kind: 'unique', index: 't2_a_b_key', columns: ['a', 'b'], types: ['integer', 'text'] }],
     ]);
-    assert.deepEqual(Object.keys(tables[0]!), ['name', 'schema', 'table', 'db', 'key', 'conflict_strategy', 'relgroups', 'syncs']);
+    assert.deepEqual(Object.keys(tables[0]!), ['name', 'schema', 'table', 'db', 'key', 'conflict_strategy', 'delta_columns', 'relgroups', 'syncs']);
     // Again: identical, so not an error.
     assert.match(ok(await env.cli('add', 'table', 'public.t1', 'db=A')).out, /already registered on db A/);
     await refused(['add', 'table', 'public.t1', 'db=A', 'conflict_strategy=source'], 2, /already registered on db A with conflict_strategy=\(the sync's\): change it with "ibex update table public\.t1 db=A conflict_strategy=source"/);

@@ -14,7 +14,7 @@ import { dryRunDone, report, write } from '../../config/context.js';
 import { openDb } from '../../config/dbs.js';
 import { checkObjectName, displayRelation, parseRelationTerm } from '../../config/names.js';
 import {
-  checkRelationStrategy, discover, registerRelations, registeredRelations, sourceDbFor, type Discovery, type RelKind,
+  checkRelationStrategy, discover, parseDeltaColumns, registerRelations, registeredRelations, setDeltaColumns, sourceDbFor, type Discovery, type RelKind,
 } from '../../config/relations.js';
 
 function sayDiscovery(ctx: Context, kind: RelKind, d: Discovery): void {
@@ -22,10 +22,11 @@ function sayDiscovery(ctx: Context, kind: RelKind, d: Discovery): void {
   for (const s of d.skipped) ctx.say(`skipped ${kind} ${s.label}: it ${s.why}`);
 }
 
-/** `ibex add table|sequence <name|pattern …> [db=] [relgroup=] [conflict_strategy=] [--force]` */
+/** `ibex add table|sequence <name|pattern …> [db=] [relgroup=] [conflict_strategy=] [delta_columns=] [--force]` */
 export async function addRelations(ctx: Context, kind: RelKind, args: string[]): Promise<void> {
   const { words, options } = parseNounArgs(args, `add ${kind}`);
-  allowOnly(options, kind === 'table' ? ['db', 'relgroup', 'herd', 'conflict_strategy'] : ['db', 'relgroup', 'herd'], `add ${kind}`);
+  allowOnly(options, kind === 'table' ? ['db', 'relgroup', 'herd', 'conflict_strategy', 'delta_columns'] : ['db', 'relgroup', 'herd'], `add ${kind}`);
+  const deltaCols = parseDeltaColumns(options.get('delta_columns'));
   if (words.length === 0) throw usage(`add ${kind} needs a name: ibex add ${kind} <schema.${kind}|pattern …> db=<db>`);
   const terms = words.map(parseRelationTerm);
   const group = options.get('relgroup') ?? options.get('herd');
@@ -48,7 +49,8 @@ export async function addRelations(ctx: Context, kind: RelKind, args: string[]):
       }
     }
     await registerRelations(ctx, c, kind, d, group, strategy, () => sayDiscovery(ctx, kind, d));
-    if (d.found.length === 0 && !group && strategy === undefined) ctx.say(`nothing new to register on db ${db.name}`);
+    if (deltaCols !== undefined && !ctx.flags.dryRun) await setDeltaColumns(ctx, c, await registeredRelations(c, kind, words, db.name), deltaCols);
+    if (d.found.length === 0 && !group && strategy === undefined && deltaCols === undefined) ctx.say(`nothing new to register on db ${db.name}`);
     dryRunDone(ctx);
   });
 }
@@ -96,7 +98,7 @@ export async function listRelationsVerb(ctx: Context, kind: RelKind, args: strin
       name: displayRelation(r.schemaname, r.relname), schema: r.schemaname, [kind]: r.relname, db: r.db,
       ...(kind === 'table' ? {
         key: r.key_columns ? { kind: r.key_kind, index: r.key_index, columns: r.key_columns, types: r.key_types } : null,
-        conflict_strategy: r.conflict_strategy,
+        conflict_strategy: r.conflict_strategy, delta_columns: r.delta_columns ?? null,
       } : {}),
       relgroups: gs, syncs: ss,
     }));
@@ -112,10 +114,11 @@ export async function listRelationsVerb(ctx: Context, kind: RelKind, args: strin
   });
 }
 
-/** `ibex update table <name> [db=] [conflict_strategy=] [relgroup=<g>]` */
+/** `ibex update table <name> [db=] [conflict_strategy=] [delta_columns=] [relgroup=<g>]` */
 export async function updateRelations(ctx: Context, kind: RelKind, args: string[]): Promise<void> {
   const { words, options } = parseNounArgs(args, `update ${kind}`);
-  allowOnly(options, kind === 'table' ? ['db', 'conflict_strategy', 'relgroup', 'herd'] : ['db', 'relgroup', 'herd'], `update ${kind}`);
+  allowOnly(options, kind === 'table' ? ['db', 'conflict_strategy', 'relgroup', 'herd', 'delta_columns'] : ['db', 'relgroup', 'herd'], `update ${kind}`);
+  const deltaCols = parseDeltaColumns(options.get('delta_columns'));
   if (words.length === 0) throw usage(`update ${kind} needs a name: ibex update ${kind} <schema.name> [db=] key=value …`);
   const changes = [...options.keys()].filter((k) => k !== 'db');
   if (changes.length === 0) throw usage(`update ${kind} needs something to change: e.g. relgroup=<g>${kind === 'table' ? ' or conflict_strategy=source' : ''}`);
@@ -125,6 +128,7 @@ export async function updateRelations(ctx: Context, kind: RelKind, args: string[
     const rels = await registeredRelations(c, kind, words, options.get('db'));
     const strategy = await checkRelationStrategy(c, options.get('conflict_strategy'));
     await registerRelations(ctx, c, kind, { found: [], existing: rels, skipped: [] }, group, strategy);
+    if (deltaCols !== undefined) await setDeltaColumns(ctx, c, rels, deltaCols);
     dryRunDone(ctx);
   });
 }

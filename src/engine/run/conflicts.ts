@@ -8,21 +8,24 @@ import type { SyncDb } from '../../control/sync-config.js';
 import type { Strategy } from '../../conflict/strategy.js';
 import type { Conflict, Row } from '../../customcode/api.js';
 import type { TablePlan } from '../plan.js';
+import type { MergeVersion } from '../../conflict/merge.js';
 import { conflictsSql } from '../sql/resolve.js';
 import { together } from '../together.js';
 import type { RunContext } from './context.js';
 
-/** A conflict record while a run resolves it; `text` carries the versions custom code sees. */
-export type CollectedConflict = ConflictRecord & { keyText: Row; text?: Conflict };
+/** A conflict record while a run resolves it; `text` carries the versions custom code sees, `merge` what a merge reads. */
+export type CollectedConflict = ConflictRecord & { keyText: Row; text?: Conflict; merge?: MergeVersion[]; settled?: boolean };
 
 /** Statements sent with each source's conflict query: `before` ahead, `after` behind (its result to `onAfter`). */
 export interface Around {
   before?: Map<SyncDb, string[]> | undefined;
   after?: Map<SyncDb, string> | undefined;
   onAfter?: (src: SyncDb, r: pg.QueryResult) => void;
+  /** Also read what each source changed of each key (a merge, counter columns): its window. */
+  mergeWindow?: ((src: SyncDb) => string) | undefined;
 }
 
-interface Version { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null }
+interface Version { db: string; row: unknown; changed_at: string | null; inserted: boolean; text: Row | null; merge?: MergeVersion }
 interface KeyVersions { key: Record<string, unknown>; winner: string; keyText: Row; versions: Version[] }
 
 /**
@@ -34,7 +37,8 @@ export async function collectConflicts(ctx: RunContext, p: TablePlan, order: str
   const perSource = await together(ctx.sources, async (src) => {
     const extra = around.after?.get(src);
     const ahead = around.before?.get(src) ?? [];
-    const results = await ctx.pg(src).queryAll(`${ahead.map((x) => `${x};\n`).join('')}${conflictsSql(p, src.name, order, asText)}${extra ? `;\n${extra}` : ''}`);
+    const merge = around.mergeWindow ? { window: around.mergeWindow(src), counters: p.rel.deltaColumns ?? [] } : undefined;
+    const results = await ctx.pg(src).queryAll(`${ahead.map((x) => `${x};\n`).join('')}${conflictsSql(p, src.name, order, asText, merge)}${extra ? `;\n${extra}` : ''}`);
     const at = ahead.length;
     if (extra) around.onAfter?.(src, results[at + 1]!);
     return results[at]!;
@@ -48,6 +52,7 @@ export async function collectConflicts(ctx: RunContext, p: TablePlan, order: str
       entry.versions.push({
         db: src.name, row: row.row === null ? null : JSON.parse(String(row.row)), changed_at: row.my_ts === null ? null : String(row.my_ts),
         inserted: row.inserted === 't', text: asText && row.row_text !== null ? JSON.parse(String(row.row_text)) : null,
+        ...(around.mergeWindow ? { merge: mergeVersion(src.name, row) } : {}),
       });
     }
   }
@@ -58,8 +63,10 @@ export async function collectConflicts(ctx: RunContext, p: TablePlan, order: str
 function toRecord(p: TablePlan, strategy: Strategy, e: KeyVersions, asText: boolean): CollectedConflict | undefined {
   // Versions that agree (the same row everywhere, or deleted everywhere) overwrite nothing:
   // not a conflict. This is also how an operator settles an aborted conflict: make the rows equal.
+  // Counter columns are the exception: equal rows may still hide differences that must add up.
   const first = JSON.stringify(e.versions[0]!.row);
-  if (e.versions.every((v) => JSON.stringify(v.row) === first)) return undefined;
+  const counters = e.versions[0]!.merge !== undefined && (p.rel.deltaColumns ?? []).length > 0;
+  if (!counters && e.versions.every((v) => JSON.stringify(v.row) === first)) return undefined;
   // skip and abort write nothing: every version is kept in losers, no winner is named.
   const decides = strategy.kind !== 'skip' && strategy.kind !== 'abort';
   const w = decides ? e.versions.find((v) => v.db === e.winner)! : undefined;
@@ -71,6 +78,7 @@ function toRecord(p: TablePlan, strategy: Strategy, e: KeyVersions, asText: bool
   if (asText) {
     rec.text = { key: e.keyText, latest: e.winner, versions: e.versions.map((v) => ({ db: v.db, row: v.text, changedAt: v.changed_at })) };
   }
+  if (e.versions[0]!.merge) rec.merge = e.versions.map((v) => v.merge!);
   setConflictKind(rec, e.versions.every((v) => v.inserted && v.row !== null));
   return rec;
 }
@@ -88,4 +96,18 @@ export function setConflictKind(rec: ConflictRecord, allInserted = false): void 
   else if (deleted === versions.length) rec.kind = 'delete_delete';
   else if (rec.winner !== null && rec.winner !== 'merge' && rec.winnerRow === null) rec.kind = 'delete_update';
   else rec.kind = deleted > 0 ? 'update_delete' : 'update_update';
+}
+
+/** A source's version of a key as a merge reads it (row as text, rank, changed columns, counter sums). */
+function mergeVersion(db: string, row: Record<string, unknown>): MergeVersion {
+  const text = row.row_text === null ? null : JSON.parse(String(row.row_text)) as Record<string, string | null>;
+  const mask = row.ibex_mask === null ? null : String(row.ibex_mask);
+  const cols = row.capcols === null ? null : JSON.parse(String(row.capcols)) as string[] | null;
+  let changed: string[] | null = null;
+  if (mask !== null && cols) {
+    changed = cols.filter((_c, i) => mask[i] === '1');
+    // A column added after the capture was installed has no bit: count it as changed.
+    if (text) changed.push(...Object.keys(text).filter((c) => !cols.includes(c)));
+  }
+  return { db, row: text, rank: Number(row.rnk), changed, sums: row.ibex_sums === null || row.ibex_sums === undefined ? {} : JSON.parse(String(row.ibex_sums)) };
 }

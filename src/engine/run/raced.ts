@@ -90,6 +90,10 @@ export class Races {
    * out the keys whose own row raced. Returns false when none did (the failure stands).
    */
   async leaveOut(ctx: RunContext, p: TablePlan, d: SyncDb, from: 'stage' | 'del'): Promise<boolean> {
+    // Counter columns and merges need what each source changed (masks, differences), which a
+    // re-queued change does not carry, and a merged row applied on the other dbs would leave the
+    // raced db on another base: the failure stands and the whole run is repeated.
+    if ((p.rel.deltaColumns ?? []).length > 0 || ctx.strategy(p).kind === 'merge') return false;
     const snap = this.snaps.get(d);
     if (!snap) return false;
     const s = ctx.pg(d);

@@ -15,7 +15,8 @@ import { allCopyInSql, allFromPendSql, inlineKeysSql, mineSql, pendCopyOutSql, p
 import { together } from '../together.js';
 import { collectConflicts } from './conflicts.js';
 import { resolveCustom } from './custom.js';
-import type { RunContext } from './context.js';
+import { resolveMerge } from './merge.js';
+import { deltaWindow, type RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { mergedRows } from './typed.js';
 
@@ -79,14 +80,18 @@ async function resolveShared(ctx: RunContext, st: RunState, p: TablePlan, pendin
   const priority = new Map(ctx.cfg.dbs.map((d) => [d.name, d.priority]));
   const strategy = ctx.strategy(p);
   const custom = strategy.kind === 'custom';
+  // Merged column by column: under merge, and for counter columns under a strategy that picks a winner.
+  const merging = strategy.kind === 'merge'
+    || ((p.rel.deltaColumns ?? []).length > 0 && (strategy.kind === 'latest' || strategy.kind === 'list' || strategy.kind === 'random'));
   // Custom code starts from "latest": its version of each key is offered as the default.
   const order = winnerOrder(custom ? { kind: 'latest' } : strategy, priority, `ROW(${p.keyList})::text`);
   // skip leaves conflicting keys alone and custom code decides them below; every other key
   // (agreeing versions included) goes to its winner as usual.
-  const mayHold = strategy.kind === 'skip' || custom;
+  const mayHold = strategy.kind === 'skip' || custom || merging;
   // When nothing can be held back, each source files the keys it won in the same round trip
   // that reads its versions of the conflicting keys.
-  const found = await collectConflicts(ctx, p, order, custom, {
+  const found = await collectConflicts(ctx, p, order, custom || merging, {
+    mergeWindow: merging ? (src: SyncDb) => deltaWindow(ctx, { text: st.cursorOf(src) }) : undefined,
     before,
     after: mayHold ? undefined : new Map(pendingOn.map((src) => [src, mineSql(p, wonKeysSql(p, src.name, order, false))])),
     onAfter: (src: SyncDb, r: pg.QueryResult) => noteMine(st, src, p, r.rows[0]),
@@ -104,6 +109,18 @@ async function resolveShared(ctx: RunContext, st: RunState, p: TablePlan, pendin
     for (const src of pendingOn) st.table(p).at(src).absent = undefined; // unknown: check for deletes
     const merges = found.filter((f) => f.winner === 'merge').map((f) => f.winnerRow as Record<string, string | null>);
     st.table(p).merged.push(...mergedRows(p, merges));
+  }
+  if (merging && found.length) {
+    const merges = await resolveMerge(p, found, strategy.kind === 'merge', {
+      columns: ctx.columnTypes(p).length ? ctx.columnTypes(p) : p.cols.map((name) => ({ name, type: 'text' })),
+      session: (db) => ctx.pg(ctx.all.find((d) => d.name === db)!),
+      sessions: ctx.all.map((d) => ctx.pg(d)),
+    });
+    // What each source won is no longer what noteMine counted: unknown, so apply asks each db.
+    for (const src of pendingOn) Object.assign(st.table(p).at(src), { absent: undefined, won: undefined, origins: undefined });
+    st.table(p).merged.push(...mergedRows(p, merges));
+    // Keys whose versions all agree once merged went to their winner: no conflict to log.
+    found.splice(0, found.length, ...found.filter((f) => !f.settled));
   }
   if (found.length) {
     st.counts(p).conflicts += found.length;

@@ -54,8 +54,8 @@ function countInserted(st: RunState, p: TablePlan, n: number): void {
 
 async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingOn: SyncDb[]): Promise<FastPathConflict | undefined> {
   const staged: Staged = new Map();
-  // Custom code may have staged merged rows on any db: ask each db what it holds.
-  const merged = ctx.strategy(p).kind === 'custom';
+  // Custom code or a merge may have staged merged rows on any db: ask each db what it holds.
+  const merged = ctx.strategy(p).kind === 'custom' || st.table(p).merged.length > 0;
   const { inline, viaCopy } = await readInline(ctx, st, p, pendingOn, merged, staged);
   for (const src of pendingOn) {
     if (!viaCopy.has(src)) continue;

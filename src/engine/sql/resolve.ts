@@ -79,16 +79,45 @@ export function inlineKeysSql(p: TablePlan, source: string, keyTypes: readonly s
  * On one source: its version of every key pending on several sources, with the winner under
  * `order`; with `asText`, the row as text too (for custom code).
  */
-export function conflictsSql(p: TablePlan, source: string, order: string, asText: boolean): string {
+export function conflictsSql(p: TablePlan, source: string, order: string, asText: boolean, merge?: MergeRead): string {
   const keys = p.keyList;
   const all = tempNames(p).all;
   const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, w.${ident(k).text}`).join(', ')})`;
   return `WITH w AS (SELECT DISTINCT ON (${keys}) * FROM ${all} ORDER BY ${keys}, ${order}),
-              k AS (SELECT ${keys} FROM ${all} GROUP BY ${keys} HAVING count(*) > 1)
+              k AS (SELECT ${keys} FROM ${all} GROUP BY ${keys} HAVING count(*) > 1)${merge ? `,
+              r AS (SELECT ${keys}, ibex_src, row_number() OVER (PARTITION BY ${keys} ORDER BY ${order}) AS rnk FROM ${all}),
+              m AS (${mergeReadSql(p, merge)})` : ''}
          SELECT ${keyJson}::text AS key, w.ibex_src AS winner, a.ibex_ts::text AS my_ts, a.ibex_insonly AS inserted,
                 (SELECT to_jsonb(t) FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row
-                , ${textRowSql('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRowSql('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}
-           FROM w JOIN k USING (${keys}) JOIN ${all} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${literal(source)}`;
+                , ${textRowSql('w', p.keys)}::text AS key_text${asText ? `, (SELECT ${textRowSql('t', p.cols)} FROM ${p.q} t WHERE ${p.keyJoin('t', 'w')})::text AS row_text` : ''}${merge ? `,
+                (SELECT r.rnk FROM r WHERE ${p.keyJoin('r', 'w')} AND r.ibex_src = ${literal(source)}) AS rnk,
+                m.ibex_mask, m.ibex_sums,
+                (SELECT to_jsonb(cols) FROM ibex.captured WHERE schemaname = ${literal(p.rel.schema)} AND relname = ${literal(p.rel.name)})::text AS capcols` : ''}
+           FROM w JOIN k USING (${keys}) JOIN ${all} a ON ${p.keyJoin('a', 'w')} AND a.ibex_src = ${literal(source)}${merge ? `
+           LEFT JOIN m ON ${p.keyJoin('m', 'w')}` : ''}`;
+}
+
+/** What a merge reads of each conflicting key from a source's delta table. */
+export interface MergeRead {
+  /** The window of this source (its delta rows of this run). */
+  window: string;
+  /** The table's counter columns. */
+  counters: readonly string[];
+}
+
+/**
+ * Per conflicting key: the OR of the column masks of this source's changes in the window (NULL
+ * when one of them was not a masked update), and per counter column the sum of its differences
+ * (NULL when one was not a plain number change).
+ */
+function mergeReadSql(p: TablePlan, m: MergeRead): string {
+  const sums = m.counters.length
+    ? `jsonb_build_object(${m.counters.map((c) => `${literal(c)}, CASE WHEN bool_and(ibex_op = 'U' AND ibex_delta->>${literal(c)} IS NOT NULL)
+         THEN sum((ibex_delta->>${literal(c)})::numeric)::text END`).join(', ')})::text`
+    : `'{}'`;
+  return `SELECT ${p.keyList}, CASE WHEN bool_and(ibex_op = 'U' AND ibex_cols IS NOT NULL) THEN bit_or(ibex_cols)::text END AS ibex_mask,
+                ${sums} AS ibex_sums
+           FROM ${p.delta} WHERE ${m.window} AND (${p.keyList}) IN (SELECT ${p.keyList} FROM k) GROUP BY ${p.keyList}`;
 }
 
 /** Keys custom code gave to a db ($1: the db, $2: jsonb array of key text rows) into its ibex_mine. */
