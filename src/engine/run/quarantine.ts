@@ -11,7 +11,10 @@ import { sqlstate, SqlState } from '../../db/sqlstate.js';
 import type { PostgresTarget } from '../../targets/postgres/postgres-target.js';
 import { stampSql } from '../../targets/postgres/postgres-dialect.js';
 import type { TablePlan } from '../plan.js';
-import { ctidsSql, refusedRowSql, swapSql } from '../sql/apply.js';
+import { winnerOrder } from '../../conflict/strategy.js';
+import {
+  claimOrderSql, ctidsSql, deleteByIdSql, localChangeSql, refusedRowSql, swapSql, uniqueColumnsSql, uniqueHolderSql,
+} from '../sql/apply.js';
 import { tempNames } from '../sql/temp.js';
 import { stampFor, type RunContext } from './context.js';
 
@@ -47,8 +50,10 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   const pending = (await s.query(ctidsSql(table), [a.origin])).rows.map((r) => String(r.id));
   const { applied, left, errors } = await rowByRow(s, a, pending);
   const swapped = a.from === 'stage' ? await swap(ctx, s, a, left, errors) : 0;
-  if (swapped === 0) await quarantine(ctx, s, a, left, errors, quarantined);
-  return applied + swapped;
+  if (swapped > 0) return applied + swapped;
+  const settled = await settleClaims(ctx, s, a, left, errors, quarantined);
+  await quarantine(ctx, s, a, settled.left, errors, quarantined);
+  return applied + settled.applied;
 }
 
 type RowErrors = Map<string, { state: string; constraint: string }>;
@@ -117,4 +122,85 @@ async function quarantine(ctx: RunContext, s: PostgresTarget, a: StagedApply, id
     ctx.log.warn({ table: a.p.label, db: a.db.name, key: String(row.key), constraint: e.constraint },
       `${a.from === 'stage' ? 'a row' : 'a delete'} was refused by ${e.constraint || 'a constraint'} on db ${a.db.name} and quarantined (see ibex.conflict)`);
   }
+}
+
+/**
+ * Two dbs claimed one unique value under different keys. Where the sync's strategy decides
+ * (latest, an ordered db list, random), the claim it prefers keeps the value on every db: each db
+ * compares the same two pending versions (ibex_all is the same on every source), so each reaches
+ * the same outcome. When the staged row wins, the row holding the value here is deleted as a
+ * change of this db (captured: the delete reaches every db by the next run) and the staged row
+ * goes in; when the row here wins, the staged row is left out (its own source removes it when the
+ * winner reaches it). Either way the removed version is logged. Rows this cannot settle are
+ * returned for the quarantine.
+ */
+async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, ids: string[], errors: RowErrors, out: ConflictRecord[]): Promise<{ applied: number; left: string[] }> {
+  const strategy = ctx.strategy(a.p);
+  if (a.from !== 'stage' || !['latest', 'list', 'random'].includes(strategy.kind)) return { applied: 0, left: ids };
+  const priority = new Map(ctx.cfg.dbs.map((d) => [d.name, d.priority]));
+  const order = winnerOrder(strategy, priority, `ROW(${a.p.keyList})::text`);
+  const table = tempNames(a.p).stage;
+  let applied = 0;
+  const left: string[] = [];
+  for (const id of ids) {
+    const e = errors.get(id);
+    if (e?.state !== SqlState.uniqueViolation || !e.constraint) {
+      left.push(id);
+      continue;
+    }
+    await s.query('SAVEPOINT ibex_claim');
+    try {
+      const r = await settleClaim(ctx, s, a, id, e.constraint, order, table, strategy.kind);
+      if (r === undefined) {
+        await s.query('ROLLBACK TO SAVEPOINT ibex_claim');
+        left.push(id);
+        continue;
+      }
+      await s.query('RELEASE SAVEPOINT ibex_claim');
+      applied += r.applied;
+      out.push(r.record);
+    } catch (err) {
+      // Refused again (a third claimant, a child of the row to remove), or no pending versions to
+      // compare on this db (a target that is no source): quarantined as before.
+      await s.query('ROLLBACK TO SAVEPOINT ibex_claim');
+      ctx.log.debug({ table: a.p.label, db: a.db.name, err: String(err) }, 'a unique claim could not be settled');
+      left.push(id);
+    }
+  }
+  return { applied, left };
+}
+
+async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, id: string, constraint: string, order: string, table: string, strategy: string): Promise<{ applied: number; record: ConflictRecord } | undefined> {
+  const idx = (await s.query(uniqueColumnsSql(), [a.p.rel.schema, constraint])).rows[0];
+  if (!idx || idx.opaque === 't' || idx.cols === null) return undefined;
+  const holder = (await s.query(uniqueHolderSql(a.p, JSON.parse(String(idx.cols)) as string[]), [id])).rows[0];
+  if (!holder) return undefined;
+  const incoming = (await s.query(refusedRowSql(a.p, table), [id])).rows[0];
+  const versions = (await s.query(claimOrderSql(a.p, order), [id, holder.id])).rows;
+  // A claim with no pending version was settled before this run: the pending one is newer.
+  const win = versions[0]?.which === 'here' ? 'here' : 'in';
+  const w = versions.find((v) => v.which === win);
+  const l = versions.find((v) => v.which !== win);
+  const inRow = JSON.parse(String(incoming.incoming));
+  const hereRow = JSON.parse(String(holder.row));
+  const base = { schema: a.p.rel.schema, table: a.p.rel.name, kind: 'unique', strategy };
+  const lost = { changed_at: l ? String(l.ts) : null, constraint };
+  if (win === 'here') {
+    ctx.log.info({ table: a.p.label, db: a.db.name, key: String(incoming.key), constraint }, 'a unique claim lost to the row held here: left out');
+    return {
+      applied: 0,
+      record: { ...base, key: JSON.parse(String(incoming.key)), winner: w ? String(w.ibex_src) : a.db.name, winnerRow: hereRow, winnerTime: w ? String(w.ts) : null,
+        losers: [{ db: l ? String(l.ibex_src) : (a.origin ?? a.db.name), row: inRow, ...lost }] },
+    };
+  }
+  await s.query(localChangeSql);
+  await s.query(deleteByIdSql(a.p), [holder.id]);
+  await s.query(stampSql(stampFor(ctx, a.p, a.db, a.origin)));
+  const r = await s.query(a.statement('AND s.ctid = $2::tid', '$1'), [a.origin, id]);
+  ctx.log.info({ table: a.p.label, db: a.db.name, key: String(holder.key), constraint }, 'a unique claim lost to a later one: the row is removed everywhere');
+  return {
+    applied: r.rowCount ?? 0,
+    record: { ...base, key: JSON.parse(String(holder.key)), winner: w ? String(w.ibex_src) : (a.origin ?? null), winnerRow: inRow, winnerTime: w ? String(w.ts) : null,
+      losers: [{ db: a.db.name, row: hereRow, ...lost }] },
+  };
 }

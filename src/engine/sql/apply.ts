@@ -73,14 +73,17 @@ export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): s
 /**
  * Read the rows a source won as one JSON array of text arrays — every column as its type's text
  * output, exactly what COPY's text format carries, then the origin — with the count; `rows` is
- * NULL when they exceed `maxBytes` (stored size; then COPY carries them). At most a few hundred
- * keys: one index probe each.
+ * NULL when their text exceeds `maxBytes` (then COPY carries them). The size is the text's, not
+ * the stored (compressed) size, and it is measured before anything is aggregated: a compressible
+ * row of hundreds of MB stores small but would build a JSON text past PostgreSQL's 1 GB limit
+ * (`out of memory`). octet_length of a text value reads its TOAST header, not the value. At most
+ * a few hundred keys: one index probe each (twice when they fit).
  */
 export function inlineReadSql(p: TablePlan, maxBytes: number): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
-  return `WITH x AS (SELECT to_json(ARRAY[${cols}, m.ibex_origin]) AS j, pg_column_size(t.*) AS size
-                         FROM ${wonRowsFrom(p, true)})
-            SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${maxBytes} THEN json_agg(j)::text END AS rows FROM x`;
+  const size = p.cols.map((col) => `coalesce(octet_length(t.${ident(col).text}::text), 0)`).join(' + ');
+  return `SELECT n, CASE WHEN bytes <= ${maxBytes} THEN (SELECT json_agg(to_json(ARRAY[${cols}, m.ibex_origin]))::text FROM ${wonRowsFrom(p, true)}) END AS rows
+            FROM (SELECT count(*) AS n, coalesce(sum(${size}), 0) AS bytes FROM ${wonRowsFrom(p, true)}) x`;
 }
 
 /** Load rows read by inlineReadSql into a db's staging table (`types`: of p.cols, in order). */
@@ -162,3 +165,51 @@ export function refusedRowSql(p: TablePlan, table: string): string {
                 (SELECT to_jsonb(t)::text FROM ${p.q} t WHERE ${p.keyJoin('t', 's')}) AS here
            FROM ${table} s WHERE s.ctid = $1::tid`;
 }
+
+/**
+ * The columns of a unique index ($1 schema, $2 index name) as a JSON array, and whether it is
+ * opaque to a claim's resolution (an expression or a partial index: the holder cannot be found by
+ * equal columns).
+ */
+export function uniqueColumnsSql(): string {
+  return `SELECT (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols,
+                 (0 = ANY (i.indkey::int2[]) OR i.indpred IS NOT NULL) AS opaque
+            FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, $2::text))`;
+}
+
+/** The row of the table holding the unique value (columns `cols`) a staged row ($1: ctid) claims under another key. */
+export function uniqueHolderSql(p: TablePlan, cols: readonly string[]): string {
+  const same = cols.map((c) => `t.${ident(c).text} = s.${ident(c).text}`).join(' AND ');
+  const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, t.${ident(k).text}`).join(', ')})`;
+  return `SELECT t.ctid::text AS id, ${keyJson}::text AS key, to_jsonb(t)::text AS row
+            FROM ${p.q} t JOIN ${tempNames(p).stage} s ON ${same}
+           WHERE s.ctid = $1::tid AND NOT (${p.keyJoin('t', 's')})`;
+}
+
+/**
+ * Which of two claims of one unique value wins: the staged row ($1: ctid, 'in') or the row held
+ * here ($2: ctid, 'here'), each by its pending versions in ibex_all, ordered by the sync's
+ * strategy (`order`, see winnerOrder). Rows in order of preference; a claim with no pending
+ * version (it was settled before this run) has no row.
+ */
+export function claimOrderSql(p: TablePlan, order: string): string {
+  const t = tempNames(p);
+  const keys = p.keys.map((k) => `a.${ident(k).text}`).join(', ');
+  return `SELECT which, ibex_src, ibex_ts::text AS ts FROM (
+            SELECT 'in'::text AS which, a.ibex_src, a.ibex_ts, ${keys} FROM ${t.all} a JOIN ${t.stage} s ON ${p.keyJoin('a', 's')} WHERE s.ctid = $1::tid
+            UNION ALL
+            SELECT 'here'::text, a.ibex_src, a.ibex_ts, ${keys} FROM ${t.all} a JOIN ${p.q} h ON ${p.keyJoin('a', 'h')} WHERE h.ctid = $2::tid) c
+          ORDER BY ${order}`;
+}
+
+/** Delete one row of the table by ctid ($1). */
+export function deleteByIdSql(p: TablePlan): string {
+  return `DELETE FROM ${p.q} WHERE ctid = $1::tid`;
+}
+
+/**
+ * Stamp what follows as a change made on this db itself (captured, with no origin and not by a
+ * sync): what ibex removes or touches to settle a conflict replicates to every db by the next run.
+ */
+export const localChangeSql = `SELECT set_config('ibex.origin', '', true), set_config('ibex.by', '', true), set_config('ibex.nocapture', 'off', true)`;
