@@ -2,6 +2,7 @@
  * `ibex status`, `ibex kick`, `ibex pause`, `ibex resume`: what the syncs are
  * doing, and asking them to do something now.
  */
+import { countAside } from '../control/aside-store.js';
 import type pg from 'pg';
 import Table from 'cli-table3';
 import * as store from '../control/daemon-store.js';
@@ -90,10 +91,12 @@ export interface SyncStatusDoc {
   clockSkewMs: number | null;
   lastError: { message: string; at: string | null; ageS: number | null } | null;
   attempts: number;
+  /** Rows set aside (on_row_error=quarantine), see `ibex quarantine list`. */
+  setAside: number;
 }
 
 /** Build the `status --json` document. */
-export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
+export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean, aside: ReadonlyMap<string, number> = new Map()): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
   const d: DaemonStatus = daemon
     ? {
       running: alive, pid: daemon.pid, host: daemon.host, version: daemon.version, started: daemon.started.toISOString(),
@@ -124,6 +127,7 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
       clockSkewMs: r.clockSkewMs,
       lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
       attempts: r.attempts,
+      setAside: aside.get(r.name) ?? 0,
     };
   });
   return { daemon: d, syncs };
@@ -140,7 +144,7 @@ export const status: VerbHandler = async (ctx, args) => {
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
     const live = await store.liveDaemons(c);
     const daemon = live[0] ?? (await store.lastDaemon(c));
-    const doc = statusDoc(rows, daemon, live.length > 0);
+    const doc = statusDoc(rows, daemon, live.length > 0, await countAside(c));
     if (ctx.flags.json) ctx.json(doc);
     else printStatus(ctx, doc, name !== undefined);
   });
@@ -190,6 +194,8 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
     }
     ctx.say(t.toString(), true);
     ctx.say('I/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty', true);
+    const aside = doc.syncs.filter((x) => x.setAside > 0);
+    if (aside.length) ctx.say(`rows set aside: ${aside.map((x) => `${x.name} ${x.setAside}`).join(', ')} (see "ibex quarantine list")`, true);
     return;
   }
   const s = doc.syncs[0]!;
@@ -205,6 +211,7 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
     kv.push(['Last run counts', `${s.lastRun.inserted} inserted, ${s.lastRun.deleted} deleted, ${s.lastRun.conflicts} conflicts, ${s.lastRun.truncates} truncates`]);
   } else kv.push(['Last run', '-']);
   kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => `${b.db}: ${b.keys} keys${b.lagS !== null && b.keys > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);
+  kv.push(['Rows set aside', s.setAside ? `${s.setAside} (see "ibex quarantine list ${s.name}")` : '0']);
   kv.push(['Clock skew', s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)} ms` : '-']);
   kv.push(['Last error', s.lastError ? `${s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '-']);
   ctx.say(kv.toString(), true);

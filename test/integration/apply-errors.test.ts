@@ -40,11 +40,20 @@ describe('apply errors', () => {
         CREATE TABLE un (id int PRIMARY KEY, email text UNIQUE, note text);
         CREATE TABLE uo (id int PRIMARY KEY, email text UNIQUE);
         CREATE TABLE big (id int PRIMARY KEY, body text);
+        CREATE TABLE rp (id int PRIMARY KEY, name text);
+        CREATE TABLE rc (id int PRIMARY KEY, parent_id int REFERENCES rp (id), note text);
+        CREATE TABLE ck (id int PRIMARY KEY, v int);
+        CREATE TABLE st (id int PRIMARY KEY, v int);
+        CREATE TABLE lk (id int PRIMARY KEY, v text);
       `);
     }
     await setupControl(env, { A: 0, B: 1, C: 2 });
     await addSync(env, 'claims', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: ['public.un'] });
     await addSync(env, 'ordered', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: ['public.uo'], options: { conflict_strategy: 'B,A,C' } });
+    await addSync(env, 'orphans', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: ['public.rp', 'public.rc'] });
+    await addSync(env, 'rowerr', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.ck'] });
+    await addSync(env, 'stall', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.st'], options: { on_row_error: 'stall' } });
+    await addSync(env, 'locks', { dbs: { A: 'source', B: 'target' }, tables: ['public.lk'] });
     await addSync(env, 'big', { dbs: { A: 'source', B: 'source', C: 'target' }, tables: ['public.big'] });
   });
 
@@ -74,6 +83,94 @@ describe('apply errors', () => {
     assert.deepEqual(await same('uo'), ['{"id": 1, "email": "pref@x"}']);
     const log = await conflictLog('ordered');
     assert.ok(log.some((c) => c.winner === 'B' && c.losers.some((l) => l.row?.id === 2)), JSON.stringify(log));
+  });
+
+  it('a parent deleted after a child was added under it elsewhere: the child is removed everywhere, and logged', async () => {
+    await env.query(0, `INSERT INTO rp VALUES (1, 'one')`);
+    await settle('orphans', 1);
+    await env.query(1, `INSERT INTO rc VALUES (100, 1, 'B, earlier')`);
+    await env.query(0, `DELETE FROM rp WHERE id = 1`);
+    await settle('orphans');
+    assert.deepEqual(await same('rp'), []);
+    assert.deepEqual(await same('rc'), []);
+    const log = await conflictLog('orphans');
+    assert.ok(log.some((c) => c.kind === 'foreign_key' && c.status === 'applied' && c.losers.some((l) => l.row?.note === 'B, earlier')), JSON.stringify(log));
+    assert.ok(!log.some((c) => c.status === 'quarantined'), JSON.stringify(log));
+  });
+
+  it('a child added after its parent was deleted elsewhere: the parent is restored everywhere', async () => {
+    await env.query(0, `INSERT INTO rp VALUES (2, 'two')`);
+    await settle('orphans', 1);
+    await env.query(0, `DELETE FROM rp WHERE id = 2`);
+    await env.query(1, `INSERT INTO rc VALUES (200, 2, 'B, later')`);
+    await settle('orphans');
+    assert.deepEqual(await same('rp'), ['{"id": 2, "name": "two"}']);
+    assert.deepEqual(await same('rc'), ['{"id": 200, "note": "B, later", "parent_id": 2}']);
+    const log = await conflictLog('orphans');
+    assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === '{"id": 2}' && c.losers.some((l) => l.db === 'A' && l.row === null)), JSON.stringify(log));
+  });
+
+  it('a row one target refuses (CHECK, trigger) is set aside with its error; the rest flows, and it goes in once fixed', async () => {
+    await env.query(2, `ALTER TABLE ck ADD CONSTRAINT ck_small CHECK (v < 100)`);
+    await env.query(1, `CREATE FUNCTION no_seven() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.v = 7 THEN RAISE EXCEPTION 'seven refused (test)'; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER no_seven BEFORE INSERT OR UPDATE ON ck FOR EACH ROW EXECUTE FUNCTION no_seven()`);
+    const r = runner(env, 'rowerr');
+    await env.query(0, `INSERT INTO ck VALUES (1, 5), (2, 500), (3, 7), (4, 8)`);
+    const res = await runOk(r);
+    assert.equal(res.status, 'good');
+    assert.deepEqual((await env.query(1, `SELECT id FROM ck ORDER BY 1`)).map((x) => Number(x.id)), [1, 2, 4]);
+    assert.deepEqual((await env.query(2, `SELECT id FROM ck ORDER BY 1`)).map((x) => Number(x.id)), [1, 3, 4]);
+    const aside = await env.query(0, `SELECT db, relname, key::text AS key, error FROM ibex.row_aside WHERE sync = 'rowerr' ORDER BY db`, [], 'ibexctl');
+    assert.deepEqual(aside.map((x) => [x.db, x.relname, x.key]), [['B', 'ck', '{"id": 3}'], ['C', 'ck', '{"id": 2}']]);
+    assert.match(String(aside[0]!.error), /seven refused/);
+    assert.match(String(aside[1]!.error), /ck_small/);
+    const list = await env.cli('quarantine', 'list', 'rowerr');
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /ck_small/);
+    assert.match((await env.cli('status', 'rowerr')).out, /Rows set aside\s*│?\s*2/);
+    // Fixed on both targets: re-queued after the next good run, applied by the one after.
+    await env.query(1, `DROP TRIGGER no_seven ON ck`);
+    await env.query(2, `ALTER TABLE ck DROP CONSTRAINT ck_small`);
+    await settle('rowerr', 3);
+    await same('ck');
+    assert.deepEqual(await env.query(0, `SELECT id FROM ibex.row_aside WHERE sync = 'rowerr'`, [], 'ibexctl'), []);
+  });
+
+  it('on_row_error=stall: the run fails with one line naming the table, key and db', async () => {
+    await env.query(2, `ALTER TABLE st ADD CONSTRAINT st_small CHECK (v < 100)`);
+    const r = runner(env, 'stall');
+    await env.query(0, `INSERT INTO st VALUES (1, 5), (2, 500)`);
+    const res = await r.run('delta');
+    assert.equal(res.status, 'failed');
+    assert.match(res.error ?? '', /public\.st \{"id": 2\} on db C: .*st_small/);
+    assert.ok(!(res.error ?? '').includes('\n'), res.error);
+    assert.deepEqual((await env.query(1, `SELECT id FROM st`)), [], 'nothing was applied');
+    await env.query(2, `ALTER TABLE st DROP CONSTRAINT st_small`);
+    await runOk(r);
+    await same('st');
+  });
+
+  it('a row locked on a target for long is set aside alone, and applied by a retry once the lock is gone', async () => {
+    await env.query(0, `UPDATE ibex.config SET value = '300' WHERE name = 'row_lock_timeout_ms'`, [], 'ibexctl');
+    const r = runner(env, 'locks');
+    await env.query(0, `INSERT INTO lk VALUES (1, 'one'), (2, 'two')`);
+    await runOk(r);
+    const holder = await connect(env.params(1, 'app'));
+    try {
+      await holder.query(`BEGIN; SELECT * FROM lk WHERE id = 1 FOR UPDATE`);
+      await env.query(0, `UPDATE lk SET v = v || ' changed'`);
+      await runOk(r);
+      assert.deepEqual((await env.query(1, `SELECT v FROM lk ORDER BY id`)).map((x) => x.v), ['one', 'two changed']);
+      const aside = await env.query(0, `SELECT db, key::text AS key, sqlstate FROM ibex.row_aside WHERE sync = 'locks'`, [], 'ibexctl');
+      assert.deepEqual(aside.map((x) => [x.db, x.key, x.sqlstate]), [['B', '{"id": 1}', '55P03']]);
+      await holder.query('ROLLBACK');
+    } finally {
+      await holder.end();
+    }
+    await settle('locks', 3);
+    await same('lk', [0, 1]);
+    assert.deepEqual(await env.query(0, `SELECT id FROM ibex.row_aside WHERE sync = 'locks'`, [], 'ibexctl'), []);
   });
 
   it('the inline path measures rows by their text, not their compressed size', async () => {

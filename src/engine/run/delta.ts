@@ -8,12 +8,14 @@
 import * as store from '../../control/run-store.js';
 import { together } from '../together.js';
 import type { RunResult } from '../types.js';
+import { afterRunAside, recordRunAside } from './aside.js';
 import { confirm } from './confirm.js';
 import type { RunContext } from './context.js';
 import { runCounts } from './custom.js';
 import { deletes } from './delete.js';
 import { gather, gatheredCounts } from './gather.js';
 import { clockSkew, open, recover } from './open.js';
+import { settleOrphans } from './orphans.js';
 import { resolve } from './resolve.js';
 import { syncSequences } from './sequences.js';
 import { RunState } from './state.js';
@@ -56,10 +58,13 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   st.phase('delete');
   const conflict = await upserts(ctx, st);
   if (conflict) return conflict;
+  await settleOrphans(ctx, st);
+  await recordRunAside(ctx, st);
   await syncSequences(ctx);
   st.phase('upsert');
   if ((skip = await ctx.hooks.run('before_commit', runId, { result: runCounts({ ...result, status: 'good' }) }))) return { skip };
   await confirm(ctx, st);
+  await afterRunAside(ctx, st);
   await ctx.housekeeping.after(ctx, st, skewMs);
   st.phase('commit');
   const details: Record<string, unknown> = { skewMs, gathered, phases: st.phases, snapshots: Object.fromEntries([...st.snaps].map(([d, s]) => [d.name, s])) };
@@ -74,6 +79,7 @@ async function emptyRun(ctx: RunContext, st: RunState, skewMs: number): Promise<
   await together(ctx.all, (d) => ctx.pg(d).commit());
   await together(ctx.typed, (td) => td.target.commit());
   await store.advanceCursors(ctx.control, ctx.sync, new Map(ctx.sources.map((s) => [s.name, st.snaps.get(s)!])));
+  await afterRunAside(ctx, st);
   await ctx.housekeeping.after(ctx, st, skewMs);
   st.result.status = 'empty';
   return { skewMs };

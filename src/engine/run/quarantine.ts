@@ -4,7 +4,9 @@
  * repeated while rows go in (a unique value moved between rows fits once the row that held it has
  * moved on). Rows still refused are left out and logged, never retried forever.
  */
+import type { AsideRecord } from '../../control/aside-store.js';
 import type { ConflictRecord } from '../../control/run-store.js';
+import { IbexError } from '../../errors.js';
 import type { SyncDb } from '../../control/sync-config.js';
 import { literal } from '../../db/ident.js';
 import { sqlstate, SqlState } from '../../db/sqlstate.js';
@@ -16,6 +18,7 @@ import {
   claimOrderSql, ctidsSql, deleteByIdSql, localChangeSql, refusedRowSql, swapSql, uniqueColumnsSql, uniqueHolderSql,
 } from '../sql/apply.js';
 import { tempNames } from '../sql/temp.js';
+import { isRowError, rowLockTimeout } from './aside.js';
 import { stampFor, type RunContext } from './context.js';
 
 /** One apply of staged work on one db. */
@@ -32,23 +35,26 @@ export interface StagedApply {
 
 const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
 
-/** Apply; rows refused are pushed onto `quarantined`. Returns the rows applied. */
-export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarantined: ConflictRecord[]): Promise<number> {
+/** Apply; rows refused are pushed onto `quarantined`, rows set aside onto `aside`. Returns the rows applied. */
+export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarantined: ConflictRecord[], aside: AsideRecord[]): Promise<number> {
   const s = ctx.pg(a.db);
+  // A row lock held for minutes must not hold the whole apply: past this, that row is set aside.
+  const lockMs = ctx.cfg.onRowError === 'quarantine' ? await rowLockTimeout(ctx) : 0;
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
   // the session, try the whole set under a savepoint.
   try {
     const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply`);
+      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply`);
     return r[r.length - 2]!.rowCount ?? 0;
   } catch (err) {
     // A failed load (before the savepoint) is no refusal: the run fails.
     await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
-    if (!refused(err)) throw err;
+    if (!refused(err) && !isRowError(err)) throw err;
   }
   const table = tempNames(a.p)[a.from];
   const pending = (await s.query(ctidsSql(table), [a.origin])).rows.map((r) => String(r.id));
-  const { applied, left, errors } = await rowByRow(s, a, pending);
+  const { applied, left, errors, bad } = await rowByRow(s, a, pending);
+  if (bad.length) await setAside(ctx, s, a, bad, errors, aside);
   const swapped = a.from === 'stage' ? await swap(ctx, s, a, left, errors) : 0;
   if (swapped > 0) return applied + swapped;
   const settled = await settleClaims(ctx, s, a, left, errors, quarantined);
@@ -56,10 +62,11 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   return applied + settled.applied;
 }
 
-type RowErrors = Map<string, { state: string; constraint: string }>;
+type RowErrors = Map<string, { state: string; constraint: string; message?: string }>;
 
-async function rowByRow(s: PostgresTarget, a: StagedApply, ids: string[]): Promise<{ applied: number; left: string[]; errors: RowErrors }> {
+async function rowByRow(s: PostgresTarget, a: StagedApply, ids: string[]): Promise<{ applied: number; left: string[]; errors: RowErrors; bad: string[] }> {
   const errors: RowErrors = new Map();
+  const bad: string[] = [];
   let applied = 0;
   let pending = ids;
   for (let progress = true; pending.length && progress;) {
@@ -74,14 +81,36 @@ async function rowByRow(s: PostgresTarget, a: StagedApply, ids: string[]): Promi
         progress = true;
       } catch (err) {
         await s.query('ROLLBACK TO SAVEPOINT ibex_row');
-        if (!refused(err)) throw err;
-        errors.set(id, { state: sqlstate(err)!, constraint: String((err as { constraint?: string }).constraint ?? '') });
-        next.push(id);
+        const info = { state: sqlstate(err)!, constraint: String((err as { constraint?: string }).constraint ?? ''), message: err instanceof Error ? err.message : String(err) };
+        errors.set(id, info);
+        // Refused for its own values or lock: no later pass would take it.
+        if (isRowError(err)) bad.push(id);
+        else if (refused(err)) next.push(id);
+        else throw err;
       }
     }
     pending = next;
   }
-  return { applied, left: pending, errors };
+  return { applied, left: pending, errors, bad };
+}
+
+/** Rows refused for their values or their lock: set aside, or (on_row_error=stall) the run fails naming the first. */
+async function setAside(ctx: RunContext, s: PostgresTarget, a: StagedApply, ids: string[], errors: RowErrors, aside: AsideRecord[]): Promise<void> {
+  const table = tempNames(a.p)[a.from];
+  for (const id of ids) {
+    const row = (await s.query(refusedRowSql(a.p, table), [id])).rows[0];
+    const e = errors.get(id)!;
+    const what = `${a.from === 'stage' ? 'row' : 'delete of'} ${a.p.label} ${String(row.key)} on db ${a.db.name}`;
+    if (ctx.cfg.onRowError === 'stall') {
+      throw new IbexError('run_failed', `sync ${ctx.sync} stalls on the ${what}: ${e.message ?? e.state} (fix the row there, or "ibex update sync ${ctx.sync} on_row_error=quarantine" to set such rows aside)`);
+    }
+    const src = ctx.sources.find((x) => x.name === a.origin && x !== a.db) ?? ctx.sources.find((x) => x !== a.db);
+    aside.push({
+      db: a.db.name, schema: a.p.rel.schema, table: a.p.rel.name, key: JSON.parse(String(row.key)), op: a.from === 'stage' ? 'upsert' : 'delete',
+      source: src?.name ?? null, row: a.from === 'stage' ? JSON.parse(String(row.incoming)) : null, sqlstate: e.state, error: e.message ?? e.state,
+    });
+    ctx.log.warn({ table: a.p.label, db: a.db.name, key: String(row.key), sqlstate: e.state }, `the ${what} was set aside: ${e.message ?? e.state} (see "ibex quarantine list")`);
+  }
 }
 
 /**

@@ -14,6 +14,7 @@ import {
 import { together } from '../together.js';
 import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type RunContext } from './context.js';
 import { direct, fastPath } from './paths.js';
+import { isRowError } from './aside.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
 import type { TextRow } from '../../targets/target.js';
@@ -125,9 +126,10 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
       at.lazy ? lazyCopyOutSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonCopyOutSql(p, fewKeys(at.won), false),
       [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })), ...upsertSinks(ctx, st, p, src.name)]);
   } catch (err) {
-    // A key that already exists (a repeated run), another unique index or a missing parent:
-    // repeat the run through staging, which applies what fits and quarantines the rest.
-    if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation) return { fastPathConflict: p.label };
+    // A key that already exists (a repeated run), another unique index, a missing parent, a row
+    // a db refuses: repeat the run through staging, which applies what fits and settles, quarantines
+    // or sets aside the rest.
+    if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation || isRowError(err)) return { fastPathConflict: p.label };
     throw err;
   }
   if (hash) await s.query(`SET LOCAL enable_nestloop = on`);
@@ -149,7 +151,7 @@ async function applyStaged(ctx: RunContext, st: RunState, p: TablePlan, d: SyncD
     origins = r.at(-1)!.rows.map((o) => o.ibex_origin as string | null);
   }
   for (const o of origins) {
-    const n = await applyOrQuarantine(ctx, { p, db: d, from: 'stage', origin: o, statement: (one, org) => stagedUpsertSql(p, one, org), load }, st.quarantined);
+    const n = await applyOrQuarantine(ctx, { p, db: d, from: 'stage', origin: o, statement: (one, org) => stagedUpsertSql(p, one, org), load }, st.quarantined, st.aside);
     load = '';
     countInserted(st, p, n);
   }

@@ -213,3 +213,51 @@ export function deleteByIdSql(p: TablePlan): string {
  * sync): what ibex removes or touches to settle a conflict replicates to every db by the next run.
  */
 export const localChangeSql = `SELECT set_config('ibex.origin', '', true), set_config('ibex.by', '', true), set_config('ibex.nocapture', 'off', true)`;
+
+/**
+ * A foreign key by name ($1) on or to a table ($2: its quoted name): the referencing (child) and
+ * referenced (parent) tables and their columns in the key's order, as JSON arrays.
+ */
+export function foreignKeySql(): string {
+  return `SELECT cn.nspname AS child_schema, cc.relname AS child_table, pn.nspname AS parent_schema, pc.relname AS parent_table,
+                 (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(f.conkey) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum) AS child_cols,
+                 (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(f.confkey) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum) AS parent_cols
+            FROM pg_constraint f
+            JOIN pg_class cc ON cc.oid = f.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+            JOIN pg_class pc ON pc.oid = f.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+           WHERE f.contype = 'f' AND f.conname = $1 AND $2::regclass IN (f.conrelid, f.confrelid)`;
+}
+
+/** `t.c = (v).c AND …` for a row `v` of JSON ($n) matching some columns of table `p`. */
+function jsonMatch(p: TablePlan, cols: readonly string[], param: number): string {
+  return cols.map((c) => `t.${ident(c).text} = (jsonb_populate_record(NULL::${p.q}, $${param}::jsonb)).${ident(c).text}`).join(' AND ');
+}
+
+/** A source's pending version of one key ($1: the key as JSON): its change time and origin. */
+export function pendingVersionSql(p: TablePlan): string {
+  return `SELECT ibex_ts::text AS ts FROM ${tempNames(p).pend} t WHERE ${jsonMatch(p, p.keys, 1)}`;
+}
+
+/** The rows of a child table whose columns `cols` hold the values of $1 (JSON, by those column names). */
+export function childrenSql(p: TablePlan, cols: readonly string[]): string {
+  const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, t.${ident(k).text}`).join(', ')})`;
+  return `SELECT ${keyJson}::text AS key, to_jsonb(t)::text AS row FROM ${p.q} t WHERE ${jsonMatch(p, cols, 1)}`;
+}
+
+/** Delete one row by key ($1: JSON). */
+export function deleteByKeySql(p: TablePlan): string {
+  return `DELETE FROM ${p.q} t WHERE ${jsonMatch(p, p.keys, 1)}`;
+}
+
+/** Rewrite one row by key ($1: JSON) unchanged: captured as a change of this db, so it replicates. */
+export function touchByKeySql(p: TablePlan): string {
+  const k = ident(p.keys[0]!).text;
+  return `UPDATE ${p.q} t SET ${k} = t.${k} WHERE ${jsonMatch(p, p.keys, 1)} RETURNING to_jsonb(t)::text AS row`;
+}
+
+/** Order versions ($1: JSON array of {which, ibex_src, ibex_ts, k}) by a strategy's `order` (see winnerOrder, key expression `k`). */
+export function versionOrderSql(order: string): string {
+  return `SELECT which, ibex_src, ibex_ts::text AS ts FROM jsonb_to_recordset($1::jsonb) AS c(which text, ibex_src text, ibex_ts timestamptz, k text) ORDER BY ${order}`;
+}
