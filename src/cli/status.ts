@@ -84,6 +84,8 @@ export interface SyncStatusDoc {
   lastRun: {
     run: number; kind: string; status: string; started: string; ended: string | null; ms: number | null;
     inserted: number; deleted: number; conflicts: number; truncates: number; tables: Record<string, TableCounts>; error: string | null;
+    /** Per db, whose rights the rows were applied with (table owners, or ibex's role and why). */
+    applyAs: Record<string, string>;
   } | null;
   backlog: { db: string; keys: number; oldest: string | null; lagS: number | null }[];
   /** The age of the oldest change not yet replicated, over every source. */
@@ -93,6 +95,11 @@ export interface SyncStatusDoc {
   attempts: number;
   /** Rows set aside (on_row_error=quarantine), see `ibex quarantine list`. */
   setAside: number;
+}
+
+function applyAsOf(details: Record<string, unknown> | null | undefined): Record<string, string> {
+  const a = details?.applyAs;
+  return a && typeof a === 'object' ? Object.fromEntries(Object.entries(a as Record<string, unknown>).map(([k, v]) => [k, String(v)])) : {};
 }
 
 /** Build the `status --json` document. */
@@ -121,6 +128,7 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
         run: lr.id, kind: lr.kind, status: lr.status, started: lr.started.toISOString(), ended: lr.ended?.toISOString() ?? null,
         ms: lr.ended ? lr.ended.getTime() - lr.started.getTime() : null,
         inserted: lr.inserted, deleted: lr.deleted, conflicts: lr.conflicts, truncates: lr.truncates, tables: tablesOf(lr.details), error: lr.error,
+        applyAs: applyAsOf(lr.details),
       } : null,
       backlog,
       lagS: lags.length ? Math.max(...lags) : null,
@@ -208,6 +216,8 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
   kv.push(['Last good run', s.lastGood ? `#${s.lastGood.run} ended ${s.lastGood.ended} (${formatAge(s.lastGood.ageS)} ago)` : '-']);
   if (s.lastRun) {
     kv.push(['Last run', `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}, ended ${s.lastRun.ended ?? '-'}${s.lastRun.ms !== null ? ` in ${s.lastRun.ms} ms` : ''}`]);
+    const applyAs = Object.entries(s.lastRun.applyAs);
+    if (applyAs.length) kv.push(['Apply as', applyAs.map(([db, how]) => `${db}: ${how}`).join('; ')]);
     kv.push(['Last run counts', `${s.lastRun.inserted} inserted, ${s.lastRun.deleted} deleted, ${s.lastRun.conflicts} conflicts, ${s.lastRun.truncates} truncates`]);
   } else kv.push(['Last run', '-']);
   kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => `${b.db}: ${b.keys} keys${b.lagS !== null && b.keys > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);

@@ -45,6 +45,9 @@ describe('apply errors', () => {
         CREATE TABLE ck (id int PRIMARY KEY, v int);
         CREATE TABLE st (id int PRIMARY KEY, v int);
         CREATE TABLE lk (id int PRIMARY KEY, v text);
+        CREATE ROLE app_owner NOLOGIN;
+        CREATE TABLE ow (id int PRIMARY KEY, v text);
+        ALTER TABLE ow OWNER TO app_owner;
       `);
     }
     await setupControl(env, { A: 0, B: 1, C: 2 });
@@ -54,6 +57,7 @@ describe('apply errors', () => {
     await addSync(env, 'rowerr', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.ck'] });
     await addSync(env, 'stall', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.st'], options: { on_row_error: 'stall' } });
     await addSync(env, 'locks', { dbs: { A: 'source', B: 'target' }, tables: ['public.lk'] });
+    await addSync(env, 'owners', { dbs: { A: 'source', B: 'target' }, tables: ['public.ow'] });
     await addSync(env, 'big', { dbs: { A: 'source', B: 'source', C: 'target' }, tables: ['public.big'] });
   });
 
@@ -171,6 +175,36 @@ describe('apply errors', () => {
     await settle('locks', 3);
     await same('lk', [0, 1]);
     assert.deepEqual(await env.query(0, `SELECT id FROM ibex.row_aside WHERE sync = 'locks'`, [], 'ibexctl'), []);
+  });
+
+  it('a table owner\'s trigger runs as the owner during apply, and cannot write ibex\'s schema', async () => {
+    await env.query(1, `
+      CREATE TABLE ow_log (who text, ibex_write text);
+      ALTER TABLE ow_log OWNER TO app_owner;
+      CREATE FUNCTION ow_spy() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE w text;
+      BEGIN
+        BEGIN
+          CREATE TABLE ibex.spy (x int);
+          w := 'wrote ibex';
+        EXCEPTION WHEN insufficient_privilege THEN w := 'denied';
+        END;
+        INSERT INTO public.ow_log VALUES (current_user, w);
+        RETURN NEW;
+      END $$;
+      ALTER FUNCTION ow_spy() OWNER TO app_owner;
+      CREATE TRIGGER ow_spy BEFORE INSERT OR UPDATE ON ow FOR EACH ROW EXECUTE FUNCTION ow_spy();`);
+    const r = runner(env, 'owners');
+    await env.query(0, `INSERT INTO ow VALUES (1, 'one'), (2, 'two')`);
+    await runOk(r);
+    await env.query(0, `UPDATE ow SET v = 'one, changed' WHERE id = 1`);
+    await runOk(r);
+    await same('ow', [0, 1]);
+    const log = await env.query(1, `SELECT who, ibex_write FROM ow_log`);
+    assert.ok(log.length >= 3, JSON.stringify(log));
+    assert.deepEqual([...new Set(log.map((x) => `${x.who} ${x.ibex_write}`))], ['app_owner denied']);
+    assert.equal((await env.query(1, `SELECT to_regclass('ibex.spy') AS t`))[0]!.t, null);
+    assert.match((await env.cli('status', 'owners')).out, /Apply as\s*│?\s*B: table owners/);
   });
 
   it('the inline path measures rows by their text, not their compressed size', async () => {

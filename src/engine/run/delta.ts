@@ -16,6 +16,7 @@ import { deletes } from './delete.js';
 import { gather, gatheredCounts } from './gather.js';
 import { clockSkew, open, recover } from './open.js';
 import { settleOrphans } from './orphans.js';
+import { applyAsText } from './owner.js';
 import { resolve } from './resolve.js';
 import { syncSequences } from './sequences.js';
 import { RunState } from './state.js';
@@ -67,7 +68,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   await afterRunAside(ctx, st);
   await ctx.housekeeping.after(ctx, st, skewMs);
   st.phase('commit');
-  const details: Record<string, unknown> = { skewMs, gathered, phases: st.phases, snapshots: Object.fromEntries([...st.snaps].map(([d, s]) => [d.name, s])) };
+  const details: Record<string, unknown> = { skewMs, gathered, applyAs: await applyAsText(ctx), phases: st.phases, snapshots: Object.fromEntries([...st.snaps].map(([d, s]) => [d.name, s])) };
   await ctx.hooks.runAfter('after_txn', result, details);
   ctx.log.debug({ sync: ctx.sync, run: runId, phases: st.phases }, 'run phases (ms)');
   return { details };

@@ -20,6 +20,7 @@ import {
 import { tempNames } from '../sql/temp.js';
 import { isRowError, rowLockTimeout } from './aside.js';
 import { stampFor, type RunContext } from './context.js';
+import { asOwner } from './owner.js';
 
 /** One apply of staged work on one db. */
 export interface StagedApply {
@@ -40,22 +41,40 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   const s = ctx.pg(a.db);
   // A row lock held for minutes must not hold the whole apply: past this, that row is set aside.
   const lockMs = ctx.cfg.onRowError === 'quarantine' ? await rowLockTimeout(ctx) : 0;
+  const table = tempNames(a.p)[a.from];
+  // The table's statements run as its owner where ibex may (see owner.ts), back to ibex after.
+  const role = await asOwner(ctx, a.db, a.p, [table, tempNames(a.p).all]);
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
   // the session, try the whole set under a savepoint.
   try {
     const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply`);
-    return r[r.length - 2]!.rowCount ?? 0;
+      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
+    return r[r.length - (role.after ? 3 : 2)]!.rowCount ?? 0;
   } catch (err) {
     // A failed load (before the savepoint) is no refusal: the run fails.
     await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
     if (!refused(err) && !isRowError(err)) throw err;
   }
-  const table = tempNames(a.p)[a.from];
+  let n: number;
+  try {
+    n = await oneByOne(ctx, s, a, table, role, quarantined, aside);
+  } catch (err) {
+    // The run fails and rolls back; the error to report is this one.
+    if (role.after) await s.query(role.after).catch(() => {});
+    throw err;
+  }
+  if (role.after) await s.query(role.after);
+  return n;
+}
+
+async function oneByOne(ctx: RunContext, s: PostgresTarget, a: StagedApply, table: string, role: { after: string; again: string }, quarantined: ConflictRecord[], aside: AsideRecord[]): Promise<number> {
   const pending = (await s.query(ctidsSql(table), [a.origin])).rows.map((r) => String(r.id));
   const { applied, left, errors, bad } = await rowByRow(s, a, pending);
   if (bad.length) await setAside(ctx, s, a, bad, errors, aside);
+  // Replica mode is ibex's to set (it silences the table's triggers: nothing of the owner's runs).
+  if (role.after) await s.query(role.after);
   const swapped = a.from === 'stage' ? await swap(ctx, s, a, left, errors) : 0;
+  if (role.again) await s.query(role.again);
   if (swapped > 0) return applied + swapped;
   const settled = await settleClaims(ctx, s, a, left, errors, quarantined);
   await quarantine(ctx, s, a, settled.left, errors, quarantined);

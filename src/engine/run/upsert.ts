@@ -15,6 +15,7 @@ import { together } from '../together.js';
 import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type RunContext } from './context.js';
 import { direct, fastPath } from './paths.js';
 import { isRowError } from './aside.js';
+import { asOwner } from './owner.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
 import type { TextRow } from '../../targets/target.js';
@@ -113,6 +114,9 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
   const at = st.table(p).sources.get(src)!;
   const targets = others(ctx, src);
   for (const d of targets) await ctx.pg(d).stamp(stampFor(ctx, p, d, at.insertOrigin ?? null));
+  // COPY straight into the table: as its owner where ibex may (see owner.ts).
+  const roles = await Promise.all(targets.map((d) => asOwner(ctx, d, p, [])));
+  for (const [i, d] of targets.entries()) if (roles[i]!.before) await ctx.pg(d).query(roles[i]!.before);
   const s = ctx.pg(src);
   // A big lazy batch: the delta table's statistics lag behind its growth, and the planner would
   // look every key up through the index (a nested loop, ~10x slower than hashing when the batch
@@ -133,6 +137,7 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
     throw err;
   }
   if (hash) await s.query(`SET LOCAL enable_nestloop = on`);
+  for (const [i, d] of targets.entries()) if (roles[i]!.after) await ctx.pg(d).query(roles[i]!.after);
   // The typed sinks' rows were counted as they were applied.
   countInserted(st, p, copied.slice(0, targets.length).reduce((a, b) => a + b, 0));
   return undefined;
