@@ -25,7 +25,7 @@ export const VERBS: Record<string, VerbEntry> = {
   kick: { summary: 'kick <sync> [timeout]: run a sync now, optionally wait for that run', load: async () => (await import('./status.js')).kick },
   pause: { summary: 'pause <sync …>: stop running these syncs', load: async () => (await import('./status.js')).pause },
   resume: { summary: 'resume <sync …>: run these syncs again', load: async () => (await import('./status.js')).resume },
-  conflicts: { summary: 'conflicts [sync] [--table=] [--since=] [--status=] [--limit=]: the conflict log, every overwritten version', load: async () => (await import('./conflicts.js')).conflicts },
+  conflicts: { summary: 'conflicts [sync] [--table=] [--since=] [--status=] [--limit=]: the conflict log, every overwritten version; conflicts restore <id> puts one back', load: async () => (await import('./conflicts.js')).conflicts },
   quarantine: { summary: 'quarantine [list|retry|drop] [sync] [--id=]: rows a db refused and that were set aside, their errors; retry or forget them', load: async () => (await import('./quarantine.js')).quarantine },
   set: { summary: 'set name=value …: change global settings (retention, timeouts, default strategy)', load: async () => (await import('./settings.js')).set },
   show: { summary: 'show [all | name …]: global settings, their values, defaults and meaning', load: async () => (await import('./settings.js')).show },

@@ -80,6 +80,22 @@ describe('apply errors', () => {
     assert.ok(rows.includes('{"id": 21, "note": "A, later", "email": "other@x"}') && !rows.some((r) => r.includes('C, earlier')), rows.join('\n'));
   });
 
+  it('conflicts restore puts a removed version back on every node; refused in one line while its value is taken', async () => {
+    const ids = await env.query(0, `SELECT id FROM ibex.conflict WHERE sync = 'claims' AND losers::text LIKE '%A, earlier%' ORDER BY id`, [], 'ibexctl');
+    const id = String(ids[0]!.id);
+    const refused = await env.cli('conflicts', 'restore', id);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.err, /would collide again on un_email_key/);
+    assert.equal(refused.err.trim().split('\n').length, 1, refused.err);
+    await env.query(1, `UPDATE un SET email = 'moved@x' WHERE id = 11`);
+    await settle('claims', 1);
+    const ok = await env.cli('conflicts', 'restore', id);
+    assert.equal(ok.code, 0, ok.err);
+    await settle('claims', 2);
+    const rows = await same('un');
+    assert.ok(rows.includes('{"id": 10, "note": "A, earlier", "email": "same@x"}'), rows.join('\n'));
+  });
+
   it('the preferred db of an ordered strategy keeps the unique value, though its claim is older', async () => {
     await env.query(1, `INSERT INTO uo VALUES (1, 'pref@x')`);
     await env.query(0, `INSERT INTO uo VALUES (2, 'pref@x')`);
