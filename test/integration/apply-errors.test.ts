@@ -45,6 +45,9 @@ describe('apply errors', () => {
         CREATE TABLE ck (id int PRIMARY KEY, v int);
         CREATE TABLE st (id int PRIMARY KEY, v int);
         CREATE TABLE lk (id int PRIMARY KEY, v text);
+        CREATE TABLE rnd_p (id int PRIMARY KEY, name text);
+        CREATE TABLE rnd_u (id int PRIMARY KEY, email text UNIQUE);
+        CREATE TABLE rnd_c (id int PRIMARY KEY, parent_id int REFERENCES rnd_p (id), note text);
         CREATE ROLE app_owner NOLOGIN;
         CREATE TABLE ow (id int PRIMARY KEY, v text);
         ALTER TABLE ow OWNER TO app_owner;
@@ -58,6 +61,7 @@ describe('apply errors', () => {
     await addSync(env, 'stall', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.st'], options: { on_row_error: 'stall' } });
     await addSync(env, 'locks', { dbs: { A: 'source', B: 'target' }, tables: ['public.lk'] });
     await addSync(env, 'owners', { dbs: { A: 'source', B: 'target' }, tables: ['public.ow'] });
+    await addSync(env, 'random3', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: ['public.rnd_p', 'public.rnd_u', 'public.rnd_c'] });
     await addSync(env, 'big', { dbs: { A: 'source', B: 'source', C: 'target' }, tables: ['public.big'] });
   });
 
@@ -249,6 +253,80 @@ describe('apply errors', () => {
     for (const i of ALL) {
       const got = await env.query(i, `SELECT octet_length(body) AS n, right(body, 1) AS last FROM big WHERE id = 2`);
       assert.deepEqual(got.map((x) => [Number(x.n), x.last]), [[16_000_001, 'B']], `cluster ${i}`);
+    }
+  });
+
+  it('randomized: unique claims and FK orphans across three masters converge, every removed version logged', async () => {
+    let seed = Number(process.env.IBEX_TEST_SEED ?? 1) | 0 || 1;
+    const rand = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const r = runner(env, 'random3');
+    const inserted = { rnd_u: new Set<number>(), rnd_c: new Set<number>() };
+    const deleted = { rnd_u: new Set<number>(), rnd_c: new Set<number>() };
+    let next = 0;
+    const tryQuery = async (i: number, sql: string, values: unknown[]): Promise<boolean> => {
+      try {
+        await env.query(i, sql, values);
+        return true;
+      } catch {
+        return false; // refused on that node (its own unique value or parent): the app's error, not ibex's
+      }
+    };
+    const ids = async (i: number, table: string): Promise<number[]> => (await env.query(i, `SELECT id FROM ${table} ORDER BY id`)).map((x) => Number(x.id));
+    for (let round = 0; round < 6; round++) {
+      for (const i of ALL) {
+        for (let op = 0; op < 6; op++) {
+          const id = (i + 1) * 100_000 + ++next;
+          const parents = await ids(i, 'rnd_p');
+          // Parents deleted and children added often: one node's delete meets another's new child.
+          switch ([0, 1, 2, 3, 3, 4, 4, 5][rand(8)]) {
+            case 0:
+              if (await tryQuery(i, `INSERT INTO rnd_u VALUES ($1, $2)`, [id, `e${rand(8)}@x`])) inserted.rnd_u.add(id);
+              break;
+            case 1: {
+              const us = await ids(i, 'rnd_u');
+              if (us.length) await tryQuery(i, `UPDATE rnd_u SET email = $2 WHERE id = $1`, [us[rand(us.length)], `e${rand(8)}@x`]);
+              break;
+            }
+            case 2:
+              await tryQuery(i, `INSERT INTO rnd_p VALUES ($1, $2)`, [id, `p${id}`]);
+              break;
+            case 3:
+              if (parents.length && (await tryQuery(i, `INSERT INTO rnd_c VALUES ($1, $2, $3)`, [id, parents[rand(parents.length)], `c${id}`]))) inserted.rnd_c.add(id);
+              break;
+            case 4:
+              if (parents.length) await tryQuery(i, `DELETE FROM rnd_p WHERE id = $1`, [parents[rand(parents.length)]]);
+              break;
+            default: {
+              const cs = await ids(i, 'rnd_c');
+              const c = cs[rand(Math.max(1, cs.length))];
+              if (c !== undefined && (await tryQuery(i, `DELETE FROM rnd_c WHERE id = $1`, [c]))) deleted.rnd_c.add(c);
+            }
+          }
+        }
+      }
+      await runOk(r);
+    }
+    for (let i = 0; i < 4; i++) await runOk(r);
+    const v = await env.cli('validate', 'random3');
+    assert.equal(v.code, 0, `${v.out}\n${v.err}`);
+    const log = await env.query(0, `SELECT relname, kind, status, losers::text AS losers FROM ibex.conflict WHERE sync = 'random3'`, [], 'ibexctl');
+    if (process.env.IBEX_TEST_LOG_KINDS) console.log(JSON.stringify(log.map((x) => `${x.relname} ${x.kind} ${x.status}`)));
+    assert.ok(log.some((x) => x.kind === 'unique'), 'the scenario made no unique claim');
+    assert.ok(log.some((x) => x.kind === 'foreign_key'), 'the scenario made no orphan');
+    assert.ok(!log.some((x) => x.status === 'quarantined'), 'a conflict stayed quarantined');
+    const logged = (table: string): Set<number> => new Set(log.filter((x) => x.relname === table).flatMap((x) =>
+      (JSON.parse(String(x.losers)) as { row: { id?: number } | null }[]).map((l) => Number(l.row?.id))));
+    for (const table of ['rnd_u', 'rnd_c'] as const) {
+      const present = new Set(await ids(0, table));
+      const lost = [...inserted[table]].filter((id) => !present.has(id) && !deleted[table].has(id));
+      const inLog = logged(table);
+      const missing = lost.filter((id) => !inLog.has(id));
+      assert.deepEqual(missing, [], `${table}: rows removed by ibex but not in the conflict log`);
     }
   });
 });
