@@ -3,6 +3,7 @@
  * doing, and asking them to do something now.
  */
 import { countAside } from '../control/aside-store.js';
+import type { TableCounts } from '../model.js';
 import type pg from 'pg';
 import Table from 'cli-table3';
 import * as store from '../control/daemon-store.js';
@@ -33,13 +34,6 @@ function table(head: string[]): Table.Table {
   return new Table({ head, style: process.stdout.isTTY ? {} : { head: [], border: [] } });
 }
 
-/** Counts of one table in one run. */
-export interface TableCounts {
-  inserted: number;
-  deleted: number;
-  conflicts: number;
-  truncates: number;
-}
 
 /** The per-table counts in ibex.run.details: under `tables`, or at the top level. */
 export function tablesOf(details: Record<string, unknown>): Record<string, TableCounts> {

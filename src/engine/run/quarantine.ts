@@ -28,8 +28,8 @@ export interface StagedApply {
   db: SyncDb;
   from: 'stage' | 'del';
   origin: string | null;
-  /** The statement, given an extra filter on `s` and the origin as SQL. */
-  statement: (oneRow: string, origin: string) => string;
+  /** The statement(s), given an extra filter on `s` and the origin as SQL; several run in order, their counts added. */
+  statement: (oneRow: string, origin: string) => string | string[];
   /** Statements that load the staging table first (rows sent inline), in the same round trip. */
   load?: string;
 }
@@ -47,9 +47,11 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
   // the session, try the whole set under a savepoint.
   try {
+    const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
     const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
-    return r[r.length - (role.after ? 3 : 2)]!.rowCount ?? 0;
+      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
+    const end = role.after ? -2 : -1;
+    return r.slice(end - all.length, end).reduce((n, x) => n + (x.rowCount ?? 0), 0);
   } catch (err) {
     // A failed load (before the savepoint) is no refusal: the run fails.
     await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
@@ -94,9 +96,10 @@ async function rowByRow(s: PostgresTarget, a: StagedApply, ids: string[]): Promi
     for (const id of pending) {
       await s.query('SAVEPOINT ibex_row');
       try {
-        const r = await s.query(a.statement('AND s.ctid = $2::tid', '$1'), [a.origin, id]);
+        let n = 0;
+        for (const one of [a.statement('AND s.ctid = $2::tid', '$1')].flat()) n += (await s.query(one, [a.origin, id])).rowCount ?? 0;
         await s.query('RELEASE SAVEPOINT ibex_row');
-        applied += r.rowCount ?? 0;
+        applied += n;
         progress = true;
       } catch (err) {
         await s.query('ROLLBACK TO SAVEPOINT ibex_row');
@@ -244,10 +247,11 @@ async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, i
   await s.query(localChangeSql);
   await s.query(deleteByIdSql(a.p), [holder.id]);
   await s.query(stampSql(stampFor(ctx, a.p, a.db, a.origin)));
-  const r = await s.query(a.statement('AND s.ctid = $2::tid', '$1'), [a.origin, id]);
+  let applied = 0;
+  for (const one of [a.statement('AND s.ctid = $2::tid', '$1')].flat()) applied += (await s.query(one, [a.origin, id])).rowCount ?? 0;
   ctx.log.info({ table: a.p.label, db: a.db.name, key: String(holder.key), constraint }, 'a unique claim lost to a later one: the row is removed everywhere');
   return {
-    applied: r.rowCount ?? 0,
+    applied,
     record: { ...base, key: JSON.parse(String(holder.key)), winner: w ? String(w.ibex_src) : (a.origin ?? null), winnerRow: inRow, winnerTime: w ? String(w.ts) : null,
       losers: [{ db: a.db.name, row: hereRow, ...lost }] },
   };
