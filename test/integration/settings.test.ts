@@ -117,7 +117,7 @@ describe('global settings, history purge and the conflict log', () => {
       assert.match(r.out, /^set default_conflict_strategy=skip \(was latest\)$/m);
       assert.deepEqual(await settings(), {
         conflict_log_retention: '7 days', default_conflict_strategy: 'skip', lock_timeout_ms: '5000',
-        run_history_retention: '36 hours', statement_timeout_ms: '0',
+        row_lock_timeout_ms: '10000', run_history_retention: '36 hours', statement_timeout_ms: '0',
       });
       ok(await env.cli('set', 'CONFLICT_LOG_RETENTION=90', 'run_history_retention=30 days', 'statement_timeout_ms=60000', 'default_conflict_strategy=Latest'));
       const s = await settings();

@@ -40,7 +40,8 @@ const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViol
 export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarantined: ConflictRecord[], aside: AsideRecord[]): Promise<number> {
   const s = ctx.pg(a.db);
   // A row lock held for minutes must not hold the whole apply: past this, that row is set aside.
-  const lockMs = ctx.cfg.onRowError === 'quarantine' ? await rowLockTimeout(ctx) : 0;
+  const lockMs = ctx.cfg.onRowError === 'quarantine' ? await rowLockTimeout(ctx) : undefined;
+  const lock = lockMs === undefined ? '' : `SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; `;
   const table = tempNames(a.p)[a.from];
   // The table's statements run as its owner where ibex may (see owner.ts), back to ibex after.
   const role = await asOwner(ctx, a.db, a.p, [table, tempNames(a.p).all]);
@@ -49,7 +50,7 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   try {
     const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
     const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}SET LOCAL lock_timeout = ${Math.max(0, Math.floor(lockMs))}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
+      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}${lock}SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
     const end = role.after ? -2 : -1;
     return r.slice(end - all.length, end).reduce((n, x) => n + (x.rowCount ?? 0), 0);
   } catch (err) {
