@@ -173,6 +173,12 @@ describe('apply errors', () => {
     await env.query(2, `ALTER TABLE st DROP CONSTRAINT st_small`);
     await runOk(r);
     await same('st');
+    // The option through the CLI: checked, stored, shown.
+    const bad = await env.cli('update', 'sync', 'stall', 'on_row_error=skip');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /bad value "skip" for on_row_error: use one of stall, quarantine/);
+    assert.equal((await env.cli('update', 'sync', 'stall', 'on_row_error=quarantine')).code, 0);
+    assert.deepEqual(await env.query(0, `SELECT on_row_error FROM ibex.sync WHERE name = 'stall'`, [], 'ibexctl'), [{ on_row_error: 'quarantine' }]);
   });
 
   it('a row locked on a target for long is set aside alone, and applied by a retry once the lock is gone', async () => {
