@@ -36,6 +36,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   let skip = await ctx.hooks.run('before_txn', runId);
   if (skip) return { skip };
   await open(ctx, st);
+  ctx.races.use(st.snaps);
   const skewMs = clockSkew(st);
   const { downstream, cursors } = await inputs;
   ctx.downstream = downstream;
@@ -62,6 +63,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   await settleOrphans(ctx, st);
   await recordRunAside(ctx, st);
   await syncSequences(ctx);
+  await ctx.races.requeue(ctx);
   st.phase('upsert');
   if ((skip = await ctx.hooks.run('before_commit', runId, { result: runCounts({ ...result, status: 'good' }) }))) return { skip };
   await confirm(ctx, st);

@@ -46,17 +46,27 @@ export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarant
   // The table's statements run as its owner where ibex may (see owner.ts), back to ibex after.
   const role = await asOwner(ctx, a.db, a.p, [table, tempNames(a.p).all]);
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
-  // the session, try the whole set under a savepoint.
-  try {
-    const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
-    const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}${lock}SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
-    const end = role.after ? -2 : -1;
-    return r.slice(end - all.length, end).reduce((n, x) => n + (x.rowCount ?? 0), 0);
-  } catch (err) {
-    // A failed load (before the savepoint) is no refusal: the run fails.
-    await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
-    if (!refused(err) && !isRowError(err)) throw err;
+  // the session, try the whole set under a savepoint. Keys a local write raced are left out and
+  // the set is tried again (run/raced.ts).
+  for (let load = a.load;; load = undefined) {
+    try {
+      const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
+      const r = await s.queryAll(
+        `${load ? `${load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; ${role.before ? `${role.before}; ` : ''}${lock}SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply${role.after ? `; ${role.after}` : ''}`);
+      const end = role.after ? -2 : -1;
+      return r.slice(end - all.length, end).reduce((n, x) => n + (x.rowCount ?? 0), 0);
+    } catch (err) {
+      // A failed load (before the savepoint) is no refusal: the run fails.
+      await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
+      if (sqlstate(err) === SqlState.serializationFailure) {
+        // Leaving raced keys out writes ibex's staging table: as ibex (the next try switches again).
+        if (role.after) await s.query(role.after);
+        if (await ctx.races.leaveOut(ctx, a.p, a.db, a.from)) continue;
+        throw err;
+      }
+      if (!refused(err) && !isRowError(err)) throw err;
+      break;
+    }
   }
   let n: number;
   try {

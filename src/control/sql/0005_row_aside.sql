@@ -1,4 +1,4 @@
--- 0004: one bad row does not stop a sync. on_row_error: 'quarantine' sets a row a db refuses (a
+-- 0005: one bad row does not stop a sync. on_row_error: 'quarantine' sets a row a db refuses (a
 -- CHECK, a trigger, a lock held past lock_timeout, a row too large) aside and the rest flows;
 -- 'stall' fails the run naming the row. Set-aside rows are kept here until applied or dropped.
 ALTER TABLE ibex.sync ADD COLUMN on_row_error text NOT NULL DEFAULT 'quarantine'
