@@ -3,9 +3,11 @@
  * the conflict log — per resolved key the winner, the row written, and every
  * losing version with its change time — so any overwritten version can be
  * recovered. Each option may also be written as a flag: `--table=…`, `--since=…`.
+ * `ibex conflicts restore <id>` puts a logged version back (see engine/restore.ts).
  */
 import Table from 'cli-table3';
 import { listConflicts, syncHasConflictLog } from '../control/conflict-store.js';
+import { restoreConflict } from '../engine/restore.js';
 import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
 import { displayRelation, likeOf, parseRelationTerm } from '../config/names.js';
@@ -55,8 +57,9 @@ export function parseSince(value: string): { interval: string } | { at: string }
   return { at: new Date(t).toISOString() };
 }
 
-/** `ibex conflicts` */
+/** `ibex conflicts` (and `ibex conflicts restore <id>`) */
 export async function conflicts(ctx: Context, args: string[]): Promise<number> {
+  if (args[0] === 'restore') return restore(ctx, args.slice(1));
   const { words, options } = parseArgs(args, { flags: OPTIONS, what: '"ibex conflicts"' });
   allowOnly(options, OPTIONS, '"ibex conflicts"');
   if (words.length > 1) throw usage(`unexpected "${words.slice(1).join(' ')}": write ${SYNOPSIS}`);
@@ -93,6 +96,20 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
       t.push([x.id, x.sync, x.table, JSON.stringify(x.key), x.kind, x.winner ?? '-', losers, x.status, new Date(x.created).toISOString()]);
     }
     ctx.say(t.toString(), true);
+    return 0;
+  });
+}
+
+/** `ibex conflicts restore <id>`: write the version a conflict removed back on a source of its sync. */
+async function restore(ctx: Context, args: string[]): Promise<number> {
+  const { words, options } = parseArgs(args);
+  allowOnly(options, [], '"ibex conflicts restore"');
+  if (words.length !== 1) throw usage('write: ibex conflicts restore <id> (the id shown by "ibex conflicts")');
+  const id = parseIntOption('id', words[0]!, 1, Number.MAX_SAFE_INTEGER);
+  return ctx.withControl(async (c) => {
+    const r = await restoreConflict(c, id);
+    if (ctx.flags.json) ctx.json(r);
+    else ctx.say(`restored conflict ${r.id} on db ${r.db} (${r.table} ${JSON.stringify(r.key)}): the next run of sync ${r.sync} replicates it ("ibex kick ${r.sync}")`);
     return 0;
   });
 }

@@ -72,6 +72,9 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
   default_conflict_strategy: {
     default: 'latest', about: 'strategy of a sync that names none', parse: strategy, takesEffect: 'syncs added from now on use it',
   },
+  row_lock_timeout_ms: {
+    default: '10000', about: 'how long an apply waits on one row\'s lock before setting that row aside (on_row_error=quarantine); 0 waits without limit', parse: milliseconds,
+  },
   lock_timeout_ms: {
     default: '2000', about: 'lock_timeout of DDL steps (install, remove), retried with backoff; 0 waits without limit', parse: milliseconds,
   },

@@ -2,6 +2,7 @@
  * `ibex status`, `ibex kick`, `ibex pause`, `ibex resume`: what the syncs are
  * doing, and asking them to do something now.
  */
+import { countAside } from '../control/aside-store.js';
 import type { TableCounts } from '../model.js';
 import type pg from 'pg';
 import Table from 'cli-table3';
@@ -78,6 +79,8 @@ export interface SyncStatusDoc {
   lastRun: {
     run: number; kind: string; status: string; started: string; ended: string | null; ms: number | null;
     inserted: number; deleted: number; conflicts: number; truncates: number; tables: Record<string, TableCounts>; error: string | null;
+    /** Per db, whose rights the rows were applied with (table owners, or ibex's role and why). */
+    applyAs: Record<string, string>;
   } | null;
   /**
    * Per source, measured when status asked (live), else as the last good run left it: unconsumed
@@ -93,10 +96,17 @@ export interface SyncStatusDoc {
   clockSkewMs: number | null;
   lastError: { message: string; at: string | null; ageS: number | null } | null;
   attempts: number;
+  /** Rows set aside (on_row_error=quarantine), see `ibex quarantine list`. */
+  setAside: number;
+}
+
+function applyAsOf(details: Record<string, unknown> | null | undefined): Record<string, string> {
+  const a = details?.applyAs;
+  return a && typeof a === 'object' ? Object.fromEntries(Object.entries(a as Record<string, unknown>).map(([k, v]) => [k, String(v)])) : {};
 }
 
 /** Build the `status --json` document. */
-export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean, live: ReadonlyMap<string, LiveSourceBacklog[]> = new Map()): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
+export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean, live: ReadonlyMap<string, LiveSourceBacklog[]> = new Map(), aside: ReadonlyMap<string, number> = new Map()): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
   const d: DaemonStatus = daemon
     ? {
       running: alive, pid: daemon.pid, host: daemon.host, version: daemon.version, started: daemon.started.toISOString(),
@@ -122,6 +132,7 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
         run: lr.id, kind: lr.kind, status: lr.status, started: lr.started.toISOString(), ended: lr.ended?.toISOString() ?? null,
         ms: lr.ended ? lr.ended.getTime() - lr.started.getTime() : null,
         inserted: lr.inserted, deleted: lr.deleted, conflicts: lr.conflicts, truncates: lr.truncates, tables: tablesOf(lr.details), error: lr.error,
+        applyAs: applyAsOf(lr.details),
       } : null,
       backlog,
       backlogLive: measured !== undefined,
@@ -130,6 +141,7 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
       clockSkewMs: r.clockSkewMs,
       lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
       attempts: r.attempts,
+      setAside: aside.get(r.name) ?? 0,
     };
   });
   return { daemon: d, syncs };
@@ -164,7 +176,7 @@ export const status: VerbHandler = async (ctx, args) => {
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
     const live = await store.liveDaemons(c);
     const daemon = live[0] ?? (await store.lastDaemon(c));
-    const doc = statusDoc(rows, daemon, live.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)));
+    const doc = statusDoc(rows, daemon, live.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)), await countAside(c));
     if (ctx.flags.json) ctx.json(doc);
     else printStatus(ctx, doc, name !== undefined);
   });
@@ -215,6 +227,8 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
     ctx.say(t.toString(), true);
     ctx.say('I/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty', true);
     for (const s of doc.syncs) for (const w of [...s.warnings, ...s.backlog.filter((b) => b.error).map((b) => `db ${b.db}: backlog ${b.error}`)]) ctx.say(`warning: sync ${s.name}: ${w}`, true);
+    const aside = doc.syncs.filter((x) => x.setAside > 0);
+    if (aside.length) ctx.say(`rows set aside: ${aside.map((x) => `${x.name} ${x.setAside}`).join(', ')} (see "ibex quarantine list")`, true);
     return;
   }
   const s = doc.syncs[0]!;
@@ -227,9 +241,12 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
   kv.push(['Last good run', s.lastGood ? `#${s.lastGood.run} ended ${s.lastGood.ended} (${formatAge(s.lastGood.ageS)} ago)` : '-']);
   if (s.lastRun) {
     kv.push(['Last run', `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}, ended ${s.lastRun.ended ?? '-'}${s.lastRun.ms !== null ? ` in ${s.lastRun.ms} ms` : ''}`]);
+    const applyAs = Object.entries(s.lastRun.applyAs);
+    if (applyAs.length) kv.push(['Apply as', applyAs.map(([db, how]) => `${db}: ${how}`).join('; ')]);
     kv.push(['Last run counts', `${s.lastRun.inserted} inserted, ${s.lastRun.deleted} deleted, ${s.lastRun.conflicts} conflicts, ${s.lastRun.truncates} truncates`]);
   } else kv.push(['Last run', '-']);
   kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => b.error ? `${b.db}: ${b.error}` : `${b.db}: ${b.keys} changes${b.lagS !== null && (b.keys ?? 0) > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);
+  kv.push(['Rows set aside', s.setAside ? `${s.setAside} (see "ibex quarantine list ${s.name}")` : '0']);
   kv.push(['Clock skew', s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)} ms` : '-']);
   kv.push(['Last error', s.lastError ? `${s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '-']);
   ctx.say(kv.toString(), true);

@@ -108,13 +108,14 @@ export interface SyncOptions {
   lifetime: string | null;
   maxkicks: number | null;
   about: string | null;
+  on_row_error: 'stall' | 'quarantine';
 }
 
 /** Every option column of ibex.sync, in display order. */
 export const SYNC_OPTION_COLUMNS: readonly (keyof SyncOptions)[] = [
   'conflict_strategy', 'clock', 'onetimecopy', 'onetimecopy_from', 'autokick', 'checktime', 'fullcopy_interval',
   'stayalive', 'kidsalive', 'deletemethod', 'isolation_level', 'apply_mode', 'rebuild_index', 'analyze_after_copy',
-  'vacuum_after_copy', 'strict_checking', 'lifetime', 'maxkicks', 'about',
+  'vacuum_after_copy', 'strict_checking', 'lifetime', 'maxkicks', 'about', 'on_row_error',
 ];
 
 /** The state of a sync row. */
@@ -439,7 +440,7 @@ export async function deleteDbgroup(c: pg.Client, name: string): Promise<void> {
 const SYNC_SELECT = raw(`SELECT name, relgroup, dbgroup, status, status_reason, conflict_strategy, clock, onetimecopy,
   onetimecopy_from, autokick, checktime::text AS checktime, fullcopy_interval::text AS fullcopy_interval, stayalive,
   kidsalive, deletemethod, isolation_level, apply_mode, rebuild_index, analyze_after_copy, vacuum_after_copy,
-  strict_checking, lifetime::text AS lifetime, maxkicks, about FROM ibex.sync`);
+  strict_checking, lifetime::text AS lifetime, maxkicks, about, on_row_error FROM ibex.sync`);
 
 /** One sync. */
 export async function getSync(c: pg.Client, name: string): Promise<SyncRecord | undefined> {

@@ -48,6 +48,8 @@ export interface SyncConfig {
   deletemethod: string;
   isolationLevel: string;
   applyMode: 'upsert' | 'replica';
+  /** A row a db refuses for another reason than a conflict: set aside, or the run fails. */
+  onRowError: 'stall' | 'quarantine';
   dbs: SyncDb[];
   relations: SyncRelation[];
 }
@@ -89,6 +91,7 @@ export async function loadSyncConfig(control: pg.Client, name: string): Promise<
     deletemethod: row.deletemethod,
     isolationLevel: row.isolation_level,
     applyMode: row.apply_mode,
+    onRowError: row.on_row_error ?? 'quarantine',
     dbs: dbs.rows.map((d) => ({
       name: d.name, dbtype: d.dbtype, role: d.role, priority: Number(d.priority), params: dbParams(d),
       canReplica: d.can_replica === true, status: d.status,

@@ -1,7 +1,5 @@
 /**
  * Focused tests for engine bugs found in review (see the review report).
- * Tests marked `todo` document bugs that are not fixed yet: they run and show
- * as failing TODOs without failing the suite.
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,10 +101,9 @@ describe('engine review', () => {
     await same('tr');
   });
 
-  // Not fixed (needs the design's unique/FK conflict resolution): a secondary UNIQUE value that moves
-  // between rows, or is claimed on two nodes, made every later run fail with 23505; now the refused
-  // rows are quarantined, so the run goes on but the nodes stay different. A swap inside one node's
-  // transaction is not a conflict at all and must replicate.
+  // A secondary UNIQUE value that moves between rows, or is claimed on two nodes, made every later
+  // run fail with 23505, then was quarantined (the nodes stayed different); now the later claim keeps
+  // it. A swap inside one node's transaction is not a conflict at all and must replicate.
   it('replicates two rows swapping a UNIQUE value in one transaction', async () => {
     const r = runner(env, 'uniq');
     await env.query(0, `INSERT INTO un VALUES (1, 'a@x'), (2, 'b@x')`);
@@ -117,7 +114,7 @@ describe('engine review', () => {
     await same('un', [0, 1]);
   });
 
-  it('resolves two nodes claiming one UNIQUE value with different keys', { todo: 'secondary unique conflicts are quarantined, not resolved (DESIGN step 6)' }, async () => {
+  it('resolves two nodes claiming one UNIQUE value with different keys', async () => {
     const r = runner(env, 'uniq');
     await env.query(0, `DELETE FROM un`);
     await runOk(r);
@@ -159,12 +156,14 @@ describe('engine review', () => {
     assert.equal(new Set(keys).size, keys.length, `a refusal was logged twice: ${keys.join('; ')}`);
   });
 
-  it('converges a child inserted under a parent deleted elsewhere (FK without cascade)', { todo: 'foreign key conflicts are quarantined, not resolved (DESIGN step 6)' }, async () => {
+  it('converges a child inserted under a parent deleted elsewhere (FK without cascade)', async () => {
     const r = runner(env, 'restrict');
     await env.query(0, `INSERT INTO rp VALUES (5)`);
     await runOk(r);
     await env.query(0, `DELETE FROM rp WHERE id = 5`);
     await env.query(1, `INSERT INTO rc VALUES (5, 5)`);
+    await runOk(r);
+    // The later child restores its parent: the node that still has it rewrites both, replicated by the next run.
     await runOk(r);
     await same('rp', [0, 1]);
     await same('rc', [0, 1]);

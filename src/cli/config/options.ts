@@ -49,6 +49,7 @@ export const SYNC_OPTIONS: Record<Exclude<keyof SyncOptions, 'conflict_strategy'
   lifetime: { parse: intervalOrNull, default: null },
   maxkicks: { parse: intOrNull(0, 2_147_483_647), default: null },
   about: { parse: text, default: null },
+  on_row_error: { parse: oneOf(['stall', 'quarantine']), default: 'quarantine' },
 };
 
 /** Bucardo's aliases of sync option names. */

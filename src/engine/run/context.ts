@@ -17,7 +17,7 @@ import type { RunState } from './state.js';
 
 /** A few rows won on a source travel inline in the apply round trip (see sql/apply.ts inlineReadSql)… */
 export const INLINE_ROWS = 200;
-/** …and at most this many bytes of them (stored size). */
+/** …and at most this many bytes of them (their text, see inlineReadSql). */
 export const INLINE_BYTES = 256 * 1024;
 /** Batches up to this many keys are read and deleted by one index probe per key (see absentSql). */
 export const SMALL_BATCH = 1_000;

@@ -4,6 +4,7 @@
  * Then the cascade pass: a delete can cascade (ON DELETE CASCADE) to a row another source won
  * after it was found present there; such rows are deleted everywhere too.
  */
+import type { AsideRecord } from '../../control/aside-store.js';
 import type { ConflictRecord } from '../../control/run-store.js';
 import type { SyncDb } from '../../control/sync-config.js';
 import { copyFanOut } from '../exchange.js';
@@ -26,13 +27,13 @@ async function stageDeletes(ctx: RunContext, st: RunState, src: SyncDb, p: Table
 }
 
 /** Delete on one db what its ibex_del holds, per origin; returns the rows deleted. */
-async function applyDeletes(ctx: RunContext, d: SyncDb, p: TablePlan, received: number, quarantined: ConflictRecord[]): Promise<number> {
+async function applyDeletes(ctx: RunContext, d: SyncDb, p: TablePlan, received: number, quarantined: ConflictRecord[], aside: AsideRecord[]): Promise<number> {
   let n = 0;
   for (const o of (await ctx.pg(d).query(originsSql(p, 'del'))).rows) {
     n += await applyOrQuarantine(ctx, {
       p, db: d, from: 'del', origin: o.ibex_origin as string | null,
       statement: (one, org) => deleteSql(p, fewKeys(received), one, org),
-    }, quarantined);
+    }, quarantined, aside);
   }
   return n;
 }
@@ -56,7 +57,7 @@ export async function deletes(ctx: RunContext, st: RunState): Promise<void> {
     // Fast-path tables stage no deletes (and lazy ones have no temp tables at all).
     if (!ctx.sources.some((s) => mayDelete(ctx, st, s, p))) continue;
     // Independent sessions: every db deletes at once.
-    await together(ctx.all, async (d) => count(st, p, await applyDeletes(ctx, d, p, received.get(p)?.get(d) ?? 0, st.quarantined)));
+    await together(ctx.all, async (d) => count(st, p, await applyDeletes(ctx, d, p, received.get(p)?.get(d) ?? 0, st.quarantined, st.aside)));
     count(st, p, await applyTypedDeletes(ctx, st, p));
   }
   if (!ctx.replica && st.result.deleted + st.result.truncates > 0) await cascades(ctx, st);
@@ -79,9 +80,13 @@ async function cascades(ctx: RunContext, st: RunState): Promise<void> {
       for (const d of ctx.all) {
         // Keys the first part quarantined come up again here: refused again, but logged once.
         const refused: ConflictRecord[] = [];
-        const n = await applyDeletes(ctx, d, p, received.get(d) ?? 0, refused);
+        const aside: AsideRecord[] = [];
+        const n = await applyDeletes(ctx, d, p, received.get(d) ?? 0, refused, aside);
         const seen = new Set(st.quarantined.map(quarantineId));
         st.quarantined.push(...refused.filter((q) => !seen.has(quarantineId(q))));
+        const asideId = (x: AsideRecord): string => `${x.schema}.${x.table} ${JSON.stringify(x.key)} ${x.db}`;
+        const seenAside = new Set(st.aside.map(asideId));
+        st.aside.push(...aside.filter((x) => !seenAside.has(asideId(x))));
         count(st, p, n);
         if (n > 0) again = true;
       }

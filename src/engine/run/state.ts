@@ -2,6 +2,7 @@
  * The typed state of one delta run: what each phase learned, per table and per source, keyed by
  * the plan and the db objects themselves (never by strings built from them).
  */
+import type { AsideRecord } from '../../control/aside-store.js';
 import type { SyncDb } from '../../control/sync-config.js';
 import type { ConflictRecord } from '../../control/run-store.js';
 import type { KeyRow, ProgressEntry, Target, TextRow } from '../../targets/target.js';
@@ -76,6 +77,8 @@ export class RunState {
   readonly conflicts: ConflictRecord[] = [];
   /** Rows or deletes a db refused (another unique index, a foreign key): logged, not retried. */
   readonly quarantined: ConflictRecord[] = [];
+  /** Rows a db refused for their values or their lock (on_row_error=quarantine): set aside, retried later. */
+  readonly aside: AsideRecord[] = [];
   /** Milliseconds per phase. */
   readonly phases: Record<string, number> = {};
   private phaseStart = Date.now();

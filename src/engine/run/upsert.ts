@@ -14,6 +14,8 @@ import {
 import { together } from '../together.js';
 import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type RunContext } from './context.js';
 import { direct, fastPath } from './paths.js';
+import { isRowError } from './aside.js';
+import { asOwner } from './owner.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
 import type { TextRow } from '../../targets/target.js';
@@ -112,6 +114,9 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
   const at = st.table(p).sources.get(src)!;
   const targets = others(ctx, src);
   for (const d of targets) await ctx.pg(d).stamp(stampFor(ctx, p, d, at.insertOrigin ?? null));
+  // COPY straight into the table: as its owner where ibex may (see owner.ts).
+  const roles = await Promise.all(targets.map((d) => asOwner(ctx, d, p, [])));
+  for (const [i, d] of targets.entries()) if (roles[i]!.before) await ctx.pg(d).query(roles[i]!.before);
   const s = ctx.pg(src);
   // A big lazy batch: the delta table's statistics lag behind its growth, and the planner would
   // look every key up through the index (a nested loop, ~10x slower than hashing when the batch
@@ -125,12 +130,14 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
       at.lazy ? lazyCopyOutSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonCopyOutSql(p, fewKeys(at.won), false),
       [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })), ...upsertSinks(ctx, st, p, src.name)]);
   } catch (err) {
-    // A key that already exists (a repeated run), another unique index or a missing parent:
-    // repeat the run through staging, which applies what fits and quarantines the rest.
-    if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation) return { fastPathConflict: p.label };
+    // A key that already exists (a repeated run), another unique index, a missing parent, a row
+    // a db refuses: repeat the run through staging, which applies what fits and settles, quarantines
+    // or sets aside the rest.
+    if (sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation || isRowError(err)) return { fastPathConflict: p.label };
     throw err;
   }
   if (hash) await s.query(`SET LOCAL enable_nestloop = on`);
+  for (const [i, d] of targets.entries()) if (roles[i]!.after) await ctx.pg(d).query(roles[i]!.after);
   // The typed sinks' rows were counted as they were applied.
   countInserted(st, p, copied.slice(0, targets.length).reduce((a, b) => a + b, 0));
   return undefined;
@@ -149,7 +156,7 @@ async function applyStaged(ctx: RunContext, st: RunState, p: TablePlan, d: SyncD
     origins = r.at(-1)!.rows.map((o) => o.ibex_origin as string | null);
   }
   for (const o of origins) {
-    const n = await applyOrQuarantine(ctx, { p, db: d, from: 'stage', origin: o, statement: (one, org) => stagedUpsertSql(p, one, org), load }, st.quarantined);
+    const n = await applyOrQuarantine(ctx, { p, db: d, from: 'stage', origin: o, statement: (one, org) => stagedUpsertSql(p, one, org), load }, st.quarantined, st.aside);
     load = '';
     countInserted(st, p, n);
   }

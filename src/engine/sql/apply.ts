@@ -76,14 +76,17 @@ export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): s
 /**
  * Read the rows a source won as one JSON array of text arrays — every column as its type's text
  * output, exactly what COPY's text format carries, then the origin — with the count; `rows` is
- * NULL when they exceed `maxBytes` (stored size; then COPY carries them). At most a few hundred
- * keys: one index probe each.
+ * NULL when their text exceeds `maxBytes` (then COPY carries them). The size is the text's, not
+ * the stored (compressed) size, and it is measured before anything is aggregated: a compressible
+ * row of hundreds of MB stores small but would build a JSON text past PostgreSQL's 1 GB limit
+ * (`out of memory`). octet_length of a text value reads its TOAST header, not the value. At most
+ * a few hundred keys: one index probe each (twice when they fit).
  */
 export function inlineReadSql(p: TablePlan, maxBytes: number): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
-  return `WITH x AS (SELECT to_json(ARRAY[${cols}, m.ibex_origin]) AS j, pg_column_size(t.*) AS size
-                         FROM ${wonRowsFrom(p, true)})
-            SELECT count(*) AS n, CASE WHEN coalesce(sum(size), 0) <= ${maxBytes} THEN json_agg(j)::text END AS rows FROM x`;
+  const size = p.cols.map((col) => `coalesce(octet_length(t.${ident(col).text}::text), 0)`).join(' + ');
+  return `SELECT n, CASE WHEN bytes <= ${maxBytes} THEN (SELECT json_agg(to_json(ARRAY[${cols}, m.ibex_origin]))::text FROM ${wonRowsFrom(p, true)}) END AS rows
+            FROM (SELECT count(*) AS n, coalesce(sum(${size}), 0) AS bytes FROM ${wonRowsFrom(p, true)}) x`;
 }
 
 /** Load rows read by inlineReadSql into a db's staging table (`types`: of p.cols, in order). */
@@ -164,4 +167,100 @@ export function refusedRowSql(p: TablePlan, table: string): string {
   return `SELECT ${keyJson}::text AS key, (to_jsonb(s) - 'ibex_origin')::text AS incoming,
                 (SELECT to_jsonb(t)::text FROM ${p.q} t WHERE ${p.keyJoin('t', 's')}) AS here
            FROM ${table} s WHERE s.ctid = $1::tid`;
+}
+
+/**
+ * The columns of a unique index ($1 schema, $2 index name) as a JSON array, and whether it is
+ * opaque to a claim's resolution (an expression or a partial index: the holder cannot be found by
+ * equal columns).
+ */
+export function uniqueColumnsSql(): string {
+  return `SELECT (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols,
+                 (0 = ANY (i.indkey::int2[]) OR i.indpred IS NOT NULL) AS opaque
+            FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, $2::text))`;
+}
+
+/** The row of the table holding the unique value (columns `cols`) a staged row ($1: ctid) claims under another key. */
+export function uniqueHolderSql(p: TablePlan, cols: readonly string[]): string {
+  const same = cols.map((c) => `t.${ident(c).text} = s.${ident(c).text}`).join(' AND ');
+  const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, t.${ident(k).text}`).join(', ')})`;
+  return `SELECT t.ctid::text AS id, ${keyJson}::text AS key, to_jsonb(t)::text AS row
+            FROM ${p.q} t JOIN ${tempNames(p).stage} s ON ${same}
+           WHERE s.ctid = $1::tid AND NOT (${p.keyJoin('t', 's')})`;
+}
+
+/**
+ * Which of two claims of one unique value wins: the staged row ($1: ctid, 'in') or the row held
+ * here ($2: ctid, 'here'), each by its pending versions in ibex_all, ordered by the sync's
+ * strategy (`order`, see winnerOrder). Rows in order of preference; a claim with no pending
+ * version (it was settled before this run) has no row.
+ */
+export function claimOrderSql(p: TablePlan, order: string): string {
+  const t = tempNames(p);
+  const keys = p.keys.map((k) => `a.${ident(k).text}`).join(', ');
+  return `SELECT which, ibex_src, ibex_ts::text AS ts FROM (
+            SELECT 'in'::text AS which, a.ibex_src, a.ibex_ts, ${keys} FROM ${t.all} a JOIN ${t.stage} s ON ${p.keyJoin('a', 's')} WHERE s.ctid = $1::tid
+            UNION ALL
+            SELECT 'here'::text, a.ibex_src, a.ibex_ts, ${keys} FROM ${t.all} a JOIN ${p.q} h ON ${p.keyJoin('a', 'h')} WHERE h.ctid = $2::tid) c
+          ORDER BY ${order}`;
+}
+
+/** Delete one row of the table by ctid ($1). */
+export function deleteByIdSql(p: TablePlan): string {
+  return `DELETE FROM ${p.q} WHERE ctid = $1::tid`;
+}
+
+/**
+ * Stamp what follows as a change made on this db itself (captured, with no origin and not by a
+ * sync): what ibex removes or touches to settle a conflict replicates to every db by the next run.
+ */
+export const localChangeSql = `SELECT set_config('ibex.origin', '', true), set_config('ibex.by', '', true), set_config('ibex.nocapture', 'off', true)`;
+
+/**
+ * A foreign key by name ($1) on or to a table ($2: its quoted name): the referencing (child) and
+ * referenced (parent) tables and their columns in the key's order, as JSON arrays.
+ */
+export function foreignKeySql(): string {
+  return `SELECT cn.nspname AS child_schema, cc.relname AS child_table, pn.nspname AS parent_schema, pc.relname AS parent_table,
+                 (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(f.conkey) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum) AS child_cols,
+                 (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(f.confkey) WITH ORDINALITY k(attnum, n)
+                    JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum) AS parent_cols
+            FROM pg_constraint f
+            JOIN pg_class cc ON cc.oid = f.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+            JOIN pg_class pc ON pc.oid = f.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+           WHERE f.contype = 'f' AND f.conname = $1 AND $2::regclass IN (f.conrelid, f.confrelid)`;
+}
+
+/** `t.c = (v).c AND …` for a row `v` of JSON ($n) matching some columns of table `p`. */
+function jsonMatch(p: TablePlan, cols: readonly string[], param: number): string {
+  return cols.map((c) => `t.${ident(c).text} = (jsonb_populate_record(NULL::${p.q}, $${param}::jsonb)).${ident(c).text}`).join(' AND ');
+}
+
+/** A source's pending version of one key ($1: the key as JSON): its change time and origin. */
+export function pendingVersionSql(p: TablePlan): string {
+  return `SELECT ibex_ts::text AS ts FROM ${tempNames(p).pend} t WHERE ${jsonMatch(p, p.keys, 1)}`;
+}
+
+/** The rows of a child table whose columns `cols` hold the values of $1 (JSON, by those column names). */
+export function childrenSql(p: TablePlan, cols: readonly string[]): string {
+  const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, t.${ident(k).text}`).join(', ')})`;
+  return `SELECT ${keyJson}::text AS key, to_jsonb(t)::text AS row FROM ${p.q} t WHERE ${jsonMatch(p, cols, 1)}`;
+}
+
+/** Delete one row by key ($1: JSON). */
+export function deleteByKeySql(p: TablePlan): string {
+  return `DELETE FROM ${p.q} t WHERE ${jsonMatch(p, p.keys, 1)}`;
+}
+
+/** Rewrite one row by key ($1: JSON) unchanged: captured as a change of this db, so it replicates. */
+export function touchByKeySql(p: TablePlan): string {
+  const k = ident(p.keys[0]!).text;
+  return `UPDATE ${p.q} t SET ${k} = t.${k} WHERE ${jsonMatch(p, p.keys, 1)} RETURNING to_jsonb(t)::text AS row`;
+}
+
+/** Order versions ($1: JSON array of {which, ibex_src, ibex_ts, k}) by a strategy's `order` (see winnerOrder, key expression `k`). */
+export function versionOrderSql(order: string): string {
+  return `SELECT which, ibex_src, ibex_ts::text AS ts FROM jsonb_to_recordset($1::jsonb) AS c(which text, ibex_src text, ibex_ts timestamptz, k text) ORDER BY ${order}`;
 }

@@ -1,0 +1,61 @@
+/**
+ * Rows are applied as the owner of their table, as PostgreSQL's logical replication does by
+ * default (run_as_owner = false): a trigger or a rule the table's owner wrote then runs with the
+ * owner's rights, not ibex's (which may write ibex's schema: progress rows, deltas). ibex switches
+ * role (SET LOCAL ROLE) only around the statements that write the user's table, and only where its
+ * role may (a member of the owner role, or a superuser); elsewhere it applies as itself and says
+ * so in the run's details ("ibex status"). The staging tables are ibex's temp tables: the
+ * session's temp schema is usable by any role it switches to, and each table read by an apply
+ * statement is granted SELECT to the owner.
+ */
+import { ident } from '../../db/ident.js';
+import type { SyncDb } from '../../control/sync-config.js';
+import type { TablePlan } from '../plan.js';
+import type { RunContext } from './context.js';
+
+interface Owner { owner: string; self: boolean; may: boolean }
+
+const owners = new WeakMap<RunContext, Map<SyncDb, Promise<Map<string, Owner>>>>();
+
+/** The owners of the sync's tables on one db (read once per run). */
+function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
+  let byDb = owners.get(ctx);
+  if (!byDb) owners.set(ctx, (byDb = new Map()));
+  let p = byDb.get(d);
+  if (!p) {
+    p = ctx.pg(d).query(
+      `SELECT x.label, pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS self,
+              pg_has_role(current_user, c.relowner, 'MEMBER') AS may
+         FROM unnest($1::text[], $2::text[]) AS x(label, q) JOIN pg_class c ON c.oid = to_regclass(x.q)`,
+      [ctx.plans.map((x) => x.label), ctx.plans.map((x) => x.q)],
+    ).then((r) => new Map(r.rows.map((x) => [String(x.label), { owner: String(x.owner), self: x.self === true || x.self === 't', may: x.may === true || x.may === 't' }])));
+    byDb.set(d, p);
+  }
+  return p;
+}
+
+/**
+ * SQL to run before a table's apply statements on db `d` (grants on the temp tables they read,
+ * then SET LOCAL ROLE), or '' when ibex applies as itself; `after` goes back to ibex's role,
+ * `again` switches back to the owner.
+ */
+export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<{ before: string; after: string; again: string }> {
+  const o = (await ownersOn(ctx, d)).get(p.label);
+  if (!o || o.self || !o.may) return { before: '', after: '', again: '' };
+  const role = ident(o.owner).text;
+  return { before: `${reads.length ? `GRANT SELECT ON ${reads.join(', ')} TO ${role}; ` : ''}SET LOCAL ROLE ${role}`, after: 'RESET ROLE', again: `SET LOCAL ROLE ${role}` };
+}
+
+/** How the run applied on each db, for "ibex status": as the tables' owners, or as ibex's role and why. */
+export async function applyAsText(ctx: RunContext): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const d of ctx.all) {
+    const byDb = owners.get(ctx)?.get(d);
+    if (!byDb) continue;
+    const all = [...(await byDb).values()];
+    const not = [...new Set(all.filter((o) => !o.self && !o.may).map((o) => o.owner))];
+    const switched = all.some((o) => !o.self && o.may);
+    out[d.name] = not.length ? `ibex's role (not a member of owner ${not.join(', ')})` : switched ? 'table owners' : "ibex's role (owns the tables)";
+  }
+  return out;
+}
