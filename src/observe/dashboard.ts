@@ -94,10 +94,12 @@ export const DASHBOARD_HTML = `<!doctype html>
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("width", "100%");
     svg.setAttribute("role", "img");
-    var t0 = nowMs - 3600000;
+    // The last hour, or since the first sample when the daemon has run for less.
+    var t0 = Math.max(nowMs - 3600000, points.length ? Math.min(points[0].t, nowMs - 60000) : nowMs - 3600000);
+    var span = Math.max(1, nowMs - t0);
     var maxLag = 1, maxBacklog = 1;
     points.forEach(function (p) { if (p.lagS !== null && p.lagS > maxLag) maxLag = p.lagS; if (p.backlog > maxBacklog) maxBacklog = p.backlog; });
-    function x(t) { return P + (W - 2 * P) * Math.max(0, (t - t0)) / 3600000; }
+    function x(t) { return P + (W - 2 * P) * Math.max(0, (t - t0)) / span; }
     function line(color, pick, max) {
       var d = "";
       points.forEach(function (p) { var v = pick(p); if (v === null) return; d += (d ? " L" : "M") + x(p.t).toFixed(1) + " " + (H - P - (H - 2 * P) * v / max).toFixed(1); });
@@ -116,7 +118,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       if (anchor) t.setAttribute("text-anchor", anchor);
       t.textContent = text; svg.appendChild(t);
     }
-    label("-60 min", P, H - P + 12); label("now", W - P, H - P + 12, "end");
+    label("-" + Math.round(span / 60000) + " min", P, H - P + 12); label("now", W - P, H - P + 12, "end");
     label(age(maxLag), P - 2, P + 3, "end"); label(String(maxBacklog), W - P + 2, P + 3);
     line("#2456c7", function (p) { return p.lagS; }, maxLag);
     line("#a15c00", function (p) { return p.backlog; }, maxBacklog);
@@ -168,7 +170,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       var tr = el("tr", { cls: "conflict" });
       tr.dataset.conflict = c.id;
       tr.appendChild(td(c.id, "num")); tr.appendChild(td(time(c.created))); tr.appendChild(td(c.sync));
-      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { text: json(c.key) })));
+      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { text: JSON.stringify(c.key) })));
       tr.appendChild(td(c.kind + " / " + c.strategy + (c.status !== "applied" ? " (" + c.status + ")" : "")));
       var v = el("div", { cls: "versions" });
       v.appendChild(el("div", { cls: "win" }, el("div", { cls: "label", text: "winner: " + (c.winner || "-") }), el("pre", { text: c.winner_row === null ? "(deleted)" : json(c.winner_row) })));
