@@ -36,6 +36,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .chart .legend { font-size: 11px; color: var(--muted); }
   .chart .legend b.lag { color: var(--accent); } .chart .legend b.backlog { color: var(--warn); }
   pre { margin: 0; font: 12px/1.3 ui-monospace, Menlo, Consolas, monospace; white-space: pre-wrap; word-break: break-word; }
+  pre.key { white-space: pre; word-break: normal; }
   .versions { display: grid; grid-template-columns: 1fr 1fr; gap: 8px; }
   .versions > div { border-radius: 4px; padding: 4px 6px; }
   .win { background: #eef8f0; border: 1px solid #bfe3c9; } .lose { background: #fcefee; border: 1px solid #f0c6c2; }
@@ -170,7 +171,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       var tr = el("tr", { cls: "conflict" });
       tr.dataset.conflict = c.id;
       tr.appendChild(td(c.id, "num")); tr.appendChild(td(time(c.created))); tr.appendChild(td(c.sync));
-      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { text: JSON.stringify(c.key) })));
+      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { cls: "key", text: JSON.stringify(c.key) })));
       tr.appendChild(td(c.kind + " / " + c.strategy + (c.status !== "applied" ? " (" + c.status + ")" : "")));
       var v = el("div", { cls: "versions" });
       v.appendChild(el("div", { cls: "win" }, el("div", { cls: "label", text: "winner: " + (c.winner || "-") }), el("pre", { text: c.winner_row === null ? "(deleted)" : json(c.winner_row) })));
