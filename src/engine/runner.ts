@@ -30,11 +30,11 @@ import { AbortError, PauseError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
-import { Hooks } from './run/custom.js';
+import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { TempTables } from './run/temp.js';
-import type { TypedDb } from './run/typed.js';
+import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
 
 export { AbortError, PauseError } from './errors.js';
@@ -142,7 +142,10 @@ export class SyncRunner {
     await this.closeDbs();
     for (const name of [...this.typed.keys()]) await this.closeTyped(name);
     const s = await this.db(ref);
-    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name);
+    // Rules and row-level security are read on every PostgreSQL db (they may differ between dbs).
+    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active')
+      .map(async (d) => ({ db: d.name, client: (await this.db(d)).client })));
+    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name, others);
     this.hooks = this.makeHooks(await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel)));
     this.columnTypes.clear();
     for (const p of this.plans) {

@@ -10,7 +10,7 @@ import { together } from '../together.js';
 import type { RunResult } from '../types.js';
 import { confirm } from './confirm.js';
 import type { RunContext } from './context.js';
-import { runCounts } from './custom.js';
+import { runCounts } from './hooks.js';
 import { deletes } from './delete.js';
 import { gather, gatheredCounts } from './gather.js';
 import { clockSkew, open, recover } from './open.js';
