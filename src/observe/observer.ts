@@ -158,7 +158,8 @@ export class Observer {
       if (t.deleted) this.rows.inc({ sync, table, op: 'delete' }, t.deleted);
       if (t.truncates) this.rows.inc({ sync, table, op: 'truncate' }, t.truncates);
     }
-    if (r.runId && (r.status === 'good' || r.conflicts > 0)) void this.track(this.countConflicts(sync, r));
+    // Only runs that can have logged something are looked up: a busy stream makes hundreds of runs a minute.
+    if (r.runId && r.status === 'good' && (r.conflicts > 0 || end.kind !== 'delta')) void this.track(this.countConflicts(sync, r));
   }
 
   /** The conflict log says how each conflict of a run was resolved (kind, strategy) and which rows were quarantined. */
