@@ -5,11 +5,11 @@
  * db (reachable, clock skew), and an hour of lag/backlog samples per sync
  * for the dashboard's chart.
  *
- * Lag comes from the backlog each run records (ibex.sync_state.backlog: per
- * source db, the keys waiting and the time of the oldest change). Its age is
- * taken at read time, so the lag keeps growing while a sync is stalled or
- * its daemon frozen, but keys written since the last run are not counted
- * until the next run measures them.
+ * Lag and backlog are measured live on the sources (engine/backlog-live.ts),
+ * whatever the sync is doing, at most every LIVE_MAX_AGE_MS per sync however
+ * often the endpoints are read. A source that cannot be measured falls back
+ * to the backlog its last run recorded (ibex.sync_state.backlog), aged at
+ * read time.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -20,10 +20,13 @@ import { listConflicts, type ConflictRow } from '../control/conflict-store.js';
 import { probedDbs, recentRuns, runConflictCounts, type RecentRun } from '../control/observe-store.js';
 import { readSetting } from '../control/settings-store.js';
 import { connect, errorText, redact } from '../db/connect.js';
+import { measureBacklog, type LiveSourceBacklog } from '../engine/backlog-live.js';
 import type { RunKind, RunResult } from '../model.js';
 
 /** Default of the `ready_max_age_s` setting: an unpaused sync without a good run for longer is not ready. */
 export const READY_MAX_AGE_S_DEFAULT = 300;
+/** A live backlog measurement younger than this is reused (each costs a session per source). */
+const LIVE_MAX_AGE_MS = 5000;
 /** How long the dashboard's chart looks back. */
 const HISTORY_MS = 3600_000;
 
@@ -95,6 +98,8 @@ export class Observer {
   private readonly controlUp: Gauge;
   private session: pg.Client | undefined;
   private opening: Promise<pg.Client> | undefined;
+  private readonly live = new Map<string, { at: number; sources: LiveSourceBacklog[] }>();
+  private readonly measuring = new Map<string, Promise<void>>();
   private readonly history = new Map<string, { t: number; lagS: number | null; backlog: number }[]>();
   private probes = new Map<string, { up: boolean; skewMs: number | null; error: string | null }>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -255,14 +260,19 @@ export class Observer {
 
   private async syncViews(): Promise<SyncView[]> {
     const rows = await this.query((c) => store.readStatus(c));
+    await this.measureLive(rows.filter((r) => r.status === 'active' || r.status === 'paused').map((r) => r.name));
     return rows.map((r) => {
       const now = r.now.getTime();
-      const backlog = Object.entries(r.backlog ?? {}).map(([db, b]) => ({ db, keys: Number(b?.keys ?? 0), oldest: typeof b?.oldest === 'string' ? Date.parse(b.oldest) : NaN }))
-        .sort((a, b) => a.db.localeCompare(b.db));
-      let lagS: number | null = r.backlog ? 0 : null;
-      for (const b of backlog) {
-        if (b.keys > 0 && !Number.isNaN(b.oldest)) lagS = Math.max(lagS ?? 0, round1(Math.max(0, (now - b.oldest) / 1000)));
-      }
+      const recorded = new Map(Object.entries(r.backlog ?? {}).map(([db, b]) => [db, {
+        keys: Number(b?.keys ?? 0), lagS: Number(b?.keys ?? 0) > 0 && typeof b?.oldest === 'string' ? round1(Math.max(0, (now - Date.parse(b.oldest)) / 1000)) : 0,
+      }]));
+      // Live where the source answered, else what the last run recorded.
+      const measured = new Map<string, { keys: number; lagS: number | null }>();
+      for (const x of this.live.get(r.name)?.sources ?? []) if (x.keys !== null) measured.set(x.db, { keys: x.keys, lagS: x.lagS });
+      const dbs = [...new Set([...recorded.keys(), ...measured.keys()])].sort();
+      const backlog = dbs.map((db) => ({ db, ...(measured.get(db) ?? recorded.get(db)!) }));
+      let lagS: number | null = backlog.length ? 0 : null;
+      for (const b of backlog) if (b.lagS !== null && !Number.isNaN(b.lagS)) lagS = Math.max(lagS ?? 0, b.lagS);
       return {
         name: r.name, status: r.status, state: r.state, stateSince: r.stateSince?.toISOString() ?? null, lagS,
         backlog: backlog.map((b) => ({ db: b.db, keys: b.keys })),
@@ -271,6 +281,25 @@ export class Observer {
         lastError: r.lastError ? redact(r.lastError) : null, attempts: r.attempts,
       };
     });
+  }
+
+  /** Measure the backlog of these syncs on their sources, unless measured in the last LIVE_MAX_AGE_MS. */
+  private async measureLive(syncs: string[]): Promise<void> {
+    for (const k of [...this.live.keys()]) if (!syncs.includes(k)) this.live.delete(k);
+    const now = Date.now();
+    await Promise.all(syncs.map((sync) => {
+      const have = this.live.get(sync);
+      if (have && now - have.at < LIVE_MAX_AGE_MS) return undefined;
+      let p = this.measuring.get(sync);
+      if (!p) {
+        p = this.query((c) => measureBacklog(c, sync, { timeoutMs: 3000 }))
+          .then((sources) => void this.live.set(sync, { at: Date.now(), sources }))
+          .catch((err) => this.opts.log.debug({ sync, err: errorText(err) }, 'could not measure the backlog live'))
+          .finally(() => this.measuring.delete(sync));
+        this.measuring.set(sync, p);
+      }
+      return p;
+    }));
   }
 
   /** Run `fn` on the observer's own control session, opened on demand and dropped when it fails. */

@@ -90,8 +90,11 @@ describe('the daemon, watched over HTTP', () => {
     assert.ok((sample(m, 'ibex_runs_total', { sync: 'rep', result: 'good' }) ?? 0) >= 1, 'a good run counted');
     assert.ok((sample(m, 'ibex_run_duration_seconds_count', { sync: 'rep', kind: 'delta' }) ?? 0) >= 1, 'its duration observed');
     assert.ok(sample(m, 'ibex_run_duration_seconds_bucket', { sync: 'rep', kind: 'delta', le: '+Inf' }) !== undefined);
-    assert.equal(sample(m, 'ibex_sync_lag_seconds', { sync: 'rep' }), 0, 'nothing waits after the run');
-    assert.equal(sample(m, 'ibex_sync_backlog_keys', { sync: 'rep', db: 'A' }), 0);
+    // Measured live (at most every 5 s): nothing waits once the run is done.
+    await waitFor('lag and backlog back to 0', async () => {
+      const text = await metrics();
+      return sample(text, 'ibex_sync_lag_seconds', { sync: 'rep' }) === 0 && sample(text, 'ibex_sync_backlog_keys', { sync: 'rep', db: 'A' }) === 0;
+    }, 15_000, 200);
     const lastGood = sample(m, 'ibex_sync_last_good_run_timestamp_seconds', { sync: 'rep' });
     assert.ok(lastGood && Math.abs(lastGood - Date.now() / 1000) < 120, `last good run is recent: ${lastGood}`);
     assert.equal(sample(m, 'ibex_sync_state', { sync: 'rep', state: 'stalled' }), 0);
@@ -201,6 +204,20 @@ describe('the daemon, watched over HTTP', () => {
     assert.ok(doc.reasons.some((x) => /^sync mm: last good run \d+ s ago, more than ready_max_age_s \(1\)$/.test(x)), doc.reasons.join('; '));
     ok(await daemon.ibex('set', 'ready_max_age_s=300'));
     assert.equal((await get('/readyz')).status, 200);
+  });
+
+  it('measures lag and backlog live while a sync does not run (paused)', async () => {
+    ok(await daemon.ibex('pause', 'rep'));
+    await env.query(0, `INSERT INTO t SELECT g, 'waiting' FROM generate_series(7000, 7004) g`);
+    const m = await waitFor('the waiting keys in /metrics', async () => {
+      const text = await metrics();
+      return sample(text, 'ibex_sync_backlog_keys', { sync: 'rep', db: 'A' }) === 5 ? text : undefined;
+    }, 20_000, 200);
+    assert.equal(sample(m, 'ibex_sync_paused', { sync: 'rep' }), 1);
+    // The lag is the age of the oldest waiting change: it grows while nothing runs.
+    await waitFor('the lag to grow past 1 s', async () => (sample(await metrics(), 'ibex_sync_lag_seconds', { sync: 'rep' }) ?? 0) >= 1, 20_000, 200);
+    ok(await daemon.ibex('resume', 'rep'));
+    await waitFor('the backlog to drain', async () => sample(await metrics(), 'ibex_sync_backlog_keys', { sync: 'rep', db: 'A' }) === 0, 30_000, 200);
   });
 
   it('adopts a sync added while it runs at once (its onetimecopy starts), and a kick waits for the adoption', async () => {

@@ -50,6 +50,12 @@ export interface RunContext {
   /** The open session of a PostgreSQL db of the run. */
   pg: (d: SyncDb) => PostgresTarget;
   temps: TempTables;
+  /** Keys a local write raced on some db in this run: left out there, queued again before the commits (run/raced.ts). */
+  races: {
+    use(snaps: ReadonlyMap<SyncDb, string>): void;
+    leaveOut(ctx: RunContext, p: TablePlan, d: SyncDb, from: 'stage' | 'del'): Promise<boolean>;
+    requeue(ctx: RunContext): Promise<void>;
+  };
   /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
   housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
   hooks: Hooks;

@@ -33,16 +33,21 @@ const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViol
 export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarantined: ConflictRecord[]): Promise<number> {
   const s = ctx.pg(a.db);
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
-  // the session, try the whole set under a savepoint.
-  try {
-    const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
-    const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply`);
-    return r.slice(-1 - all.length, -1).reduce((n, x) => n + (x.rowCount ?? 0), 0);
-  } catch (err) {
-    // A failed load (before the savepoint) is no refusal: the run fails.
-    await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
-    if (!refused(err)) throw err;
+  // the session, try the whole set under a savepoint. Keys a local write raced are left out and
+  // the set is tried again (run/raced.ts).
+  for (let load = a.load;; load = undefined) {
+    try {
+      const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
+      const r = await s.queryAll(
+        `${load ? `${load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply`);
+      return r.slice(-1 - all.length, -1).reduce((n, x) => n + (x.rowCount ?? 0), 0);
+    } catch (err) {
+      // A failed load (before the savepoint) is no refusal: the run fails.
+      await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
+      if (sqlstate(err) === SqlState.serializationFailure && await ctx.races.leaveOut(ctx, a.p, a.db, a.from)) continue;
+      if (!refused(err)) throw err;
+      break;
+    }
   }
   const table = tempNames(a.p)[a.from];
   const pending = (await s.query(ctidsSql(table), [a.origin])).rows.map((r) => String(r.id));
