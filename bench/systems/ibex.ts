@@ -117,7 +117,10 @@ export class IbexSystem implements ReplSystem {
   }
 
   provenance(): Record<string, unknown> {
-    return { src_sha: this.srcAtStart || this.srcAtSetup, ...(this.srcAtStart && this.srcAtStart !== this.srcAtSetup ? { src_sha_setup: this.srcAtSetup } : {}) };
+    return {
+      src_sha: this.srcAtStart || this.srcAtSetup, ...(this.srcAtStart && this.srcAtStart !== this.srcAtSetup ? { src_sha_setup: this.srcAtSetup } : {}),
+      ...(process.env.IBEX_BENCH_HTTP === '1' ? { http_scrape_s: 1 } : {}),
+    };
   }
 
   pids(): number[] {
