@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:net';
 import pg from 'pg';
 import { mustRun } from '../lib/proc.js';
 import { BENCH_DB, nodeName, type BenchEnv } from '../lib/env.js';
@@ -37,6 +38,17 @@ export function srcFingerprint(): string {
   return h.digest('hex').slice(0, 12);
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 export class IbexSystem implements ReplSystem {
   readonly name = 'ibex' as const;
   private env: BenchEnv | undefined;
@@ -48,6 +60,8 @@ export class IbexSystem implements ReplSystem {
   private srcAtStart = '';
   /** Non-PostgreSQL targets to add at the next setup (name → `add db` words). */
   private foreign = new Map<string, string[]>();
+  private scraper: NodeJS.Timeout | undefined;
+  private readonly scrapeErrors: string[] = [];
 
   async version(): Promise<string> {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -85,14 +99,28 @@ export class IbexSystem implements ReplSystem {
 
   async start(): Promise<void> {
     this.srcAtStart = srcFingerprint();
-    await this.cli('start', `--piddir=${this.piddir}`);
+    // IBEX_BENCH_HTTP=1: serve the HTTP endpoints and scrape /metrics every second, to measure what watching costs.
+    const http = process.env.IBEX_BENCH_HTTP === '1' ? `127.0.0.1:${await freePort()}` : undefined;
+    await this.cli('start', `--piddir=${this.piddir}`, ...(http ? [`--http=${http}`] : []));
     const file = readdirSync(this.piddir).find((f) => /^ibex-.*\.pid$/.test(f));
     if (!file) throw new Error(`ibex start left no pid file in ${this.piddir}`);
     this.pid = Number(readFileSync(join(this.piddir, file), 'utf8').split('\n')[0]);
+    if (http) {
+      const scrape = async (): Promise<void> => {
+        const r = await fetch(`http://${http}/metrics`);
+        if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+        await r.text();
+      };
+      await scrape();
+      this.scraper = setInterval(() => void scrape().catch((err) => { this.scrapeErrors.push(String(err)); }), 1000);
+    }
   }
 
   provenance(): Record<string, unknown> {
-    return { src_sha: this.srcAtStart || this.srcAtSetup, ...(this.srcAtStart && this.srcAtStart !== this.srcAtSetup ? { src_sha_setup: this.srcAtSetup } : {}) };
+    return {
+      src_sha: this.srcAtStart || this.srcAtSetup, ...(this.srcAtStart && this.srcAtStart !== this.srcAtSetup ? { src_sha_setup: this.srcAtSetup } : {}),
+      ...(process.env.IBEX_BENCH_HTTP === '1' ? { http_scrape_s: 1 } : {}),
+    };
   }
 
   pids(): number[] {
@@ -100,6 +128,9 @@ export class IbexSystem implements ReplSystem {
   }
 
   async stop(): Promise<void> {
+    if (this.scraper) clearInterval(this.scraper);
+    this.scraper = undefined;
+    if (this.scrapeErrors.length) throw new Error(`scraping /metrics failed: ${this.scrapeErrors.splice(0).join('; ')}`);
     if (this.pid === undefined) return;
     // The pid measured must be the daemon ibex itself reports (checked here, outside any timing).
     const status = JSON.parse(await this.cli('status', '--json')) as { daemon?: { pid?: number } };

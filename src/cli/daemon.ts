@@ -18,7 +18,11 @@ import { liveDaemons, notifyControl, processAlive, type DaemonRow } from '../con
 import { redact, errorText } from '../db/connect.js';
 import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
-import { createLogger, setLogger } from '../log.js';
+import { createLogger, reopenLogFile, setLogger } from '../log.js';
+import { readSetting } from '../control/settings-store.js';
+import type { RunKind, RunResult } from '../model.js';
+import { Observer } from '../observe/observer.js';
+import { parseListen, startHttp, type HttpServer } from '../observe/server.js';
 import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
@@ -111,10 +115,15 @@ function isCliProcess(): boolean {
 
 // ---- ibex run -----------------------------------------------------------------------------
 
-/** `ibex run [--logfile=PATH]`: the daemon in the foreground; SIGTERM or SIGINT stop it gracefully, SIGHUP reloads. */
+/**
+ * `ibex run [--logfile=PATH] [--http=ADDR:PORT]`: the daemon in the foreground; SIGTERM or SIGINT
+ * stop it gracefully, SIGHUP reopens the log file and reloads the configuration.
+ */
 export const run: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['logfile'], 'run');
+  const o = daemonOptions(args, ['logfile', 'http'], 'run');
   const logfile = o.get('logfile');
+  const httpOption = o.get('http');
+  if (httpOption !== undefined && httpOption !== 'off') parseListen(httpOption);
   const logger = createLogger({
     level: ctx.flags.debug ? 'debug' : (process.env.IBEX_LOG_LEVEL ?? 'info'),
     ...(logfile ? { destination: resolve(logfile) } : {}),
@@ -122,11 +131,14 @@ export const run: VerbHandler = async (ctx, args) => {
   setLogger(logger);
   const checktime = process.env.IBEX_CHECKTIME_MS;
   if (checktime !== undefined && !/^\d+$/.test(checktime)) throw usage(`IBEX_CHECKTIME_MS="${checktime}" is not a number of milliseconds: unset it or give one`);
+  const listen = await httpListen(ctx, httpOption);
+  const observer = listen ? new Observer({ controlUrl: ctx.controlUrl, log: logger }) : undefined;
   const daemon = new Daemon({
     controlUrl: ctx.controlUrl,
     log: logger,
     allowOthers: ctx.flags.force,
     ...(checktime ? { checktimeMs: Math.max(1, Number(checktime)) } : {}),
+    ...(observer ? { onRunEnded: (sync: string, end: { kind: RunKind; result: RunResult }) => observer.runEnded(sync, end) } : {}),
   });
   let signals = 0;
   const onStop = (signal: NodeJS.Signals): void => {
@@ -140,7 +152,11 @@ export const run: VerbHandler = async (ctx, args) => {
     logger.flush();
     process.exit(1);
   };
-  const onReload = (): void => void daemon.reload();
+  const onReload = (): void => {
+    // logrotate moved the file away (no copytruncate): write to a new one at the old path.
+    if (reopenLogFile()) logger.info({ file: logfile }, 'log file reopened');
+    void daemon.reload();
+  };
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
   process.on('SIGHUP', onReload);
@@ -149,10 +165,17 @@ export const run: VerbHandler = async (ctx, args) => {
     process.off('SIGINT', onStop);
     process.off('SIGHUP', onReload);
   };
+  let http: HttpServer | undefined;
   try {
     await daemon.start();
+    if (observer && listen) {
+      observer.start();
+      http = await startHttp(observer, listen, logger);
+    }
   } catch (err) {
     unhook();
+    await observer?.close();
+    if (!daemon.isStopping) await daemon.stop('the http server could not start');
     logger.error({ err: redact(errorText(err)) }, 'the daemon could not start');
     logger.flush();
     throw err;
@@ -160,6 +183,8 @@ export const run: VerbHandler = async (ctx, args) => {
   // Tell `ibex start` (our parent, when detached) that we are ready, then let it go.
   if (process.send) process.send({ type: 'ready', pid: process.pid }, () => process.disconnect?.());
   await daemon.done;
+  await http?.close();
+  await observer?.close();
   unhook();
   logger.flush();
   if (isCliProcess()) {
@@ -169,15 +194,28 @@ export const run: VerbHandler = async (ctx, args) => {
   return 0;
 };
 
+/** Where to serve HTTP: --http (off: nowhere), else the http_listen setting, else nowhere. */
+async function httpListen(ctx: Context, option: string | undefined): Promise<{ host: string; port: number } | undefined> {
+  let value = option;
+  if (value === undefined) {
+    // An unreachable control database fails the start just after, with its own message.
+    value = await ctx.withControl((c) => readSetting(c, 'http_listen')).catch(() => undefined);
+  }
+  if (value === undefined || value === '' || value === 'off') return undefined;
+  return parseListen(value);
+}
+
 // ---- ibex start ---------------------------------------------------------------------------
 
-/** `ibex start [--logfile=PATH] [--piddir=DIR]`: the daemon, detached; returns once it is ready. */
+/** `ibex start [--logfile=PATH] [--piddir=DIR] [--http=ADDR:PORT]`: the daemon, detached; returns once it is ready. */
 export const start: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['logfile', 'piddir'], 'start');
-  return startDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), o.get('logfile'));
+  const o = daemonOptions(args, ['logfile', 'piddir', 'http'], 'start');
+  const http = o.get('http');
+  if (http !== undefined && http !== 'off') parseListen(http);
+  return startDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), o.get('logfile'), http);
 };
 
-async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: string | undefined): Promise<number> {
+async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: string | undefined, http?: string): Promise<number> {
   const known = readPidFile(paths.pidFile);
   if (known !== undefined && isIbexDaemon(known)) {
     throw new IbexError('daemon', `an ibex daemon is already running for this control database (pid ${known}, pid file ${paths.pidFile}): stop it first with "ibex stop"`);
@@ -195,7 +233,7 @@ async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: stri
   const fd = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
   try {
-    const cmd = selfCommand(['run', '--logfile', logFile, ...(ctx.flags.debug ? ['--debug'] : [])]);
+    const cmd = selfCommand(['run', '--logfile', logFile, ...(http !== undefined ? ['--http', http] : []), ...(ctx.flags.debug ? ['--debug'] : [])]);
     child = spawn(cmd.command, cmd.args, {
       detached: true,
       stdio: ['ignore', fd, fd, 'ipc'],
@@ -274,8 +312,8 @@ function reasonFrom(tail: string[]): string | undefined {
   }
   for (const line of [...tail].reverse()) {
     try {
-      const j = JSON.parse(line) as { level?: number; msg?: string; err?: string };
-      if ((j.level ?? 0) >= 50) return j.err ? `${j.msg}: ${j.err}` : j.msg;
+      const j = JSON.parse(line) as { level?: number | string; msg?: string; err?: string };
+      if (j.level === 'error' || j.level === 'fatal' || (typeof j.level === 'number' && j.level >= 50)) return j.err ? `${j.msg}: ${j.err}` : j.msg;
     } catch {
       // not a log line
     }
@@ -294,10 +332,12 @@ export const stop: VerbHandler = async (ctx, args) => {
 
 /** `ibex restart [--timeout=SECONDS] [--logfile=PATH] [--piddir=DIR]`: stop (if running), then start. */
 export const restart: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['timeout', 'logfile', 'piddir'], 'restart');
+  const o = daemonOptions(args, ['timeout', 'logfile', 'piddir', 'http'], 'restart');
   const paths = daemonPaths(ctx.controlUrl, o.get('piddir'));
+  const http = o.get('http');
+  if (http !== undefined && http !== 'off') parseListen(http);
   await stopDaemon(ctx, paths, seconds('timeout', o.get('timeout'), STOP_TIMEOUT_S), { report: !ctx.flags.json });
-  return startDaemon(ctx, paths, o.get('logfile'));
+  return startDaemon(ctx, paths, o.get('logfile'), http);
 };
 
 /** `ibex reload`: make the running daemon re-read the configuration. */

@@ -8,6 +8,8 @@ import { parseStrategy as engineStrategy } from '../conflict/strategy.js';
 import { RETENTION_DEFAULTS } from '../control/retention.js';
 import { readSettings, writeSettings } from '../control/settings-store.js';
 import { RUN_PAUSE_MAX_MS_DEFAULT } from '../engine/scheduler.js';
+import { READY_MAX_AGE_S_DEFAULT } from '../observe/observer.js';
+import { parseListen } from '../observe/server.js';
 import { usage, type IbexError } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
 import { printRows } from './config/common.js';
@@ -75,6 +77,16 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
   row_lock_timeout_ms: {
     default: '10000', about: 'how long an apply waits on one row\'s lock before setting that row aside (on_row_error=quarantine); 0 waits without limit', parse: milliseconds,
   },
+  http_listen: {
+    default: 'off', about: 'where the daemon serves /metrics, /healthz, /readyz and its dashboard (HOST:PORT; off: nowhere); --http overrides it',
+    parse: (_name, value) => {
+      const v = value.trim();
+      if (v === 'off') return v;
+      const l = parseListen(v);
+      return `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+    },
+    takesEffect: 'a daemon uses it when it starts',
+  },
   lock_timeout_ms: {
     default: '2000', about: 'lock_timeout of DDL steps (install, remove), retried with backoff; 0 waits without limit', parse: milliseconds,
   },
@@ -83,6 +95,10 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
     about: 'after a run that moved 20 rows or more, the next waits as long as it took, at most this long (0: never; less lag, more load under heavy writes)',
     parse: (name, value) => String(parseIntOption(name, value.trim(), 0, 60_000)),
     takesEffect: 'a running daemon uses it after "ibex reload"',
+  },
+  ready_max_age_s: {
+    default: String(READY_MAX_AGE_S_DEFAULT), about: '/readyz answers 503 when an unpaused sync has had no good run for longer than this (seconds)',
+    parse: (name, value) => String(parseIntOption(name, value.trim(), 1, 86_400 * 7)),
   },
   run_history_retention: {
     default: RETENTION_DEFAULTS.run_history_retention, about: 'run history older than this is purged (runs in progress never)', parse: interval,

@@ -129,6 +129,14 @@ export async function notifyControl(c: pg.Client, message: string): Promise<void
   await c.query(`SELECT pg_notify($1, $2)`, [CONTROL_CHANNEL, message]);
 }
 
+/**
+ * Tell running daemons that a sync was added, changed or removed, so they adopt or retire it at
+ * once (delivered at commit: a rolled-back change tells nobody).
+ */
+export async function notifySyncChanged(c: pg.Client, sync: string): Promise<void> {
+  await notifyControl(c, `config:${sync}`);
+}
+
 /** Receive control messages on this session: `onMessage` gets each payload. */
 export async function listenControl(c: pg.Client, onMessage: (message: string) => void): Promise<void> {
   c.on('notification', (msg) => {

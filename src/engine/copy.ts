@@ -12,6 +12,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { pgArray } from '../db/catalog.js';
+import { errorText } from '../db/connect.js';
 import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
@@ -84,7 +85,7 @@ async function analyze(ctx: CopyContext, s: PostgresTarget, p: TablePlan): Promi
   try {
     await s.query(analyzeSql(p));
   } catch (err) {
-    ctx.log.debug({ sync: ctx.sync, table: p.label, db: s.name, err }, 'ANALYZE after a copy failed');
+    ctx.log.debug({ table: p.label, db: s.name, err: errorText(err) }, 'ANALYZE after a copy failed');
   }
 }
 
@@ -276,7 +277,7 @@ async function copyTable(o: Onetime, p: TablePlan, t: Dest): Promise<void> {
     done = chunk.copied < n;
     lastKey = chunk.lastKey ?? lastKey;
     await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, lastKey, rows, done);
-    ctx.log.info({ sync: ctx.sync, table: p.label, db: t.db.name, rows }, 'onetimecopy progress');
+    ctx.log.info({ table: p.label, db: t.db.name, rows }, 'onetimecopy progress');
   }
   if (rows > 0) await t.done(p);
 }

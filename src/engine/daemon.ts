@@ -64,6 +64,8 @@ export interface DaemonOptions {
   allowOthers?: boolean;
   timers?: Timers;
   backoff?: Backoff;
+  /** Told of every run that ended, after the daemon's own bookkeeping (metrics). Must not throw. */
+  onRunEnded?: (sync: string, end: RunEnd) => void;
 }
 
 interface Managed {
@@ -94,6 +96,8 @@ export class Daemon {
   /** Syncs that may have a run left open in ibex.run: its runner could not record the end (see sweepRuns). */
   private readonly unrecorded = new Set<string>();
   private sweeping = false;
+  /** start() has requested the first runs: syncs adopted later are asked to run when adopted. */
+  private started = false;
   /** Bookkeeping after runs (answering kicks, pausing) that shutdown must let finish. */
   private readonly inflight = new Set<Promise<void>>();
   private daemonId: number | undefined;
@@ -204,6 +208,7 @@ export class Daemon {
     });
     // Changes made while no daemon ran notified nobody.
     for (const s of this.managed.keys()) this.scheduler.request(s, { reason: 'catchup' });
+    this.started = true;
     this.log.info({ daemon: this.daemonId, syncs: this.syncs() }, 'ready');
   }
 
@@ -321,6 +326,9 @@ export class Daemon {
     else if (payload === 'reload') {
       this.log.info('reloading the configuration');
       void this.reconcile(true);
+    } else if (payload.startsWith('config:')) {
+      // A sync was added, changed or removed: adopt or retire it now, not at the next rescan.
+      void this.reconcile(false).then(() => this.serveKicks()).catch(() => {}); // both log their own failures
     } else if (payload.startsWith('kick:')) void this.serveKicks();
     else this.log.debug({ payload }, 'unknown control message');
   }
@@ -365,6 +373,8 @@ export class Daemon {
     if (leased.length) {
       try {
         await this.adopt(c, leased);
+        // A sync adopted while running (added since the start) runs now: its onetimecopy, or what it missed.
+        if (this.started) for (const r of leased) if (this.managed.has(r.name)) this.scheduler.request(r.name, { reason: 'catchup' });
       } catch (err) {
         // Leases are re-entrant on one session: give back those not adopted, or they would never be freed.
         for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
@@ -546,12 +556,16 @@ export class Daemon {
 
   private async runEnded(sync: string, end: RunEnd): Promise<void> {
     const r = end.result;
+    this.opts.onRunEnded?.(sync, end);
     // The runner logs each run with its counts; this line says why it ran and what happens next.
     const line = { sync, run: r.runId, kind: end.kind, status: r.status, reasons: end.reasons, ...(end.kickIds.length ? { kicks: end.kickIds } : {}) };
     if (r.status === 'good' || r.status === 'empty') this.log.debug(line, 'run ended');
     else {
-      const next = r.pause ? 'sync paused' : end.retryInMs !== undefined ? `retrying in ${end.retryInMs} ms` : 'waiting for a kick';
-      this.log.warn({ ...line, error: r.error, transient: r.transient ?? false, attempts: this.scheduler.state(sync)?.attempts }, `run failed; ${next}`);
+      const next = r.pause ? 'pause' : end.retryInMs !== undefined ? 'retry' : 'wait_for_kick';
+      this.log.warn({
+        ...line, err: r.error, transient: r.transient ?? false, attempts: this.scheduler.state(sync)?.attempts, next,
+        ...(end.retryInMs !== undefined ? { retry_ms: end.retryInMs } : {}),
+      }, 'run failed');
     }
     if (end.kickIds.length && r.runId) {
       const c = this.control.client();

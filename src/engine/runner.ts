@@ -235,7 +235,7 @@ export class SyncRunner {
       // this session reads a delta table (cheap when nothing is old: one query, no locks).
       try {
         await upgradeCaptureNames(s.client, d.name, this.cfg.relations.filter((r) => r.reltype === 'table'),
-          (line) => this.log.warn({ sync: this.opts.sync, db: d.name }, line));
+          (line) => this.log.warn({ db: d.name }, line));
       } catch (err) {
         await s.close();
         throw err;
@@ -310,7 +310,7 @@ export class SyncRunner {
           await this.rollbackAll(new Error('skipped'));
           Object.assign(result, { status: 'empty', ...ZERO, tables: {} });
           extra = { skipped: out.skip };
-          this.log.info({ sync: this.opts.sync, run: result.runId }, out.skip);
+          this.log.info({ run: result.runId, reason: out.skip }, 'run skipped');
         } else extra = out.details;
       } else extra = await copyTables(this.copyContext(), kind, result);
     } catch (err) {
@@ -367,7 +367,7 @@ export class SyncRunner {
         // A failure that ends the run keeps its counts (an abort reports its conflicts).
         if (!(raced && attempt < 4) && !askHooks) throw err;
         await this.rollbackAll(err);
-        if (raced && attempt < 4) this.log.debug({ run: result.runId, attempt }, `retrying at once: ${errorText(err)}`);
+        if (raced && attempt < 4) this.log.debug({ run: result.runId, attempt, code: sqlstate(err), err: redact(errorText(err)) }, 'retrying the run at once');
         else {
           const verdict = await this.hooks.onException(err, result.runId, attempt);
           if (verdict === 'skip') return { skip: `exception customcode skipped the run after: ${redact(errorText(err))}` };
@@ -378,7 +378,7 @@ export class SyncRunner {
         continue;
       }
       if (!('fastPathConflict' in out)) return out;
-      this.log.debug({ run: result.runId, attempt }, `a row inserted on its source already exists on a target (${out.fastPathConflict}); repeating the run through staging`);
+      this.log.debug({ run: result.runId, attempt, conflict: out.fastPathConflict }, 'a row inserted on its source already exists on a target; repeating the run through staging');
       await this.rollbackAll(new Error('fast path conflict'));
       Object.assign(result, { ...ZERO, tables: {} });
       this.fastPathAllowed = false;
@@ -403,7 +403,8 @@ export class SyncRunner {
     result.pause = err instanceof PauseError || err instanceof AbortError;
     result.contention = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
     if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
-    this.log.warn({ sync: this.opts.sync, run: result.runId, sqlstate: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient }, `run failed: ${msg}`);
+    // The daemon logs the failure (once, with what happens next); this line adds the SQLSTATE for debugging.
+    this.log.debug({ run: result.runId, code: sqlstate(err) ?? sqlstate((err as { cause?: unknown }).cause), transient: result.transient, err: msg }, 'run error');
     if (!isTransient(err) && !(err instanceof IbexError)) this.log.debug({ err }, 'run failure detail');
   }
 
@@ -419,7 +420,7 @@ export class SyncRunner {
       // The control db went away: the run itself is settled (committed or rolled back); say so and go on.
       this.control?.end().catch(() => {}); // best effort: the session is already broken
       this.control = undefined;
-      this.log.warn({ sync: this.opts.sync }, `could not record run: ${redact(errorText(err))}`);
+      this.log.warn({ run: result.runId, err: redact(errorText(err)) }, 'could not record the run');
       if (result.status !== 'failed') result.transient = false;
     }
   }
@@ -490,7 +491,7 @@ export class SyncRunner {
     try {
       await t?.close();
     } catch (err) {
-      this.log.debug({ sync: this.opts.sync, db: name, err }, 'closing a target failed');
+      this.log.debug({ db: name, err: errorText(err) }, 'closing a target failed');
     }
   }
 

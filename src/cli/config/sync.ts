@@ -19,6 +19,7 @@ import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm, spl
 import { strategyOption } from '../../config/strategies.js';
 import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.js';
 import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
+import { notifySyncChanged } from '../../control/daemon-store.js';
 
 const GROUP_KEYS = ['relgroup', 'tables', 'dbs', 'dbgroup'];
 const OPTION_KEYS = ['conflict_strategy', 'onetimecopy_from', 'status', ...Object.keys(SYNC_OPTIONS)];
@@ -64,7 +65,10 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
     ? { dbgroup: o.get('dbgroup')! }
     : { members: parseDbRoles(spec).map((m) => ({ db: m.db, role: m.role, priority: 0 })), ...(spec.includes(':') || spec.includes(',') ? {} : { orDbgroup: spec.trim() }) };
   const relations: NewSync['relations'] = o.has('relgroup') ? { relgroup: o.get('relgroup')! } : { tables: splitList(o.get('tables')!).map(parseRelationTerm) };
-  await ctx.withControl(async (c) => createSync(ctx, c, { name, options: values, status: requested, dbs, relations }));
+  await ctx.withControl(async (c) => {
+    await createSync(ctx, c, { name, options: values, status: requested, dbs, relations });
+    if (!ctx.flags.dryRun) await notifySyncChanged(c, name);
+  });
 }
 
 /** The default of each option (conflict_strategy: the configured default). */
@@ -180,7 +184,7 @@ export async function updateSyncVerb(ctx: Context, args: string[]): Promise<void
         await write(ctx, c, async () => updateSync(c, name, { relgroup: s.relgroup, dbgroup: s.dbgroup, status: s.status }));
       });
     }
-    if (!groupsChanged && shown.length) ctx.say('a running daemon picks the change up on "ibex reload"');
+    if (!ctx.flags.dryRun) await notifySyncChanged(c, name);
     dryRunDone(ctx);
   });
 }
@@ -216,6 +220,7 @@ export async function removeSync(ctx: Context, args: string[]): Promise<void> {
       for (const s of found) {
         await deleteSync(c, s.name);
         report(ctx, 'remove', `sync ${s.name} (relgroup ${s.relgroup} and dbgroup ${s.dbgroup} stay)`);
+        await notifySyncChanged(c, s.name);
       }
     });
     dryRunDone(ctx);
