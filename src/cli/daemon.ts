@@ -19,6 +19,7 @@ import { redact, errorText } from '../db/connect.js';
 import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
 import { createLogger, setLogger } from '../log.js';
+import { isEntryPoint } from '../version.js';
 import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
@@ -55,7 +56,7 @@ export function isIbexDaemon(pid: number): boolean {
   if (!processAlive(pid)) return false;
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.some((a) => /main\.[tj]s$/.test(a)) && args.includes('run');
+    return args.some((a) => /main\.[tj]s$|(^|\/)ibex$/.test(a)) && args.includes('run');
   } catch {
     // No /proc (or not ours to read): trust the pid file.
     return true;
@@ -106,7 +107,7 @@ function selfCommand(args: string[]): { command: string; args: string[] } {
 
 /** Is this process the `ibex` command (not a test importing the CLI)? */
 function isCliProcess(): boolean {
-  return /main\.[tj]s$/.test(process.argv[1] ?? '');
+  return isEntryPoint(new URL('./main.js', import.meta.url).href) || isEntryPoint(new URL('./main.ts', import.meta.url).href);
 }
 
 // ---- ibex run -----------------------------------------------------------------------------

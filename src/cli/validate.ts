@@ -13,6 +13,7 @@ import { repair, type RepairReport } from '../validate/repair.js';
 import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport, type TableReport } from '../validate/compare.js';
 import { allowOnly, parseArgs, parseInterval } from './args.js';
 import { likeOf, parseRelationTerm } from '../config/names.js';
+import { progressReporter, stderrSink } from './progress.js';
 import type { Context } from './context.js';
 
 const SYNTAX = 'ibex validate <sync|all> [table=schema.table] [wait=SECONDS] [--repair [--from=<db>]] [--json]';
@@ -63,7 +64,7 @@ export async function validate(ctx: Context, args: string[]): Promise<number> {
   const a = parseValidateArgs(args);
   const term = a.table === undefined ? undefined : parseRelationTerm(a.table);
   const only = term ? relationMatcher(term.schema, term.name) : undefined;
-  const progress = progressLine(ctx);
+  const progress = progressReporter(stderrSink(), { quiet: ctx.flags.quiet });
   return ctx.withControl(async (control) => {
     const all = await listSyncs(control);
     let names: string[];
@@ -144,23 +145,6 @@ function relationMatcher(schema: { text: string; pattern: boolean }, name: { tex
   const rs = re(schema);
   const rn = re(name);
   return (s, n) => rs.test(s) && rn.test(n);
-}
-
-/** Progress on stderr, only on a terminal (and never with --quiet). */
-function progressLine(ctx: Context): { show: (line: string) => void; clear: () => void } {
-  const on = process.stderr.isTTY === true && !ctx.flags.quiet;
-  let shown = false;
-  return {
-    show: (line) => {
-      if (!on) return;
-      const width = process.stderr.columns || 80;
-      process.stderr.write(`\r\x1b[K${line.length >= width ? line.slice(0, width - 1) : line}`);
-      shown = true;
-    },
-    clear: () => {
-      if (on && shown) process.stderr.write('\r\x1b[K');
-    },
-  };
 }
 
 const keyText = (key: Record<string, string | null>): string =>

@@ -4,7 +4,7 @@
  */
 import type { VerbHandler } from './context.js';
 
-interface VerbEntry {
+export interface VerbEntry {
   summary: string;
   load: () => Promise<VerbHandler>;
 }
@@ -31,5 +31,6 @@ export const VERBS: Record<string, VerbEntry> = {
   schema: { summary: 'schema <sync> --db=<db>: print the DDL that creates the sync\'s tables on that db, in its dialect', load: async () => (await import('./schema.js')).schema },
   validate: { summary: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)', load: async () => (await import('./validate.js')).validate },
   sequences: { summary: 'sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]: keys that cannot collide on several masters', load: async () => (await import('./sequences.js')).sequences },
+  completion: { summary: 'completion bash|zsh: print a shell completion script (source <(ibex completion bash))', load: async () => (await import('./completion.js')).completion },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

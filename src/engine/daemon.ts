@@ -18,14 +18,12 @@
  *   daemon could take a lease that lapsed) and re-reading configuration and
  *   kicks.
  */
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
+import { ibexVersion } from '../version.js';
 import * as store from '../control/daemon-store.js';
 import { readSetting } from '../control/settings-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
@@ -75,19 +73,7 @@ interface Managed {
   log: Logger;
 }
 
-/** This ibex's version, from package.json. */
-export function ibexVersion(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (const p of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
-    try {
-      const v = (JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string });
-      if (v.name === 'ibex' && v.version) return v.version;
-    } catch {
-      // try the next candidate
-    }
-  }
-  return '0.0.0';
-}
+export { ibexVersion };
 
 /** One daemon process. */
 export class Daemon {
