@@ -175,7 +175,7 @@ function osUser(): string | undefined {
 }
 
 /** Where a password can come from, for the message of a server that asks for one we do not have. */
-export const PASSWORD_SOURCES = 'pass=- (asks, or reads IBEX_PASSWORD), ~/.pgpass (or PGPASSFILE), a pg_service.conf service with password=, or PGPASSWORD';
+export const PASSWORD_SOURCES = 'pass=- (asks, or reads IBEX_PASSWORD), ~/.pgpass (or PGPASSFILE), a pg_service.conf service that sets the password, or PGPASSWORD';
 
 /** The driver's texts for "the server asked for a password and the client has none". */
 export function isMissingPassword(err: unknown): boolean {

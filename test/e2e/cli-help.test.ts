@@ -84,8 +84,8 @@ describe('docs/cli.md', () => {
   it('documents every option and flag each command accepts', () => {
     const missing: string[] = [];
     const check = (where: string, name: string, flag: boolean): void => {
-      const written = flag ? `--${name}` : `\`${name}`;
-      if (!doc.includes(written)) missing.push(`${where}: ${flag ? `--${name}` : `${name}=`}`);
+      const written = flag ? new RegExp(`--${name}\\b`) : new RegExp(`(^|[^\\w])${name}(=|\`)`, 'm');
+      if (!written.test(doc)) missing.push(`${where}: ${flag ? `--${name}` : `${name}=`}`);
     };
     for (const o of GLOBAL_FLAGS) check('global', o.name, true);
     for (const [verb, nouns] of Object.entries(NOUN_COMMANDS)) {
