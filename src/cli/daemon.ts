@@ -20,6 +20,7 @@ import { Daemon } from '../engine/daemon.js';
 import { IbexError, usage } from '../errors.js';
 import { createLogger, setLogger } from '../log.js';
 import { isEntryPoint } from '../version.js';
+import { didYouMean } from './suggest.js';
 import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
@@ -79,7 +80,7 @@ function daemonOptions(args: readonly string[], allowed: readonly string[], verb
       key = a.slice(2);
       value = args[++i]!;
     } else throw usage(`unexpected argument "${a}" for "ibex ${verb}"${hint}`);
-    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for "ibex ${verb}"${hint}`);
+    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for "ibex ${verb}"${hint}${didYouMean(key, allowed)}`);
     if (value === '') throw usage(`--${key} needs a value`);
     out.set(key, value);
   }

@@ -52,8 +52,9 @@ export function buildProgram(): Command {
     .version(ibexVersion(), '-V, --version', 'print the version');
   for (const o of GLOBAL_FLAGS) {
     if (o.name === 'version') continue;
-    if (o.name === 'help') program.helpOption('-h, --help', o.help);
-    else program.addOption(new Option(`${o.name === 'quiet' ? '-q, ' : ''}--${o.name}${o.value ? ` <${o.value}>` : ''}`, o.help));
+    const help = o.help.replace(/ \(-\w\)$/, '');
+    if (o.name === 'help') program.helpOption('-h, --help', help);
+    else program.addOption(new Option(`${o.name === 'quiet' ? '-q, ' : ''}--${o.name}${o.value ? ` <${o.value}>` : ''}`, help));
   }
   program.addHelpText('after', `\n${EXIT_CODES}\nhelp on one command: ibex help <verb> [noun]; full reference: docs/cli.md`);
   for (const [verb, entry] of Object.entries(VERBS)) {

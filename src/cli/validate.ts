@@ -14,6 +14,7 @@ import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport
 import { allowOnly, parseArgs, parseInterval } from './args.js';
 import { likeOf, parseRelationTerm } from '../config/names.js';
 import { progressReporter, stderrSink } from './progress.js';
+import { didYouMean } from './suggest.js';
 import type { Context } from './context.js';
 
 const SYNTAX = 'ibex validate <sync|all> [table=schema.table] [wait=SECONDS] [--repair [--from=<db>]] [--json]';
@@ -41,7 +42,7 @@ export function parseValidateArgs(args: readonly string[]): ValidateArgs {
       if (value === undefined || value === '') throw usage(`--${m[1]} needs a value: ${SYNTAX}`);
       if (flagged.has(m[1]!)) throw usage(`option "${m[1]}" is given twice: give it once`);
       flagged.set(m[1]!, value);
-    } else if (a.startsWith('-')) throw usage(`unknown flag "${a}" for "ibex validate": ${SYNTAX}`);
+    } else if (a.startsWith('-')) throw usage(`unknown flag "${a}" for "ibex validate": ${SYNTAX}${didYouMean(a.replace(/=.*$/, ''), ['--repair', '--from', '--table', '--wait'])}`);
     else plain.push(a);
   }
   const { words, options } = parseArgs(plain);
