@@ -257,17 +257,20 @@ export function renderSyncTable(doc: { syncs: SyncStatusDoc[] }, layout: StatusL
     }
     return t.toString() + '\nI/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty';
   }
-  // Fixed columns, then the error takes what is left; a table has one border per column plus one,
-  // and cli-table3 pads each cell by one on either side.
-  const fixed = [14, 14, 12, 18, 10, 8];
-  const errW = Math.max(12, layout.width - fixed.reduce((a, b) => a + b, 0) - (fixed.length + 2));
+  // Sync and Status as wide as their longest value (a name of more than 15 characters is broken
+  // into lines), the middle columns fixed, and the error takes what is left of the width. A table
+  // has one border per column plus one; cli-table3 pads each cell by one on either side.
+  const syncW = Math.min(15, Math.max(4, ...doc.syncs.map((s) => s.name.length))) + 2;
+  const statusW = Math.max(6, ...doc.syncs.map((s) => s.status.length)) + 2;
+  const middle = [12, 11, 16, 14];
+  const used = syncW + statusW + middle.reduce((a, b) => a + b, 0) + 8;
+  const errW = Math.max(10, layout.width - used);
   const t = new Table({
-    head: ['Sync', 'State', 'Last good', 'Last run', 'Backlog', 'Lag', 'Last error'], style,
-    colWidths: [...fixed, errW], wordWrap: true,
+    head: ['Sync', 'Status', 'State', 'Last good', 'Last run', 'Backlog, lag', 'Last error'], style,
+    colWidths: [syncW, statusW, ...middle, errW], wordWrap: true,
   });
   for (const s of doc.syncs) {
-    const state = s.status === 'active' ? stateText(s) : `${s.status}${s.state ? ` (${stateText(s)})` : ''}`;
-    t.push([breakLong(s.name, fixed[0]! - 2), state, good(s), lastRun(s), backlog(s), lag(s), s.lastError ? cut(s.lastError.message, 2 * (errW - 2) - 1) : '']);
+    t.push([breakLong(s.name, syncW - 2), s.status, stateText(s), good(s), lastRun(s), `${backlog(s)} / ${lag(s)}`, s.lastError ? cut(s.lastError.message, 2 * (errW - 2) - 1) : '']);
   }
   return t.toString() + '\nmore: ibex status --wide (counts, clock skew, whole errors), ibex status <sync> (one in full)';
 }

@@ -33,6 +33,14 @@ describe('ibex status rendering', () => {
     assert.match(text, /a_sync_with/);
     assert.match(text, /cannot/);
     assert.match(text, /ibex status --wide/);
+    // The longest status and a long name together still fit.
+    const worst = renderSyncTable({ syncs: [{ ...sync('x'.repeat(63), 'e'.repeat(300)), status: 'installing' }] }, { wide: false, width: 100, color: false });
+    assert.ok(width(worst) <= 100, `${width(worst)} columns:\n${worst}`);
+  });
+
+  it('keeps short names and statuses in columns of their own width', () => {
+    const text = renderSyncTable({ syncs: [{ ...sync('demo'), status: 'active' }] }, { wide: false, width: 100, color: false });
+    assert.match(text, /│ demo │ active │ stalled/);
   });
 
   it('--wide shows the counts, clock skew and whole errors', () => {
