@@ -1,24 +1,42 @@
 /**
- * ibex's version: the one in its package.json, found next to this module whether it runs from
- * src/ (a checkout, through tsx) or from dist/src/ (the compiled package).
+ * This ibex's version and "is this module the process's entry point", both
+ * the same whether ibex runs from its TypeScript sources or from the compiled
+ * package (dist/), where an npm bin is a symlink to the module.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-function readVersion(): string {
+/** The package names this project has been published under (the repository's own, the npm one). */
+const PACKAGE_NAMES = ['ibex', 'ibex-replication'];
+
+let cached: string | undefined;
+
+/** This ibex's version, from its package.json (src/ and dist/ both sit one level below it). */
+export function ibexVersion(): string {
+  if (cached) return cached;
   const here = dirname(fileURLToPath(import.meta.url));
-  for (const up of ['..', join('..', '..')]) {
+  for (const p of [join(here, '..', 'package.json'), join(here, '..', '..', 'package.json')]) {
     try {
-      const pkg = JSON.parse(readFileSync(join(here, up, 'package.json'), 'utf8')) as { version?: string; bin?: Record<string, string> };
-      // Only ibex's own package.json names the `ibex` command.
-      if (pkg.version && pkg.bin && 'ibex' in pkg.bin) return pkg.version;
+      const v = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (v.name && PACKAGE_NAMES.includes(v.name) && v.version) return (cached = v.version);
     } catch {
-      // not there: try the next folder up
+      // try the next candidate
     }
   }
   return '0.0.0';
 }
 
-/** The version of this ibex. */
-export const VERSION = readVersion();
+/**
+ * Is the module at `moduleUrl` the script this process was started with? argv[1]
+ * may be a symlink (npm's bin links, `npx ibex`), so both sides are resolved.
+ */
+export function isEntryPoint(moduleUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(moduleUrl));
+  } catch {
+    return false;
+  }
+}

@@ -2,6 +2,7 @@
  * Bucardo's argument syntax: `ibex <verb> [noun] [name …] [key=value …] [--flags]`.
  */
 import { usage } from '../errors.js';
+import { didYouMean } from './suggest.js';
 
 /** Positional words and key=value pairs, in order, after the verb and noun. */
 export interface ParsedArgs {
@@ -36,7 +37,7 @@ export function parseArgs(args: readonly string[], flagOptions?: FlagOptions): P
       if (!m || !key || !flags.includes(key)) {
         const flag = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
         const own = flags.length ? `: use ${flags.map((f) => `--${f}=…`).join(' ')}` : '';
-        throw usage(`unknown flag "${flag}" for ${what}${own} (global flags: --json --dry-run --force --quiet --debug --control)`);
+        throw usage(`unknown flag "${flag}" for ${what}${own} (global flags: --json --dry-run --force --quiet --debug --control)${didYouMean(flag, flags.map((f) => `--${f}`))}`);
       }
       const value = m[2] ?? args[++i];
       if (value === undefined || value === '') throw usage(`--${key} needs a value: --${key}=…`);
@@ -62,7 +63,7 @@ export function allowOnly(options: Map<string, string>, allowed: readonly string
   for (const key of options.keys()) {
     if (allowed.includes(key)) continue;
     if (allowed.length === 0) throw usage(`unknown option "${key}" for ${what}: it takes no key=value options; leave "${key}=" out`);
-    throw usage(`unknown option "${key}" for ${what}: use one of ${allowed.join(', ')}`);
+    throw usage(`unknown option "${key}" for ${what}: use one of ${allowed.join(', ')}${didYouMean(key, allowed)}`);
   }
 }
 
@@ -121,23 +122,5 @@ export function parseIntOption(key: string, value: string, min = 0, max = Number
   return Number(value);
 }
 
-/** The longest duration accepted (100 years): far below PostgreSQL's interval limit. */
-const MAX_DURATION_S = 36_500 * 86_400;
-
-/**
- * Parse a duration: a number of seconds, or a number with a unit (ms, s, m, h, d),
- * or a PostgreSQL interval such as "5 minutes". Returns a PostgreSQL interval text.
- */
-export function parseInterval(key: string, value: string): string {
-  const v = value.trim();
-  const hint = 'give seconds (30) or a number with a unit (500ms, 30s, 5m, 1h, 7d)';
-  if (/^-\s*\d/.test(v)) throw usage(`bad duration "${value}" for ${key}: it cannot be negative; ${hint}`);
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?$/i.exec(v);
-  if (!m) throw usage(`bad duration "${value}" for ${key}: ${hint}`);
-  const n = Number(m[1]);
-  if (n <= 0) throw usage(`bad duration "${value}" for ${key}: it must be more than zero; ${hint}`);
-  const unit = (m[2] ?? 's').toLowerCase();
-  const seconds = unit === 'ms' ? n / 1000 : unit.startsWith('s') ? n : unit.startsWith('m') ? n * 60 : unit.startsWith('h') ? n * 3600 : n * 86400;
-  if (!(seconds <= MAX_DURATION_S)) throw usage(`bad duration "${value}" for ${key}: it is too long; give at most 100 years (36500d)`);
-  return `${seconds} seconds`;
-}
+/** Durations are parsed where the option schemas live (src/config/options.ts). */
+export { parseInterval } from '../config/options.js';

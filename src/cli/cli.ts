@@ -5,10 +5,15 @@
  * `main` through their Context, so no verb imports this module.
  */
 import { IbexError, ExitCode } from '../errors.js';
-import { VERSION } from '../version.js';
 import { errorText, redact } from '../db/connect.js';
 import { makeContext, type CliIo, type GlobalFlags } from './context.js';
 import { VERBS } from './verbs.js';
+import { ibexVersion } from '../version.js';
+import { didYouMean } from './suggest.js';
+
+const GLOBAL_FLAG_WORDS = ['--control', '--json', '--quiet', '--debug', '--dry-run', '--force', '--help', '--version'];
+
+const VERSION = ibexVersion();
 
 /** Split global flags (anywhere on the line) from the verb's own arguments. */
 export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb: string | undefined; rest: string[]; help: boolean; version: boolean } {
@@ -59,22 +64,6 @@ function oneLineMessage(text: string): string {
   return printable(text.trim());
 }
 
-function helpText(): string {
-  const lines = [
-    `ibex ${VERSION} — asynchronous multi-master and fan-out replication for PostgreSQL`,
-    '',
-    'usage: ibex <verb> [noun] [name …] [key=value …] [--flags]',
-    '',
-    'verbs:',
-    ...Object.entries(VERBS).map(([v, e]) => `  ${v.padEnd(11)} ${e.summary}`),
-    '',
-    'global flags: --control URL (or IBEX_CONTROL_URL; default postgresql:///ibex)  --json  --quiet  --debug  --dry-run  --force',
-    'exit codes: 0 ok · 1 runtime failure · 2 usage/configuration · 3 conflict abort · 4 kick timeout · 5 kicked run failed · 6 validate differences',
-    'full reference: docs/cli.md',
-  ];
-  return lines.join('\n') + '\n';
-}
-
 const processIo: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
 /** Run the CLI; resolves to the exit code. */
@@ -88,23 +77,25 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       return ExitCode.ok;
     }
     if (!verb || verb === 'help' || (help && !verb)) {
-      io.out(helpText());
+      const { helpText } = await import('./program.js');
+      io.out(helpText(verb === 'help' ? rest[0] : undefined, verb === 'help' ? rest[1] : undefined));
       return verb || help ? ExitCode.ok : ExitCode.usage;
     }
     const entry = VERBS[verb];
     if (!entry && verb.startsWith('-') && verb.length > 1) {
-      throw new IbexError('usage', `unknown flag "${verb}": global flags are --control URL, --json, --quiet, --debug, --dry-run, --force, --help, --version; see "ibex help"`);
+      throw new IbexError('usage', `unknown flag "${verb}": global flags are --control URL, --json, --quiet, --debug, --dry-run, --force, --help, --version; see "ibex help"${didYouMean(verb, GLOBAL_FLAG_WORDS)}`);
     }
-    if (!entry) throw new IbexError('usage', `unknown verb "${verb}": run "ibex help" for the list of verbs`);
+    if (!entry) throw new IbexError('usage', `unknown verb "${verb}": run "ibex help" for the list of verbs${didYouMean(verb, [...Object.keys(VERBS), 'help'])}`);
     if (help) {
-      io.out(`ibex ${verb}: ${entry.summary}\nsee docs/cli.md for every option\n`);
+      const { helpText } = await import('./program.js');
+      io.out(helpText(verb, rest[0]));
       return ExitCode.ok;
     }
     if (flags.dryRun && ['kick', 'start', 'stop', 'restart', 'run', 'reload', 'quickstart'].includes(verb)) {
       throw new IbexError('usage', `--dry-run has no meaning for "ibex ${verb}": leave it out`);
     }
     const handler = await entry.load();
-    const code = await handler(makeContext(flags, io.out, main), rest);
+    const code = await handler(makeContext(flags, io.out, main, io === processIo && process.stdout.isTTY === true), rest);
     return code ?? ExitCode.ok;
   } catch (err) {
     const ibex = err instanceof IbexError ? err : undefined;

@@ -2,7 +2,7 @@
  * What every CLI verb receives: the global flags and the output channel.
  */
 import type pg from 'pg';
-import { endQuietly } from '../db/connect.js';
+import { endQuietly, isMissingPassword } from '../db/connect.js';
 import { openControl, controlUrl, controlParams } from '../control/connection.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
@@ -28,6 +28,8 @@ export interface Context {
   json(value: unknown): void;
   /** Open the control database (schema checked); the verb must end it, `withControl` does. */
   withControl<T>(fn: (c: pg.Client) => Promise<T>): Promise<T>;
+  /** Is the output a terminal (progress, colours, redrawing in place)? Absent: no. */
+  tty?: boolean;
   /** Run another ibex command line in this process (quickstart drives the CLI this way); resolves to its exit code. */
   runCli(argv: readonly string[], io: CliIo): Promise<number>;
 }
@@ -42,12 +44,13 @@ export interface CliIo {
 export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | void>;
 
 /** Build the context for these flags. */
-export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli: Context['runCli']): Context {
+export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli: Context['runCli'], tty = false): Context {
   const url = controlUrl(flags.control);
   return {
     flags,
     controlUrl: url,
     runCli,
+    tty,
     say(line, always = false) {
       if (!flags.quiet || always) out(line + '\n');
     },
@@ -75,6 +78,9 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli
 function controlFailure(url: string, err: unknown): unknown {
   if (!(err instanceof IbexError) || err.code !== 'unreachable') return err;
   const where = '--control (or IBEX_CONTROL_URL)';
+  if (isMissingPassword(err.cause)) {
+    return new IbexError('unreachable', `the control database needs a password and none was given: put it in ~/.pgpass (or PGPASSFILE), a pg_service.conf service (?service=), PGPASSWORD, or the ${where} URL`, { cause: err });
+  }
   if (sqlstate(err.cause) === '3D000') {
     const name = controlParams(url).dbname ?? 'ibex';
     return new IbexError('schema', `the control database "${name}" does not exist: run "ibex install" to create it, or point ${where} at an existing one`, { cause: err });

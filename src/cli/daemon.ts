@@ -23,6 +23,8 @@ import { readSetting } from '../control/settings-store.js';
 import type { RunKind, RunResult } from '../model.js';
 import { Observer } from '../observe/observer.js';
 import { parseListen, startHttp, type HttpServer } from '../observe/server.js';
+import { isEntryPoint } from '../version.js';
+import { didYouMean } from './suggest.js';
 import type { Context, VerbHandler } from './context.js';
 
 /** How long `start` waits for the daemon to be ready. */
@@ -59,7 +61,7 @@ export function isIbexDaemon(pid: number): boolean {
   if (!processAlive(pid)) return false;
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.some((a) => /main\.[tj]s$/.test(a)) && args.includes('run');
+    return args.some((a) => /main\.[tj]s$|(^|\/)ibex$/.test(a)) && args.includes('run');
   } catch {
     // No /proc (or not ours to read): trust the pid file.
     return true;
@@ -82,7 +84,7 @@ function daemonOptions(args: readonly string[], allowed: readonly string[], verb
       key = a.slice(2);
       value = args[++i]!;
     } else throw usage(`unexpected argument "${a}" for "ibex ${verb}"${hint}`);
-    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for "ibex ${verb}"${hint}`);
+    if (!allowed.includes(key)) throw usage(`unknown option "${key}" for "ibex ${verb}"${hint}${didYouMean(key, allowed)}`);
     if (value === '') throw usage(`--${key} needs a value`);
     out.set(key, value);
   }
@@ -110,7 +112,7 @@ function selfCommand(args: string[]): { command: string; args: string[] } {
 
 /** Is this process the `ibex` command (not a test importing the CLI)? */
 function isCliProcess(): boolean {
-  return /main\.[tj]s$/.test(process.argv[1] ?? '');
+  return isEntryPoint(new URL('./main.js', import.meta.url).href) || isEntryPoint(new URL('./main.ts', import.meta.url).href);
 }
 
 // ---- ibex run -----------------------------------------------------------------------------

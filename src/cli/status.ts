@@ -11,10 +11,14 @@ import { measureBacklog, type LiveSourceBacklog } from '../engine/backlog-live.j
 import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
 import type { Context, VerbHandler } from './context.js';
+import { copyProgressWatcher } from './kick-progress.js';
+import { progressReporter, stderrSink } from './progress.js';
 
 /** How long before a kick's first answer we check that a daemon is still there. */
 const KICK_POLL_MS = 200;
 const DAEMON_CHECK_MS = 3000;
+/** How often a kick waiting for a copy reads its progress. */
+const COPY_CHECK_MS = 1000;
 
 // ---- formatting ---------------------------------------------------------------------------
 
@@ -165,23 +169,79 @@ async function liveBacklogs(c: pg.Client, names: string[]): Promise<Map<string, 
   return out;
 }
 
-/** `ibex status [sync] [--json]` */
+/** `ibex status [sync] [--wide] [--watch] [--json]` */
 export const status: VerbHandler = async (ctx, args) => {
-  const { words, options } = parseArgs(args);
+  const rest = args.filter((a) => a !== '--wide' && a !== '--watch');
+  const wide = args.includes('--wide');
+  const watch = args.includes('--watch');
+  const { words, options } = parseArgs(rest, { flags: [], what: '"ibex status"' });
   allowOnly(options, [], '"ibex status"');
-  if (words.length > 1) throw usage('"ibex status" takes at most one sync: ibex status [sync] [--json]');
+  if (words.length > 1) throw usage('"ibex status" takes at most one sync: ibex status [sync] [--wide] [--watch] [--json]');
+  if (watch && ctx.flags.json) throw usage('--watch and --json do not go together: poll "ibex status --json" instead');
   const name = words[0];
-  await ctx.withControl(async (c) => {
+  const tty = ctx.tty ?? false;
+  const layout = (): StatusLayout => ({ wide, width: 100, color: tty });
+  const snapshot = async (c: pg.Client): Promise<{ daemon: DaemonStatus; syncs: SyncStatusDoc[] }> => {
     const rows = await store.readStatus(c, name);
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
     const live = await store.liveDaemons(c);
     const daemon = live[0] ?? (await store.lastDaemon(c));
-    const doc = statusDoc(rows, daemon, live.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)), await countAside(c));
-    if (ctx.flags.json) ctx.json(doc);
-    else printStatus(ctx, doc, name !== undefined);
+    return statusDoc(rows, daemon, live.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)), await countAside(c));
+  };
+  await ctx.withControl(async (c) => {
+    if (!watch) {
+      const doc = await snapshot(c);
+      if (ctx.flags.json) ctx.json(doc);
+      else printStatus(ctx, doc, name !== undefined, layout());
+      return;
+    }
+    const stop = new AbortController();
+    const onSignal = (): void => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      await watchLoop({
+        tty, write: (text) => ctx.say(text, true), signal: stop.signal, intervalMs: 2000,
+        render: async () => {
+          let out = '';
+          printStatus({ ...ctx, say: (line) => void (out += line + '\n') }, await snapshot(c), name !== undefined, layout());
+          return `ibex status — ${new Date().toISOString()} (every 2 s; Ctrl-C ends)\n${out}`;
+        },
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
   });
   return 0;
 };
+
+/** What `status --watch` needs: where to write, whether that is a terminal, and when to stop. */
+export interface WatchOptions {
+  tty: boolean;
+  write: (text: string) => void;
+  render: () => Promise<string>;
+  signal: AbortSignal;
+  intervalMs: number;
+}
+
+/**
+ * Redraw until the signal: on a terminal the screen is cleared and the
+ * snapshot drawn in place; elsewhere each snapshot is printed after the last.
+ */
+export async function watchLoop(o: WatchOptions): Promise<number> {
+  let frames = 0;
+  while (!o.signal.aborted) {
+    const text = (await o.render()).replace(/\n$/, '');
+    o.write(o.tty ? `\x1b[H\x1b[2J${text}` : `${frames ? '\n' : ''}${text}`);
+    frames++;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, o.intervalMs);
+      o.signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    });
+  }
+  return frames;
+}
 
 function daemonLine(d: DaemonStatus): string {
   if (d.running) {
@@ -201,31 +261,64 @@ function stateText(s: SyncStatusDoc): string {
   return `${s.state}${since}${s.state === 'stalled' && s.attempts ? ` (${s.attempts} tries)` : ''}`;
 }
 
-function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatusDoc[] }, one: boolean): void {
+/** How `status` lays out its table. */
+export interface StatusLayout {
+  /** Every column, however wide (`--wide`). */
+  wide: boolean;
+  /** The width to fit without --wide (100: the table's fixed columns need about 100). */
+  width: number;
+  /** Colours (a terminal). */
+  color: boolean;
+}
+
+/** A name longer than the column, split into lines of the column's width (a table would cut it). */
+const breakLong = (text: string, n: number): string => text.match(new RegExp(`.{1,${n}}`, 'gsu'))?.join('\n') ?? text;
+
+const cut = (text: string, n: number): string => (text.length > n ? text.slice(0, Math.max(1, n - 1)) + '…' : text);
+
+/** The table of every sync: 100 columns (or the layout's width) unless wide. */
+export function renderSyncTable(doc: { syncs: SyncStatusDoc[] }, layout: StatusLayout): string {
+  const style = layout.color ? {} : { head: [], border: [] };
+  const errText = (s: SyncStatusDoc, n: number): string =>
+    s.lastError ? `${cut(s.lastError.message, n)}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '';
+  const lastRun = (s: SyncStatusDoc): string => (s.lastRun ? `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}${s.lastRun.ms !== null ? ` ${s.lastRun.ms}ms` : ''}` : '-');
+  const backlog = (s: SyncStatusDoc): string => (s.backlog.length ? `${s.backlog.reduce((n, b) => n + (b.keys ?? 0), 0)}${s.backlog.some((b) => b.error) ? '?' : ''}` : '-');
+  const lag = (s: SyncStatusDoc): string => (s.lagS !== null ? formatAge(s.lagS) : '-');
+  const good = (s: SyncStatusDoc): string => (s.lastGood ? `#${s.lastGood.run} ${formatAge(s.lastGood.ageS)} ago` : '-');
+  if (layout.wide) {
+    const t = new Table({ head: ['Sync', 'Status', 'State', 'Last good', 'Last run', 'I/D/C/T', 'Backlog', 'Lag', 'Skew', 'Last error'], style });
+    for (const s of doc.syncs) {
+      t.push([s.name, s.status, stateText(s), good(s), lastRun(s), s.lastRun ? countsText(s.lastRun) : '-', backlog(s), lag(s),
+        s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)}ms` : '-', errText(s, 200)]);
+    }
+    return t.toString() + '\nI/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty';
+  }
+  // Sync and Status as wide as their longest value (a name of more than 15 characters is broken
+  // into lines), the middle columns fixed, and the error takes what is left of the width. A table
+  // has one border per column plus one; cli-table3 pads each cell by one on either side.
+  const syncW = Math.min(15, Math.max(4, ...doc.syncs.map((s) => s.name.length))) + 2;
+  const statusW = Math.max(6, ...doc.syncs.map((s) => s.status.length)) + 2;
+  const middle = [12, 11, 16, 14];
+  const used = syncW + statusW + middle.reduce((a, b) => a + b, 0) + 8;
+  const errW = Math.max(10, layout.width - used);
+  const t = new Table({
+    head: ['Sync', 'Status', 'State', 'Last good', 'Last run', 'Backlog, lag', 'Last error'], style,
+    colWidths: [syncW, statusW, ...middle, errW], wordWrap: true,
+  });
+  for (const s of doc.syncs) {
+    t.push([breakLong(s.name, syncW - 2), s.status, stateText(s), good(s), lastRun(s), `${backlog(s)} / ${lag(s)}`, s.lastError ? cut(s.lastError.message, 2 * (errW - 2) - 1) : '']);
+  }
+  return t.toString() + '\nmore: ibex status --wide (counts, clock skew, whole errors), ibex status <sync> (one in full)';
+}
+
+function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatusDoc[] }, one: boolean, layout: StatusLayout): void {
   ctx.say(daemonLine(doc.daemon), true);
   if (doc.syncs.length === 0) {
     ctx.say('no syncs: add one with "ibex add sync"', true);
     return;
   }
   if (!one) {
-    const t = table(['Sync', 'Status', 'State', 'Last good', 'Last run', 'I/D/C/T', 'Backlog', 'Lag', 'Skew', 'Last error']);
-    for (const s of doc.syncs) {
-      const err = s.lastError ? `${s.lastError.message.length > 60 ? s.lastError.message.slice(0, 57) + '...' : s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '';
-      t.push([
-        s.name,
-        s.status,
-        stateText(s),
-        s.lastGood ? `#${s.lastGood.run} ${formatAge(s.lastGood.ageS)} ago` : '-',
-        s.lastRun ? `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}${s.lastRun.ms !== null ? ` ${s.lastRun.ms}ms` : ''}` : '-',
-        s.lastRun ? countsText(s.lastRun) : '-',
-        s.backlog.length ? `${s.backlog.reduce((n, b) => n + (b.keys ?? 0), 0)}${s.backlog.some((b) => b.error) ? '?' : ''}` : '-',
-        s.lagS !== null ? formatAge(s.lagS) : '-',
-        s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)}ms` : '-',
-        err,
-      ]);
-    }
-    ctx.say(t.toString(), true);
-    ctx.say('I/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty', true);
+    ctx.say(renderSyncTable(doc, layout), true);
     for (const s of doc.syncs) for (const w of [...s.warnings, ...s.backlog.filter((b) => b.error).map((b) => `db ${b.db}: backlog ${b.error}`)]) ctx.say(`warning: sync ${s.name}: ${w}`, true);
     const aside = doc.syncs.filter((x) => x.setAside > 0);
     if (aside.length) ctx.say(`rows set aside: ${aside.map((x) => `${x.name} ${x.setAside}`).join(', ')} (see "ibex quarantine list")`, true);
@@ -288,23 +381,37 @@ async function waitForKick(ctx: Context, c: pg.Client, sync: string, id: number,
   const started = Date.now();
   const deadline = timeoutS === 0 ? Infinity : started + timeoutS * 1000;
   let lastDaemonCheck = started;
-  for (;;) {
-    const p = await store.kickProgress(c, id);
-    if (!p) throw new IbexError('internal', `kick ${id} of sync "${sync}" disappeared (was the sync removed?)`);
-    if (p.run) return reportKick(ctx, sync, id, p.run);
-    const now = Date.now();
-    if (now > deadline) {
-      throw new IbexError('kick_timeout', `the run kicked for sync "${sync}" did not end within ${timeoutS} s (kick ${id} ${p.taken ? 'is running' : 'is not taken yet'}): see "ibex status ${sync}"`);
-    }
-    if (now - lastDaemonCheck >= DAEMON_CHECK_MS) {
-      lastDaemonCheck = now;
-      if ((await store.liveDaemons(c)).length === 0) {
-        throw new IbexError('daemon', `the ibex daemon stopped before the run kicked for sync "${sync}" ended: start it with "ibex start"; the kick stays queued`);
+  let lastCopyCheck = started;
+  const progress = progressReporter(stderrSink(), { quiet: ctx.flags.quiet || ctx.flags.json });
+  const copy = copyProgressWatcher(c, sync, progress);
+  try {
+    for (;;) {
+      const p = await store.kickProgress(c, id);
+      if (!p) throw new IbexError('internal', `kick ${id} of sync "${sync}" disappeared (was the sync removed?)`);
+      if (p.run) {
+        progress.clear();
+        return reportKick(ctx, sync, id, p.run);
       }
-      const st = await store.syncStatus(c, sync);
-      if (st?.status === 'paused' && !p.taken) throw configError(`sync "${sync}" was paused before its kick ran${st.reason ? ` (${st.reason})` : ''}: the kick runs once it is resumed with "ibex resume ${sync}"`);
+      const now = Date.now();
+      if (p.taken && now - lastCopyCheck >= COPY_CHECK_MS) {
+        lastCopyCheck = now;
+        await copy.tick();
+      }
+      if (now > deadline) {
+        throw new IbexError('kick_timeout', `the run kicked for sync "${sync}" did not end within ${timeoutS} s (kick ${id} ${p.taken ? 'is running' : 'is not taken yet'}): see "ibex status ${sync}"`);
+      }
+      if (now - lastDaemonCheck >= DAEMON_CHECK_MS) {
+        lastDaemonCheck = now;
+        if ((await store.liveDaemons(c)).length === 0) {
+          throw new IbexError('daemon', `the ibex daemon stopped before the run kicked for sync "${sync}" ended: start it with "ibex start"; the kick stays queued`);
+        }
+        const st = await store.syncStatus(c, sync);
+        if (st?.status === 'paused' && !p.taken) throw configError(`sync "${sync}" was paused before its kick ran${st.reason ? ` (${st.reason})` : ''}: the kick runs once it is resumed with "ibex resume ${sync}"`);
+      }
+      await new Promise((r) => setTimeout(r, KICK_POLL_MS));
     }
-    await new Promise((r) => setTimeout(r, KICK_POLL_MS));
+  } finally {
+    progress.clear();
   }
 }
 

@@ -13,6 +13,8 @@ import { repair, type RepairReport } from '../validate/repair.js';
 import { defaultRepairSource, differingColumns, sequenceDiffers, type SyncReport, type TableReport } from '../validate/compare.js';
 import { allowOnly, parseArgs, parseInterval } from './args.js';
 import { likeOf, parseRelationTerm } from '../config/names.js';
+import { progressReporter, stderrSink } from './progress.js';
+import { didYouMean } from './suggest.js';
 import type { Context } from './context.js';
 
 const SYNTAX = 'ibex validate <sync|all> [table=schema.table] [wait=SECONDS] [--repair [--from=<db>]] [--json]';
@@ -40,7 +42,7 @@ export function parseValidateArgs(args: readonly string[]): ValidateArgs {
       if (value === undefined || value === '') throw usage(`--${m[1]} needs a value: ${SYNTAX}`);
       if (flagged.has(m[1]!)) throw usage(`option "${m[1]}" is given twice: give it once`);
       flagged.set(m[1]!, value);
-    } else if (a.startsWith('-')) throw usage(`unknown flag "${a}" for "ibex validate": ${SYNTAX}`);
+    } else if (a.startsWith('-')) throw usage(`unknown flag "${a}" for "ibex validate": ${SYNTAX}${didYouMean(a.replace(/=.*$/, ''), ['--repair', '--from', '--table', '--wait'])}`);
     else plain.push(a);
   }
   const { words, options } = parseArgs(plain);
@@ -63,7 +65,7 @@ export async function validate(ctx: Context, args: string[]): Promise<number> {
   const a = parseValidateArgs(args);
   const term = a.table === undefined ? undefined : parseRelationTerm(a.table);
   const only = term ? relationMatcher(term.schema, term.name) : undefined;
-  const progress = progressLine(ctx);
+  const progress = progressReporter(stderrSink(), { quiet: ctx.flags.quiet });
   return ctx.withControl(async (control) => {
     const all = await listSyncs(control);
     let names: string[];
@@ -144,23 +146,6 @@ function relationMatcher(schema: { text: string; pattern: boolean }, name: { tex
   const rs = re(schema);
   const rn = re(name);
   return (s, n) => rs.test(s) && rn.test(n);
-}
-
-/** Progress on stderr, only on a terminal (and never with --quiet). */
-function progressLine(ctx: Context): { show: (line: string) => void; clear: () => void } {
-  const on = process.stderr.isTTY === true && !ctx.flags.quiet;
-  let shown = false;
-  return {
-    show: (line) => {
-      if (!on) return;
-      const width = process.stderr.columns || 80;
-      process.stderr.write(`\r\x1b[K${line.length >= width ? line.slice(0, width - 1) : line}`);
-      shown = true;
-    },
-    clear: () => {
-      if (on && shown) process.stderr.write('\r\x1b[K');
-    },
-  };
 }
 
 const keyText = (key: Record<string, string | null>): string =>

@@ -4,7 +4,7 @@
  */
 import type { VerbHandler } from './context.js';
 
-interface VerbEntry {
+export interface VerbEntry {
   summary: string;
   load: () => Promise<VerbHandler>;
 }
@@ -35,5 +35,6 @@ export const VERBS: Record<string, VerbEntry> = {
   export: { summary: 'export [--format=yaml|json] [--full]: print the whole configuration as a file (no passwords)', load: async () => (await import('./config-file.js')).exportVerb },
   apply: { summary: 'apply -f <file> [--dry-run] [--prune]: make the configuration match a file; prints the plan first', load: async () => (await import('./config-file.js')).apply },
   'import-bucardo': { summary: 'import-bucardo --from=<url> [--dry-run] | --cutover [--yes]: take over a Bucardo setup', load: async () => (await import('./import-bucardo.js')).importBucardo },
+  completion: { summary: 'completion bash|zsh: print a shell completion script (source <(ibex completion bash))', load: async () => (await import('./completion.js')).completion },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

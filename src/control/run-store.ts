@@ -178,3 +178,28 @@ export async function cursorsOnDb(control: pg.Client, db: string): Promise<strin
   const r = await control.query(`SELECT snapshot FROM ibex.cursor WHERE db = $1`, [db]);
   return r.rows.map((x) => String(x.snapshot));
 }
+
+/** A copy in progress, as `ibex kick` shows it: the running copy run's kind and the rows copied so far. */
+export interface CopyTotals {
+  kind: 'onetimecopy' | 'fullcopy';
+  started: Date;
+  rows: number;
+  /** (table, target) pairs done, of those begun. */
+  done: number;
+  begun: number;
+  /** Targets with progress rows. */
+  targets: number;
+}
+
+/** The copy a sync is running now, if any (copy_progress rows are written after each chunk). */
+export async function readCopyTotals(control: pg.Client, sync: string): Promise<CopyTotals | undefined> {
+  const run = await control.query(
+    `SELECT kind, started FROM ibex.run WHERE sync = $1 AND status = 'running' AND kind IN ('onetimecopy', 'fullcopy') ORDER BY id DESC LIMIT 1`, [sync]);
+  const r = run.rows[0];
+  if (!r) return undefined;
+  const p = await control.query(
+    `SELECT coalesce(sum(rows_copied), 0) AS rows, count(*) FILTER (WHERE done) AS done, count(*) AS begun, count(DISTINCT db) AS targets
+       FROM ibex.copy_progress WHERE sync = $1`, [sync]);
+  const t = p.rows[0];
+  return { kind: r.kind, started: r.started, rows: Number(t.rows), done: Number(t.done), begun: Number(t.begun), targets: Number(t.targets) };
+}

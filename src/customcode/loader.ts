@@ -159,6 +159,24 @@ function writeCached(file: string, src: string): void {
   }
 }
 
+let tsxRegistered = false;
+
+/**
+ * TypeScript custom code needs a loader. From the sources (bin/ibex) tsx is
+ * already in the process; the compiled package starts without it and
+ * registers it only when it first loads TypeScript custom code, with tsx's
+ * own transform cache off: that cache lives in a shared temp directory where
+ * another user could plant code (ibex's cache of the sources is checked, tsx's
+ * is not).
+ */
+async function typescriptLoader(): Promise<void> {
+  if (tsxRegistered || import.meta.url.endsWith('.ts')) return;
+  process.env.TSX_DISABLE_CACHE = '1';
+  const { register } = await import('tsx/esm/api');
+  register();
+  tsxRegistered = true;
+}
+
 /** Write the source under its content hash (once, or again if the file differs), check its bytes, and import it. */
 async function importSource(name: string, whenrun: string, src: string, language: string,
   fix = `fix it with "ibex update customcode ${name} src_code=<file>"`): Promise<(input: never) => unknown> {
@@ -170,6 +188,7 @@ async function importSource(name: string, whenrun: string, src: string, language
   }
   let mod: { default?: unknown };
   try {
+    if (language === 'typescript') await typescriptLoader();
     mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
   } catch (err) {
     throw new CustomCodeError(name, whenrun, `could not be loaded: ${loadError(err, file)}; ${fix}`, err);

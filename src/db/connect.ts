@@ -4,7 +4,7 @@
  * values, and a description that never contains a password.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { IbexError } from '../errors.js';
@@ -147,7 +147,7 @@ export function resolveParams(p: PgParams): pg.ClientConfig {
     host,
     port: portText ? Number(portText) : 5432,
     database: pick('dbname', p.dbname),
-    user: pick('user', p.user) ?? process.env.PGUSER,
+    user: pick('user', p.user) ?? process.env.PGUSER ?? osUser(),
   };
   const password = p.password ?? svc.get('password');
   if (password !== undefined && password !== '') config.password = password;
@@ -160,6 +160,26 @@ export function resolveParams(p: PgParams): pg.ClientConfig {
   const ct = extra.get('connect_timeout') ?? svc.get('connect_timeout');
   if (ct) config.connectionTimeoutMillis = Number(ct) * 1000;
   return config;
+}
+
+/**
+ * libpq's default user: the operating system user, not $USER (which a service manager
+ * or `env -i` may leave unset; the driver would then send no user at all).
+ */
+function osUser(): string | undefined {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER;
+  }
+}
+
+/** Where a password can come from, for the message of a server that asks for one we do not have. */
+export const PASSWORD_SOURCES = 'pass=- (asks, or reads IBEX_PASSWORD), ~/.pgpass (or PGPASSFILE), a pg_service.conf service that sets the password, or PGPASSWORD';
+
+/** The driver's texts for "the server asked for a password and the client has none". */
+export function isMissingPassword(err: unknown): boolean {
+  return /client password must be a string|password authentication .*no password/i.test(errorText(err));
 }
 
 /** A description of where a connection goes, safe to print: never a password. */
@@ -194,6 +214,9 @@ export async function connect(p: PgParams, opts: SessionOptions = {}): Promise<p
     await client.connect();
   } catch (err) {
     await client.end().catch(() => {});
+    if (isMissingPassword(err)) {
+      throw new IbexError('unreachable', `${describeParams(p)} needs a password and none was given: give it with ${PASSWORD_SOURCES}`, { cause: err });
+    }
     throw new IbexError('unreachable', `cannot connect to ${describeParams(p)}: ${redact(errorText(err), p.password)}`, { cause: err });
   }
   return client;

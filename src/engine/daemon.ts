@@ -18,12 +18,12 @@
  *   daemon could take a lease that lapsed) and re-reading configuration and
  *   kicks.
  */
-import { VERSION } from '../version.js';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
 import { openControl } from '../control/connection.js';
+import { ibexVersion } from '../version.js';
 import * as store from '../control/daemon-store.js';
 import { readSetting } from '../control/settings-store.js';
 import { connect, errorText, redact, type PgParams } from '../db/connect.js';
@@ -75,10 +75,7 @@ interface Managed {
   log: Logger;
 }
 
-/** This ibex's version (kept for callers of the daemon module). */
-export function ibexVersion(): string {
-  return VERSION;
-}
+export { ibexVersion };
 
 /** One daemon process. */
 export class Daemon {

@@ -20,12 +20,9 @@ import { dryRunDone, report, write } from '../../config/context.js';
 import { listHint, openDb } from '../../config/dbs.js';
 import { checkObjectName, displayRelation, matchesFilter } from '../../config/names.js';
 import { dealias, parseDbType } from './options.js';
+import { DB_ALIASES, DB_OPTIONS } from '../../config/db-options.js';
 
-const DB_KEYS = ['dbname', 'host', 'port', 'user', 'pass', 'conn', 'service', 'dsn', 'type', 'status', 'about'];
-const DB_ALIASES: Record<string, string> = {
-  dbhost: 'host', dbport: 'port', dbuser: 'user', dbpass: 'pass', password: 'pass', dbconn: 'conn', dbservice: 'service',
-  dbtype: 'type', dbdsn: 'dsn', db: 'dbname', database: 'dbname',
-};
+const DB_KEYS = Object.keys(DB_OPTIONS);
 
 /** The options a dsn= URL sets; giving one of them next to dsn= is refused (which would win is a guess). */
 const DSN_PARTS = ['dbname', 'host', 'port', 'user', 'pass', 'conn', 'service'];
@@ -135,8 +132,10 @@ async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecor
     c = await openDb(db);
   } catch (err) {
     if (err instanceof IbexError && err.exitCode === ExitCode.usage) throw err;
-    const fix = authFailure(err) ? 'fix user= or pass= (or the password in ~/.pgpass or the service file)' : 'fix the connection options';
-    throw new IbexError('unreachable', `${(err as Error).message.replace(/: start it or fix it.*$/, '')}: ${fix}, or ${verb} it anyway with --force`, { cause: err });
+    const text = (err as Error).message.replace(/: start it or fix it.*$/, '');
+    // The message of a missing password already says where one can come from.
+    const fix = /needs a password and none was given/.test(text) ? '' : authFailure(err) ? ': fix user= or pass= (or the password in ~/.pgpass or the service file)' : ': fix the connection options';
+    throw new IbexError('unreachable', `${text}${fix}, or ${verb} it anyway with --force`, { cause: err });
   }
   try {
     const info = await serverInfo(c);

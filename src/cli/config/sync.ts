@@ -18,6 +18,7 @@ import { createSync, type NewSync } from '../../config/sync.js';
 import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm, splitList } from '../../config/names.js';
 import { strategyOption } from '../../config/strategies.js';
 import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.js';
+import { optionDefault } from '../../config/options.js';
 import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
 import { notifySyncChanged } from '../../control/daemon-store.js';
 
@@ -74,7 +75,7 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
 /** The default of each option (conflict_strategy: the configured default). */
 function defaults(defaultStrategy: string): Record<string, unknown> {
   const out: Record<string, unknown> = { conflict_strategy: defaultStrategy, onetimecopy_from: null };
-  for (const [k, spec] of Object.entries(SYNC_OPTIONS)) out[k] = spec.default;
+  for (const [k, spec] of Object.entries(SYNC_OPTIONS)) out[k] = optionDefault(spec);
   return out;
 }
 

@@ -8,6 +8,7 @@ import { usage } from '../../errors.js';
 import { controlError } from '../../control/config-store.js';
 import type { Context, VerbHandler } from '../context.js';
 import { oneLine } from './common.js';
+import { didYouMean } from '../suggest.js';
 import { addCustomcode, listCustomcode, removeCustomcode, updateCustomcodeVerb } from './customcode.js';
 import { addCustomname, listCustomname, removeCustomname } from './customname.js';
 import { addDb, listDb, removeDb, updateDbVerb } from './db.js';
@@ -59,7 +60,7 @@ async function dispatch(verb: Verb, ctx: Context, args: string[]): Promise<numbe
       return 0;
     }
     const noun = nounOf(word);
-    if (!noun) throw usage(`unknown noun "${word}" for ${verb}: use one of ${nounList}`);
+    if (!noun) throw usage(`unknown noun "${word}" for ${verb}: use one of ${nounList}${didYouMean(word, [...NOUNS, ...NOUNS.map((n) => `${n}s`)])}`);
     await HANDLERS[noun][verb](ctx, rest);
     return 0;
   } catch (err) {
