@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import Table from 'cli-table3';
 import * as store from '../control/daemon-store.js';
+import { readSetting } from '../control/settings-store.js';
 import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
 import type { Context, VerbHandler } from './context.js';
@@ -67,6 +68,23 @@ export interface DaemonStatus {
   stopped?: string | null;
 }
 
+/** One live daemon in `status --json` (`daemons`). */
+export interface DaemonDoc {
+  id: number;
+  pid: number;
+  host: string;
+  version: string;
+  started: string;
+  heartbeat: string;
+  heartbeatAgeS: number;
+  /** Its --syncs patterns; null: every sync. */
+  syncs: string[] | null;
+  /** Runs another ibex version than the newest of the live daemons (finish the upgrade). */
+  versionDiffers: boolean;
+  /** The syncs it runs now. */
+  owns: string[];
+}
+
 /** One sync in `status --json` (a stable shape: scripts read it). */
 export interface SyncStatusDoc {
   name: string;
@@ -90,10 +108,38 @@ export interface SyncStatusDoc {
   clockSkewMs: number | null;
   lastError: { message: string; at: string | null; ageS: number | null } | null;
   attempts: number;
+  /** The daemon running this sync now (it holds the lease), or null. */
+  owner: { daemon: number; pid: number; host: string; started: string } | null;
+}
+
+/** What `status` shows about the daemons: every live one, and the owner of each sync. */
+export interface DaemonsView {
+  live: store.DaemonRow[];
+  owners: Awaited<ReturnType<typeof store.leaseOwners>>;
+}
+
+/** Compare two versions like 1.10.0 > 1.9.3 (numeric parts; others as text). */
+function versionCompare(a: string, b: string): number {
+  const pa = a.split(/[.-]/);
+  const pb = b.split(/[.-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '';
+    const y = pb[i] ?? '';
+    const c = /^\d+$/.test(x) && /^\d+$/.test(y) ? Number(x) - Number(y) : x.localeCompare(y);
+    if (c !== 0) return c;
+  }
+  return 0;
 }
 
 /** Build the `status --json` document. */
-export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
+export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean,
+  view: DaemonsView = { live: [], owners: new Map() }): { daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] } {
+  const newest = view.live.map((x) => x.version).sort(versionCompare).at(-1);
+  const daemons = view.live.map((x): DaemonDoc => ({
+    id: x.id, pid: x.pid, host: x.host, version: x.version, started: x.started.toISOString(), heartbeat: x.heartbeat.toISOString(),
+    heartbeatAgeS: round1(x.heartbeatAgeS), syncs: x.syncs, versionDiffers: newest !== undefined && x.version !== newest,
+    owns: [...view.owners].filter(([, o]) => o.daemon === x.id).map(([s]) => s).sort(),
+  }));
   const d: DaemonStatus = daemon
     ? {
       running: alive, pid: daemon.pid, host: daemon.host, version: daemon.version, started: daemon.started.toISOString(),
@@ -124,9 +170,10 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
       clockSkewMs: r.clockSkewMs,
       lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
       attempts: r.attempts,
+      owner: ((o) => (o ? { daemon: o.daemon, pid: o.pid, host: o.host, started: o.started.toISOString() } : null))(view.owners.get(r.name)),
     };
   });
-  return { daemon: d, syncs };
+  return { daemon: d, daemons, syncs };
 }
 
 /** `ibex status [sync] [--json]` */
@@ -138,9 +185,9 @@ export const status: VerbHandler = async (ctx, args) => {
   await ctx.withControl(async (c) => {
     const rows = await store.readStatus(c, name);
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
-    const live = await store.liveDaemons(c);
+    const live = await store.liveDaemons(c, { leaseSeconds: await leaseSeconds(c) });
     const daemon = live[0] ?? (await store.lastDaemon(c));
-    const doc = statusDoc(rows, daemon, live.length > 0);
+    const doc = statusDoc(rows, daemon, live.length > 0, { live, owners: await store.leaseOwners(c) });
     if (ctx.flags.json) ctx.json(doc);
     else printStatus(ctx, doc, name !== undefined);
   });
@@ -165,8 +212,19 @@ function stateText(s: SyncStatusDoc): string {
   return `${s.state}${since}${s.state === 'stalled' && s.attempts ? ` (${s.attempts} tries)` : ''}`;
 }
 
-function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatusDoc[] }, one: boolean): void {
-  ctx.say(daemonLine(doc.daemon), true);
+/** The lease_seconds setting (liveness is judged by it). */
+async function leaseSeconds(c: pg.Client): Promise<number> {
+  const v = Number(await readSetting(c, 'lease_seconds'));
+  return Number.isInteger(v) && v >= 2 ? v : store.LEASE_SECONDS_DEFAULT;
+}
+
+function printStatus(ctx: Context, doc: { daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] }, one: boolean): void {
+  if (doc.daemons.length > 1) {
+    ctx.say(`daemons: ${doc.daemons.length} running`, true);
+    for (const x of doc.daemons) {
+      ctx.say(`  #${x.id} pid ${x.pid} on ${x.host}, version ${x.version}${x.versionDiffers ? ' (DIFFERS: finish the upgrade)' : ''}, up ${formatAge((Date.now() - Date.parse(x.started)) / 1000)}, heartbeat ${formatAge(x.heartbeatAgeS)} ago${x.syncs ? `, syncs ${x.syncs.join(',')}` : ''}; runs ${x.owns.join(', ') || 'nothing'}`, true);
+    }
+  } else ctx.say(daemonLine(doc.daemon), true);
   if (doc.syncs.length === 0) {
     ctx.say('no syncs: add one with "ibex add sync"', true);
     return;
@@ -196,6 +254,7 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
   const kv = table(['Sync', s.name]);
   kv.push(['Status', s.status + (s.statusReason ? ` (${s.statusReason})` : '')]);
   kv.push(['State', stateText(s)]);
+  kv.push(['Run by', s.owner ? `daemon #${s.owner.daemon} (pid ${s.owner.pid} on ${s.owner.host})` : '-']);
   kv.push(['Relgroup / dbgroup', `${s.relgroup} / ${s.dbgroup}`]);
   kv.push(['Autokick', s.autokick ? 'yes' : 'no (runs only when kicked)']);
   if (s.running) kv.push(['Running', `#${s.running.run} ${s.running.kind} for ${formatAge(s.running.ageS)}`]);
