@@ -138,8 +138,9 @@ describe('several daemons on one control database', () => {
     await waitFor('the stale run to be closed', async () => (await ctl(`SELECT 1 FROM ibex.run WHERE id = $1 AND ended IS NOT NULL`, [stale])).length > 0, 20_000);
     const run = (await ctl(`SELECT status, inserted FROM ibex.run WHERE id = $1`, [stale]))[0]!;
     assert.equal(run.status, 'failed');
-    const epoch = Number((await ctl(`SELECT epoch FROM ibex.sync_lease WHERE sync = 's2'`))[0]!.epoch);
-    assert.ok(epoch >= 2, 'the lease changed hands');
+    // The new owner's commit on B carries its epoch, newer than the frozen one's.
+    const epoch = Number((await env.query(B, `SELECT max(epoch) AS e FROM ibex.progress WHERE sync = 's2'`))[0]!.e);
+    assert.ok(epoch >= 2, `the lease changed hands (epoch ${epoch} on B)`);
     // A commit carrying the old epoch is refused by B itself, inside its transaction.
     const c = await env.client(B);
     await c.query('BEGIN');

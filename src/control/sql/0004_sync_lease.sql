@@ -15,6 +15,4 @@ CREATE TABLE ibex.sync_lease (
 -- Which syncs a daemon may run (ibex run --syncs=a,b*): NULL = all.
 ALTER TABLE ibex.daemon ADD COLUMN syncs text[];
 
-INSERT INTO ibex.config (name, value, about) VALUES
-  ('lease_seconds', '30', 'a sync whose daemon stopped renewing its lease this long runs elsewhere')
-ON CONFLICT (name) DO NOTHING;
+-- The lease time is the setting lease_seconds (absent: 30; see src/cli/settings.ts).
