@@ -7,9 +7,15 @@
  *
  * Cluster 0 holds only the control database (so stopping it stops nothing
  * else); A (cluster 1) is the source and B (cluster 2) the target of six syncs.
+ * The daemons reach the control database through a service file, which the
+ * last test repoints after moving the server to another port (a switchover).
  */
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../../src/cluster/clusters.js';
 import { useClusters, waitFor } from '../helpers/env.js';
 import { useDaemonProcess, type DaemonProcess } from '../helpers/daemon.js';
 import { setupControl, addSync } from '../helpers/sync.js';
@@ -17,7 +23,14 @@ import { writeProgressSql } from '../../src/targets/postgres/postgres-dialect.js
 
 const env = useClusters(3);
 const LEASE_S = 6;
-const daemons: DaemonProcess[] = [0, 1, 2].map((i) => useDaemonProcess(env, { IBEX_CHECKTIME_MS: '1000' }, `daemons-${i}`));
+const serviceDir = mkdtempSync(join(tmpdir(), 'ibex-service-'));
+const serviceFile = join(serviceDir, 'pg_service.conf');
+after(() => rmSync(serviceDir, { recursive: true, force: true }));
+/** Point the `ibexctl` service at the control database on this port. */
+const pointService = (port: number): void =>
+  writeFileSync(serviceFile, `[ibexctl]\nhost=${env.clusters[0]!.socketDir}\nport=${port}\ndbname=ibexctl\nuser=postgres\n`);
+const daemons: DaemonProcess[] = [0, 1, 2].map((i) =>
+  useDaemonProcess(env, { IBEX_CHECKTIME_MS: '1000', PGSERVICEFILE: serviceFile }, `daemons-${i}`, { controlUrl: 'postgresql:///?service=ibexctl' }));
 const SYNCS = ['s1', 's2', 's3', 's4', 's5', 's6'];
 const A = 1;
 const B = 2;
@@ -73,11 +86,12 @@ describe('several daemons on one control database', () => {
     for (const i of [A, B]) {
       for (const s of SYNCS) await env.query(i, `CREATE TABLE t_${s} (id bigint PRIMARY KEY, payload text, n int NOT NULL DEFAULT 0)`);
     }
+    pointService(env.clusters[0]!.port);
     await setupControl(env, { A, B });
     for (const s of SYNCS) await addSync(env, s, { dbs: { A: 'source', B: 'target' }, tables: [`public.t_${s}`] });
     const set = await daemons[0]!.ibex('set', `lease_seconds=${LEASE_S}`);
     assert.equal(set.code, 0, set.err);
-    for (const d of daemons) await d.start();
+    await Promise.all(daemons.map((d) => d.start()));
     await waitFor('every sync owned exactly once', allOwnedOnce, 30_000, 200).catch((err) => assert.fail(`${String(err)}\n${logs()}`));
     const doc = JSON.parse((await daemons[0]!.ibex('status', '--json')).out) as { daemons: { owns: string[]; versionDiffers: boolean; host: string }[] };
     assert.equal(doc.daemons.length, 3);
@@ -185,5 +199,19 @@ describe('several daemons on one control database', () => {
       await writer;
     }
     await converged(SYNCS, 90_000);
+  });
+
+  it('follows the control database to another port after a switchover, once the service file is repointed', async () => {
+    const c0 = env.clusters[0]!;
+    const port = await freePort();
+    await c0.stop();
+    // The "promoted" server listens elsewhere; the name the daemons use is moved to it.
+    appendFileSync(join(c0.dataDir, 'postgresql.conf'), `\nport = ${port}\n`);
+    await c0.start();
+    pointService(port);
+    await env.query(A, `INSERT INTO t_s6 (id, payload) SELECT g, 'after the switchover' FROM generate_series(5000000, 5000999) g`);
+    await converged(['s6'], 90_000).catch((err) => assert.fail(`${String(err)}\n${logs()}`));
+    assert.ok(daemons.every((d) => d.alive()), 'every daemon still runs');
+    await waitFor('every sync owned exactly once on the moved control database', allOwnedOnce, 40_000, 200);
   });
 });
