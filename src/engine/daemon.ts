@@ -125,6 +125,8 @@ export class Daemon {
   private leaseSeconds = store.LEASE_SECONDS_DEFAULT;
   /** When the leases were last renewed (local clock): past the lease time, runs wait for a renewal. */
   private renewedAt = 0;
+  /** Syncs being retired (waiting for their run in progress). */
+  private readonly retiring = new Set<Managed>();
   /** Syncs being handed over to another daemon (after their run in progress). */
   private readonly handingOver = new Set<string>();
   /** The live daemons at the last look (ids), to see one start or stop. */
@@ -554,9 +556,16 @@ export class Daemon {
   /** Stop running a sync; `release`: give its lease back (false when the lease is already gone). */
   private async retire(name: string, release: boolean): Promise<void> {
     const m = this.managed.get(name);
-    if (!m) return;
-    const kicks = await this.scheduler.remove(name);
-    this.managed.delete(name);
+    // Several reasons may retire a sync at once (lease lost, fenced run, hand-over): once is enough.
+    if (!m || this.retiring.has(m)) return;
+    this.retiring.add(m);
+    let kicks: number[];
+    try {
+      kicks = await this.scheduler.remove(name);
+    } finally {
+      this.retiring.delete(m);
+    }
+    if (this.managed.get(name) === m) this.managed.delete(name);
     await m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'));
     const c = this.control.client();
     if (c) {
