@@ -7,7 +7,7 @@
  *   npm run bench -- <scenario>[,<scenario>…] [--reps N] [--rows N] [--nodes N]
  *                    [--system ibex|bucardo|both] [--out FILE] [--keep-logs DIR]
  *
- * Scenarios: limit bulk stream overhead conflict mesh scale; `all` = every one but scale.
+ * Scenarios: limit bulk stream overhead conflict mesh scale hotkeys; `all` = every one but scale and hotkeys.
  * Prints a markdown table (median (min .. max) of the repetitions, and
  * ibex/bucardo ratios of the same repetition) and appends one JSON line per
  * scenario run to bench/results/<system>.jsonl (or --out FILE).
@@ -33,9 +33,10 @@ import { conflict } from './scenarios/conflict.js';
 import { mesh } from './scenarios/mesh.js';
 import { scale } from './scenarios/scale.js';
 import { targets } from './scenarios/targets.js';
+import { hotkeys } from './scenarios/hotkeys.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale, targets };
+const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale, targets, hotkeys };
 const ALL = ['limit', 'bulk', 'stream', 'overhead', 'conflict', 'mesh'];
 
 function usage(msg?: string): never {
@@ -93,6 +94,8 @@ function parseArgs(argv: string[]): { scenarios: string[]; system: string; out: 
       stableS: envInt('STABLE_S', 2),
       scaleParts: (process.env.SCALE_PARTS ?? 'backlog,masters,tables').split(','),
       scaleBacklogs: (process.env.SCALE_BACKLOGS ?? '10000,100000,1000000').split(',').map(Number),
+      hotkeysSecs: envInt('HOTKEYS_SECS', 90), hotkeysRate: envInt('HOTKEYS_RATE', 200),
+      hotkeysKeys: (process.env.HOTKEYS_KEYS ?? '10,1000').split(',').map(Number),
       keepLogs: o['keep-logs'],
     },
   };

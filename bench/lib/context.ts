@@ -29,6 +29,10 @@ export interface Knobs {
   stableS: number;
   scaleParts: string[];
   scaleBacklogs: number[];
+  /** hotkeys: seconds of writing, TPS per node, and the hot key counts measured. */
+  hotkeysSecs: number;
+  hotkeysRate: number;
+  hotkeysKeys: number[];
   keepLogs: string | undefined;
 }
 

@@ -33,7 +33,7 @@ export interface ForeignStore {
 
 const require = createRequire(import.meta.url);
 
-/** A fresh store of a kind, with bench_item created (DDL written here, as a user would). */
+/** A fresh store of a kind, with the bench's tables created (DDL written here, as a user would). */
 export async function createStore(kind: ForeignKind, dir: string): Promise<ForeignStore> {
   if (kind === 'mariadb') return mariadbStore();
   if (kind === 'sqlite') return sqliteStore(join(dir, 'target.sqlite'));
@@ -49,6 +49,7 @@ async function mariadbStore(): Promise<ForeignStore> {
   const ddl = (t: string): string => `CREATE TABLE ${t} (id BIGINT PRIMARY KEY, grp INT, payload TEXT, amount DECIMAL(12,2), updated_at DATETIME(6)) ENGINE=InnoDB`;
   await c.query(ddl('bench_item'));
   await c.query(ddl('bench_floor'));
+  await c.query('CREATE TABLE bench_pair (a INT, b INT, val TEXT, updated_at DATETIME(6), PRIMARY KEY (a, b)) ENGINE=InnoDB');
   return {
     kind: 'mariadb',
     addDbArgs: ['type=mariadb', `dbname=${db}`, 'host=127.0.0.1', 'port=3306', 'user=root'],
@@ -94,7 +95,8 @@ async function sqliteStore(file: string): Promise<ForeignStore> {
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 10000');
-  db.exec(`${ddl('bench_item')}; ${ddl('bench_floor')};`);
+  db.exec(`${ddl('bench_item')}; ${ddl('bench_floor')};
+    CREATE TABLE bench_pair (a INTEGER, b INTEGER, val TEXT, updated_at TEXT, PRIMARY KEY (a, b));`);
   return {
     kind: 'sqlite',
     addDbArgs: ['type=sqlite', `dbname=${file}`],

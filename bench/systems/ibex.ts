@@ -148,6 +148,13 @@ export class IbexSystem implements ReplSystem {
     return r.rows.map((x) => ({ run: x.id, ms: x.ms, inserted: x.inserted, deleted: x.deleted, conflicts: x.conflicts, phases: x.phases ?? null }));
   }
 
+  async runTimeline(mark: number): Promise<{ status: string; started: number; ended: number | null }[]> {
+    const r = await (await this.ctl()).query(
+      `SELECT status, extract(epoch FROM started)::float8 AS started, extract(epoch FROM ended)::float8 AS ended
+         FROM ibex.run WHERE id > $1 AND kind = 'delta' ORDER BY started`, [mark]);
+    return r.rows.map((x) => ({ status: String(x.status), started: Number(x.started), ended: x.ended === null ? null : Number(x.ended) }));
+  }
+
   async conflictsLogged(mark: number): Promise<number> {
     const r = await (await this.ctl()).query(`SELECT count(*)::int AS n FROM ibex.conflict WHERE run > $1`, [mark]);
     return Number(r.rows[0].n);

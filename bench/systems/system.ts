@@ -44,6 +44,8 @@ export interface ReplSystem {
   mark?(): Promise<number>;
   /** Runs after a mark that moved rows, with per-phase timings. */
   runsSince?(mark: number): Promise<RunDetail[]>;
+  /** Every run since a mark, good or not, with its status and times (epoch seconds), in start order. */
+  runTimeline?(mark: number): Promise<{ status: string; started: number; ended: number | null }[]>;
   /** Per-row conflict records the system logged since a mark. */
   conflictsLogged?(mark: number): Promise<number>;
   /**

@@ -27,6 +27,11 @@ export interface CaptureOptions {
   force?: boolean;
   /** lock_timeout of each DDL attempt in ms (default: control config lock_timeout_ms, else 2000). */
   lockTimeoutMs?: number;
+  /**
+   * Run in each source db's install transaction, after capture is in place (a cut-over from
+   * another replication system drops its triggers here, so each write is captured by exactly one).
+   */
+  inSourceTransaction?: (client: pg.Client, db: string, tables: readonly { schema: string; name: string }[]) => Promise<void>;
 }
 
 async function lockTimeout(control: pg.Client, opts: CaptureOptions): Promise<number> {
@@ -100,6 +105,7 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
   if (clash) throw nameClashError(clash.a, clash.b, clash.name);
   const touched: SyncDb[] = [];
   const clients = new Map<string, pg.Client>();
+  const snapshots = new Map<string, string>();
   try {
     for (const db of pgDbs) {
       if (opts.dryRun) {
@@ -133,15 +139,20 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
           );
         }
         await client.query(`INSERT INTO ibex.meta (key, value) VALUES ('capture_version', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, [String(CAPTURE_VERSION)]);
+        if (opts.inSourceTransaction) await opts.inSourceTransaction(client, db.name, tables.map((t) => ({ schema: t.schema, name: t.name })));
+        // The cursor is this transaction's snapshot, taken with the triggers' locks held: a write
+        // that committed before it went through the old triggers, every later one through ours.
+        snapshots.set(db.name, (await client.query(`SELECT pg_current_snapshot()::text AS snap`)).rows[0].snap as string);
       });
       say(isSource ? `installed capture for ${tables.length} table(s) on db ${db.name}` : `prepared db ${db.name} as a target`);
     }
     if (opts.dryRun) return;
-    // Cursors start after capture committed: every later transaction is captured, and one still
-    // open is in the snapshot's xip list, so it is consumed when it commits.
+    // Cursors start at the snapshot of the transaction that installed capture: every transaction
+    // that commits after it is captured, and one still open is in the snapshot's xip list, so it
+    // is consumed when it commits.
     for (const db of pgDbs.filter((d) => d.role === 'source')) {
-      const r = await clients.get(db.name)!.query(`SELECT pg_current_snapshot()::text AS snap`);
-      await control.query(`INSERT INTO ibex.cursor (sync, db, snapshot) VALUES ($1, $2, $3) ON CONFLICT (sync, db) DO NOTHING`, [sync, db.name, r.rows[0].snap]);
+      const snap = snapshots.get(db.name) ?? (await clients.get(db.name)!.query(`SELECT pg_current_snapshot()::text AS snap`)).rows[0].snap as string;
+      await control.query(`INSERT INTO ibex.cursor (sync, db, snapshot) VALUES ($1, $2, $3) ON CONFLICT (sync, db) DO NOTHING`, [sync, db.name, snap]);
     }
     await control.query(`UPDATE ibex.sync SET status = 'active', status_reason = NULL, updated = now() WHERE name = $1 AND status = 'installing'`, [sync]);
   } catch (err) {

@@ -5,11 +5,10 @@
  * `main` through their Context, so no verb imports this module.
  */
 import { IbexError, ExitCode } from '../errors.js';
+import { VERSION } from '../version.js';
 import { errorText, redact } from '../db/connect.js';
 import { makeContext, type CliIo, type GlobalFlags } from './context.js';
 import { VERBS } from './verbs.js';
-
-const VERSION = '0.1.0';
 
 /** Split global flags (anywhere on the line) from the verb's own arguments. */
 export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb: string | undefined; rest: string[]; help: boolean; version: boolean } {

@@ -2,10 +2,12 @@
  * `ibex status`, `ibex kick`, `ibex pause`, `ibex resume`: what the syncs are
  * doing, and asking them to do something now.
  */
+import type { TableCounts } from '../model.js';
 import type pg from 'pg';
 import Table from 'cli-table3';
 import * as store from '../control/daemon-store.js';
 import { readSetting } from '../control/settings-store.js';
+import { measureBacklog, type LiveSourceBacklog } from '../engine/backlog-live.js';
 import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
 import type { Context, VerbHandler } from './context.js';
@@ -33,13 +35,6 @@ function table(head: string[]): Table.Table {
   return new Table({ head, style: process.stdout.isTTY ? {} : { head: [], border: [] } });
 }
 
-/** Counts of one table in one run. */
-export interface TableCounts {
-  inserted: number;
-  deleted: number;
-  conflicts: number;
-  truncates: number;
-}
 
 /** The per-table counts in ibex.run.details: under `tables`, or at the top level. */
 export function tablesOf(details: Record<string, unknown>): Record<string, TableCounts> {
@@ -102,9 +97,17 @@ export interface SyncStatusDoc {
     run: number; kind: string; status: string; started: string; ended: string | null; ms: number | null;
     inserted: number; deleted: number; conflicts: number; truncates: number; tables: Record<string, TableCounts>; error: string | null;
   } | null;
-  backlog: { db: string; keys: number; oldest: string | null; lagS: number | null }[];
+  /**
+   * Per source, measured when status asked (live), else as the last good run left it: unconsumed
+   * changes, the oldest one's time and age; `error` when the source could not be measured.
+   */
+  backlog: { db: string; keys: number | null; oldest: string | null; lagS: number | null; error?: string }[];
+  /** Whether `backlog` was measured now on the sources (false: recorded by the last good run). */
+  backlogLive: boolean;
   /** The age of the oldest change not yet replicated, over every source. */
   lagS: number | null;
+  /** What an operator should know: a long transaction holding the delta window and purge back. */
+  warnings: string[];
   clockSkewMs: number | null;
   lastError: { message: string; at: string | null; ageS: number | null } | null;
   attempts: number;
@@ -133,6 +136,7 @@ function versionCompare(a: string, b: string): number {
 
 /** Build the `status --json` document. */
 export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean,
+  live: ReadonlyMap<string, LiveSourceBacklog[]> = new Map(),
   view: DaemonsView = { live: [], owners: new Map() }): { daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] } {
   const newest = view.live.map((x) => x.version).sort(versionCompare).at(-1);
   const daemons = view.live.map((x): DaemonDoc => ({
@@ -147,7 +151,8 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
     }
     : { running: false };
   const syncs = rows.map((r): SyncStatusDoc => {
-    const backlog = Object.entries(r.backlog ?? {}).map(([db, b]) => {
+    const measured = live.get(r.name);
+    const backlog: SyncStatusDoc['backlog'] = measured ? measured.map((b) => ({ db: b.db, keys: b.keys, oldest: b.oldest, lagS: b.lagS, ...(b.error ? { error: b.error } : {}) })) : Object.entries(r.backlog ?? {}).map(([db, b]) => {
       const keys = Number(b?.keys ?? 0);
       const oldest = typeof b?.oldest === 'string' && b.oldest ? b.oldest : null;
       const t = oldest ? Date.parse(oldest) : NaN;
@@ -166,7 +171,9 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
         inserted: lr.inserted, deleted: lr.deleted, conflicts: lr.conflicts, truncates: lr.truncates, tables: tablesOf(lr.details), error: lr.error,
       } : null,
       backlog,
+      backlogLive: measured !== undefined,
       lagS: lags.length ? Math.max(...lags) : null,
+      warnings: (measured ?? []).filter((b) => b.holder).map((b) => holderWarning(b.db, b.holder!)),
       clockSkewMs: r.clockSkewMs,
       lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
       attempts: r.attempts,
@@ -174,6 +181,24 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
     };
   });
   return { daemon: d, daemons, syncs };
+}
+
+/** The warning about a transaction holding a source's delta window and purge back. */
+function holderWarning(db: string, h: NonNullable<LiveSourceBacklog['holder']>): string {
+  return `db ${db}: transaction of pid ${h.pid}${h.application ? ` (${h.application})` : ''}, open ${formatAge(h.ageS)} (${h.state}), started before the sync's cursor: it holds the delta window and purge back — end it, or look at it with pg_stat_activity`;
+}
+
+/** Measure the live backlog of some syncs (each source at once; a failure is reported per source). */
+async function liveBacklogs(c: pg.Client, names: string[]): Promise<Map<string, LiveSourceBacklog[]>> {
+  const out = new Map<string, LiveSourceBacklog[]>();
+  for (const n of names) {
+    try {
+      out.set(n, await measureBacklog(c, n));
+    } catch {
+      // A sync whose configuration cannot be loaded shows its recorded backlog (its error says why).
+    }
+  }
+  return out;
 }
 
 /** `ibex status [sync] [--json]` */
@@ -185,9 +210,10 @@ export const status: VerbHandler = async (ctx, args) => {
   await ctx.withControl(async (c) => {
     const rows = await store.readStatus(c, name);
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
-    const live = await store.liveDaemons(c, { leaseSeconds: await leaseSeconds(c) });
-    const daemon = live[0] ?? (await store.lastDaemon(c));
-    const doc = statusDoc(rows, daemon, live.length > 0, { live, owners: await store.leaseOwners(c) });
+    const daemons = await store.liveDaemons(c, { leaseSeconds: await leaseSeconds(c) });
+    const daemon = daemons[0] ?? (await store.lastDaemon(c));
+    const doc = statusDoc(rows, daemon, daemons.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)),
+      { live: daemons, owners: await store.leaseOwners(c) });
     if (ctx.flags.json) ctx.json(doc);
     else printStatus(ctx, doc, name !== undefined);
   });
@@ -240,7 +266,7 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; daemons: DaemonD
         s.lastGood ? `#${s.lastGood.run} ${formatAge(s.lastGood.ageS)} ago` : '-',
         s.lastRun ? `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}${s.lastRun.ms !== null ? ` ${s.lastRun.ms}ms` : ''}` : '-',
         s.lastRun ? countsText(s.lastRun) : '-',
-        s.backlog.length ? String(s.backlog.reduce((n, b) => n + b.keys, 0)) : '-',
+        s.backlog.length ? `${s.backlog.reduce((n, b) => n + (b.keys ?? 0), 0)}${s.backlog.some((b) => b.error) ? '?' : ''}` : '-',
         s.lagS !== null ? formatAge(s.lagS) : '-',
         s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)}ms` : '-',
         err,
@@ -248,6 +274,7 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; daemons: DaemonD
     }
     ctx.say(t.toString(), true);
     ctx.say('I/D/C/T: inserted/deleted/conflicts/truncates of the last run that was not empty', true);
+    for (const s of doc.syncs) for (const w of [...s.warnings, ...s.backlog.filter((b) => b.error).map((b) => `db ${b.db}: backlog ${b.error}`)]) ctx.say(`warning: sync ${s.name}: ${w}`, true);
     return;
   }
   const s = doc.syncs[0]!;
@@ -263,10 +290,11 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; daemons: DaemonD
     kv.push(['Last run', `#${s.lastRun.run} ${s.lastRun.kind} ${s.lastRun.status}, ended ${s.lastRun.ended ?? '-'}${s.lastRun.ms !== null ? ` in ${s.lastRun.ms} ms` : ''}`]);
     kv.push(['Last run counts', `${s.lastRun.inserted} inserted, ${s.lastRun.deleted} deleted, ${s.lastRun.conflicts} conflicts, ${s.lastRun.truncates} truncates`]);
   } else kv.push(['Last run', '-']);
-  kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => `${b.db}: ${b.keys} keys${b.lagS !== null && b.keys > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);
+  kv.push(['Backlog', s.backlog.length ? s.backlog.map((b) => b.error ? `${b.db}: ${b.error}` : `${b.db}: ${b.keys} changes${b.lagS !== null && (b.keys ?? 0) > 0 ? `, lag ${formatAge(b.lagS)}` : ''}`).join('; ') : '-']);
   kv.push(['Clock skew', s.clockSkewMs !== null ? `${Math.round(s.clockSkewMs)} ms` : '-']);
   kv.push(['Last error', s.lastError ? `${s.lastError.message}${s.lastError.ageS !== null ? ` (${formatAge(s.lastError.ageS)} ago)` : ''}` : '-']);
   ctx.say(kv.toString(), true);
+  for (const w of s.warnings) ctx.say(`warning: ${w}`, true);
   const tables = Object.entries(s.lastRun?.tables ?? {});
   if (tables.length) {
     const t = table(['Table', 'Inserted', 'Deleted', 'Conflicts', 'Truncates']);

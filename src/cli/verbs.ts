@@ -31,5 +31,8 @@ export const VERBS: Record<string, VerbEntry> = {
   schema: { summary: 'schema <sync> --db=<db>: print the DDL that creates the sync\'s tables on that db, in its dialect', load: async () => (await import('./schema.js')).schema },
   validate: { summary: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)', load: async () => (await import('./validate.js')).validate },
   sequences: { summary: 'sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]: keys that cannot collide on several masters', load: async () => (await import('./sequences.js')).sequences },
+  export: { summary: 'export [--format=yaml|json] [--full]: print the whole configuration as a file (no passwords)', load: async () => (await import('./config-file.js')).exportVerb },
+  apply: { summary: 'apply -f <file> [--dry-run] [--prune]: make the configuration match a file; prints the plan first', load: async () => (await import('./config-file.js')).apply },
+  'import-bucardo': { summary: 'import-bucardo --from=<url> [--dry-run] | --cutover [--yes]: take over a Bucardo setup', load: async () => (await import('./import-bucardo.js')).importBucardo },
   quickstart: { summary: 'throwaway local clusters replicating live (--exit runs the demo to its end)', load: async () => (await import('./quickstart.js')).quickstart },
 };

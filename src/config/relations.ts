@@ -15,7 +15,7 @@ import { runInstallCapture } from './capture.js';
 import { report, write, type ConfigContext } from './context.js';
 import { listHint, requireDb } from './dbs.js';
 import { displayRelation, isExact, likeOf, parseRelationTerm, type RelationTerm } from './names.js';
-import { STRATEGIES, parseStrategy } from './strategies.js';
+import { STRATEGIES, strategyOption } from './strategies.js';
 import { planOf, validateSync, type RelationLike } from './sync-check.js';
 
 /** The `-n/-N/-t/-T` filters of `add all tables` (each may repeat). */
@@ -244,7 +244,7 @@ export async function sourceDbFor(c: pg.Client, name: string | undefined, what: 
 export async function checkRelationStrategy(c: pg.Client, value: string | undefined): Promise<string | null | undefined> {
   if (value === undefined) return undefined;
   if (value === '') return null;
-  const s = parseStrategy(value);
+  const s = strategyOption(value);
   if (s.dbs?.length === 1 && !(await getDb(c, s.dbs[0]!))) {
     throw usage(`conflict_strategy=${value} is neither a strategy (${STRATEGIES.join(', ')}) nor a registered db: use a strategy, or list dbs in order of preference (A,B)`);
   }

@@ -1,53 +1,15 @@
 /**
- * The conflict strategies a sync or a table may name (pure: no I/O), as the configuration
- * stores them: one of ours, a Bucardo alias, or an ordered list of db names.
+ * Conflict strategies as the configuration takes them: the names and their reading live in
+ * src/conflict/strategy.ts (one place); here, a value that is not one is a usage error (exit 2).
  */
 import { usage } from '../errors.js';
+import { readStrategy } from '../conflict/strategy.js';
 
-/** Our conflict strategies. */
-export const STRATEGIES = ['latest', 'source', 'target', 'skip', 'random', 'abort', 'custom'] as const;
+export { STRATEGIES, readStrategy, strategyDbs, type StrategyReading } from '../conflict/strategy.js';
 
-const BUCARDO_STRATEGIES: Record<string, string> = {
-  bucardo_latest: 'latest',
-  // Bucardo's per-table "latest" is a known wart (DESIGN invariant 5); ours is per row for every table.
-  bucardo_latest_all_tables: 'latest',
-  bucardo_source: 'source',
-  bucardo_target: 'target',
-  bucardo_skip: 'skip',
-  bucardo_random: 'random',
-  bucardo_abort: 'abort',
-};
-
-/** A conflict strategy as read: the text to store and its db list, if it is one; or why it is not one. */
-export type StrategyReading = { strategy: string; dbs?: string[] } | { error: string };
-
-/**
- * Read a conflict strategy: one of ours, a Bucardo alias, or an ordered list of db names
- * (`B,A,C`, checked against the sync's dbs by the caller). A value that is none of these is a
- * reading with the error to show, not a throw: callers word it for their own option.
- */
-export function readStrategy(value: string): StrategyReading {
-  const v = value.trim();
-  const lower = v.toLowerCase();
-  if ((STRATEGIES as readonly string[]).includes(lower)) return { strategy: lower };
-  if (BUCARDO_STRATEGIES[lower]) return { strategy: BUCARDO_STRATEGIES[lower] };
-  const dbs = v.split(/[\s,]+/).filter(Boolean);
-  if (dbs.length === 0 || !dbs.every((d) => /^[A-Za-z][A-Za-z0-9_]*$/.test(d))) {
-    return { error: `bad conflict_strategy "${value}": use one of ${STRATEGIES.join(', ')} (or bucardo_*), or a list of the sync's dbs such as A,B` };
-  }
-  if (new Set(dbs).size !== dbs.length) return { error: `conflict_strategy "${value}" names a db twice: name each db once` };
-  return { strategy: dbs.join(','), dbs };
-}
-
-/** `readStrategy`, with a usage error (exit 2) for a value that is not a strategy. */
-export function parseStrategy(value: string): { strategy: string; dbs?: string[] } {
+/** A `conflict_strategy=` option's value as stored, with its db list if it is one; exit 2 when it is not a strategy. */
+export function strategyOption(value: string): { strategy: string; dbs?: string[] } {
   const r = readStrategy(value);
   if ('error' in r) throw usage(r.error);
   return r;
 }
-
-/** The db list of a stored strategy, when it is one. */
-export function strategyDbs(strategy: string): string[] | undefined {
-  return (STRATEGIES as readonly string[]).includes(strategy) ? undefined : strategy.split(',');
-}
-

@@ -11,6 +11,7 @@ import { ExitCode, IbexError, configError, usage } from '../errors.js';
 import { createTarget } from '../targets/registry.js';
 import { tableSpec } from '../targets/spec.js';
 import type { Problem, TableSpec, Target, TargetKind, TargetParams } from '../targets/target.js';
+import { resolvePassword } from '../control/password.js';
 import { openDb, requireDb } from './dbs.js';
 import { displayRelation } from './names.js';
 
@@ -31,7 +32,7 @@ export interface TargetRelation {
 export function targetParams(db: DbRecord): TargetParams {
   return {
     name: db.name, kind: db.dbtype, host: db.host ?? undefined, port: db.port ?? undefined, dbname: db.dbname ?? undefined,
-    user: db.dbuser ?? undefined, password: db.dbpass ?? undefined, conn: db.conn ?? undefined,
+    user: db.dbuser ?? undefined, password: resolvePassword(db), conn: db.conn ?? undefined,
   };
 }
 

@@ -10,6 +10,7 @@ import { sql, joinSql, type Query } from '../db/sql.js';
 import type { PgParams } from '../db/connect.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
+import { resolvePassword } from './password.js';
 
 /** The kinds of database ibex knows. Only postgres may be a source. */
 export const DB_TYPES = ['postgres', 'mysql', 'mariadb', 'sqlite', 'redis', 'mongo', 'oracle'] as const;
@@ -28,6 +29,8 @@ export interface DbRecord {
   dbname: string | null;
   dbuser: string | null;
   dbpass: string | null;
+  /** Where the password is instead (env:NAME, file:/path, pgpass); see password.ts. */
+  dbpass_ref: string | null;
   conn: string | null;
   service: string | null;
   status: 'active' | 'inactive';
@@ -40,7 +43,7 @@ export interface DbRecord {
 
 /** Columns of ibex.db a command may set. */
 export const DB_COLUMNS = [
-  'dbtype', 'host', 'port', 'dbname', 'dbuser', 'dbpass', 'conn', 'service', 'status',
+  'dbtype', 'host', 'port', 'dbname', 'dbuser', 'dbpass', 'dbpass_ref', 'conn', 'service', 'status',
   'server_version', 'encoding', 'is_superuser', 'can_replica', 'about',
 ] as const;
 
@@ -233,7 +236,7 @@ export async function defaultConflictStrategy(c: pg.Client): Promise<string> {
 
 // --- db ----------------------------------------------------------------------------------------
 
-const DB_SELECT = raw(`SELECT name, dbtype, host, port, dbname, dbuser, dbpass, conn, service, status, server_version, encoding,
+const DB_SELECT = raw(`SELECT name, dbtype, host, port, dbname, dbuser, dbpass, dbpass_ref, conn, service, status, server_version, encoding,
   is_superuser, can_replica, about FROM ibex.db`);
 
 /** One db by name. */
@@ -269,7 +272,7 @@ export async function deleteDb(c: pg.Client, name: string): Promise<void> {
 export function dbParams(rec: DbRecord): PgParams {
   return {
     host: rec.host ?? undefined, port: rec.port ?? undefined, dbname: rec.dbname ?? undefined, user: rec.dbuser ?? undefined,
-    password: rec.dbpass ?? undefined, conn: rec.conn ?? undefined, service: rec.service ?? undefined,
+    password: resolvePassword(rec), conn: rec.conn ?? undefined, service: rec.service ?? undefined,
   };
 }
 

@@ -343,7 +343,7 @@ export async function readDaemonSyncs(c: pg.Client): Promise<DaemonSyncRow[]> {
 
 /** Connection parameters and types of dbs, by name. Never log the result: it holds passwords. */
 export async function readDbParams(c: pg.Client, names: readonly string[]): Promise<Map<string, { dbtype: string; params: PgParams }>> {
-  const r = await c.query(`SELECT name, dbtype, host, port, dbname, dbuser, dbpass, conn, service FROM ibex.db WHERE name = ANY($1)`, [names]);
+  const r = await c.query(`SELECT name, dbtype, host, port, dbname, dbuser, dbpass, dbpass_ref, conn, service FROM ibex.db WHERE name = ANY($1)`, [names]);
   return new Map(r.rows.map((row) => [String(row.name), { dbtype: String(row.dbtype), params: dbParams(row) }]));
 }
 

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { PgParams } from '../db/connect.js';
 import { notFound } from '../errors.js';
+import { resolvePassword } from './password.js';
 
 /** A db as a member of a sync. */
 export interface SyncDb {
@@ -54,7 +55,7 @@ export function dbParams(row: Record<string, unknown>): PgParams {
   const s = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v));
   return {
     host: s(row.host), port: row.port === null || row.port === undefined ? undefined : Number(row.port),
-    dbname: s(row.dbname), user: s(row.dbuser), password: s(row.dbpass), conn: s(row.conn), service: s(row.service),
+    dbname: s(row.dbname), user: s(row.dbuser), password: resolvePassword(row), conn: s(row.conn), service: s(row.service),
   };
 }
 

@@ -13,6 +13,8 @@ export interface ColumnInfo {
   notNull: boolean;
   /** Generated columns are never written (DESIGN, "Values"). */
   generated: boolean;
+  /** Identity column: `always` (GENERATED ALWAYS: an INSERT needs OVERRIDING SYSTEM VALUE, an UPDATE cannot set it), `default`, or ''. */
+  identity: 'always' | 'default' | '';
   attnum: number;
 }
 
@@ -37,6 +39,16 @@ export interface TableInfo {
   partition: boolean;
   columns: ColumnInfo[];
   key: KeyInfo | undefined;
+  /** The table has INSERT or UPDATE rules (PostgreSQL refuses INSERT … ON CONFLICT on it). */
+  hasRules: boolean;
+  /** Row-level security is enabled (and forced on the owner too). */
+  rowSecurity: boolean;
+  forceRowSecurity: boolean;
+  /**
+   * This session's role would be subject to the table's row-level security: ibex pins
+   * row_security=off, so its reads and writes would fail (they never see a filtered table).
+   */
+  rowSecurityBlocks: boolean;
 }
 
 /** A foreign key between two tables (by oid). */
@@ -56,6 +68,15 @@ export interface ServerInfo {
   canReplica: boolean;
   user: string;
   trackCommitTimestamp: boolean;
+}
+
+/**
+ * What to do when a table's row-level security applies to ibex's role (`rowSecurityBlocks`),
+ * as the end of a one-line error.
+ */
+export function rowSecurityFix(role: string, forced: boolean): string {
+  const r = /^[a-z_][a-z0-9_$]*$/.test(role) ? role : `"${role.replaceAll('"', '""')}"`;
+  return `ALTER ROLE ${r} BYPASSRLS there${forced ? '' : `, make ${r} the table's owner`}, or connect as a superuser`;
 }
 
 const t = (v: unknown): boolean => v === true || v === 't' || v === 'true';
@@ -118,8 +139,13 @@ export async function tableInfo(c: pg.Client, schema: string, name: string): Pro
   const rel = await c.query(
     `SELECT c.oid::int AS oid, c.relkind, c.relispartition AS partition,
             EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-                    WHERE i.inhrelid = c.oid AND p.relkind <> 'p') AS inh
+                    WHERE i.inhrelid = c.oid AND p.relkind <> 'p') AS inh,
+            EXISTS (SELECT 1 FROM pg_rewrite w WHERE w.ev_class = c.oid AND w.ev_type IN ('3', '2')) AS rules,
+            c.relrowsecurity AS rls, c.relforcerowsecurity AS force_rls,
+            c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+              AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS rls_blocks
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_roles r ON r.rolname = current_user
       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
     [schema, name],
   );
@@ -128,12 +154,13 @@ export async function tableInfo(c: pg.Client, schema: string, name: string): Pro
   const oid = Number(row.oid);
   const cols = await c.query(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
-            a.attgenerated <> '' AS generated, a.attnum::int AS attnum
+            a.attgenerated <> '' AS generated, a.attidentity AS identity, a.attnum::int AS attnum
        FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [oid],
   );
   const columns: ColumnInfo[] = cols.rows.map((r) => ({
-    name: String(r.name), type: String(r.type), notNull: t(r.notnull), generated: t(r.generated), attnum: Number(r.attnum),
+    name: String(r.name), type: String(r.type), notNull: t(r.notnull), generated: t(r.generated),
+    identity: r.identity === 'a' ? 'always' : r.identity === 'd' ? 'default' : '', attnum: Number(r.attnum),
   }));
   const usable = (await uniqueIndexes(c, oid)).find((u) => u.usable);
   const key: KeyInfo | undefined = usable
@@ -141,6 +168,7 @@ export async function tableInfo(c: pg.Client, schema: string, name: string): Pro
     : undefined;
   return {
     oid, schema, name, relkind: row.relkind === 'p' ? 'p' : 'r', partition: t(row.partition), inheritanceChild: t(row.inh), columns, key,
+    hasRules: t(row.rules), rowSecurity: t(row.rls), forceRowSecurity: t(row.force_rls), rowSecurityBlocks: t(row.rls_blocks),
   };
 }
 

@@ -67,6 +67,9 @@ function count(result: RunResult, p: TablePlan, what: 'inserted' | 'deleted' | '
  */
 async function mark(ctx: CopyContext, s: PostgresTarget, d: SyncDb, p: TablePlan, origin: string): Promise<void> {
   await s.stamp({ origin, sync: ctx.sync, capture: ctx.downstream.get(d.name)?.has(p.label) ?? false });
+  // apply_mode=replica silences user triggers and rules while copying, as while applying runs
+  // (set only then: setting it at all needs the privilege replica mode needs).
+  if (ctx.cfg.applyMode === 'replica') await s.query(`SELECT set_config('session_replication_role', 'replica', true)`);
 }
 
 /** The db a copy reads from: onetimecopy_from, else the first source. */
@@ -146,7 +149,8 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
       return copied ?? 0;
     },
     async finish(p) {
-      const n = (await c.query(chunkStageSql(p).upsert)).rowCount ?? 0;
+      let n = 0;
+      for (const sql of chunkStageSql(p).upsert) n += (await c.query(sql)).rowCount ?? 0;
       await c.commit();
       return n;
     },

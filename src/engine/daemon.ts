@@ -27,10 +27,8 @@
  *   kicks.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.js';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { listenWake, setIdle } from '../capture/wakeup.js';
@@ -88,18 +86,9 @@ interface Managed {
   log: Logger;
 }
 
-/** This ibex's version, from package.json. */
+/** This ibex's version (kept for callers of the daemon module). */
 export function ibexVersion(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (const p of [join(here, '..', '..', 'package.json'), join(here, '..', '..', '..', 'package.json')]) {
-    try {
-      const v = (JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string });
-      if (v.name === 'ibex' && v.version) return v.version;
-    } catch {
-      // try the next candidate
-    }
-  }
-  return '0.0.0';
+  return VERSION;
 }
 
 /** One daemon process. */

@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { errorText, redact } from '../db/connect.js';
+import { connect, errorText, redact } from '../db/connect.js';
 import { isConnectionError, isTransient, sqlstate, SqlState } from '../db/sqlstate.js';
 import { taggedDb } from '../db/tag.js';
 import { IbexError } from '../errors.js';
@@ -31,11 +31,12 @@ import { AbortError, isFenced, PauseError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
-import { Hooks } from './run/custom.js';
+import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
+import { Races } from './run/raced.js';
 import { TempTables } from './run/temp.js';
-import type { TypedDb } from './run/typed.js';
+import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
 
 export { AbortError, PauseError } from './errors.js';
@@ -70,6 +71,8 @@ export class SyncRunner {
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, PostgresTarget>();
+  /** Sessions outside the runs, by db name: they read the latest committed rows after a race (run/raced.ts). */
+  private readonly peeks = new Map<string, Promise<pg.Client>>();
   /** Open sessions on targets of other kinds, by db name. */
   private readonly typed = new Map<string, Target>();
   /** Each table as targets of other kinds see it (built at load when the sync has such a target). */
@@ -148,7 +151,10 @@ export class SyncRunner {
     await this.closeDbs();
     for (const name of [...this.typed.keys()]) await this.closeTyped(name);
     const s = await this.db(ref);
-    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name);
+    // Rules and row-level security are read on every PostgreSQL db (they may differ between dbs).
+    const others = await Promise.all(this.cfg.dbs.filter((d) => d !== ref && d.dbtype === 'postgres' && d.status === 'active')
+      .map(async (d) => ({ db: d.name, client: (await this.db(d)).client })));
+    this.plans = await buildPlans(s.client, this.cfg.relations, ref.name, others);
     this.hooks = this.makeHooks(await loadCustomcode(control, this.opts.sync, this.plans.map((p) => p.rel)));
     this.columnTypes.clear();
     for (const p of this.plans) {
@@ -253,6 +259,23 @@ export class SyncRunner {
     return s;
   }
 
+  /** A session outside the runs on a db, opened at its first use and kept (a lost one is opened again). */
+  private peek(d: SyncDb): Promise<pg.Client> {
+    let p = this.peeks.get(d.name);
+    if (!p) {
+      p = connect(d.params, { applicationName: `ibex/${this.opts.sync}/peek`, statementTimeoutMs: 10_000 });
+      const forget = (): void => {
+        if (this.peeks.get(d.name) === p) this.peeks.delete(d.name);
+      };
+      p.then((c) => {
+        c.on('error', forget);
+        c.on('end', forget);
+      }, forget);
+      this.peeks.set(d.name, p);
+    }
+    return p;
+  }
+
   private discard(name: string): void {
     const s = this.conns.get(name);
     if (!s) return;
@@ -262,6 +285,9 @@ export class SyncRunner {
 
   private async closeDbs(): Promise<void> {
     for (const name of [...this.conns.keys()]) this.discard(name);
+    const peeks = [...this.peeks.values()];
+    this.peeks.clear();
+    await Promise.all(peeks.map((p) => p.then((c) => c.end(), () => undefined).catch(() => undefined)));
   }
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */
@@ -410,7 +436,7 @@ export class SyncRunner {
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
         return s;
       },
-      temps: this.temps, housekeeping: this.housekeeping, hooks: this.hooks,
+      temps: this.temps, races: new Races((d) => this.peek(d)), housekeeping: this.housekeeping, hooks: this.hooks,
       downstream: this.downstream, strategy: (p) => this.relStrategy(p),
       columnTypes: (p) => this.columnTypes.get(p) ?? [],
       fastPathAllowed: this.fastPathAllowed, replica: cfg.applyMode === 'replica',

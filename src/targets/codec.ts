@@ -869,3 +869,16 @@ export function pgType(typeText: string): PgType {
 function clip(s: string): string {
   return s.length > 60 ? s.slice(0, 57) + '...' : s;
 }
+
+/** A decimal in scientific notation ('1.5E-7', '1E+40', '.5e3') as plain digits; plain text as is. */
+export function plainDecimal(text: string): string {
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?E([+-]?\d+)$/i.exec(text.trim());
+  if (m === null) return text;
+  const digits = (m[2] ?? '') + (m[3] ?? '');
+  const point = (m[2] ?? '').length + Number(m[4]);
+  let plain: string;
+  if (point <= 0) plain = '0.' + '0'.repeat(-point) + digits;
+  else if (point >= digits.length) plain = digits + '0'.repeat(point - digits.length);
+  else plain = digits.slice(0, point) + '.' + digits.slice(point);
+  return (m[1] === '-' ? '-' : '') + plain;
+}

@@ -4,9 +4,8 @@
  * row prints, and hashes, the same on every database.
  */
 import { ident, literal as lit, raw } from '../db/ident.js';
-import type { TablePlan } from '../engine/plan.js';
+import { applyStatements, type TablePlan } from '../engine/plan.js';
 import { forSync, unconsumed } from '../engine/window.js';
-import { upsertSql } from '../targets/postgres/postgres-dialect.js';
 
 /** Seed of the bucket hash (any constant; the row hash uses 0, so the two are independent). */
 const BUCKET_SEED = 1729;
@@ -157,9 +156,12 @@ export function repairDeleteSql(p: TablePlan): string {
             AND NOT EXISTS (SELECT 1 FROM ${t.stage} s WHERE ${p.keyJoin('s', 'k')})`;
 }
 
-/** On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user delete triggers). */
+/**
+ * On a target: upsert the staged rows that differ (never delete-then-insert: no cascades, no user
+ * delete triggers); on a table with rules, an UPDATE then an INSERT (one text, several statements).
+ */
 export function repairUpsertSql(p: TablePlan): string {
   const t = repairTemps(p);
-  return upsertSql(p, `SELECT ${cols(p.cols, 's')} FROM ${t.stage} s
-           WHERE NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)`);
+  return applyStatements(p, t.stage,
+    `NOT EXISTS (SELECT 1 FROM ${p.q} t WHERE ${p.keyJoin('t', 's')} AND ROW(${cols(p.cols, 't')})::text = ROW(${cols(p.cols, 's')})::text)`).join(';\n');
 }

@@ -129,7 +129,8 @@ export class Validator {
     const only = this.opts.only;
     const rels = cfg.relations.filter((r) => r.reltype === 'table' && (!only || only(r.schema, r.name)));
     const ref = this.dbs.find((d) => d.role === 'source') ?? this.dbs[0];
-    this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name) : [];
+    const others = ref && rels.length ? await Promise.all(this.dbs.filter((d) => d !== ref).map(async (d) => ({ db: d.name, client: await this.session(d) }))) : [];
+    this.plans = ref && rels.length ? await buildPlans(await this.session(ref), rels, ref.name, others) : [];
   }
 
   /** The compared targets of other kinds (after `load`). */

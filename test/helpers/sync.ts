@@ -37,8 +37,11 @@ export async function setupControl(env: TestEnv, dbs: Record<string, number>, db
 export interface TestSyncOptions {
   /** db name -> role */
   dbs: Record<string, 'source' | 'target' | 'fullcopy'>;
-  /** schema.table names (or sequences with `seq:` prefix) registered from the first source db's cluster. */
-  tables: string[];
+  /**
+   * schema.table names (or sequences with `seq:` prefix) registered from the first source db's cluster;
+   * a [schema, table] pair for names with dots.
+   */
+  tables: (string | [string, string])[];
   options?: Record<string, unknown>;
   /** db -> priority */
   priority?: Record<string, number>;
@@ -54,11 +57,11 @@ export async function addSync(env: TestEnv, name: string, o: TestSyncOptions): P
     const ids: number[] = [];
     try {
       for (const t of o.tables) {
-        const isSeq = t.startsWith('seq:');
-        const full = isSeq ? t.slice(4) : t;
+        const isSeq = typeof t === 'string' && t.startsWith('seq:');
+        const full = typeof t === 'string' ? (isSeq ? t.slice(4) : t) : t.join('.');
         const dot = full.indexOf('.');
-        const schema = full.slice(0, dot);
-        const rel = full.slice(dot + 1);
+        const schema = typeof t === 'string' ? full.slice(0, dot) : t[0];
+        const rel = typeof t === 'string' ? full.slice(dot + 1) : t[1];
         let keyCols: string[] | null = null;
         let keyTypes: string[] | null = null;
         let keyKind: string | null = null;

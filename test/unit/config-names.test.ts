@@ -4,7 +4,7 @@ import {
   checkObjectName, displayRelation, isExact, likeOf, matchesFilter, nounOf, parseRelationTerm, splitList,
 } from '../../src/config/names.js';
 import { dealias, parseDbType, parseSyncOption } from '../../src/cli/config/options.js';
-import { parseStrategy, strategyDbs } from '../../src/config/strategies.js';
+import { strategyOption, strategyDbs } from '../../src/config/strategies.js';
 import { writtenDbs } from '../../src/config/sync-check.js';
 import { parseNounArgs } from '../../src/cli/config/common.js';
 import { IbexError } from '../../src/errors.js';
@@ -67,13 +67,13 @@ describe('object names and nouns', () => {
 
 describe('typed options', () => {
   it('maps Bucardo strategies to ours and keeps db lists', () => {
-    assert.deepEqual(parseStrategy('bucardo_latest_all_tables'), { strategy: 'latest' });
-    assert.deepEqual(parseStrategy('Source'), { strategy: 'source' });
-    assert.deepEqual(parseStrategy('B, A'), { strategy: 'B,A', dbs: ['B', 'A'] });
+    assert.deepEqual(strategyOption('bucardo_latest_all_tables'), { strategy: 'latest' });
+    assert.deepEqual(strategyOption('Source'), { strategy: 'source' });
+    assert.deepEqual(strategyOption('B, A'), { strategy: 'B,A', dbs: ['B', 'A'] });
     assert.deepEqual(strategyDbs('B,A'), ['B', 'A']);
     assert.equal(strategyDbs('latest'), undefined);
-    assert.throws(() => parseStrategy('who?'), isUsage);
-    assert.throws(() => parseStrategy('A,A'), /twice/);
+    assert.throws(() => strategyOption('who?'), isUsage);
+    assert.throws(() => strategyOption('A,A'), /twice/);
   });
   it('parses typed sync options', () => {
     assert.equal(parseSyncOption('autokick', 'off'), false);

@@ -7,7 +7,7 @@ import { IbexError } from '../../src/errors.js';
 
 function db(over: Partial<DbRecord>): DbRecord {
   return {
-    name: 'X', dbtype: 'postgres', host: null, port: null, dbname: null, dbuser: null, dbpass: null, conn: null, service: null,
+    name: 'X', dbtype: 'postgres', host: null, port: null, dbname: null, dbuser: null, dbpass: null, dbpass_ref: null, conn: null, service: null,
     status: 'active', server_version: null, encoding: null, is_superuser: null, can_replica: null, about: null, ...over,
   };
 }

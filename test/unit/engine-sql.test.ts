@@ -21,7 +21,7 @@ function plan(keys: string[], cols: string[]): TablePlan {
     rel: { id: 1, schema: 'public', name: 't', reltype: 'table', keyColumns: keys, keyTypes: keys.map(() => 'integer'), conflictStrategy: null, priority: 0 },
     label: 'public.t', idx: 3, oid: 1, q: '"public"."t"', delta: '"ibex"."delta_public_t"',
     keys, keyList: keys.map(q).join(', '), cols, colList: cols.map(q).join(', '), nonKeyCols: cols.filter((c) => !keys.includes(c)),
-    keyJoin: (a, b) => keys.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND '), fingerprint: '',
+    keyJoin: (a, b) => keys.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND '), fingerprint: '', hasRules: false,
   };
 }
 const one = plan(['id'], ['id', 'v']);
@@ -39,7 +39,7 @@ describe('PostgreSQL dialect', () => {
   it('builds one upsert clause, DO NOTHING for a table of key columns only', () => {
     same(onConflictSql(two), `ON CONFLICT ("a", "b") DO UPDATE SET "Va""l" = EXCLUDED."Va""l"`);
     same(onConflictSql(keysOnly), `ON CONFLICT ("id") DO NOTHING`);
-    same(upsertSql(one, 'SELECT "id", "v" FROM x'), `INSERT INTO "public"."t" ("id", "v") SELECT "id", "v" FROM x ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`);
+    same(upsertSql(one, 'SELECT "id", "v" FROM x'), `INSERT INTO "public"."t" ("id", "v") OVERRIDING SYSTEM VALUE SELECT "id", "v" FROM x ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`);
   });
 
   it('truncates with a savepoint and a DELETE fallback', () => {
@@ -118,8 +118,16 @@ describe('run SQL', () => {
   });
 
   it('upserts staged rows per origin and loads inline rows through their types', () => {
-    same(stagedUpsertSql(one, '', 'NULL::text'),
-      `INSERT INTO "public"."t" ("id", "v") SELECT "id", "v" FROM pg_temp.ibex_stage_3 s WHERE s.ibex_origin IS NOT DISTINCT FROM NULL::text ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`);
+    const [upsert, ...more] = stagedUpsertSql(one, '', 'NULL::text');
+    assert.equal(more.length, 0);
+    same(upsert!,
+      `INSERT INTO "public"."t" ("id", "v") OVERRIDING SYSTEM VALUE SELECT s."id", s."v" FROM pg_temp.ibex_stage_3 s WHERE s.ibex_origin IS NOT DISTINCT FROM NULL::text ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"`);
+    // A table with rules takes no ON CONFLICT: update, drop the applied rows from staging, insert the rest.
+    assert.deepEqual(stagedUpsertSql({ ...one, hasRules: true }, 'AND s.ctid = $2::tid', '$1').map(flat), [
+      `UPDATE "public"."t" t SET "v" = s."v" FROM pg_temp.ibex_stage_3 s WHERE (s.ibex_origin IS NOT DISTINCT FROM $1 AND s.ctid = $2::tid) AND t."id" = s."id"`,
+      `WITH applied AS (DELETE FROM pg_temp.ibex_stage_3 s USING "public"."t" t WHERE (s.ibex_origin IS NOT DISTINCT FROM $1 AND s.ctid = $2::tid) AND t."id" = s."id") SELECT WHERE false`,
+      `INSERT INTO "public"."t" ("id", "v") OVERRIDING SYSTEM VALUE SELECT s."id", s."v" FROM pg_temp.ibex_stage_3 s WHERE s.ibex_origin IS NOT DISTINCT FROM $1 AND s.ctid = $2::tid`,
+    ]);
     same(inlineLoadSql(one, ['integer', 'text'], `[["1","a\\\\b"]]`),
       `INSERT INTO pg_temp.ibex_stage_3 ("id", "v", ibex_origin) SELECT (r->>0)::integer, (r->>1)::text, r->>2 FROM json_array_elements('[["1","a\\\\b"]]'::json) r`);
   });

@@ -1,10 +1,11 @@
+import { plainDecimal } from '../../src/targets/codec.js';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BSON, Binary, Decimal128, Long } from 'mongodb';
 import { canonicalText } from '../../src/targets/codec.js';
 import type { TableSpec, TextRow } from '../../src/targets/target.js';
 import {
-  RefusedValue, coefficientDigits, docLayout, fieldNameProblem, idOf, plainDecimal, rowDocument, rowOfDocument, toBson, type BsonKit,
+  RefusedValue, coefficientDigits, docLayout, fieldNameProblem, idOf, rowDocument, rowOfDocument, toBson, type BsonKit,
 } from '../../src/targets/mongo/mongo-dialect.js';
 
 const kit: BsonKit = { Long, Decimal128, Binary, BSON };

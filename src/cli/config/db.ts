@@ -148,7 +148,7 @@ async function probe(db: DbRecord, verb: 'add' | 'update'): Promise<Pick<DbRecor
 
 function emptyDb(name: string): DbRecord {
   return {
-    name, dbtype: 'postgres', host: null, port: null, dbname: null, dbuser: null, dbpass: null, conn: null, service: null,
+    name, dbtype: 'postgres', host: null, port: null, dbname: null, dbuser: null, dbpass: null, dbpass_ref: null, conn: null, service: null,
     status: 'active', server_version: null, encoding: null, is_superuser: null, can_replica: null, about: null,
   };
 }
@@ -184,7 +184,7 @@ export async function addDb(ctx: Context, args: string[]): Promise<void> {
 function dbJson(d: DbRecord, groups: { dbgroup: string; role: string }[]): Record<string, unknown> {
   return {
     name: d.name, type: d.dbtype, status: d.status, host: d.host, port: d.port, dbname: d.dbname, user: d.dbuser,
-    pass: d.dbpass ? MASK : null, conn: d.conn === null ? null : redact(d.conn, d.dbpass ?? undefined), service: d.service, server_version: d.server_version, encoding: d.encoding,
+    pass: d.dbpass ? MASK : d.dbpass_ref, conn: d.conn === null ? null : redact(d.conn, d.dbpass ?? undefined), service: d.service, server_version: d.server_version, encoding: d.encoding,
     is_superuser: d.is_superuser, can_replica: d.can_replica, dbgroups: groups, about: d.about,
   };
 }
@@ -197,6 +197,7 @@ function connText(d: DbRecord): string {
   if (d.port) parts.push(`port=${d.port}`);
   if (d.dbuser) parts.push(`user=${d.dbuser}`);
   if (d.dbpass) parts.push(`pass=${MASK}`);
+  else if (d.dbpass_ref) parts.push(`pass=${d.dbpass_ref}`);
   if (d.conn) parts.push(`conn=${redact(d.conn, d.dbpass ?? undefined)}`);
   return parts.join(' ');
 }

@@ -16,7 +16,7 @@ import { dryRunDone, report, write } from '../../config/context.js';
 import { listHint } from '../../config/dbs.js';
 import { createSync, type NewSync } from '../../config/sync.js';
 import { checkObjectName, displayRelation, matchesFilter, parseRelationTerm, splitList } from '../../config/names.js';
-import { parseStrategy } from '../../config/strategies.js';
+import { strategyOption } from '../../config/strategies.js';
 import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.js';
 import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
 
@@ -31,7 +31,7 @@ function parseOptions(o: Map<string, string>): OptionValues {
   const out: Record<string, unknown> = {};
   for (const [k, v] of o) {
     if (GROUP_KEYS.includes(k)) continue;
-    if (k === 'conflict_strategy') out.conflict_strategy = parseStrategy(v).strategy;
+    if (k === 'conflict_strategy') out.conflict_strategy = strategyOption(v).strategy;
     else if (k === 'onetimecopy_from') {
       if (v !== '') checkObjectName('db', v);
       out.onetimecopy_from = v === '' ? null : v;

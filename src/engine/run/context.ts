@@ -10,11 +10,10 @@ import type { PostgresTarget } from '../../targets/postgres/postgres-target.js';
 import type { Stamp } from '../../targets/postgres/postgres-dialect.js';
 import type { TablePlan } from '../plan.js';
 import { windowSql, type SnapshotRef } from '../sql/gather.js';
-import type { Hooks } from './custom.js';
-import type { Housekeeping } from './housekeeping.js';
+import type { Hooks } from './hooks.js';
 import type { TempTables } from './temp.js';
-import type { TypedDb } from './typed.js';
-import type { TableSpec } from '../../targets/target.js';
+import type { Target, TableSpec } from '../../targets/target.js';
+import type { RunState } from './state.js';
 
 /** A few rows won on a source travel inline in the apply round trip (see sql/apply.ts inlineReadSql)… */
 export const INLINE_ROWS = 200;
@@ -26,6 +25,12 @@ export const SMALL_BATCH = 1_000;
 /** A batch small enough for one index probe per key. */
 export function fewKeys(n: number | undefined): boolean {
   return n !== undefined && n <= SMALL_BATCH;
+}
+
+/** A target of another kind in a run: the db and its open session (it takes rows as text, see typed.ts). */
+export interface TypedDb {
+  db: SyncDb;
+  target: Target;
 }
 
 /** The shared surroundings of one delta run. */
@@ -40,13 +45,19 @@ export interface RunContext {
   sources: readonly SyncDb[];
   /** The sync's active targets of other kinds, open (they take rows as text, see typed.ts). */
   typed: readonly TypedDb[];
-  /** A table as targets of other kinds see it. */
   /** A table as the target `db` (by name) sees it. */
   spec: (p: TablePlan, db: string) => TableSpec;
   /** The open session of a PostgreSQL db of the run. */
   pg: (d: SyncDb) => PostgresTarget;
   temps: TempTables;
-  housekeeping: Housekeeping;
+  /** Keys a local write raced on some db in this run: left out there, queued again before the commits (run/raced.ts). */
+  races: {
+    use(snaps: ReadonlyMap<SyncDb, string>): void;
+    leaveOut(ctx: RunContext, p: TablePlan, d: SyncDb, from: 'stage' | 'del'): Promise<boolean>;
+    requeue(ctx: RunContext): Promise<void>;
+  };
+  /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
+  housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
   hooks: Hooks;
   /** db → tables another sync reads there (capture must record what ibex applies to them). */
   downstream: Map<string, Set<string>>;

@@ -49,7 +49,7 @@ export async function deletes(ctx: RunContext, st: RunState): Promise<void> {
     for (const p of ctx.plans) {
       if (!mayDelete(ctx, st, src, p)) continue;
       if (!received.has(p)) received.set(p, new Map());
-      await stageDeletes(ctx, st, src, p, direct(ctx), received.get(p)!);
+      await stageDeletes(ctx, st, src, p, direct(ctx, p), received.get(p)!);
     }
   }
   for (const p of [...ctx.plans].reverse()) {

@@ -10,7 +10,7 @@ import { together } from '../together.js';
 import type { RunResult } from '../types.js';
 import { confirm } from './confirm.js';
 import type { RunContext } from './context.js';
-import { runCounts } from './custom.js';
+import { runCounts } from './hooks.js';
 import { deletes } from './delete.js';
 import { gather, gatheredCounts } from './gather.js';
 import { clockSkew, open, recover } from './open.js';
@@ -33,6 +33,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   let skip = await ctx.hooks.run('before_txn', runId);
   if (skip) return { skip };
   await open(ctx, st);
+  ctx.races.use(st.snaps);
   const skewMs = clockSkew(st);
   const { downstream, cursors } = await inputs;
   ctx.downstream = downstream;
@@ -57,6 +58,7 @@ export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunIn
   const conflict = await upserts(ctx, st);
   if (conflict) return conflict;
   await syncSequences(ctx);
+  await ctx.races.requeue(ctx);
   st.phase('upsert');
   if ((skip = await ctx.hooks.run('before_commit', runId, { result: runCounts({ ...result, status: 'good' }) }))) return { skip };
   await confirm(ctx, st);

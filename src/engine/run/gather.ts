@@ -30,12 +30,15 @@ async function classify(ctx: RunContext, st: RunState): Promise<void> {
   });
 }
 
-/** Tables only inserted into on one source with one origin and no truncate: read lazily at apply. */
+/**
+ * Tables only inserted into on one source with one origin and no truncate: read lazily at apply.
+ * Not tables with rules: the lazy read ends in COPY, which skips them.
+ */
 function markLazy(ctx: RunContext, st: RunState): void {
   if (!ctx.fastPathAllowed) return;
   for (const p of ctx.plans) {
     const t = st.table(p);
-    if (t.classes.size !== 1 || t.truncate) continue;
+    if (t.classes.size !== 1 || t.truncate || p.hasRules) continue;
     const [[src, k]] = [...t.classes] as [[SyncDb, { n: number; insonly: boolean; origin: string | null }]];
     if (k.insonly && k.origin !== null) Object.assign(t.at(src), { lazy: true, pending: k.n, insertOrigin: k.origin });
   }

@@ -10,12 +10,16 @@ import type { RunState } from './state.js';
  * is repeated without the fast path). Rows go straight into the table.
  */
 export function fastPath(ctx: RunContext, st: RunState, src: SyncDb, p: TablePlan): boolean {
-  return ctx.fastPathAllowed && st.table(p).sources.get(src)?.insertOrigin !== undefined && st.pendingOn(p).length === 1;
+  return ctx.fastPathAllowed && !p.hasRules && st.table(p).sources.get(src)?.insertOrigin !== undefined && st.pendingOn(p).length === 1;
 }
 
-/** In replica mode every winning row is deleted (apply's first part) and copied straight back. */
-export function direct(ctx: RunContext): boolean {
-  return ctx.replica && ctx.fastPathAllowed;
+/**
+ * In replica mode every winning row is deleted (apply's first part) and copied straight back;
+ * not on a table with rules: COPY skips them, so such a table is always staged and applied by
+ * statements (its rules marked ENABLE ALWAYS fire then, as in upsert mode).
+ */
+export function direct(ctx: RunContext, p: TablePlan): boolean {
+  return ctx.replica && ctx.fastPathAllowed && !p.hasRules;
 }
 
 /**
@@ -24,5 +28,5 @@ export function direct(ctx: RunContext): boolean {
  */
 export function mayDelete(ctx: RunContext, st: RunState, src: SyncDb, p: TablePlan): boolean {
   const at = st.table(p).sources.get(src);
-  return (at?.pending ?? 0) > 0 && !fastPath(ctx, st, src, p) && (direct(ctx) || (at?.absent ?? 1) > 0);
+  return (at?.pending ?? 0) > 0 && !fastPath(ctx, st, src, p) && (direct(ctx, p) || (at?.absent ?? 1) > 0);
 }

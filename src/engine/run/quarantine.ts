@@ -21,8 +21,8 @@ export interface StagedApply {
   db: SyncDb;
   from: 'stage' | 'del';
   origin: string | null;
-  /** The statement, given an extra filter on `s` and the origin as SQL. */
-  statement: (oneRow: string, origin: string) => string;
+  /** The statement(s), given an extra filter on `s` and the origin as SQL; several run in order, their counts added. */
+  statement: (oneRow: string, origin: string) => string | string[];
   /** Statements that load the staging table first (rows sent inline), in the same round trip. */
   load?: string;
 }
@@ -33,15 +33,21 @@ const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViol
 export async function applyOrQuarantine(ctx: RunContext, a: StagedApply, quarantined: ConflictRecord[]): Promise<number> {
   const s = ctx.pg(a.db);
   // The common case in one round trip: load the staging table (rows sent inline, if any), stamp
-  // the session, try the whole set under a savepoint.
-  try {
-    const r = await s.queryAll(
-      `${a.load ? `${a.load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SAVEPOINT ibex_apply; ${a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))}; RELEASE SAVEPOINT ibex_apply`);
-    return r[r.length - 2]!.rowCount ?? 0;
-  } catch (err) {
-    // A failed load (before the savepoint) is no refusal: the run fails.
-    await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
-    if (!refused(err)) throw err;
+  // the session, try the whole set under a savepoint. Keys a local write raced are left out and
+  // the set is tried again (run/raced.ts).
+  for (let load = a.load;; load = undefined) {
+    try {
+      const all = [a.statement('', a.origin === null ? 'NULL::text' : literal(a.origin))].flat();
+      const r = await s.queryAll(
+        `${load ? `${load};\n` : ''}${stampSql(stampFor(ctx, a.p, a.db, a.origin))}; SAVEPOINT ibex_apply; ${all.join(';\n')}; RELEASE SAVEPOINT ibex_apply`);
+      return r.slice(-1 - all.length, -1).reduce((n, x) => n + (x.rowCount ?? 0), 0);
+    } catch (err) {
+      // A failed load (before the savepoint) is no refusal: the run fails.
+      await s.query('ROLLBACK TO SAVEPOINT ibex_apply').catch(() => { throw err; });
+      if (sqlstate(err) === SqlState.serializationFailure && await ctx.races.leaveOut(ctx, a.p, a.db, a.from)) continue;
+      if (!refused(err)) throw err;
+      break;
+    }
   }
   const table = tempNames(a.p)[a.from];
   const pending = (await s.query(ctidsSql(table), [a.origin])).rows.map((r) => String(r.id));
@@ -63,9 +69,10 @@ async function rowByRow(s: PostgresTarget, a: StagedApply, ids: string[]): Promi
     for (const id of pending) {
       await s.query('SAVEPOINT ibex_row');
       try {
-        const r = await s.query(a.statement('AND s.ctid = $2::tid', '$1'), [a.origin, id]);
+        let n = 0;
+        for (const one of [a.statement('AND s.ctid = $2::tid', '$1')].flat()) n += (await s.query(one, [a.origin, id])).rowCount ?? 0;
         await s.query('RELEASE SAVEPOINT ibex_row');
-        applied += r.rowCount ?? 0;
+        applied += n;
         progress = true;
       } catch (err) {
         await s.query('ROLLBACK TO SAVEPOINT ibex_row');

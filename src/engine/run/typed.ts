@@ -8,20 +8,15 @@
  */
 import { Writable } from 'node:stream';
 import type { ConflictRecord } from '../../control/run-store.js';
-import type { SyncDb } from '../../control/sync-config.js';
 import { CopyTextParser } from '../../targets/copy-text.js';
-import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, Target, TextRow } from '../../targets/target.js';
+import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, TextRow } from '../../targets/target.js';
 import type { CopySink } from '../exchange.js';
 import type { TablePlan } from '../plan.js';
 import { together } from '../together.js';
-import type { RunContext } from './context.js';
+import type { RunContext, TypedDb } from './context.js';
 import type { RunState } from './state.js';
 
 /** A db of another kind that a sync writes, with its open session. */
-export interface TypedDb {
-  db: SyncDb;
-  target: Target;
-}
 
 /** Rows handed on per batch by a RowSink. */
 const BATCH_ROWS = 1_000;

@@ -59,7 +59,7 @@ async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingO
   const { inline, viaCopy } = await readInline(ctx, st, p, pendingOn, merged, staged);
   for (const src of pendingOn) {
     if (!viaCopy.has(src)) continue;
-    if (fastPath(ctx, st, src, p) || direct(ctx)) {
+    if (fastPath(ctx, st, src, p) || direct(ctx, p)) {
       const conflict = await copyDirect(ctx, st, p, src);
       if (conflict) return conflict;
       continue;
@@ -86,7 +86,7 @@ async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingO
 async function readInline(ctx: RunContext, st: RunState, p: TablePlan, pendingOn: SyncDb[], merged: boolean, staged: Staged): Promise<{ inline: Map<SyncDb, string[]>; viaCopy: Set<SyncDb> }> {
   const inline = new Map<SyncDb, string[]>();
   const viaCopy = new Set(pendingOn);
-  const small = merged ? [] : pendingOn.filter((src) => !fastPath(ctx, st, src, p) && !direct(ctx) && (st.table(p).sources.get(src)?.won ?? Infinity) <= INLINE_ROWS);
+  const small = merged ? [] : pendingOn.filter((src) => !fastPath(ctx, st, src, p) && !direct(ctx, p) && (st.table(p).sources.get(src)?.won ?? Infinity) <= INLINE_ROWS);
   const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES)));
   const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)!.type);
   for (const [i, src] of small.entries()) {

@@ -3,8 +3,8 @@
  * few rows inline as JSON text arrays), and what each PostgreSQL db runs on what it received.
  */
 import { ident, literal } from '../../db/ident.js';
-import { fromJsonText, upsertSql } from '../../targets/postgres/postgres-dialect.js';
-import type { TablePlan } from '../plan.js';
+import { fromJsonText } from '../../targets/postgres/postgres-dialect.js';
+import { applyStatements, OVERRIDING, type TablePlan } from '../plan.js';
 import { tempNames } from './temp.js';
 
 /** The rows a source won: table `t` joined with its ibex_mine `m` (index probes for a small batch, see absentSql). */
@@ -65,9 +65,12 @@ export function deleteSql(p: TablePlan, small: boolean, oneRow: string, origin: 
   return `DELETE FROM ${p.q} t USING ${del} s WHERE ${p.keyJoin('t', 's')} AND ${sameOrigin('s', origin)} ${oneRow}`;
 }
 
-/** Upsert the staged rows of one origin (`oneRow`: an extra filter on `s`). */
-export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): string {
-  return upsertSql(p, `SELECT ${p.colList} FROM ${tempNames(p).stage} s WHERE ${sameOrigin('s', origin)} ${oneRow}`);
+/**
+ * Upsert the staged rows of one origin (`oneRow`: an extra filter on `s`): one statement, or on a
+ * table with rules several (see applyStatements), run in order in one transaction.
+ */
+export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): string[] {
+  return applyStatements(p, tempNames(p).stage, `${sameOrigin('s', origin)} ${oneRow}`);
 }
 
 /**
@@ -151,7 +154,7 @@ export function swapSql(p: TablePlan): { delete: string; insert: string } {
   const stage = tempNames(p).stage;
   return {
     delete: `DELETE FROM ${p.q} t USING ${stage} s WHERE ${p.keyJoin('t', 's')} AND s.ctid = ANY($1::tid[])`,
-    insert: `INSERT INTO ${p.q} (${p.colList}) SELECT ${p.colList} FROM ${stage} s WHERE s.ctid = ANY($1::tid[])`,
+    insert: `INSERT INTO ${p.q} (${p.colList})${OVERRIDING} SELECT ${p.colList} FROM ${stage} s WHERE s.ctid = ANY($1::tid[])`,
   };
 }
 

@@ -1,7 +1,6 @@
 /** Whole-table copies: onetimecopy chunks and fullcopy (pure SQL text). */
 import { ident } from '../../db/ident.js';
-import { upsertSql } from '../../targets/postgres/postgres-dialect.js';
-import type { TablePlan } from '../plan.js';
+import { applyStatements, type TablePlan } from '../plan.js';
 
 const keyCols = (p: TablePlan, alias: string): string => p.keys.map((k) => `${alias}.${ident(k).text}`).join(', ');
 
@@ -28,12 +27,12 @@ export function chunkLastKeySql(p: TablePlan, chunk: string): string {
 }
 
 /** On a target: the chunk's staging table (dropped at commit), COPY into it, and its upsert. */
-export function chunkStageSql(p: TablePlan): { create: string; copyIn: string; upsert: string } {
+export function chunkStageSql(p: TablePlan): { create: string; copyIn: string; upsert: string[] } {
   const stage = `pg_temp.ibex_copy_stage_${p.idx}`;
   return {
     create: `CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`,
     copyIn: `COPY ${stage} FROM STDIN`,
-    upsert: upsertSql(p, `SELECT ${p.colList} FROM ${stage}`),
+    upsert: applyStatements(p, stage, 'true'),
   };
 }
 

@@ -22,8 +22,9 @@ export function windowSql(sync: string, sourceNames: readonly string[], cursor: 
 
 /** The change-time expression of the sync's clock (over a delta table's columns). */
 export function clockSql(clock: SyncConfig['clock']): string {
+  // A change queued again after a race (op 'R', see run/raced.ts) keeps the time it was gathered with.
   return clock === 'commit'
-    ? `coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts)`
+    ? `CASE WHEN ibex_op = 'R' THEN ibex_ts ELSE coalesce(pg_xact_commit_timestamp(((ibex_txid::text::bigint % 4294967296)::text)::xid), ibex_ts) END`
     : 'ibex_ts';
 }
 
@@ -86,7 +87,7 @@ export function gatherSql(p: TablePlan, window: string, source: string, o: Gathe
 }
 
 /** Unconsumed delta rows past the new cursor ($1), for `status`: count and oldest change. */
-export function backlogSql(plans: readonly TablePlan[], window: string): string {
+export function backlogSql(plans: readonly Pick<TablePlan, 'delta'>[], window: string): string {
   const parts = plans.map((p) => `SELECT ibex_ts FROM ${p.delta} WHERE ${window}`);
   return `SELECT count(*) AS n, min(ibex_ts)::text AS oldest FROM (${parts.join(' UNION ALL ')}) x`;
 }

@@ -22,7 +22,7 @@
  * driver.
  */
 import type { Binary as BinaryT, BSON as BSONT, Decimal128 as Decimal128T, Long as LongT, Document } from 'mongodb';
-import { canonicalJson, canonicalText, decode, parseArrayLiteral, pgType, type ArrayItem, type PgType } from '../codec.js';
+import { canonicalJson, canonicalText, decode, parseArrayLiteral, pgType, type ArrayItem, type PgType, plainDecimal } from '../codec.js';
 import type { KeyRow, TableSpec, TextRow } from '../target.js';
 
 /** The BSON constructors the dialect needs: the driver's (`await import('mongodb')`). */
@@ -193,18 +193,6 @@ export function progressId(sync: string, source: string): Document {
 
 // ---------------------------------------------------------------- reading back
 
-/** A decimal in scientific notation ('1.5E-7', '1E+40') as plain digits; plain text as is. */
-export function plainDecimal(text: string): string {
-  const m = /^([+-]?)(\d+)(?:\.(\d*))?[eE]([+-]?\d+)$/.exec(text.trim());
-  if (m === null) return text;
-  const digits = (m[2] ?? '') + (m[3] ?? '');
-  const point = (m[2] ?? '').length + Number(m[4]);
-  let plain: string;
-  if (point <= 0) plain = '0.' + '0'.repeat(-point) + digits;
-  else if (point >= digits.length) plain = digits + '0'.repeat(point - digits.length);
-  else plain = digits.slice(0, point) + '.' + digits.slice(point);
-  return (m[1] === '-' ? '-' : '') + plain;
-}
 
 function isBsonType(v: unknown, name: string): v is { _bsontype: string } {
   return typeof v === 'object' && v !== null && (v as { _bsontype?: unknown })._bsontype === name;

@@ -10,6 +10,7 @@
  */
 import type { AnyBulkWriteOperation, BulkWriteResult, Db, Document, MongoClient } from 'mongodb';
 import { IbexError } from '../../errors.js';
+import { connected, targetFailure } from '../failure.js';
 import type {
   KeyRow,
   Problem,
@@ -94,18 +95,15 @@ export class MongoTarget implements Target {
   }
 
   private fail(what: string, err: unknown): IbexError {
-    const msg = err instanceof Error ? err.message : String(err);
-    return new IbexError('internal', this.clean(`mongo target "${this.name}": ${what}: ${msg.split('\n')[0]}`), { cause: err });
+    return targetFailure(this.params, what, err);
   }
 
   private get database(): Db {
-    if (this.db === undefined) throw new IbexError('internal', `mongo target "${this.name}": used before connect()`);
-    return this.db;
+    return connected(this.db, this.params);
   }
 
   private get kit(): BsonKit {
-    if (this.bson === undefined) throw new IbexError('internal', `mongo target "${this.name}": used before connect()`);
-    return this.bson;
+    return connected(this.bson, this.params);
   }
 
   async connect(): Promise<void> {

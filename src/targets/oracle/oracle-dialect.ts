@@ -15,7 +15,7 @@
  * number or Date.
  */
 import { IbexError } from '../../errors.js';
-import { decimalParts, decode, pgType } from '../codec.js';
+import { decimalParts, decode, pgType, plainDecimal } from '../codec.js';
 import type { ColumnSpec, TableSpec } from '../target.js';
 
 /** How a value is bound (the target maps these to oracledb's bind types). */
@@ -300,19 +300,7 @@ export function textOf(col: OracleColumn, v: unknown): string | null {
   }
   if (v instanceof Date) return v.toISOString();
   // TO_CHAR(…, 'TM9') switches to scientific notation past 64 characters (1E-100).
-  if ((t.cls === 'int' || t.cls === 'decimal') && typeof v === 'string') return plainNumber(v);
+  if ((t.cls === 'int' || t.cls === 'decimal') && typeof v === 'string') return plainDecimal(v);
   return String(v);
 }
 
-/** '1.5E-100' as plain digits; plain text as is. */
-export function plainNumber(text: string): string {
-  const m = /^([+-]?)(\d*)(?:\.(\d*))?E([+-]?\d+)$/i.exec(text.trim());
-  if (m === null) return text;
-  const digits = (m[2] ?? '') + (m[3] ?? '');
-  const point = (m[2] ?? '').length + Number(m[4]);
-  let plain: string;
-  if (point <= 0) plain = '0.' + '0'.repeat(-point) + digits;
-  else if (point >= digits.length) plain = digits + '0'.repeat(point - digits.length);
-  else plain = digits.slice(0, point) + '.' + digits.slice(point);
-  return (m[1] === '-' ? '-' : '') + plain;
-}

@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { IbexError } from '../../errors.js';
+import { connected, targetFailure, withoutPassword } from '../failure.js';
 import { canonicalText } from '../codec.js';
 import type {
   KeyRow,
@@ -116,23 +117,19 @@ export class OracleTarget implements Target {
   }
 
   private clean(message: string): string {
-    const pw = this.params.password;
-    return pw ? message.split(pw).join('***') : message;
+    return withoutPassword(message, this.params);
   }
 
   private fail(what: string, err: unknown): IbexError {
-    const msg = err instanceof Error ? err.message : String(err);
-    return new IbexError('internal', this.clean(`oracle target "${this.name}": ${what}: ${msg.split('\n')[0]}`), { cause: err });
+    return targetFailure(this.params, what, err);
   }
 
   private get c(): OracleConnection {
-    if (this.conn === undefined) throw new IbexError('internal', `oracle target "${this.name}": used before connect()`);
-    return this.conn;
+    return connected(this.conn, this.params);
   }
 
   private get d(): OracleDriver {
-    if (this.driver === undefined) throw new IbexError('internal', `oracle target "${this.name}": used before connect()`);
-    return this.driver;
+    return connected(this.driver, this.params);
   }
 
   async connect(): Promise<void> {

@@ -44,7 +44,8 @@ export function onConflictSql(t: PgTableNames): string {
 
 /** Insert the rows of `select` (the table's writable columns, in order) or replace them by key. */
 export function upsertSql(t: PgTableNames, select: string): string {
-  return `INSERT INTO ${t.q} (${t.colList}) ${select}
+  // OVERRIDING SYSTEM VALUE: a GENERATED ALWAYS identity column takes the replicated value (no-op elsewhere).
+  return `INSERT INTO ${t.q} (${t.colList}) OVERRIDING SYSTEM VALUE ${select}
           ${onConflictSql(t)}`;
 }
 

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis as RedisClient, ChainableCommander } from 'ioredis';
 import { IbexError } from '../../errors.js';
+import { connected, targetFailure, withoutPassword } from '../failure.js';
 import { canonicalText } from '../codec.js';
 import type {
   KeyRow,
@@ -99,18 +100,15 @@ export class RedisTarget implements Target {
 
   /** An error's message with the password cut out, whatever produced it. */
   private clean(message: string): string {
-    const pw = this.params.password;
-    return pw ? message.split(pw).join('***') : message;
+    return withoutPassword(message, this.params);
   }
 
   private fail(what: string, err: unknown): IbexError {
-    const msg = err instanceof Error ? err.message : String(err);
-    return new IbexError('internal', this.clean(`redis target "${this.name}" (${this.where}): ${what}: ${msg}`));
+    return targetFailure(this.params, what, err, this.where);
   }
 
   private get redis(): RedisClient {
-    if (this.client === undefined) throw new IbexError('internal', `redis target "${this.name}": used before connect()`);
-    return this.client;
+    return connected(this.client, this.params);
   }
 
   async connect(): Promise<void> {

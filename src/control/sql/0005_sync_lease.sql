@@ -1,4 +1,4 @@
--- 0004: several daemons on one control database. Each sync is run by the daemon holding its
+-- 0005: several daemons on one control database. Each sync is run by the daemon holding its
 -- lease; the epoch goes up each time the lease changes hands and is the fencing token every
 -- apply transaction checks against the progress rows of its db, so a daemon that lost the
 -- lease (frozen, cut off) can never commit a run.
