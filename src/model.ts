@@ -35,6 +35,8 @@ export interface RunResult {
   contention?: boolean;
   /** True when the sync should be paused (schema mismatch, conflict abort). */
   pause?: boolean;
+  /** True when the run found a newer owner of the sync (a higher lease epoch): its daemon steps back. */
+  fenced?: boolean;
   durationMs: number;
 }
 

@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS ibex.meta (key text PRIMARY KEY, value text NOT NULL)
 CREATE TABLE IF NOT EXISTS ibex.progress (
   sync text NOT NULL, source text NOT NULL, snapshot text NOT NULL, run bigint NOT NULL,
   applied timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, source));
+-- The lease epoch of the daemon that wrote the row: the fencing token (see writeProgressSql).
+ALTER TABLE ibex.progress ADD COLUMN IF NOT EXISTS epoch bigint;
 `;
 }
 
@@ -104,6 +106,9 @@ export function sourceBaseDdl(ibexRole: string): string {
 CREATE TABLE IF NOT EXISTS ibex.wakeup (
   id int PRIMARY KEY DEFAULT 1 CHECK (id = 1), idle boolean NOT NULL DEFAULT false, changed timestamptz NOT NULL DEFAULT now());
 INSERT INTO ibex.wakeup (id, idle) VALUES (1, false) ON CONFLICT DO NOTHING;
+-- One row per daemon's LISTEN session (by backend pid): ibex.wakeup.idle is true while any of them waits.
+CREATE TABLE IF NOT EXISTS ibex.wakeup_listener (
+  pid int PRIMARY KEY, idle boolean NOT NULL, changed timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS ibex.captured (
   schemaname text NOT NULL, relname text NOT NULL, delta text NOT NULL, fn text NOT NULL,
   syncs text[] NOT NULL DEFAULT '{}', version int NOT NULL, PRIMARY KEY (schemaname, relname));

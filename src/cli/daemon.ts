@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { liveDaemons, notifyControl, processAlive, type DaemonRow } from '../control/daemon-store.js';
@@ -117,12 +117,23 @@ function isCliProcess(): boolean {
 
 // ---- ibex run -----------------------------------------------------------------------------
 
+/** `--syncs=a,b*`: the syncs a daemon may run (patterns; `*` any characters). */
+function syncPatterns(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = value.split(',').map((p) => p.trim()).filter((p) => p);
+  const bad = list.find((p) => !/^[A-Za-z0-9_*]+$/.test(p));
+  if (bad !== undefined || list.length === 0) throw usage(`bad --syncs value "${value}": give sync names or patterns with *, separated by commas (e.g. --syncs=orders,eu_*)`);
+  return list;
+}
+
 /**
- * `ibex run [--logfile=PATH] [--http=ADDR:PORT]`: the daemon in the foreground; SIGTERM or SIGINT
- * stop it gracefully, SIGHUP reopens the log file and reloads the configuration.
+ * `ibex run [--logfile=PATH] [--http=ADDR:PORT] [--syncs=PATTERNS]`: the daemon in the foreground;
+ * SIGTERM or SIGINT stop it gracefully, SIGHUP reopens the log file and reloads the configuration.
+ * Any number of daemons may share one control database.
  */
 export const run: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['logfile', 'http'], 'run');
+  const o = daemonOptions(args, ['logfile', 'http', 'syncs'], 'run');
+  const syncs = syncPatterns(o.get('syncs'));
   const logfile = o.get('logfile');
   const httpOption = o.get('http');
   if (httpOption !== undefined && httpOption !== 'off') parseListen(httpOption);
@@ -138,7 +149,7 @@ export const run: VerbHandler = async (ctx, args) => {
   const daemon = new Daemon({
     controlUrl: ctx.controlUrl,
     log: logger,
-    allowOthers: ctx.flags.force,
+    ...(syncs ? { syncs } : {}),
     ...(checktime ? { checktimeMs: Math.max(1, Number(checktime)) } : {}),
     ...(observer ? { onRunEnded: (sync: string, end: { kind: RunKind; result: RunResult }) => observer.runEnded(sync, end) } : {}),
   });
@@ -209,24 +220,21 @@ async function httpListen(ctx: Context, option: string | undefined): Promise<{ h
 
 // ---- ibex start ---------------------------------------------------------------------------
 
-/** `ibex start [--logfile=PATH] [--piddir=DIR] [--http=ADDR:PORT]`: the daemon, detached; returns once it is ready. */
+/** `ibex start [--logfile=PATH] [--piddir=DIR] [--http=ADDR:PORT] [--syncs=PATTERNS]`: the daemon, detached; returns once it is ready. */
 export const start: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['logfile', 'piddir', 'http'], 'start');
+  const o = daemonOptions(args, ['logfile', 'piddir', 'http', 'syncs'], 'start');
   const http = o.get('http');
   if (http !== undefined && http !== 'off') parseListen(http);
-  return startDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), o.get('logfile'), http);
+  return startDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), o.get('logfile'), http, syncPatterns(o.get('syncs')));
 };
 
-async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: string | undefined, http?: string): Promise<number> {
+async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: string | undefined, http?: string, syncs?: string[]): Promise<number> {
   const known = readPidFile(paths.pidFile);
   if (known !== undefined && isIbexDaemon(known)) {
-    throw new IbexError('daemon', `an ibex daemon is already running for this control database (pid ${known}, pid file ${paths.pidFile}): stop it first with "ibex stop"`);
+    throw new IbexError('daemon', `an ibex daemon is already running for this control database (pid ${known}, pid file ${paths.pidFile}): stop it first with "ibex stop", or give another --piddir to run a second one beside it`);
   }
-  // Checks the control database too: reachable, schema installed and current.
-  await ctx.withControl(async (c) => {
-    const other = (await liveDaemons(c))[0];
-    if (other) throw new IbexError('daemon', `an ibex daemon is already running for this control database (pid ${other.pid} on ${other.host}): stop it first with "ibex stop"`);
-  });
+  // Checks the control database: reachable, schema installed and current (daemons on other hosts may share it).
+  await ctx.withControl(async () => {});
   const logFile = resolve(logfileOption ?? paths.logFile);
   // Private: the log names databases and hosts.
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
@@ -235,7 +243,7 @@ async function startDaemon(ctx: Context, paths: DaemonPaths, logfileOption: stri
   const fd = openSync(logFile, 'a', 0o600);
   let child: ChildProcess;
   try {
-    const cmd = selfCommand(['run', '--logfile', logFile, ...(http !== undefined ? ['--http', http] : []), ...(ctx.flags.debug ? ['--debug'] : [])]);
+    const cmd = selfCommand(['run', '--logfile', logFile, ...(http !== undefined ? ['--http', http] : []), ...(syncs ? [`--syncs=${syncs.join(',')}`] : []), ...(ctx.flags.debug ? ['--debug'] : [])]);
     child = spawn(cmd.command, cmd.args, {
       detached: true,
       stdio: ['ignore', fd, fd, 'ipc'],
@@ -325,10 +333,15 @@ function reasonFrom(tail: string[]): string | undefined {
 
 // ---- ibex stop / restart / reload ---------------------------------------------------------
 
-/** `ibex stop [--timeout=SECONDS] [--piddir=DIR]`: stop the daemon after its runs in progress. */
+/**
+ * `ibex stop [--all] [--timeout=SECONDS] [--piddir=DIR]`: stop the local daemon (that of the pid
+ * file, else those registered from this host) after its runs in progress; `--all`: every daemon
+ * of the control database, wherever it runs.
+ */
 export const stop: VerbHandler = async (ctx, args) => {
-  const o = daemonOptions(args, ['timeout', 'piddir'], 'stop');
-  await stopDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), seconds('timeout', o.get('timeout'), STOP_TIMEOUT_S));
+  const all = args.includes('--all');
+  const o = daemonOptions(args.filter((a) => a !== '--all'), ['timeout', 'piddir'], 'stop');
+  await stopDaemon(ctx, daemonPaths(ctx.controlUrl, o.get('piddir')), seconds('timeout', o.get('timeout'), STOP_TIMEOUT_S), { report: true, all });
   return 0;
 };
 
@@ -338,7 +351,7 @@ export const restart: VerbHandler = async (ctx, args) => {
   const paths = daemonPaths(ctx.controlUrl, o.get('piddir'));
   const http = o.get('http');
   if (http !== undefined && http !== 'off') parseListen(http);
-  await stopDaemon(ctx, paths, seconds('timeout', o.get('timeout'), STOP_TIMEOUT_S), { report: !ctx.flags.json });
+  await stopDaemon(ctx, paths, seconds('timeout', o.get('timeout'), STOP_TIMEOUT_S), { report: !ctx.flags.json, all: false });
   return startDaemon(ctx, paths, o.get('logfile'), http);
 };
 
@@ -354,12 +367,13 @@ export const reload: VerbHandler = async (ctx, args) => {
 };
 
 /**
- * Stop the daemon of this control database: SIGTERM to the pid of the pid
- * file, and the `stop` message to every live daemon registered in the control
- * database (one started with `ibex run`, or on another host). Returns whether
- * one was running.
+ * Stop daemons of this control database: SIGTERM to the pid of the pid file,
+ * and a `stop:<id>` message to the live daemon registered with that pid on
+ * this host (or, without a pid file, to those registered from this host);
+ * with `all`, the `stop` message to every live daemon, wherever it runs.
+ * Returns whether one was running.
  */
-async function stopDaemon(ctx: Context, paths: DaemonPaths, timeoutS: number, opts: { report: boolean } = { report: true }): Promise<boolean> {
+async function stopDaemon(ctx: Context, paths: DaemonPaths, timeoutS: number, opts: { report: boolean; all: boolean }): Promise<boolean> {
   const known = readPidFile(paths.pidFile);
   const localPid = known !== undefined && isIbexDaemon(known) ? known : undefined;
   if (known !== undefined && localPid === undefined) rmSync(paths.pidFile, { force: true });
@@ -367,8 +381,10 @@ async function stopDaemon(ctx: Context, paths: DaemonPaths, timeoutS: number, op
   let controlError: unknown;
   try {
     registered = await ctx.withControl(async (c) => {
-      const live = await liveDaemons(c);
-      if (live.length) await notifyControl(c, 'stop');
+      const here = hostname();
+      const live = (await liveDaemons(c)).filter((d) => opts.all || (d.host === here && (localPid === undefined || d.pid === localPid)));
+      if (opts.all && live.length) await notifyControl(c, 'stop');
+      else for (const d of live) await notifyControl(c, `stop:${d.id}`);
       return live;
     });
   } catch (err) {

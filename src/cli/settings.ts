@@ -87,6 +87,12 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
     },
     takesEffect: 'a daemon uses it when it starts',
   },
+  lease_seconds: {
+    default: '30',
+    about: 'a sync whose daemon stopped renewing its lease this long (frozen, cut off) runs on another daemon; a killed daemon is replaced at once',
+    parse: (name, value) => String(parseIntOption(name, value.trim(), 2, 3600)),
+    takesEffect: 'running daemons use it after "ibex reload"',
+  },
   lock_timeout_ms: {
     default: '2000', about: 'lock_timeout of DDL steps (install, remove), retried with backoff; 0 waits without limit', parse: milliseconds,
   },

@@ -7,6 +7,7 @@ import type { TableCounts } from '../model.js';
 import type pg from 'pg';
 import Table from 'cli-table3';
 import * as store from '../control/daemon-store.js';
+import { readSetting } from '../control/settings-store.js';
 import { measureBacklog, type LiveSourceBacklog } from '../engine/backlog-live.js';
 import { configError, ExitCode, IbexError, notFound, usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
@@ -67,6 +68,23 @@ export interface DaemonStatus {
   stopped?: string | null;
 }
 
+/** One live daemon in `status --json` (`daemons`). */
+export interface DaemonDoc {
+  id: number;
+  pid: number;
+  host: string;
+  version: string;
+  started: string;
+  heartbeat: string;
+  heartbeatAgeS: number;
+  /** Its --syncs patterns; null: every sync. */
+  syncs: string[] | null;
+  /** Runs another ibex version than the newest of the live daemons (finish the upgrade). */
+  versionDiffers: boolean;
+  /** The syncs it runs now. */
+  owns: string[];
+}
+
 /** One sync in `status --json` (a stable shape: scripts read it). */
 export interface SyncStatusDoc {
   name: string;
@@ -102,6 +120,27 @@ export interface SyncStatusDoc {
   attempts: number;
   /** Rows set aside (on_row_error=quarantine), see `ibex quarantine list`. */
   setAside: number;
+  /** The daemon running this sync now (it holds the lease), or null. */
+  owner: { daemon: number; pid: number; host: string; started: string } | null;
+}
+
+/** What `status` shows about the daemons: every live one, and the owner of each sync. */
+export interface DaemonsView {
+  live: store.DaemonRow[];
+  owners: Awaited<ReturnType<typeof store.leaseOwners>>;
+}
+
+/** Compare two versions like 1.10.0 > 1.9.3 (numeric parts; others as text). */
+function versionCompare(a: string, b: string): number {
+  const pa = a.split(/[.-]/);
+  const pb = b.split(/[.-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '';
+    const y = pb[i] ?? '';
+    const c = /^\d+$/.test(x) && /^\d+$/.test(y) ? Number(x) - Number(y) : x.localeCompare(y);
+    if (c !== 0) return c;
+  }
+  return 0;
 }
 
 function applyAsOf(details: Record<string, unknown> | null | undefined): Record<string, string> {
@@ -110,7 +149,15 @@ function applyAsOf(details: Record<string, unknown> | null | undefined): Record<
 }
 
 /** Build the `status --json` document. */
-export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean, live: ReadonlyMap<string, LiveSourceBacklog[]> = new Map(), aside: ReadonlyMap<string, number> = new Map()): { daemon: DaemonStatus; syncs: SyncStatusDoc[] } {
+export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow | undefined, alive: boolean,
+  live: ReadonlyMap<string, LiveSourceBacklog[]> = new Map(),
+  view: DaemonsView = { live: [], owners: new Map() }, aside: ReadonlyMap<string, number> = new Map()): { daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] } {
+  const newest = view.live.map((x) => x.version).sort(versionCompare).at(-1);
+  const daemons = view.live.map((x): DaemonDoc => ({
+    id: x.id, pid: x.pid, host: x.host, version: x.version, started: x.started.toISOString(), heartbeat: x.heartbeat.toISOString(),
+    heartbeatAgeS: round1(x.heartbeatAgeS), syncs: x.syncs, versionDiffers: newest !== undefined && x.version !== newest,
+    owns: [...view.owners].filter(([, o]) => o.daemon === x.id).map(([s]) => s).sort(),
+  }));
   const d: DaemonStatus = daemon
     ? {
       running: alive, pid: daemon.pid, host: daemon.host, version: daemon.version, started: daemon.started.toISOString(),
@@ -146,9 +193,10 @@ export function statusDoc(rows: store.SyncStatusRow[], daemon: store.DaemonRow |
       lastError: r.lastError ? { message: r.lastError, at: r.lastErrorAt?.toISOString() ?? null, ageS: r.lastErrorAt ? round1(ageS(r.lastErrorAt, r.now)!) : null } : null,
       attempts: r.attempts,
       setAside: aside.get(r.name) ?? 0,
+      owner: ((o) => (o ? { daemon: o.daemon, pid: o.pid, host: o.host, started: o.started.toISOString() } : null))(view.owners.get(r.name)),
     };
   });
-  return { daemon: d, syncs };
+  return { daemon: d, daemons, syncs };
 }
 
 /** The warning about a transaction holding a source's delta window and purge back. */
@@ -181,12 +229,13 @@ export const status: VerbHandler = async (ctx, args) => {
   const name = words[0];
   const tty = ctx.tty ?? false;
   const layout = (): StatusLayout => ({ wide, width: 100, color: tty });
-  const snapshot = async (c: pg.Client): Promise<{ daemon: DaemonStatus; syncs: SyncStatusDoc[] }> => {
+  const snapshot = async (c: pg.Client): Promise<{ daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] }> => {
     const rows = await store.readStatus(c, name);
     if (name !== undefined && rows.length === 0) throw notFound('sync', name, 'list them with "ibex list syncs"');
-    const live = await store.liveDaemons(c);
-    const daemon = live[0] ?? (await store.lastDaemon(c));
-    return statusDoc(rows, daemon, live.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)), await countAside(c));
+    const daemons = await store.liveDaemons(c, { leaseSeconds: await leaseSeconds(c) });
+    const daemon = daemons[0] ?? (await store.lastDaemon(c));
+    return statusDoc(rows, daemon, daemons.length > 0, await liveBacklogs(c, rows.filter((r) => r.status !== 'inactive').map((r) => r.name)),
+      { live: daemons, owners: await store.leaseOwners(c) }, await countAside(c));
   };
   await ctx.withControl(async (c) => {
     if (!watch) {
@@ -261,6 +310,12 @@ function stateText(s: SyncStatusDoc): string {
   return `${s.state}${since}${s.state === 'stalled' && s.attempts ? ` (${s.attempts} tries)` : ''}`;
 }
 
+/** The lease_seconds setting (liveness is judged by it). */
+async function leaseSeconds(c: pg.Client): Promise<number> {
+  const v = Number(await readSetting(c, 'lease_seconds'));
+  return Number.isInteger(v) && v >= 2 ? v : store.LEASE_SECONDS_DEFAULT;
+}
+
 /** How `status` lays out its table. */
 export interface StatusLayout {
   /** Every column, however wide (`--wide`). */
@@ -311,8 +366,13 @@ export function renderSyncTable(doc: { syncs: SyncStatusDoc[] }, layout: StatusL
   return t.toString() + '\nmore: ibex status --wide (counts, clock skew, whole errors), ibex status <sync> (one in full)';
 }
 
-function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatusDoc[] }, one: boolean, layout: StatusLayout): void {
-  ctx.say(daemonLine(doc.daemon), true);
+function printStatus(ctx: Context, doc: { daemon: DaemonStatus; daemons: DaemonDoc[]; syncs: SyncStatusDoc[] }, one: boolean, layout: StatusLayout): void {
+  if (doc.daemons.length > 1) {
+    ctx.say(`daemons: ${doc.daemons.length} running`, true);
+    for (const x of doc.daemons) {
+      ctx.say(`  #${x.id} pid ${x.pid} on ${x.host}, version ${x.version}${x.versionDiffers ? ' (DIFFERS: finish the upgrade)' : ''}, up ${formatAge((Date.now() - Date.parse(x.started)) / 1000)}, heartbeat ${formatAge(x.heartbeatAgeS)} ago${x.syncs ? `, syncs ${x.syncs.join(',')}` : ''}; runs ${x.owns.join(', ') || 'nothing'}`, true);
+    }
+  } else ctx.say(daemonLine(doc.daemon), true);
   if (doc.syncs.length === 0) {
     ctx.say('no syncs: add one with "ibex add sync"', true);
     return;
@@ -328,6 +388,7 @@ function printStatus(ctx: Context, doc: { daemon: DaemonStatus; syncs: SyncStatu
   const kv = table(['Sync', s.name]);
   kv.push(['Status', s.status + (s.statusReason ? ` (${s.statusReason})` : '')]);
   kv.push(['State', stateText(s)]);
+  kv.push(['Run by', s.owner ? `daemon #${s.owner.daemon} (pid ${s.owner.pid} on ${s.owner.host})` : '-']);
   kv.push(['Relgroup / dbgroup', `${s.relgroup} / ${s.dbgroup}`]);
   kv.push(['Autokick', s.autokick ? 'yes' : 'no (runs only when kicked)']);
   if (s.running) kv.push(['Running', `#${s.running.run} ${s.running.kind} for ${formatAge(s.running.ageS)}`]);

@@ -13,12 +13,13 @@ import { dbParams } from './sync-config.js';
 /** The channel of control messages: `kick:<sync>`, `reload`, `stop`. */
 export const CONTROL_CHANNEL = 'ibex_control';
 
-/** The first key of every sync lease: "ibex" in ASCII, so ibex's advisory locks are recognisable in pg_locks. */
+/** The first key of the advisory lock each daemon holds on its control session: "ibex" in ASCII, so ibex's locks are recognisable in pg_locks. */
 export const LEASE_CLASS = 0x69626578;
 
-/** A daemon whose heartbeat is older than this is dead, whatever its row says. */
-export const HEARTBEAT_MS = 5_000;
-export const DAEMON_DEAD_AFTER_MS = 15_000;
+/** Heartbeat period when the lease time allows it (the lease is renewed with every beat). */
+export const HEARTBEAT_MS = 3_000;
+/** The default lease time (setting lease_seconds). */
+export const LEASE_SECONDS_DEFAULT = 30;
 
 // ---- daemons ------------------------------------------------------------------------------
 
@@ -29,22 +30,23 @@ const REGISTRATION_LOCK = -1;
  * Register this process; returns the daemon id. With `exclusive`, refuses
  * (returning the other daemon) when a live daemon serves this control
  * database: the check and the insert happen under one lock, so two daemons
- * started at once cannot both pass it.
+ * started at once cannot both pass it. `syncs`: the patterns of the syncs it
+ * may run (undefined: all).
  */
 export async function registerDaemon(
-  c: pg.Client, d: { pid: number; host: string; version: string }, opts: { exclusive: boolean },
+  c: pg.Client, d: { pid: number; host: string; version: string; syncs?: readonly string[] | undefined }, opts: { exclusive: boolean; leaseSeconds?: number },
 ): Promise<{ id: number } | { other: DaemonRow }> {
   await c.query('BEGIN');
   try {
     await c.query(`SELECT pg_advisory_xact_lock($1, $2)`, [LEASE_CLASS, REGISTRATION_LOCK]);
-    const other = opts.exclusive ? (await liveDaemons(c))[0] : undefined;
+    const other = opts.exclusive ? (await liveDaemons(c, { leaseSeconds: opts.leaseSeconds ?? LEASE_SECONDS_DEFAULT }))[0] : undefined;
     if (other) {
       await c.query('ROLLBACK');
       return { other };
     }
     // Rows of daemons long gone are history nobody reads: keep a week.
     await c.query(`DELETE FROM ibex.daemon WHERE coalesce(stopped, heartbeat) < now() - interval '7 days'`);
-    const r = await c.query(`INSERT INTO ibex.daemon (pid, host, version) VALUES ($1, $2, $3) RETURNING id`, [d.pid, d.host, d.version]);
+    const r = await c.query(`INSERT INTO ibex.daemon (pid, host, version, syncs) VALUES ($1, $2, $3, $4) RETURNING id`, [d.pid, d.host, d.version, d.syncs ?? null]);
     await c.query('COMMIT');
     return { id: Number(r.rows[0].id) };
   } catch (err) {
@@ -52,6 +54,15 @@ export async function registerDaemon(
     await c.query('ROLLBACK').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Hold this daemon's liveness lock on the control session: while the session
+ * lives, other daemons see the daemon alive; a daemon killed with -9 loses it
+ * the moment its session ends, and its leases can be taken at once.
+ */
+export async function lockDaemon(c: pg.Client, id: number): Promise<void> {
+  await c.query(`SELECT pg_advisory_lock($1, $2::int)`, [LEASE_CLASS, id]);
 }
 
 /** Prove this daemon is alive. */
@@ -75,6 +86,8 @@ export interface DaemonRow {
   /** Seconds since the last heartbeat, by the control database's clock. */
   heartbeatAgeS: number;
   stopped: Date | null;
+  /** The patterns of the syncs it may run; null: all. */
+  syncs: string[] | null;
 }
 
 /** Is a process with this pid running on this host? (EPERM: it exists, owned by someone else.) */
@@ -88,40 +101,42 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+const DAEMON_COLUMNS = `d.id, d.pid, d.host, d.version, d.started, d.heartbeat, d.stopped, d.syncs, extract(epoch FROM now() - d.heartbeat)::float8 AS age`;
+
+/** Is the daemon's liveness lock held (its control session is up)? */
+const HOLDS_LOCK = `EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.classid = ${LEASE_CLASS}::oid AND l.objid = d.id::oid
+                           AND l.objsubid = 2 AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`;
+
+function daemonRow(row: Record<string, unknown>): DaemonRow {
+  return {
+    id: Number(row.id), pid: Number(row.pid), host: String(row.host), version: String(row.version), started: row.started as Date,
+    heartbeat: row.heartbeat as Date, heartbeatAgeS: Number(row.age), stopped: (row.stopped as Date | null) ?? null,
+    syncs: (row.syncs as string[] | null) ?? null,
+  };
+}
+
 /**
- * Daemons that are alive: not stopped, a recent heartbeat, and — on this
- * host — a process that still exists (a daemon killed with -9 a second ago is
- * not alive, whatever its heartbeat says).
+ * Daemons that are alive: not stopped, a heartbeat younger than the lease
+ * time, their control session up (the liveness lock is held), and — on this
+ * host — a process that still exists.
  */
-export async function liveDaemons(c: pg.Client, opts: { exceptId?: number } = {}): Promise<DaemonRow[]> {
+export async function liveDaemons(c: pg.Client, opts: { exceptId?: number; leaseSeconds?: number } = {}): Promise<DaemonRow[]> {
   const r = await c.query(
-    `SELECT id, pid, host, version, started, heartbeat, stopped, extract(epoch FROM now() - heartbeat)::float8 AS age
-       FROM ibex.daemon
-      WHERE stopped IS NULL AND heartbeat > now() - make_interval(secs => $1) AND id IS DISTINCT FROM $2::bigint
-      ORDER BY id`,
-    [DAEMON_DEAD_AFTER_MS / 1000, opts.exceptId ?? null],
+    `SELECT ${DAEMON_COLUMNS}
+       FROM ibex.daemon d
+      WHERE d.stopped IS NULL AND d.heartbeat > now() - make_interval(secs => $1) AND d.id IS DISTINCT FROM $2::bigint AND ${HOLDS_LOCK}
+      ORDER BY d.id`,
+    [opts.leaseSeconds ?? LEASE_SECONDS_DEFAULT, opts.exceptId ?? null],
   );
   const here = hostname();
-  return r.rows
-    .map((row) => ({
-      id: Number(row.id), pid: Number(row.pid), host: String(row.host), version: String(row.version), started: row.started as Date,
-      heartbeat: row.heartbeat as Date, heartbeatAgeS: Number(row.age), stopped: (row.stopped as Date | null) ?? null,
-    }))
-    .filter((d) => d.host !== here || processAlive(d.pid));
+  return r.rows.map(daemonRow).filter((d) => d.host !== here || processAlive(d.pid));
 }
 
 /** The most recently started daemon, alive or not (for `status`). */
 export async function lastDaemon(c: pg.Client): Promise<DaemonRow | undefined> {
-  const r = await c.query(
-    `SELECT id, pid, host, version, started, heartbeat, stopped, extract(epoch FROM now() - heartbeat)::float8 AS age
-       FROM ibex.daemon ORDER BY started DESC, id DESC LIMIT 1`,
-  );
+  const r = await c.query(`SELECT ${DAEMON_COLUMNS} FROM ibex.daemon d ORDER BY d.started DESC, d.id DESC LIMIT 1`);
   const row = r.rows[0];
-  if (!row) return undefined;
-  return {
-    id: Number(row.id), pid: Number(row.pid), host: String(row.host), version: String(row.version), started: row.started as Date,
-    heartbeat: row.heartbeat as Date, heartbeatAgeS: Number(row.age), stopped: (row.stopped as Date | null) ?? null,
-  };
+  return row ? daemonRow(row) : undefined;
 }
 
 /** Send a control message to every daemon of this control database (delivered at commit). */
@@ -148,18 +163,85 @@ export async function listenControl(c: pg.Client, onMessage: (message: string) =
 
 // ---- leases -------------------------------------------------------------------------------
 
-/**
- * Take a sync's lease on this session: a session-level advisory lock, so it
- * ends with the session — a daemon that dies loses its leases at once.
- */
-export async function tryLease(c: pg.Client, sync: string): Promise<boolean> {
-  const r = await c.query(`SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok`, [LEASE_CLASS, sync]);
-  return r.rows[0].ok === true;
+/** Where a sync's lease stands. */
+export interface LeaseRow {
+  sync: string;
+  daemon: number | null;
+  epoch: number;
+  /** Nobody may run it now: free, expired, or its owner's control session is gone. */
+  orphaned: boolean;
+  /** Seconds since it became takeable by expiry (negative: not yet). */
+  expiredS: number;
 }
 
-/** Give a sync's lease back. */
-export async function releaseLease(c: pg.Client, sync: string): Promise<void> {
-  await c.query(`SELECT pg_advisory_unlock($1, hashtext($2))`, [LEASE_CLASS, sync]);
+/** Every lease. */
+export async function readLeases(c: pg.Client): Promise<Map<string, LeaseRow>> {
+  const r = await c.query(
+    `SELECT s.sync, s.daemon, s.epoch, extract(epoch FROM now() - s.expires)::float8 AS expired,
+            s.daemon IS NULL OR s.expires < now() OR NOT EXISTS (SELECT 1 FROM ibex.daemon d WHERE d.id = s.daemon AND d.stopped IS NULL AND ${HOLDS_LOCK}) AS orphaned
+       FROM ibex.sync_lease s`,
+  );
+  return new Map(r.rows.map((row) => [String(row.sync), {
+    sync: String(row.sync), daemon: row.daemon === null ? null : Number(row.daemon), epoch: Number(row.epoch),
+    orphaned: row.orphaned === true, expiredS: Number(row.expired),
+  }]));
+}
+
+/**
+ * Take a sync's lease when nobody may run it (free, expired, or its owner's
+ * control session is gone), raising the epoch. Returns the new epoch, or
+ * undefined when another daemon holds it.
+ */
+export async function claimLease(c: pg.Client, sync: string, daemon: number, leaseSeconds: number): Promise<number | undefined> {
+  const r = await c.query(
+    `INSERT INTO ibex.sync_lease AS s (sync, daemon, epoch, expires, acquired)
+          SELECT $1, $2, 1, now() + make_interval(secs => $3), now() WHERE EXISTS (SELECT 1 FROM ibex.sync WHERE name = $1)
+     ON CONFLICT (sync) DO UPDATE SET daemon = EXCLUDED.daemon, epoch = s.epoch + 1, expires = EXCLUDED.expires, acquired = now()
+      WHERE s.daemon IS NULL OR s.expires < now()
+         OR NOT EXISTS (SELECT 1 FROM ibex.daemon d WHERE d.id = s.daemon AND d.stopped IS NULL AND ${HOLDS_LOCK})
+     RETURNING s.epoch`,
+    [sync, daemon, leaseSeconds],
+  );
+  return r.rows[0] ? Number(r.rows[0].epoch) : undefined;
+}
+
+/**
+ * Renew this daemon's leases (those still at the epochs it took them at) and
+ * its heartbeat, in one statement. Returns the syncs renewed: a sync missing
+ * from it was taken by another daemon.
+ */
+export async function renewLeases(c: pg.Client, daemon: number, held: ReadonlyMap<string, number>, leaseSeconds: number): Promise<Set<string>> {
+  const r = await c.query(
+    `WITH beat AS (UPDATE ibex.daemon SET heartbeat = now() WHERE id = $1)
+     UPDATE ibex.sync_lease s SET expires = now() + make_interval(secs => $4)
+       FROM unnest($2::text[], $3::bigint[]) AS h(sync, epoch)
+      WHERE s.sync = h.sync AND s.epoch = h.epoch AND s.daemon = $1
+     RETURNING s.sync`,
+    [daemon, [...held.keys()], [...held.values()], leaseSeconds],
+  );
+  return new Set(r.rows.map((row) => String(row.sync)));
+}
+
+/** Give leases back (between runs): the next owner takes them at once. */
+export async function releaseLeases(c: pg.Client, daemon: number, held: ReadonlyMap<string, number>): Promise<void> {
+  if (held.size === 0) return;
+  await c.query(
+    `UPDATE ibex.sync_lease s SET daemon = NULL, expires = now()
+       FROM unnest($2::text[], $3::bigint[]) AS h(sync, epoch)
+      WHERE s.sync = h.sync AND s.epoch = h.epoch AND s.daemon = $1`,
+    [daemon, [...held.keys()], [...held.values()]],
+  );
+}
+
+/** The owner of each sync that has a live one (for `status`). */
+export async function leaseOwners(c: pg.Client): Promise<Map<string, { daemon: number; pid: number; host: string; started: Date; epoch: number }>> {
+  const r = await c.query(
+    `SELECT s.sync, s.epoch, d.id, d.pid, d.host, d.started FROM ibex.sync_lease s JOIN ibex.daemon d ON d.id = s.daemon
+      WHERE s.expires > now() AND d.stopped IS NULL AND ${HOLDS_LOCK}`,
+  );
+  return new Map(r.rows.map((row) => [String(row.sync), {
+    daemon: Number(row.id), pid: Number(row.pid), host: String(row.host), started: row.started as Date, epoch: Number(row.epoch),
+  }]));
 }
 
 /**

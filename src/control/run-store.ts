@@ -29,15 +29,24 @@ export async function readCursors(control: pg.Client, sync: string): Promise<Map
   return new Map(r.rows.map((row) => [String(row.db), String(row.snapshot)]));
 }
 
-/** Advance cursors after every database committed. */
-export async function advanceCursors(control: pg.Client, sync: string, snaps: Map<string, string>): Promise<void> {
-  if (snaps.size === 0) return;
-  await control.query(
+/** The sync's lease epoch now (a run compares it with its own before it commits anywhere). */
+export async function leaseEpoch(c: pg.Client, sync: string): Promise<number | undefined> {
+  const r = await c.query(`SELECT epoch FROM ibex.sync_lease WHERE sync = $1`, [sync]);
+  return r.rows[0] ? Number(r.rows[0].epoch) : undefined;
+}
+
+/** Advance cursors after every database committed; false when the lease is no longer at `epoch`. */
+export async function advanceCursors(control: pg.Client, sync: string, snaps: Map<string, string>, epoch?: number): Promise<boolean> {
+  if (snaps.size === 0) return true;
+  // With an epoch, only while the sync's lease is still at it (the row lock orders this against a new owner's claim).
+  const r = await control.query(
     `INSERT INTO ibex.cursor (sync, db, snapshot, updated)
        SELECT $1, d, s, now() FROM unnest($2::text[], $3::text[]) AS u(d, s)
+        WHERE $4::bigint IS NULL OR EXISTS (SELECT 1 FROM ibex.sync_lease l WHERE l.sync = $1 AND l.epoch = $4 FOR SHARE)
      ON CONFLICT (sync, db) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated = now()`,
-    [sync, [...snaps.keys()], [...snaps.values()]],
+    [sync, [...snaps.keys()], [...snaps.values()], epoch ?? null],
   );
+  return (r.rowCount ?? 0) > 0;
 }
 
 /** One conflict to log. */

@@ -3,11 +3,19 @@
  * (DESIGN, "The daemon", "One daemon per sync"). All I/O is asynchronous; no
  * process is spawned per run.
  *
- * - The control session registers the daemon, beats its heartbeat, holds one
- *   session-level advisory lock per sync (the lease: it dies with the
- *   session), and LISTENs for control messages (`kick:<sync>`, `reload`,
- *   `stop`). Kicks are also polled, since a NOTIFY sent while the session was
- *   being reopened is lost.
+ * - The control session registers the daemon, holds its liveness lock (an
+ *   advisory lock that dies with the session: a daemon killed with -9 is seen
+ *   dead at once), beats its heartbeat, which renews the leases of the syncs it
+ *   runs (ibex.sync_lease, with an epoch raised at every change of hands: the
+ *   fencing token of every apply), and LISTENs for control messages
+ *   (`kick:<sync>`, `reload`, `stop`, `stop:<id>`, `daemons`, `lease`). Kicks
+ *   are also polled, since a NOTIFY sent while the session was being reopened
+ *   is lost.
+ * - Several daemons share one control database: each sync goes to the live
+ *   daemon that rendezvous hashing picks among those whose --syncs filter
+ *   admits it. A daemon that starts or stops says so (`daemons`); the owners of
+ *   syncs that should move hand them over between runs (`lease`), and every
+ *   heartbeat looks for leases left by daemons that died or froze.
  * - One LISTEN session per source db (shared by every sync reading it) turns
  *   capture wake-ups into run requests; the wake coordinator keeps each db's
  *   idle flag (src/engine/wake.ts).
@@ -18,6 +26,7 @@
  *   daemon could take a lease that lapsed) and re-reading configuration and
  *   kicks.
  */
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -60,8 +69,10 @@ export interface DaemonOptions {
   kickPollMs?: number;
   /** Re-read ibex.sync this often for new syncs and leases freed by other daemons (default 30 s). */
   rescanMs?: number;
-  /** Start even when another live daemon serves this control database (leases keep it safe). */
-  allowOthers?: boolean;
+  /** Refuse to start when another live daemon serves this control database (default: share it). */
+  exclusive?: boolean;
+  /** Run only the syncs these patterns match (`*` any characters); default all. */
+  syncs?: readonly string[];
   timers?: Timers;
   backoff?: Backoff;
   /** Told of every run that ended, after the daemon's own bookkeeping (metrics). Must not throw. */
@@ -70,6 +81,8 @@ export interface DaemonOptions {
 
 interface Managed {
   row: store.DaemonSyncRow;
+  /** The lease epoch this daemon took the sync at: its runs commit only while it is current. */
+  epoch: number;
   runner: DaemonRunner;
   loaded: boolean;
   log: Logger;
@@ -98,6 +111,16 @@ export class Daemon {
   /** Bookkeeping after runs (answering kicks, pausing) that shutdown must let finish. */
   private readonly inflight = new Set<Promise<void>>();
   private daemonId: number | undefined;
+  /** The lease_seconds setting, read at every reconcile. */
+  private leaseSeconds = store.LEASE_SECONDS_DEFAULT;
+  /** When the leases were last renewed (local clock): past the lease time, runs wait for a renewal. */
+  private renewedAt = 0;
+  /** Syncs being retired (waiting for their run in progress). */
+  private readonly retiring = new Set<Managed>();
+  /** Syncs being handed over to another daemon (after their run in progress). */
+  private readonly handingOver = new Set<string>();
+  /** The live daemons at the last look (ids), to see one start or stop. */
+  private liveSeen = '';
   private reconciling: Promise<void> = Promise.resolve();
   /** The run_pause_max_ms setting, read at every reconcile. */
   private pauseMaxMs = RUN_PAUSE_MAX_MS_DEFAULT;
@@ -180,11 +203,15 @@ export class Daemon {
       throw new IbexError('unreachable', 'lost the control database while starting: check that its server runs, then start again');
     }
     try {
-      const reg = await store.registerDaemon(c, { pid: process.pid, host: hostname(), version: ibexVersion() }, { exclusive: !this.opts.allowOthers });
+      await this.readLeaseSeconds(c);
+      const reg = await store.registerDaemon(c, { pid: process.pid, host: hostname(), version: ibexVersion(), syncs: this.opts.syncs },
+        { exclusive: this.opts.exclusive === true, leaseSeconds: this.leaseSeconds });
       if ('other' in reg) {
-        throw new IbexError('daemon', `an ibex daemon already serves this control database (pid ${reg.other.pid} on ${reg.other.host}): stop it first with "ibex stop", or add --force to run another beside it`);
+        throw new IbexError('daemon', `an ibex daemon already serves this control database (pid ${reg.other.pid} on ${reg.other.host}): stop it first with "ibex stop"`);
       }
       this.daemonId = reg.id;
+      await store.lockDaemon(c, reg.id);
+      this.renewedAt = Date.now();
     } catch (err) {
       await this.control.close();
       throw err;
@@ -193,11 +220,13 @@ export class Daemon {
     try {
       await this.reconcile(false);
       await this.serveKicks();
+      // The other daemons rebalance: some of their syncs may be this one's now.
+      await store.notifyControl(c, 'daemons');
     } catch (err) {
       await this.stop('the start failed');
       throw err;
     }
-    this.every(this.opts.heartbeatMs ?? store.HEARTBEAT_MS, () => this.beat());
+    this.every(this.opts.heartbeatMs ?? Math.min(store.HEARTBEAT_MS, Math.max(500, (this.leaseSeconds * 1000) / 6)), () => this.beat());
     this.every(this.opts.kickPollMs ?? 1000, () => this.serveKicks());
     this.every(this.opts.rescanMs ?? 30_000, async () => {
       await this.reconcile(false);
@@ -257,9 +286,19 @@ export class Daemon {
     }));
     this.listeners.clear();
     await Promise.all([...this.managed.values()].map((m) => m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'))));
+    const held = this.heldEpochs();
     this.managed.clear();
     const cc = this.control.client();
-    if (cc && this.daemonId !== undefined) await store.markStopped(cc, this.daemonId).catch((err) => this.log.warn({ err: errorText(err) }, 'could not mark the daemon stopped'));
+    if (cc && this.daemonId !== undefined) {
+      try {
+        // Given back only now, after the last run: the next owner starts where this one ended.
+        await store.releaseLeases(cc, this.daemonId, held);
+        await store.markStopped(cc, this.daemonId);
+        await store.notifyControl(cc, 'daemons');
+      } catch (err) {
+        this.log.warn({ err: errorText(err) }, 'could not mark the daemon stopped (its leases expire by themselves)');
+      }
+    }
     // Ending the session releases every lease.
     await this.control.close();
     this.log.info({ daemon: this.daemonId }, 'daemon stopped');
@@ -289,28 +328,71 @@ export class Daemon {
     arm();
   }
 
+  /** The epochs of the leases this daemon holds. */
+  private heldEpochs(): Map<string, number> {
+    return new Map([...this.managed.values()].map((m) => [m.row.name, m.epoch]));
+  }
+
+  /**
+   * The heartbeat: renew the leases (a sync whose lease went to another
+   * daemon meanwhile is dropped at once, without giving anything back), then
+   * look for leases nobody holds and daemons that came or went.
+   */
   private async beat(): Promise<void> {
     const c = this.control.client();
-    if (!c || this.daemonId === undefined) return;
+    if (!c || this.daemonId === undefined || this.stopping) return;
     try {
-      await store.heartbeat(c, this.daemonId);
+      await this.renew(c);
+      const [leases, live] = await Promise.all([store.readLeases(c), store.liveDaemons(c, { leaseSeconds: this.leaseSeconds })]);
+      const seen = live.map((d) => d.id).join(',');
+      const orphaned = [...leases.values()].some((l) => l.orphaned && this.knownSyncs.has(l.sync) && !this.managed.has(l.sync));
+      const missing = [...this.knownSyncs].some((s) => !leases.has(s));
+      if (orphaned || missing || seen !== this.liveSeen) void this.reconcile(false);
     } catch (err) {
       this.log.warn({ err: errorText(err) }, 'heartbeat failed');
       if (isConnectionError(err)) this.control.drop();
     }
   }
 
+  /** Renew the leases; drop the syncs whose lease another daemon took. */
+  private async renew(c: pg.Client): Promise<void> {
+    if (this.daemonId === undefined) return;
+    const held = this.heldEpochs();
+    const asked = Date.now();
+    const renewed = await store.renewLeases(c, this.daemonId, held, this.leaseSeconds);
+    this.renewedAt = asked;
+    for (const name of held.keys()) {
+      if (renewed.has(name) || !this.managed.has(name)) continue;
+      this.log.warn({ sync: name }, 'another daemon took the lease of this sync (this one was frozen or cut off); no longer running it');
+      void this.track(this.retire(name, false));
+    }
+  }
+
+  /** The syncs this daemon may run, at the last reconcile (a lease of theirs lying free makes the heartbeat reconcile). */
+  private knownSyncs = new Set<string>();
+
+  private async readLeaseSeconds(c: pg.Client): Promise<void> {
+    const v = await readSetting(c, 'lease_seconds');
+    const n = v === undefined ? store.LEASE_SECONDS_DEFAULT : Number(v);
+    if (!Number.isInteger(n) || n < 2) this.log.warn({ value: v }, `bad lease_seconds in ibex.config: using ${store.LEASE_SECONDS_DEFAULT}; fix it with "ibex set lease_seconds=${store.LEASE_SECONDS_DEFAULT}"`);
+    this.leaseSeconds = Number.isInteger(n) && n >= 2 ? n : store.LEASE_SECONDS_DEFAULT;
+  }
+
   private async controlUp(c: pg.Client, reconnect: boolean): Promise<void> {
     await store.listenControl(c, (message) => this.message(message));
-    if (!reconnect || this.stopping) return;
-    for (const [name] of [...this.managed]) {
-      if (await store.tryLease(c, name)) this.scheduler.hold(name, false);
+    if (!reconnect || this.stopping || this.daemonId === undefined) return;
+    await store.lockDaemon(c, this.daemonId);
+    // Renewed only where the epoch is still ours: nobody else ran the sync meanwhile.
+    const held = this.heldEpochs();
+    const renewed = await store.renewLeases(c, this.daemonId, held, this.leaseSeconds);
+    this.renewedAt = Date.now();
+    for (const name of held.keys()) {
+      if (renewed.has(name)) this.scheduler.hold(name, false);
       else {
         this.log.warn({ sync: name }, 'lost the lease of this sync to another daemon while the control session was away; no longer running it');
         await this.retire(name, false);
       }
     }
-    if (this.daemonId !== undefined) await store.heartbeat(c, this.daemonId);
     this.states.kick();
     void this.reconcile(false);
     void this.serveKicks();
@@ -320,6 +402,8 @@ export class Daemon {
   private message(payload: string): void {
     if (this.stopping) return;
     if (payload === 'stop') void this.stop('stop message');
+    else if (payload === `stop:${this.daemonId}`) void this.stop('stop message for this daemon');
+    else if (payload === 'daemons' || payload === 'lease') void this.reconcile(false);
     else if (payload === 'reload') {
       this.log.info('reloading the configuration');
       void this.reconcile(true);
@@ -356,31 +440,50 @@ export class Daemon {
         await this.retire(name, true);
       }
     }
-    const leased: store.DaemonSyncRow[] = [];
+    const me = this.daemonId;
+    if (me === undefined) return;
+    await this.readLeaseSeconds(c);
+    const [live, leases] = await Promise.all([store.liveDaemons(c, { leaseSeconds: this.leaseSeconds }), store.readLeases(c)]);
+    this.liveSeen = live.map((d) => d.id).join(',');
+    this.knownSyncs = new Set(rows.map((r) => r.name).filter((n) => admits(this.opts.syncs, n)));
+    const leased: { row: store.DaemonSyncRow; epoch: number }[] = [];
     for (const r of rows) {
-      if (this.managed.has(r.name)) continue;
-      if (await store.tryLease(c, r.name)) {
-        leased.push(r);
-        this.elsewhere.delete(r.name);
-      } else if (!this.elsewhere.has(r.name)) {
-        this.elsewhere.add(r.name);
-        this.log.info({ sync: r.name }, 'another daemon holds the lease of this sync; skipping it');
+      const owner = preferredDaemon(r.name, live);
+      if (this.managed.has(r.name)) {
+        if (owner !== undefined && owner.id !== me) this.handOver(r.name, owner);
+        continue;
       }
+      if (!admits(this.opts.syncs, r.name)) continue;
+      const l = leases.get(r.name);
+      if (l && !l.orphaned) {
+        if (!this.elsewhere.has(r.name)) {
+          this.elsewhere.add(r.name);
+          this.log.info({ sync: r.name, daemon: l.daemon }, 'another daemon runs this sync; skipping it');
+        }
+        continue;
+      }
+      // The daemon the hashing picks takes a free lease; any other takes one left lying past its
+      // expiry a few seconds (the pick may be frozen without knowing it yet).
+      if (owner?.id !== me && !(l && l.expiredS > 5)) continue;
+      const epoch = await store.claimLease(c, r.name, me, this.leaseSeconds);
+      if (epoch === undefined) continue;
+      leased.push({ row: r, epoch });
+      this.elsewhere.delete(r.name);
     }
     if (leased.length) {
       try {
         await this.adopt(c, leased);
         // A sync adopted while running (added since the start) runs now: its onetimecopy, or what it missed.
-        if (this.started) for (const r of leased) if (this.managed.has(r.name)) this.scheduler.request(r.name, { reason: 'catchup' });
+        if (this.started) for (const { row: r } of leased) if (this.managed.has(r.name)) this.scheduler.request(r.name, { reason: 'catchup' });
       } catch (err) {
-        // Leases are re-entrant on one session: give back those not adopted, or they would never be freed.
-        for (const r of leased) if (!this.managed.has(r.name)) await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
+        const lost = new Map(leased.filter((l) => !this.managed.has(l.row.name)).map((l) => [l.row.name, l.epoch]));
+        await store.releaseLeases(c, me, lost).catch(() => {}); // best effort: a lease not given back expires by itself
         throw err;
       }
     }
     for (const r of rows) {
       const m = this.managed.get(r.name);
-      if (!m || leased.includes(r)) continue;
+      if (!m || leased.some((l) => l.row === r)) continue;
       const changed = m.row.fingerprint !== r.fingerprint || m.row.status !== r.status || m.row.onetimecopy !== r.onetimecopy;
       if (!changed && !full) continue;
       m.row = r;
@@ -394,8 +497,30 @@ export class Daemon {
     this.refreshListeners();
   }
 
+  /**
+   * Give a sync to the daemon that should run it: after the run in progress
+   * (never interrupting it), give the lease back and tell the others.
+   */
+  private handOver(name: string, to: store.DaemonRow): void {
+    if (this.handingOver.has(name) || this.stopping) return;
+    this.handingOver.add(name);
+    this.log.info({ sync: name, to: { daemon: to.id, pid: to.pid, host: to.host } }, 'handing this sync over to another daemon after its run in progress');
+    void this.track((async () => {
+      try {
+        await this.retire(name, true);
+        const c = this.control.client();
+        if (c) await store.notifyControl(c, 'lease');
+      } finally {
+        this.handingOver.delete(name);
+      }
+    })()).catch((err) => this.log.warn({ sync: name, err: errorText(err) }, 'handing the sync over failed; its lease expires by itself'));
+  }
+
   /** Start running syncs whose leases were just taken. */
-  private async adopt(c: pg.Client, rows: store.DaemonSyncRow[]): Promise<void> {
+  private async adopt(c: pg.Client, taken: { row: store.DaemonSyncRow; epoch: number }[]): Promise<void> {
+    const rows = taken.map((t) => t.row);
+    const epochs = new Map(taken.map((t) => [t.row.name, t.epoch]));
+    // The previous owner's sessions end first: a frozen owner's open transactions roll back.
     await this.endStaleSessions(c, rows);
     const seeds = await store.readSyncStates(c);
     for (const r of rows) {
@@ -406,13 +531,13 @@ export class Daemon {
       const log = this.log.child({ sync: r.name });
       let runner: DaemonRunner;
       try {
-        runner = (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log });
+        runner = (this.opts.runnerFactory ?? ((o) => new SyncRunner(o)))({ controlUrl: this.opts.controlUrl, sync: r.name, log, epoch: epochs.get(r.name)! });
       } catch (err) {
         log.error({ err: redact(errorText(err)) }, 'cannot create the runner of this sync; not running it');
-        await store.releaseLease(c, r.name).catch(() => {}); // best effort: the lease also ends with this session
+        await store.releaseLeases(c, this.daemonId!, new Map([[r.name, epochs.get(r.name)!]])).catch(() => {}); // best effort: the lease expires by itself
         return;
       }
-      const m: Managed = { row: r, runner, loaded: false, log };
+      const m: Managed = { row: r, runner, loaded: false, log, epoch: epochs.get(r.name)! };
       this.managed.set(r.name, m);
       const seed = seeds.get(r.name);
       this.scheduler.add(r.name, this.runnerOf(m), this.plan(r), seed ? {
@@ -420,21 +545,28 @@ export class Daemon {
       } : {});
       // Loading may wait on an unreachable db: do it before the first run, not before the daemon is ready.
       void this.scheduler.maintain(r.name, () => this.load(m)).catch(() => {}); // load() records its failure in the scheduler state
-      log.info({ status: r.status, sources: r.sources, autokick: r.autokick }, 'running sync');
+      log.info({ status: r.status, sources: r.sources, autokick: r.autokick, epoch: m.epoch }, 'running sync');
     }));
   }
 
   /** Stop running a sync; `release`: give its lease back (false when the lease is already gone). */
   private async retire(name: string, release: boolean): Promise<void> {
     const m = this.managed.get(name);
-    if (!m) return;
-    const kicks = await this.scheduler.remove(name);
-    this.managed.delete(name);
+    // Several reasons may retire a sync at once (lease lost, fenced run, hand-over): once is enough.
+    if (!m || this.retiring.has(m)) return;
+    this.retiring.add(m);
+    let kicks: number[];
+    try {
+      kicks = await this.scheduler.remove(name);
+    } finally {
+      this.retiring.delete(m);
+    }
+    if (this.managed.get(name) === m) this.managed.delete(name);
     await m.runner.close().catch((err) => m.log.warn({ err: errorText(err) }, 'closing the runner failed'));
     const c = this.control.client();
     if (c) {
       if (kicks.length) await store.releaseKicks(c, kicks).catch(() => {}); // best effort: kicks not released are taken again when the sync next runs
-      if (release) await store.releaseLease(c, name).catch(() => {}); // best effort: the lease also ends with this session
+      if (release && this.daemonId !== undefined) await store.releaseLeases(c, this.daemonId, new Map([[name, m.epoch]])).catch(() => {}); // best effort: the lease expires by itself
     }
     this.refreshListeners();
   }
@@ -505,6 +637,15 @@ export class Daemon {
     return {
       run: async (kind, opts) => {
         const started = new Date();
+        if (Date.now() - this.renewedAt > this.leaseSeconds * 1000) {
+          // Not renewed for the lease time (frozen, or cut from the control database): the lease may be
+          // another daemon's now. Renew first; a sync lost meanwhile is dropped by the renewal.
+          const c = this.control.client();
+          if (c) await this.renew(c).catch(() => {}); // a failure shows below: the lease stays unrenewed
+          if (Date.now() - this.renewedAt > this.leaseSeconds * 1000 || !this.managed.has(m.row.name)) {
+            return this.failedRun(m, kind, started, new IbexError('unreachable', 'the lease of this sync could not be renewed: waiting for the control database'));
+          }
+        }
         if (!m.loaded) {
           try {
             await m.runner.load();
@@ -515,6 +656,12 @@ export class Daemon {
         }
         try {
           const result = await m.runner.run(kind, opts);
+          if (result.fenced) {
+            // Another daemon owns the sync now: step back (the lease is not ours to give back).
+            m.log.warn({ kind, epoch: m.epoch }, 'a newer owner of this sync exists: this daemon stops running it');
+            void this.track(this.retire(m.row.name, false));
+            return result;
+          }
           if (result.status === 'failed' && result.runId === 0) {
             // The run could not even be recorded: the runner's control session is gone (the control
             // database restarted, or its session was ended). Reopen every session of this sync before
@@ -773,4 +920,29 @@ class StateWriter {
       }
     }
   }
+}
+
+/** Does a --syncs filter admit this sync? (`*` matches any characters; no filter admits all.) */
+export function admits(patterns: readonly string[] | null | undefined, sync: string): boolean {
+  if (!patterns || patterns.length === 0) return true;
+  return patterns.some((p) => new RegExp(`^${p.split('*').map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`).test(sync));
+}
+
+/**
+ * The daemon that should run a sync: rendezvous hashing over the live
+ * daemons that admit it, so every daemon computes the same answer and a
+ * daemon that comes or goes moves only its share of the syncs.
+ */
+export function preferredDaemon<D extends { id: number; syncs: string[] | null }>(sync: string, live: readonly D[]): D | undefined {
+  let best: D | undefined;
+  let bestScore = -1n;
+  for (const d of live) {
+    if (!admits(d.syncs, sync)) continue;
+    const score = createHash('sha256').update(`${sync}\0${d.id}`).digest().readBigUInt64BE(0);
+    if (score > bestScore) {
+      best = d;
+      bestScore = score;
+    }
+  }
+  return best;
 }

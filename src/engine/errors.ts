@@ -1,11 +1,30 @@
 /** How a run ends other than by success (the daemon acts on each differently). */
 import { IbexError } from '../errors.js';
+import { FENCED_MARK } from '../targets/postgres/postgres-dialect.js';
 
 /** A failure that should pause the sync (schema mismatch, unusable configuration) rather than be retried. */
 export class PauseError extends IbexError {
   constructor(message: string) {
     super('config', message);
   }
+}
+
+/**
+ * Another daemon took the sync's lease since this run's daemon did (a higher
+ * epoch in the control database or in a db's progress rows): the run must not commit.
+ */
+export class FencedError extends IbexError {
+  constructor(message: string) {
+    super('daemon', message);
+  }
+}
+
+
+/** Is this a fencing failure, raised by ibex or by a db's progress check? */
+export function isFenced(err: unknown): boolean {
+  if (err instanceof FencedError) return true;
+  const m = err instanceof Error ? err.message : '';
+  return m.includes(FENCED_MARK);
 }
 
 /** The run aborted on a conflict it was told to abort on. */

@@ -20,13 +20,14 @@ import { parseStrategy, type Strategy } from '../conflict/strategy.js';
 import { upgradeCaptureNames } from '../capture/install.js';
 import { CustomCodeError, loadCustomcode } from '../customcode/loader.js';
 import { PostgresTarget } from '../targets/postgres/postgres-target.js';
+import { PROGRESS_EPOCH_SQL } from '../targets/postgres/postgres-dialect.js';
 import { openTarget, targetParams } from '../targets/registry.js';
 import { tableSpec } from '../targets/spec.js';
 import type { TableSpec, Target, TargetParams } from '../targets/target.js';
 import { tableInfo } from '../db/catalog.js';
 import { buildPlans, type TablePlan } from './plan.js';
 import { copyTables, refill, type CopyContext } from './copy.js';
-import { AbortError, PauseError, TargetLostError } from './errors.js';
+import { AbortError, isFenced, PauseError, TargetLostError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
 import type { RunContext } from './run/context.js';
@@ -49,6 +50,11 @@ export interface RunnerOptions {
   hooks?: { afterGather?: () => Promise<void> };
   /** Added to each db's measured clock, in ms (tests skew a node's clock with it; default none). */
   clockOffsetMs?: (db: string) => number;
+  /**
+   * The lease epoch the daemon holds the sync at: every commit carries it, and a run finding a
+   * newer one (in the control database or a db's progress rows) fails fenced. Absent: no lease.
+   */
+  epoch?: number;
   /** Opens (and connects) the targets of other kinds; default: the registry's openTarget. */
   openTarget?: (params: TargetParams) => Promise<Target>;
 }
@@ -230,6 +236,14 @@ export class SyncRunner {
     const s = new PostgresTarget(d.name, d.params, { applicationName: `ibex/${this.opts.sync}`, lockTimeoutMs: 10_000, statementTimeoutMs: this.statementTimeoutMs });
     await s.connect();
     s.client.on('error', () => this.discard(d.name));
+    if (this.opts.epoch !== undefined) {
+      try {
+        await s.query(PROGRESS_EPOCH_SQL);
+      } catch (err) {
+        await s.close();
+        throw err;
+      }
+    }
     if (d.role === 'source' && this.cfg) {
       // Capture objects an older ibex installed under other names move to today's names before
       // this session reads a delta table (cheap when nothing is old: one query, no locks).
@@ -401,6 +415,10 @@ export class SyncRunner {
     result.status = err instanceof AbortError ? 'aborted' : 'failed';
     result.transient = !(err instanceof PauseError) && !(err instanceof AbortError) && (isTransient(err) || (err instanceof IbexError && err.code === 'unreachable'));
     result.pause = err instanceof PauseError || err instanceof AbortError;
+    if (isFenced(err)) {
+      result.fenced = true;
+      result.transient = false;
+    }
     result.contention = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
     if (err instanceof IbexError && err.code === 'internal' && this.control === undefined) result.transient = true;
     // The daemon logs the failure (once, with what happens next); this line adds the SQLSTATE for debugging.
@@ -446,7 +464,7 @@ export class SyncRunner {
       downstream: this.downstream, strategy: (p) => this.relStrategy(p),
       columnTypes: (p) => this.columnTypes.get(p) ?? [],
       fastPathAllowed: this.fastPathAllowed, replica: cfg.applyMode === 'replica',
-      afterGather: this.opts.hooks?.afterGather, clockOffsetMs: this.opts.clockOffsetMs,
+      afterGather: this.opts.hooks?.afterGather, clockOffsetMs: this.opts.clockOffsetMs, epoch: this.opts.epoch,
     };
   }
 

@@ -83,6 +83,11 @@ export interface ProgressEntry {
   snapshot: string;
   /** The run that wrote it. */
   run: number;
+  /**
+   * The lease epoch of the daemon that ran it (absent: a run outside any daemon's lease).
+   * A target that stores it refuses a commit carrying an older epoch than it holds.
+   */
+  epoch?: number;
 }
 
 /** What a target can do; the engine plans around it. */

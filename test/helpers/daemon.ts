@@ -34,13 +34,15 @@ export interface DaemonProcess {
  * (and the daemon stopped or killed) after the file's tests. `extraEnv` is
  * passed to every `bin/ibex` run (e.g. IBEX_CHECKTIME_MS). The daemon's log
  * is kept as `<tmpdir>/ibex-daemon-<label>.log` after the tests, for post-mortems.
+ * `controlUrl` replaces the environment's (e.g. a service-file URL a test repoints).
  */
-export function useDaemonProcess(env: TestEnv, extraEnv: Record<string, string> = {}, label = 'test'): DaemonProcess {
+export function useDaemonProcess(env: TestEnv, extraEnv: Record<string, string> = {}, label = 'test', opts: { controlUrl?: string } = {}): DaemonProcess {
   const piddir = mkdtempSync(join(tmpdir(), 'ibex-daemon-'));
   const daemonEnv = { IBEX_PIDDIR: piddir, IBEX_CONTROL_URL: '', ...extraEnv };
-  const paths = (): ReturnType<typeof daemonPaths> => daemonPaths(env.controlUrl, piddir);
+  const url = (): string => opts.controlUrl ?? env.controlUrl;
+  const paths = (): ReturnType<typeof daemonPaths> => daemonPaths(url(), piddir);
   const pid = (): number | undefined => readPidFile(paths().pidFile);
-  const ibex = (...args: string[]): Promise<CliResult> => runCliProcess(['--control', env.controlUrl, ...args], daemonEnv);
+  const ibex = (...args: string[]): Promise<CliResult> => runCliProcess(['--control', url(), ...args], daemonEnv);
   const gone = async (p: number): Promise<void> => {
     await waitFor(`daemon pid ${p} to exit`, async () => !processAlive(p), 30_000, 20);
   };

@@ -281,7 +281,7 @@ describe('the daemon and its command-line verbs', () => {
     /** Run `fn` with a fresh in-process daemon, always stopped afterwards. */
     const withDaemon = async (fn: (d: Daemon) => Promise<void>): Promise<void> => {
       const d = new Daemon({
-        controlUrl: env.controlUrl, log, runnerFactory: (o) => new RecordingRunner(o), kickPollMs: 200, heartbeatMs: 300, checktimeMs: 3_600_000, allowOthers: true,
+        controlUrl: env.controlUrl, log, runnerFactory: (o) => new RecordingRunner(o), kickPollMs: 200, heartbeatMs: 300, checktimeMs: 3_600_000,
       });
       inProcess.push(d);
       RecordingRunner.runs = [];
@@ -329,13 +329,19 @@ describe('the daemon and its command-line verbs', () => {
       await waitFor('the LISTEN session to be back', async () => (await listeners(1)) === 1);
     }));
 
-    it('leaves a sync whose lease another daemon holds, and takes it once free', () => withDaemon(async (first) => {
+    it('shares the syncs with a second daemon, each run by exactly one, and takes them all once the other stops', () => withDaemon(async (first) => {
       await withDaemon(async (second) => {
-        assert.deepEqual(first.syncs().sort(), ['manual', 's1']);
-        assert.deepEqual(second.syncs(), []);
+        // Rendezvous hashing decides who runs what; the owner hands a sync over between runs.
+        await waitFor('the two daemons to agree', async () => {
+          const a = first.syncs();
+          const b = second.syncs();
+          return a.length + b.length === 2 && !a.some((x) => b.includes(x));
+        });
+        const owners = await ctl(`SELECT sync, daemon FROM ibex.sync_lease WHERE expires > now() ORDER BY sync`);
+        assert.deepEqual(owners.map((o) => o.sync), ['manual', 's1'], 'one lease per sync');
         await first.stop();
-        await second.reload();
-        assert.deepEqual(second.syncs().sort(), ['manual', 's1'], 'takes the leases once they are free');
+        await waitFor('the second daemon to take every sync', async () => second.syncs().length === 2, 15_000);
+        assert.deepEqual(second.syncs().sort(), ['manual', 's1']);
       });
     }));
 
@@ -394,8 +400,10 @@ describe('the daemon and its command-line verbs', () => {
       await env.clusters[0]!.start();
       await waitFor('the heartbeat to resume', async () => (await beat()) > lastBeat, 60_000);
       assert.deepEqual(d.syncs().sort(), ['manual', 's1'], 'still running both syncs');
-      await waitFor('both leases to be held again', async () =>
-        Number((await ctl(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted`, [0x69626578]))[0]!.n) === 2, 30_000);
+      await waitFor('the liveness lock and both leases to be held again', async () =>
+        Number((await ctl(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted`, [0x69626578]))[0]!.n) === 1 &&
+        Number((await ctl(`SELECT count(*) AS n FROM ibex.sync_lease l JOIN ibex.daemon d ON d.id = l.daemon
+                            WHERE d.pid = $1 AND d.stopped IS NULL AND l.expires > now()`, [process.pid]))[0]!.n) === 2, 30_000);
       RecordingRunner.behaviour = () => ({ status: 'good', inserted: 1 });
       const r = await env.cli('kick', 'manual', '30');
       assert.equal(r.code, 0, r.err);

@@ -27,6 +27,7 @@ const DEFAULTS = {
   conflict_log_retention: '30 days',
   default_conflict_strategy: 'latest',
   http_listen: 'off',
+  lease_seconds: '30',
   lock_timeout_ms: '2000',
   ready_max_age_s: '300',
   row_lock_timeout_ms: '10000',
@@ -87,7 +88,7 @@ describe('global settings, history purge and the conflict log', () => {
 
     it('refuses an unknown name with the list of names, and unknown flags', async () => {
       fails(await env.cli('show', 'log_level'),
-        2, /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, http_listen, lock_timeout_ms, ready_max_age_s, row_lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/);
+        2, /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, http_listen, lease_seconds, lock_timeout_ms, ready_max_age_s, row_lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/);
       fails(await env.cli('show', '--verbose'), 2, /unknown flag "--verbose" for "ibex show"/);
       fails(await env.cli('show', 'x=1'), 2, /unknown option "x"/);
     });
@@ -143,7 +144,7 @@ describe('global settings, history purge and the conflict log', () => {
         [['statement_timeout_ms='], /bad value "" for statement_timeout_ms/],
         [['default_conflict_strategy=A,B'], /bad value "A,B" for default_conflict_strategy: a list of dbs belongs to one sync/],
         [['default_conflict_strategy=newest'], /unknown strategy "newest" for default_conflict_strategy: use latest, skip/],
-        [['log_level=verbose'], /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, http_listen, lock_timeout_ms, ready_max_age_s, row_lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/],
+        [['log_level=verbose'], /^ibex: unknown setting "log_level": use one of conflict_log_retention, default_conflict_strategy, http_listen, lease_seconds, lock_timeout_ms, ready_max_age_s, row_lock_timeout_ms, run_history_retention, run_pause_max_ms, statement_timeout_ms$/],
         // All or nothing: a good value before a bad one is not stored either.
         [['lock_timeout_ms=100', 'conflict_log_retention=soon'], /bad duration "soon"/],
         [['lock_timeout_ms=100', 'lock_timeout_ms=200'], /option "lock_timeout_ms" is given twice/],

@@ -54,6 +54,13 @@ describe('PostgreSQL dialect', () => {
       `INSERT INTO ibex.progress (sync, source, snapshot, run) VALUES ('s''1', 'A', '10:20:', 7) ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now();`);
     assert.equal(writeProgressSql('s', []), '');
   });
+
+  it('fences progress rows with the lease epoch: refused when a newer one committed here', () => {
+    const sql = writeProgressSql('s', [{ source: 'A', snapshot: '1:2:', run: 3, epoch: 4 }]);
+    assert.match(sql, /IF EXISTS \(SELECT 1 FROM ibex\.progress WHERE sync = 's' AND epoch > 4\) THEN\s+RAISE EXCEPTION 'ibex fencing:/);
+    assert.match(sql, /\(sync, source, snapshot, run, epoch\)\s+VALUES \('s', 'A', '1:2:', 3, 4\)/);
+    assert.match(sql, /epoch = EXCLUDED\.epoch/);
+  });
 });
 
 describe('run SQL', () => {

@@ -13,7 +13,7 @@ function sync(name: string, error?: string): SyncStatusDoc {
       inserted: 1_000_000, deleted: 2, conflicts: 3, truncates: 0, tables: {}, error: error ?? null, applyAs: {},
     },
     backlog: [{ db: 'A', keys: 12_345_678, oldest: null, lagS: 99_999 }],
-    lagS: 99_999, clockSkewMs: 12.5, attempts: 7, backlogLive: true, warnings: [], setAside: 0,
+    lagS: 99_999, clockSkewMs: 12.5, attempts: 7, backlogLive: true, warnings: [], setAside: 0, owner: null,
     lastError: error ? { message: error, at: null, ageS: 3600 } : null,
   };
 }

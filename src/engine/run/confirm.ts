@@ -10,10 +10,20 @@ import type { ProgressEntry } from '../../targets/target.js';
 import type { RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { commitTyped } from './typed.js';
+import { FencedError } from '../errors.js';
 
 /** Progress entries a db records: every other source's snapshot of this run. */
 function progressOf(ctx: RunContext, st: RunState, d: SyncDb): ProgressEntry[] {
-  return ctx.sources.filter((s) => s !== d).map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId }));
+  return ctx.sources.filter((s) => s !== d).map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId, ...(ctx.epoch !== undefined ? { epoch: ctx.epoch } : {}) }));
+}
+
+/** Refuse to commit when the lease went to another daemon since this one took it. */
+async function checkLease(ctx: RunContext): Promise<void> {
+  if (ctx.epoch === undefined) return;
+  const now = await store.leaseEpoch(ctx.control, ctx.sync);
+  if (now !== undefined && now !== ctx.epoch) {
+    throw new FencedError(`sync ${ctx.sync} is run by another daemon now (lease epoch ${now}, this run's ${ctx.epoch}): this run commits nothing`);
+  }
 }
 
 /** Log the run's conflicts before the commits (quarantined rows count as conflicts). */
@@ -33,6 +43,7 @@ async function logPending(ctx: RunContext, st: RunState): Promise<boolean> {
 async function commitAll(ctx: RunContext, st: RunState): Promise<void> {
   // Every db commits at once (their fsyncs overlap). A failure anywhere leaves the cursors behind
   // and the next run re-applies idempotently — the same as when a later one of sequential commits fails.
+  await checkLease(ctx);
   const outcomes = await Promise.allSettled(ctx.all.map((d) => ctx.pg(d).commitWithProgress(ctx.sync, progressOf(ctx, st, d))));
   const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (!failure) return;
@@ -52,7 +63,11 @@ export async function confirm(ctx: RunContext, st: RunState): Promise<void> {
   const logged = await logPending(ctx, st);
   await commitAll(ctx, st);
   await commitTyped(ctx, st);
-  await store.advanceCursors(ctx.control, ctx.sync, new Map(ctx.sources.map((s) => [s.name, st.snaps.get(s)!])));
+  if (!await store.advanceCursors(ctx.control, ctx.sync, new Map(ctx.sources.map((s) => [s.name, st.snaps.get(s)!])), ctx.epoch)) {
+    // Committed everywhere, but the cursors are the new owner's to move: it adopts this run's
+    // snapshots from the progress rows (recover) if they are newer than its own.
+    throw new FencedError(`sync ${ctx.sync} went to another daemon while this run committed (epoch ${ctx.epoch}): its cursors were left to the new owner`);
+  }
   if (logged) await store.settleConflicts(ctx.control, st.result.runId, true);
   const r = st.result;
   r.status = r.inserted + r.deleted + r.truncates > 0 || r.conflicts > 0 ? 'good' : 'empty';

@@ -71,6 +71,8 @@ export interface RunContext {
   replica: boolean;
   /** Test hook: after resolve, before apply. */
   afterGather?: (() => Promise<void>) | undefined;
+  /** The lease epoch of the daemon running the sync (the fencing token of every commit); absent: none. */
+  epoch?: number | undefined;
   /** Added to each db's measured clock (ms): how tests skew a node's clock. */
   clockOffsetMs?: ((db: string) => number) | undefined;
 }

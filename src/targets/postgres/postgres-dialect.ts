@@ -65,13 +65,42 @@ export function readProgressSql(sync: string): string {
   return `SELECT source, snapshot, run FROM ibex.progress WHERE sync = ${literal(sync)}`;
 }
 
-/** Record how far this db has applied some sources (inside the apply transaction; empty text for none). */
-export function writeProgressSql(sync: string, entries: readonly { source: string; snapshot: string; run: number }[]): string {
-  if (entries.length === 0) return '';
-  return `INSERT INTO ibex.progress (sync, source, snapshot, run)
+/** The mark of a fencing failure raised by writeProgressSql (engine/errors.ts recognises it). */
+export const FENCED_MARK = 'ibex fencing:';
+
+/** Adds the epoch column to the progress table of a db installed before it existed (cheap when present). */
+export const PROGRESS_EPOCH_SQL = `DO $ibex$BEGIN
+  IF to_regclass('ibex.progress') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'ibex.progress'::regclass AND attname = 'epoch') THEN
+    ALTER TABLE ibex.progress ADD COLUMN epoch bigint;
+  END IF;
+END$ibex$`;
+
+/**
+ * Record how far this db has applied some sources (inside the apply transaction; empty text for
+ * none). With an epoch (the lease of the daemon that ran it) the transaction first checks that no
+ * progress row of the sync carries a newer one — the fencing token: a daemon that lost the lease
+ * cannot commit here once the new owner has. A new owner's row written concurrently makes this
+ * transaction's write fail with a serialization error instead (its snapshot is older).
+ */
+export function writeProgressSql(sync: string, entries: readonly { source: string; snapshot: string; run: number; epoch?: number }[]): string {
+  const epoch = entries.find((e) => e.epoch !== undefined)?.epoch;
+  const fence = epoch === undefined ? '' : `DO $ibex$BEGIN
+  IF EXISTS (SELECT 1 FROM ibex.progress WHERE sync = ${literal(sync)} AND epoch > ${Number(epoch)}) THEN
+    RAISE EXCEPTION '${FENCED_MARK} a daemon with a newer lease of sync % committed here', ${literal(sync)} USING ERRCODE = 'P0001';
+  END IF;
+END$ibex$;\n`;
+  if (entries.length === 0) return fence;
+  if (epoch === undefined) {
+    // Without a lease (a run outside any daemon), on a db that may predate the epoch column.
+    return `INSERT INTO ibex.progress (sync, source, snapshot, run)
                 VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)})`).join(', ')}
               ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now();\n`;
+  }
+  return `${fence}INSERT INTO ibex.progress (sync, source, snapshot, run, epoch)
+                VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)}, ${Number(epoch)})`).join(', ')}
+              ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, epoch = EXCLUDED.epoch, applied = now();\n`;
 }
+
 
 /** `(r->>0)::type0, (r->>1)::type1, …`: a JSON array `r` of texts read back through column types. */
 export function fromJsonText(types: readonly string[], offset = 0): string {
