@@ -127,22 +127,24 @@ export const ADD_ALL: CommandDoc = { args: 'tables|sequences', options: [opt('db
 
 const timeout = flag('timeout', 'seconds to wait for the runs in progress', 'SECONDS');
 const logfile = flag('logfile', 'write the daemon\'s JSON log here (run: default stdout; start: default <piddir>/ibex-<hash>.log)', 'PATH');
+const http = flag('http', 'serve /metrics, /healthz, /readyz and the dashboard here (HOST:PORT, a bare port is localhost; off: nowhere; default: the http_listen setting)', 'ADDR:PORT');
+const syncs = flag('syncs', 'run only these syncs (names or patterns with *, separated by commas)', 'PATTERNS');
 const piddir = flag('piddir', 'where the pid and log files live (default: IBEX_PIDDIR, else ~/.ibex)', 'DIR');
 
 /** The other verbs' commands. */
 export const VERB_COMMANDS: Record<string, CommandDoc> = {
   install: { args: '', options: [] },
-  run: { args: '', options: [logfile] },
-  start: { args: '', options: [logfile, piddir] },
-  stop: { args: '', options: [timeout, piddir] },
-  restart: { args: '', options: [timeout, logfile, piddir] },
+  run: { args: '', options: [logfile, http, syncs] },
+  start: { args: '', options: [logfile, piddir, http, syncs] },
+  stop: { args: '', options: [timeout, piddir, flag('all', 'ask every daemon on this control db to finish its run and stop')] },
+  restart: { args: '', options: [timeout, logfile, piddir, http] },
   reload: { args: '', options: [] },
   status: { args: '[sync]', options: [flag('wide', 'every column, however wide the terminal'), flag('watch', 'refresh in place every 2 s until Ctrl-C')] },
   kick: { args: '<sync> [timeout]', options: [] },
   pause: { args: '<sync …>', options: [opt('reason', 'why, shown by status')] },
   resume: { args: '<sync …>', options: [] },
   conflicts: {
-    args: '[sync]',
+    args: '[sync] | restore <id>',
     options: [
       flag('table', 'only conflicts of this table', 'schema.table'), flag('since', 'a duration back from now (2h) or an ISO 8601 time', 'WHEN'),
       flag('status', 'applied, quarantined, skipped, aborted or pending', 'STATUS'), flag('limit', 'at most this many', 'N'),
@@ -161,6 +163,13 @@ export const VERB_COMMANDS: Record<string, CommandDoc> = {
   sequences: {
     args: '<sync>',
     options: [flag('interleave', 'node i of N hands out values ≡ i (mod N)'), flag('modulus', 'N for --interleave (default: the number of sources)', 'N'), flag('yes', 'apply without asking'), flag('snowflake', 'install ibex_keys.snowflake_id() on every source')],
+  },
+  quarantine: { args: '[list|retry|drop] [sync]', options: [flag('id', 'only this set-aside row', 'N')] },
+  export: { args: '', options: [flag('format', 'yaml (default) or json', 'FORMAT'), flag('full', 'every option, defaults included')] },
+  apply: { args: '-f <file>', options: [flag('prune', 'also remove syncs the file does not name')] },
+  'import-bucardo': {
+    args: '',
+    options: [flag('from', 'the URL of the Bucardo control database (or IBEX_BUCARDO_URL)', 'URL'), flag('cutover', 'move the writes over: install capture, drop Bucardo\'s triggers, drain, validate'), flag('yes', 'do not ask before stopping Bucardo\'s syncs')],
   },
   quickstart: { args: '', options: [flag('keep', 'keep the clusters at the end'), flag('exit', 'run the demo to its end and exit')] },
   completion: { args: 'bash|zsh', options: [] },
