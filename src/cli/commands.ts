@@ -86,7 +86,7 @@ export const NOUN_COMMANDS: Record<'add' | 'list' | 'update' | 'remove', Record<
     sequence: { args: '<name|pattern …>', options: relOpts('sequence') },
     relgroup: { args: '<name> [table …]', options: [opt('db', 'the db of the members'), opt('about', 'a free comment')] },
     dbgroup: { args: '<name> [db:role …]', options: [opt('dbs', 'dbs=A:source,B:target: the members and their roles'), opt('about', 'a free comment')] },
-    sync: { args: '<name>', options: syncOptions },
+    sync: { args: '<name>', options: [...syncOptions, opt('keys', 'after adding a multi-master sync: check (warn about keys two sources hand out alike; the default) or interleave (give each source its own residue class at once)')] },
     customcode: { args: '<name>', options: customcodeOpts },
     customname: { args: '<schema.table>', options: [opt('db', 'the target db where the table has another name'), opt('name', 'its name there (schema.name)')] },
   },

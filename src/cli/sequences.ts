@@ -10,12 +10,9 @@
 import type pg from 'pg';
 import { createInterface } from 'node:readline/promises';
 import type { Context } from './context.js';
-import { connect, errorText } from '../db/connect.js';
 import { IbexError, usage } from '../errors.js';
-import { loadSyncConfig, type SyncDb } from '../control/sync-config.js';
-import {
-  applyInterleave, findKeySequences, keyRisks, lockAndRead, planInterleave, releaseLocks, snowflakeSql, ID_SCHEMA, type KeySequence,
-} from '../keys/sequences.js';
+import { applyInterleave, keyRisks, lockAndRead, planInterleave, releaseLocks, snowflakeSql, ID_SCHEMA } from '../keys/sequences.js';
+import { keySequencesOf, withSources, type KeyedTable } from '../keys/sources.js';
 
 const SYNTAX = 'ibex sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]';
 
@@ -51,55 +48,29 @@ function parse(args: string[]): Args {
 /** The verb. */
 export async function sequences(ctx: Context, args: string[]): Promise<number> {
   const a = parse(args);
-  return ctx.withControl(async (control) => {
-    const cfg = await loadSyncConfig(control, a.sync);
-    const nodes = cfg.dbs.filter((d) => d.role === 'source' && d.dbtype === 'postgres' && d.status === 'active')
-      .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-    const tables = cfg.relations.filter((r) => r.reltype === 'table').map((r) => ({ schema: r.schema, name: r.name, keys: r.keyColumns }));
-    const sessions = await open(nodes);
-    try {
-      if (a.snowflake) return await installSnowflake(ctx, sessions, a.sync);
-      if (a.interleave) return await interleave(ctx, sessions, tables, a);
-      const perNode = new Map<string, KeySequence[]>();
-      for (const [node, c] of sessions) perNode.set(node, await findKeySequences(c, tables));
-      const risks = keyRisks(a.sync, perNode);
-      if (ctx.flags.json) {
-        ctx.json({
-          sync: a.sync, nodes: [...perNode.keys()], risks,
-          sequences: [...perNode].flatMap(([node, seqs]) => seqs.map((s) => ({ node, table: s.table, column: s.column, sequence: s.label, increment: s.increment.toString(), next: s.next.toString() }))),
-        });
-      } else {
-        for (const [node, seqs] of perNode) {
-          for (const s of seqs) ctx.say(`${node}: ${s.table}.${s.column} ← ${s.label} (increment ${s.increment}, next ${s.next})`);
-        }
-        if (risks.length === 0) ctx.say(`sync ${a.sync}: no key can be handed out alike on two nodes`);
-        for (const r of risks) ctx.say(`warning: ${r.message}`, true);
+  return ctx.withControl((control) => withSources(control, a.sync, async (sessions, tables) => {
+    if (a.snowflake) return installSnowflake(ctx, sessions, a.sync);
+    if (a.interleave) return interleave(ctx, sessions, tables, a);
+    const perNode = await keySequencesOf(sessions, tables);
+    const risks = keyRisks(a.sync, perNode);
+    if (ctx.flags.json) {
+      ctx.json({
+        sync: a.sync, nodes: [...perNode.keys()], risks,
+        sequences: [...perNode].flatMap(([node, seqs]) => seqs.map((s) => ({ node, table: s.table, column: s.column, sequence: s.label, increment: s.increment.toString(), next: s.next.toString() }))),
+      });
+    } else {
+      for (const [node, seqs] of perNode) {
+        for (const s of seqs) ctx.say(`${node}: ${s.table}.${s.column} ← ${s.label} (increment ${s.increment}, next ${s.next})`);
       }
-      return 0;
-    } finally {
-      await Promise.all([...sessions.values()].map((c) => c.end().catch(() => undefined))); // closing: nothing to report
+      if (risks.length === 0) ctx.say(`sync ${a.sync}: no key can be handed out alike on two nodes`);
+      for (const r of risks) ctx.say(`warning: ${r.message}`, true);
     }
-  });
+    return 0;
+  }));
 }
 
-async function open(nodes: SyncDb[]): Promise<Map<string, pg.Client>> {
-  const sessions = new Map<string, pg.Client>();
-  try {
-    for (const d of nodes) {
-      try {
-        sessions.set(d.name, await connect(d.params, { applicationName: 'ibex/sequences', lockTimeoutMs: 5_000 }));
-      } catch (err) {
-        throw new IbexError('unreachable', `db ${d.name} is unreachable: ${errorText(err)}`, { cause: err });
-      }
-    }
-  } catch (err) {
-    await Promise.all([...sessions.values()].map((c) => c.end().catch(() => undefined)));
-    throw err;
-  }
-  return sessions;
-}
-
-async function interleave(ctx: Context, sessions: Map<string, pg.Client>, tables: { schema: string; name: string; keys: string[] }[], a: Args): Promise<number> {
+/** Interleave the key sequences of a sync's sources (also `add sync … keys=interleave`, with yes). */
+export async function interleave(ctx: Context, sessions: Map<string, pg.Client>, tables: KeyedTable[], a: Pick<Args, 'sync' | 'yes' | 'modulus'>): Promise<number> {
   if (sessions.size < 2) throw new IbexError('config', `sync ${a.sync} has fewer than two active sources: interleaving is for multi-master syncs`);
   if (!a.yes && !ctx.flags.dryRun && !process.stdin.isTTY) {
     throw usage(`--interleave changes sequences on every node: add --yes to apply without asking, or --dry-run to see the plan`);

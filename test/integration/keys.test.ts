@@ -98,6 +98,24 @@ describe('keys that cannot collide', () => {
     assert.equal(v.code, 0, v.out + v.err);
   });
 
+  it('warns at add sync, and interleaves at once with keys=interleave', async () => {
+    for (const i of [0, 1]) await env.query(i, `CREATE TABLE invoices (id serial PRIMARY KEY, total numeric)`);
+    const warned = await env.cli('add', 'sync', 'bills', 'tables=public.invoices', 'dbs=A:source,B:source');
+    assert.equal(warned.code, 0, warned.err);
+    assert.match(warned.out, /warning: table public\.invoices: key id comes from sequence public\.invoices_id_seq/);
+    assert.equal((await env.cli('remove', 'sync', 'bills')).code, 0);
+    const bad = await env.cli('add', 'sync', 'bills', 'tables=public.invoices', 'dbs=A:source,B:source', 'keys=maybe');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /bad value "maybe" for keys/);
+    const done = await env.cli('add', 'sync', 'bills', 'tables=public.invoices', 'dbs=A:source,B:source', 'keys=interleave');
+    assert.equal(done.code, 0, done.err);
+    assert.match(done.out, /INCREMENT BY 2 RESTART WITH/);
+    const incs = await Promise.all([0, 1].map(async (i) => (await env.query(i, `SELECT increment_by::text AS i FROM pg_sequences WHERE sequencename = 'invoices_id_seq'`))[0]!.i));
+    assert.deepEqual(incs, ['2', '2']);
+    const after = await env.cli('sequences', 'bills');
+    assert.doesNotMatch(after.out, /warning/);
+  });
+
   it('installs a snowflake id function that keeps each node\'s id', async () => {
     const r = await env.cli('sequences', 'shop', '--snowflake');
     assert.equal(r.code, 0, r.err);

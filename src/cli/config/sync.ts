@@ -7,6 +7,8 @@
 import {
   SYNC_OPTION_COLUMNS, defaultConflictStrategy, deleteSync, getDbgroup, getRelgroup, getSync, listDbgroups, listRelgroups, listSyncs, relationsById, updateSync, type RelationRecord, type SyncOptions, type SyncRecord, type SyncStatus,
 } from '../../control/config-store.js';
+import type pg from 'pg';
+import { errorText } from '../../db/connect.js';
 import { configError, notFound, usage } from '../../errors.js';
 import { allowOnly, parseDbRoles } from '../args.js';
 import type { Context } from '../context.js';
@@ -21,8 +23,13 @@ import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.
 import { optionDefault } from '../../config/options.js';
 import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
 import { notifySyncChanged } from '../../control/daemon-store.js';
+import { keyRisks } from '../../keys/sequences.js';
+import { keySequencesOf, withSources } from '../../keys/sources.js';
+import { interleave } from '../sequences.js';
 
 const GROUP_KEYS = ['relgroup', 'tables', 'dbs', 'dbgroup'];
+/** Words of add sync that act once and are not stored. */
+const ACTION_KEYS = ['keys'];
 const OPTION_KEYS = ['conflict_strategy', 'onetimecopy_from', 'status', ...Object.keys(SYNC_OPTIONS)];
 
 /** Parsed option values of add/update sync (only those given). */
@@ -32,7 +39,7 @@ type OptionValues = Partial<SyncOptions> & { status?: 'active' | 'inactive' };
 function parseOptions(o: Map<string, string>): OptionValues {
   const out: Record<string, unknown> = {};
   for (const [k, v] of o) {
-    if (GROUP_KEYS.includes(k)) continue;
+    if (GROUP_KEYS.includes(k) || ACTION_KEYS.includes(k)) continue;
     if (k === 'conflict_strategy') out.conflict_strategy = strategyOption(v).strategy;
     else if (k === 'onetimecopy_from') {
       if (v !== '') checkObjectName('db', v);
@@ -50,7 +57,9 @@ function parseOptions(o: Map<string, string>): OptionValues {
 export async function addSync(ctx: Context, args: string[]): Promise<void> {
   const { words, options: raw } = parseNounArgs(args, 'add sync');
   const o = dealias(raw, SYNC_ALIASES);
-  allowOnly(o, [...GROUP_KEYS, ...OPTION_KEYS], 'add sync');
+  allowOnly(o, [...GROUP_KEYS, ...ACTION_KEYS, ...OPTION_KEYS], 'add sync');
+  const keys = o.get('keys');
+  if (keys !== undefined && keys !== 'interleave' && keys !== 'check') throw usage(`bad value "${keys}" for keys: use interleave (each source hands out its own residue class) or check (only warn)`);
   const [name, ...extra] = words;
   if (!name) throw usage('add sync needs a name: ibex add sync <name> relgroup=<g> dbs=A:source,B:source');
   if (extra.length) throw usage(`unexpected "${extra.join(' ')}" for add sync: give one name, then key=value options`);
@@ -68,8 +77,29 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
   const relations: NewSync['relations'] = o.has('relgroup') ? { relgroup: o.get('relgroup')! } : { tables: splitList(o.get('tables')!).map(parseRelationTerm) };
   await ctx.withControl(async (c) => {
     await createSync(ctx, c, { name, options: values, status: requested, dbs, relations });
-    if (!ctx.flags.dryRun) await notifySyncChanged(c, name);
+    if (ctx.flags.dryRun) return;
+    await notifySyncChanged(c, name);
+    await checkKeys(ctx, c, name, keys === 'interleave');
   });
+}
+
+/**
+ * After a multi-master sync is added: warn about keys two sources can hand out alike, or (keys=interleave)
+ * interleave them at once. The sync stands either way: a failure here is reported, not undone.
+ */
+async function checkKeys(ctx: Context, c: pg.Client, sync: string, interleaveNow: boolean): Promise<void> {
+  try {
+    await withSources(c, sync, async (sessions, tables) => {
+      if (sessions.size < 2) {
+        if (interleaveNow) ctx.say(`keys=interleave: sync ${sync} has fewer than two sources; nothing to interleave`);
+        return;
+      }
+      if (interleaveNow) await interleave(ctx, sessions, tables, { sync, yes: true, modulus: undefined });
+      else for (const r of keyRisks(sync, await keySequencesOf(sessions, tables))) ctx.say(`warning: ${r.message}`, true);
+    });
+  } catch (err) {
+    ctx.say(`warning: sync ${sync} was added, but its keys could not be checked: ${errorText(err)}; run "ibex sequences ${sync}"`, true);
+  }
 }
 
 /** The default of each option (conflict_strategy: the configured default). */
