@@ -198,3 +198,33 @@ export function optionTerm(o: OptionDoc): string {
   if (!o.flag) return `${o.name}=`;
   return o.value ? `--${o.name}=${o.value}` : `--${o.name}`;
 }
+
+/** Every verb's one-line summary for `ibex help` (the verbs' modules: verbs.ts). */
+export const VERB_SUMMARIES: Readonly<Record<string, string>> = {
+  install: 'create or upgrade the control schema (idempotent)',
+  add: 'add db | table | all tables | sequence | all sequences | relgroup | dbgroup | sync | customcode | customname',
+  list: 'list dbs | tables | sequences | relgroups | dbgroups | syncs | customcodes | customnames',
+  update: 'update db | table | relgroup | dbgroup | sync | customcode | customname <name> key=value …',
+  remove: 'remove db | table | sequence | relgroup | dbgroup | sync | customcode | customname <name …>',
+  start: 'start the daemon in the background; returns when it is ready',
+  run: 'run the daemon in the foreground (SIGTERM stops it gracefully)',
+  stop: 'stop the local daemon after its runs in progress (--all: every daemon of the control database)',
+  restart: 'stop, then start the daemon',
+  reload: 'make the daemon re-read the configuration',
+  status: 'state of every sync (or one): last runs, backlog, lag, errors',
+  kick: 'kick <sync> [timeout]: run a sync now, optionally wait for that run',
+  pause: 'pause <sync …>: stop running these syncs',
+  resume: 'resume <sync …>: run these syncs again',
+  conflicts: 'conflicts [sync] [--table=] [--since=] [--status=] [--limit=]: the conflict log, every overwritten version; conflicts restore <id> puts one back',
+  quarantine: 'quarantine [list|retry|drop] [sync] [--id=]: rows a db refused and that were set aside, their errors; retry or forget them',
+  set: 'set name=value …: change global settings (retention, timeouts, default strategy)',
+  show: 'show [all | name …]: global settings, their values, defaults and meaning',
+  schema: 'schema <sync> --db=<db>: print the DDL that creates the sync\'s tables on that db, in its dialect',
+  validate: 'validate <sync|all> [table=] [--repair [--from=db]]: compare a sync\'s tables across its dbs (exit 6 on differences)',
+  sequences: 'sequences <sync> [--interleave [--modulus=N] [--yes]] [--snowflake]: keys that cannot collide on several masters',
+  export: 'export [--format=yaml|json] [--full]: print the whole configuration as a file (no passwords)',
+  apply: 'apply -f <file> [--dry-run] [--prune]: make the configuration match a file; prints the plan first',
+  'import-bucardo': 'import-bucardo --from=<url> [--dry-run] | --cutover [--yes]: take over a Bucardo setup',
+  completion: 'completion bash|zsh: print a shell completion script (source <(ibex completion bash))',
+  quickstart: 'throwaway local clusters replicating live (--exit runs the demo to its end)',
+};

@@ -9,9 +9,8 @@
 import { Command, Option } from 'commander';
 import { NOUNS, type Noun } from '../config/names.js';
 import { usage } from '../errors.js';
-import { ADD_ALL, GLOBAL_FLAGS, NOUN_COMMANDS, VERB_COMMANDS, optionTerm, optionUsage, type CommandDoc, type OptionDoc } from './commands.js';
+import { ADD_ALL, GLOBAL_FLAGS, NOUN_COMMANDS, VERB_COMMANDS, VERB_SUMMARIES, optionTerm, optionUsage, type CommandDoc, type OptionDoc } from './commands.js';
 import { didYouMean } from './suggest.js';
-import { VERBS } from './verbs.js';
 import { ibexVersion } from '../version.js';
 
 const CONFIG_VERBS = ['add', 'list', 'update', 'remove'] as const;
@@ -57,16 +56,16 @@ export function buildProgram(): Command {
     else program.addOption(new Option(`${o.name === 'quiet' ? '-q, ' : ''}--${o.name}${o.value ? ` <${o.value}>` : ''}`, help));
   }
   program.addHelpText('after', `\n${EXIT_CODES}\nhelp on one command: ibex help <verb> [noun]; full reference: docs/cli.md`);
-  for (const [verb, entry] of Object.entries(VERBS)) {
+  for (const [verb, summary] of Object.entries(VERB_SUMMARIES)) {
     if ((CONFIG_VERBS as readonly string[]).includes(verb)) {
-      const cmd = program.command(verb).summary(entry.summary).description(entry.summary).usage('<noun> …');
+      const cmd = program.command(verb).summary(summary).description(summary).usage('<noun> …');
       cmd.helpOption(false);
       for (const noun of NOUNS) leaf(cmd, noun, `${verb} ${noun}`, NOUN_COMMANDS[verb as ConfigVerb][noun], `ibex ${verb} ${noun} (the long form with examples: docs/cli.md)`);
       if (verb === 'add') leaf(cmd, 'all', 'add all tables or sequences of a db', ADD_ALL);
       continue;
     }
     const doc = VERB_COMMANDS[verb] ?? { args: '', options: [] };
-    leaf(program, verb, entry.summary, doc);
+    leaf(program, verb, summary, doc);
   }
   leaf(program, 'help', 'help on a verb: ibex help <verb> [noun]', VERB_COMMANDS.help!);
   return program;
@@ -99,7 +98,7 @@ export function helpText(verb?: string, noun?: string): string {
 
 /** Every verb name (for suggestions). */
 export function verbNames(): string[] {
-  return [...Object.keys(VERBS), 'help'];
+  return [...Object.keys(VERB_SUMMARIES), 'help'];
 }
 
 interface CompletionTree {
@@ -111,16 +110,16 @@ interface CompletionTree {
 function completionTree(): CompletionTree {
   const words = (doc: CommandDoc): string[] => doc.options.map(optionTerm);
   const next: Record<string, string[]> = {};
-  for (const verb of Object.keys(VERBS)) {
+  for (const verb of Object.keys(VERB_SUMMARIES)) {
     if ((CONFIG_VERBS as readonly string[]).includes(verb)) {
       next[verb] = [...NOUNS, ...(verb === 'add' ? ['all'] : [])];
       for (const noun of NOUNS) next[`${verb} ${noun}`] = words(NOUN_COMMANDS[verb as ConfigVerb][noun]);
       if (verb === 'add') next['add all'] = ['tables', 'sequences', ...words(ADD_ALL)];
     } else next[verb] = words(VERB_COMMANDS[verb] ?? { args: '', options: [] });
   }
-  next.help = [...Object.keys(VERBS)];
+  next.help = [...Object.keys(VERB_SUMMARIES)];
   next.completion = ['bash', 'zsh'];
-  return { verbs: [...Object.keys(VERBS), 'help'], next };
+  return { verbs: [...Object.keys(VERB_SUMMARIES), 'help'], next };
 }
 
 const shellWord = (w: string): string => `'${w.replace(/'/g, `'\\''`)}'`;
