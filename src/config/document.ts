@@ -84,6 +84,7 @@ export const SYNC = z.strictObject({
   lifetime: interval.nullable().default(null),
   maxkicks: z.number().int().min(0).nullable().default(null),
   about: z.string().nullable().default(null),
+  on_row_error: z.enum(['stall', 'quarantine']).default('quarantine').describe('a row a db refuses: set it aside and let the rest flow, or fail the run'),
 });
 
 const customcodeMap = z.union([
@@ -135,7 +136,7 @@ export type DocCustomcode = ConfigDocument['customcodes'][string];
 export const DOC_SYNC_OPTIONS = [
   'conflict_strategy', 'clock', 'onetimecopy', 'onetimecopy_from', 'autokick', 'checktime', 'fullcopy_interval',
   'stayalive', 'kidsalive', 'deletemethod', 'isolation_level', 'apply_mode', 'rebuild_index', 'analyze_after_copy',
-  'vacuum_after_copy', 'strict_checking', 'lifetime', 'maxkicks', 'about',
+  'vacuum_after_copy', 'strict_checking', 'lifetime', 'maxkicks', 'about', 'on_row_error',
 ] as const;
 
 /** The JSON Schema of the document, as docs/ibex.schema.json holds it. */

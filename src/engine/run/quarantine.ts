@@ -135,7 +135,9 @@ async function setAside(ctx: RunContext, s: PostgresTarget, a: StagedApply, ids:
     const e = errors.get(id)!;
     const what = `${a.from === 'stage' ? 'row' : 'delete of'} ${a.p.label} ${String(row.key)} on db ${a.db.name}`;
     if (ctx.cfg.onRowError === 'stall') {
-      throw new IbexError('run_failed', `sync ${ctx.sync} stalls on the ${what}: ${e.message ?? e.state} (fix the row there, or "ibex update sync ${ctx.sync} on_row_error=quarantine" to set such rows aside)`);
+      // The cause carries the row's SQLSTATE, so exception customcode sees what refused it.
+      throw new IbexError('run_failed', `sync ${ctx.sync} stalls on the ${what}: ${e.message ?? e.state} (fix the row there, or "ibex update sync ${ctx.sync} on_row_error=quarantine" to set such rows aside)`,
+        { cause: Object.assign(new Error(e.message ?? e.state), { code: e.state, constraint: e.constraint }) });
     }
     const src = ctx.sources.find((x) => x.name === a.origin && x !== a.db) ?? ctx.sources.find((x) => x !== a.db);
     aside.push({
