@@ -39,6 +39,11 @@ export interface TablePlan {
    * never by COPY in upsert mode (COPY skips rules; the statements fire them like triggers).
    */
   hasRules: boolean;
+  /**
+   * The table references another or is referenced (a foreign key, on the reference db): a key a
+   * local write raced is not left out of its run, since its parent or children still go ahead.
+   */
+  inForeignKey: boolean;
 }
 
 /**
@@ -164,6 +169,10 @@ export async function buildPlans(
     }
   }
   const fps = new Map(fp.rows.map((r) => [String(r.label), String(r.fp)]));
+  const linked = await client.query(
+    `SELECT DISTINCT unnest(ARRAY[conrelid, confrelid])::int AS oid FROM pg_constraint WHERE contype = 'f' AND (conrelid = ANY($1) OR confrelid = ANY($1))`,
+    [order.map((x) => x.info.oid)]);
+  const withFk = new Set(linked.rows.map((r) => Number(r.oid)));
   return order.map(({ rel, info }, idx) => {
     const keys = rel.keyColumns;
     const cols = info.columns.filter((c) => !c.generated).map((c) => c.name);
@@ -178,6 +187,7 @@ export async function buildPlans(
       keyJoin: (a, b) => keys.map((k) => `${a}.${ident(k).text} = ${b}.${ident(k).text}`).join(' AND '),
       fingerprint: fps.get(label) ?? '',
       hasRules: ruled.has(label),
+      inForeignKey: withFk.has(info.oid),
     };
   });
 }

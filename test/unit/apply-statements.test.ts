@@ -9,7 +9,7 @@ function plan(keys: string[], cols: string[], hasRules: boolean): TablePlan {
     label: 'public.t', idx: 0, oid: 1, q: '"public"."t"', delta: '"ibex"."delta_t"',
     keys, keyList: identList(keys).text, cols, colList: identList(cols).text, nonKeyCols: cols.filter((c) => !keys.includes(c)),
     keyJoin: (a, b) => keys.map((k) => `${a}.${ident(k).text} = ${b}.${ident(k).text}`).join(' AND '),
-    fingerprint: '', hasRules,
+    fingerprint: '', hasRules, inForeignKey: false,
   };
 }
 

@@ -21,7 +21,7 @@ function plan(keys: string[], cols: string[]): TablePlan {
     rel: { id: 1, schema: 'public', name: 't', reltype: 'table', keyColumns: keys, keyTypes: keys.map(() => 'integer'), conflictStrategy: null, priority: 0 },
     label: 'public.t', idx: 3, oid: 1, q: '"public"."t"', delta: '"ibex"."delta_public_t"',
     keys, keyList: keys.map(q).join(', '), cols, colList: cols.map(q).join(', '), nonKeyCols: cols.filter((c) => !keys.includes(c)),
-    keyJoin: (a, b) => keys.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND '), fingerprint: '', hasRules: false,
+    keyJoin: (a, b) => keys.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' AND '), fingerprint: '', hasRules: false, inForeignKey: false,
   };
 }
 const one = plan(['id'], ['id', 'v']);

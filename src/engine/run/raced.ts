@@ -94,6 +94,10 @@ export class Races {
     // re-queued change does not carry, and a merged row applied on the other dbs would leave the
     // raced db on another base: the failure stands and the whole run is repeated.
     if ((p.rel.deltaColumns ?? []).length > 0 || ctx.strategy(p).kind === 'merge') return false;
+    // Leaving out a parent's key while its children go ahead (or a child's while its parent is
+    // deleted) turns the race into foreign-key refusals the settle step then resolves one db at a
+    // time; the whole run is repeated instead, as before hot keys were left out.
+    if (p.inForeignKey) return false;
     const snap = this.snaps.get(d);
     if (!snap) return false;
     const s = ctx.pg(d);
