@@ -1,7 +1,8 @@
 /**
  * A row too large to move: PostgreSQL builds each COPY line in one buffer of at most 1 GB, so a
- * row whose text passes it (two 600 MB columns) cannot leave its source by COPY, and the source
- * fails the COPY with 54000 ("out of memory"), naming no row. The run is repeated at once
+ * row whose text passes it (two 600 MB columns, a 600 MB bytea in hex) cannot leave its source by
+ * COPY, and the source fails the COPY with 54000 ("out of memory") or XX000 ("invalid memory alloc
+ * request size"), naming no row. The run is repeated at once
  * (runner.ts); from then on, before each COPY of that table out of that source, ibex estimates the
  * rows' text (without building it, see largestRowsSql) and leaves out those over the limit — or,
  * right after a failure where none is estimated over it (escaping can push a row over), the
@@ -36,10 +37,17 @@ export function tooLargeKey(src: string, table: string): string {
   return `${src} ${table}`;
 }
 
-/** After a COPY out of `src` failed: a program limit on the source (54xxx) is a row too large. */
+/**
+ * After a COPY out of `src` failed: a row too large is a program limit on the source (54xxx: the
+ * line passed 1 GB), or a value whose own text cannot be allocated (a bytea over 512 MB is over
+ * 1 GB in hex: "invalid memory alloc request size", XX000).
+ */
 export function tooLarge(err: unknown, p: TablePlan, src: SyncDb): unknown {
   const from = (err as { ibexDb?: string } | null)?.ibexDb;
-  return sqlstate(err)?.startsWith('54') && (from === undefined || from === src.name) ? new TooLargeError(p.label, src.name, err) : err;
+  if (from !== undefined && from !== src.name) return err;
+  const state = sqlstate(err);
+  const limit = state?.startsWith('54') || (state === 'XX000' && /invalid memory alloc request size/.test(errorText(err)));
+  return limit ? new TooLargeError(p.label, src.name, err) : err;
 }
 
 /**

@@ -92,8 +92,8 @@ async function readInline(ctx: RunContext, st: RunState, p: TablePlan, pendingOn
   const inline = new Map<SyncDb, string[]>();
   const viaCopy = new Set(pendingOn);
   const small = merged ? [] : pendingOn.filter((src) => !fastPath(ctx, st, src, p) && !direct(ctx, p) && (st.table(p).sources.get(src)?.won ?? Infinity) <= INLINE_ROWS);
-  const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES)));
   const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)!.type);
+  const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES, types)));
   for (const [i, src] of small.entries()) {
     const row = read[i]!.rows[0];
     if (row.rows === null && Number(row.n) > 0) continue; // too large to inline: COPY

@@ -82,9 +82,9 @@ export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): s
  * (`out of memory`). octet_length of a text value reads its TOAST header, not the value. At most
  * a few hundred keys: one index probe each (twice when they fit).
  */
-export function inlineReadSql(p: TablePlan, maxBytes: number): string {
+export function inlineReadSql(p: TablePlan, maxBytes: number, types?: readonly string[]): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
-  const size = p.cols.map((col) => `coalesce(octet_length(t.${ident(col).text}::text), 0)`).join(' + ');
+  const size = p.cols.map((col, i) => textSizeSql(`t.${ident(col).text}`, types?.[i], 'text')).join(' + ');
   return `SELECT n, CASE WHEN bytes <= ${maxBytes} THEN (SELECT json_agg(to_json(ARRAY[${cols}, m.ibex_origin]))::text FROM ${wonRowsFrom(p, true)}) END AS rows
             FROM (SELECT count(*) AS n, coalesce(sum(${size}), 0) AS bytes FROM ${wonRowsFrom(p, true)}) x`;
 }
@@ -131,18 +131,24 @@ export function withoutKeysSql(p: TablePlan, select: string, keys: readonly Reco
 }
 
 /**
+ * The length of a value's text without building it where its type allows: the raw length of a
+ * text-like value (read from its TOAST header), twice that of bytea plus 2 (hex). Other types: the
+ * text's length (`text`: built, exact) or the stored size (`stored`: for values that may be too
+ * large to turn into text at all). Without a type, the text's length.
+ */
+export function textSizeSql(c: string, type: string | undefined, other: 'text' | 'stored'): string {
+  if (type === 'bytea') return `coalesce(2 * octet_length(${c}) + 2, 0)`;
+  if (type === undefined || /^(text|character varying|character|json)\b/.test(type)) return `coalesce(octet_length(${c}::text), 0)`;
+  return other === 'text' ? `coalesce(octet_length(${c}::text), 0)` : `coalesce(pg_column_size(${c}), 0)`;
+}
+
+/**
  * The `limit` rows of `select` with the most COPY text, estimated without building it (the values
  * of a row too large to move cannot be turned into text either): the raw length of text-like
  * values, twice that of bytea (hex), the stored size of others. `types`: of p.cols, in order.
  */
 export function largestRowsSql(p: TablePlan, types: readonly string[], select: string, limit: number): string {
-  const size = p.cols.map((col, i) => {
-    const c = `x.${ident(col).text}`;
-    const ty = types[i] ?? '';
-    if (ty === 'bytea') return `coalesce(2 * octet_length(${c}) + 2, 0)`;
-    if (/^(text|character varying|character|json)\b/.test(ty)) return `coalesce(octet_length(${c}::text), 0)`;
-    return `coalesce(pg_column_size(${c}), 0)`;
-  }).join(' + ');
+  const size = p.cols.map((col, i) => textSizeSql(`x.${ident(col).text}`, types[i], 'stored')).join(' + ');
   const key = p.keys.map((k) => `${literal(k)}, x.${ident(k).text}`).join(', ');
   return `SELECT jsonb_build_object(${key})::text AS key, (${size})::bigint AS bytes FROM (${select}) x ORDER BY 2 DESC LIMIT ${Math.trunc(limit)}`;
 }
