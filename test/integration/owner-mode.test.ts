@@ -12,7 +12,7 @@ import { setupControl, addSync, runner, runOk, closeRunners } from '../helpers/s
 const env = useClusters(2);
 after(closeRunners);
 
-const TABLES = ['tt', 'tk', 'oc', 'fc', 'op', 'oh'];
+const TABLES = ['tt', 'tk', 'oc', 'fc', 'ft', 'op', 'oh'];
 
 /** Who ran each trigger on db B for `table` since the last call (TG_OP and current_user). */
 async function whoRan(table: string): Promise<string[]> {
@@ -29,6 +29,7 @@ describe('owner mode for truncates, copies and the foreign-key settle', () => {
         CREATE TABLE tk (id int PRIMARY KEY, v text);
         CREATE TABLE oc (id int PRIMARY KEY, v text);
         CREATE TABLE fc (id int PRIMARY KEY, v text);
+        CREATE TABLE ft (id int PRIMARY KEY, v text);
         CREATE TABLE op (id int PRIMARY KEY, v text);
         CREATE TABLE oh (id int PRIMARY KEY, parent_id int REFERENCES op (id), v text);
         ${TABLES.map((t) => `ALTER TABLE ${t} OWNER TO app_owner;`).join('\n')}
@@ -93,6 +94,17 @@ describe('owner mode for truncates, copies and the foreign-key settle', () => {
     assert.equal(res.status, 'good', res.error);
     assert.equal(Number((await env.query(1, `SELECT count(*) AS n FROM fc`))[0]!.n), 5);
     assert.deepEqual(await whoRan('fc'), ['DELETE by app_owner', 'INSERT by app_owner']);
+  });
+
+  it('a fullcopy with deletemethod=truncate truncates and fills the target as the owner', async () => {
+    await env.query(0, `INSERT INTO ft SELECT g, 'v' || g FROM generate_series(1, 5) g`);
+    await env.query(1, `INSERT INTO ft VALUES (-1, 'stale')`);
+    await whoRan('ft');
+    await addSync(env, 'fullt', { dbs: { A: 'source', B: 'fullcopy' }, tables: ['public.ft'], options: { deletemethod: 'truncate' } });
+    const res = await runner(env, 'fullt').run('fullcopy');
+    assert.equal(res.status, 'good', res.error);
+    assert.equal(Number((await env.query(1, `SELECT count(*) AS n FROM ft`))[0]!.n), 5);
+    assert.deepEqual(await whoRan('ft'), ['INSERT by app_owner', 'TRUNCATE by app_owner']);
   });
 
   it('the foreign-key settle removes an orphan\'s child and restores a parent as the owner', async () => {
