@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TablePlan } from '../../src/engine/plan.js';
-import { deleteSql, inlineLoadSql, lazyCopyOutSql, stagedUpsertSql, truncateKeepingSql, wonCopyOutSql, deletesCopyOutSql } from '../../src/engine/sql/apply.js';
+import { deleteSql, inlineLoadSql, lazyCopyOutSql, stagedUpsertSql, textSizeSql, truncateKeepingSql, wonCopyOutSql, deletesCopyOutSql } from '../../src/engine/sql/apply.js';
 import { classifySql, gatherSql, windowSql } from '../../src/engine/sql/gather.js';
 import { fingerprintSql, openSql, textArraySql } from '../../src/engine/sql/open.js';
 import { inlineKeysSql, mineSql, wonKeysSql } from '../../src/engine/sql/resolve.js';
@@ -140,5 +140,14 @@ describe('run SQL', () => {
 
   it('keeps pending and held rows when applying a truncate', () => {
     same(truncateKeepingSql(one, true, false), `DELETE FROM "public"."t" t WHERE true AND NOT EXISTS (SELECT 1 FROM pg_temp.ibex_pend_3 m WHERE t."id" = m."id")`);
+  });
+});
+
+describe('the size of a value\'s COPY text', () => {
+  it('reads text-like values\' length without building their text, and arrays of them by their stored size', () => {
+    for (const t of ['text', 'character varying', 'character varying(20)', 'character(3)', 'json']) assert.equal(textSizeSql('c', t, 'stored'), 'coalesce(octet_length(c::text), 0)', t);
+    // Turning a text[] of 600 MB into its text would itself pass the 1 GB limit.
+    for (const t of ['text[]', 'character varying(20)[]', 'json[]', 'jsonb', 'integer']) assert.equal(textSizeSql('c', t, 'stored'), 'coalesce(pg_column_size(c), 0)', t);
+    assert.equal(textSizeSql('c', 'bytea', 'stored'), 'coalesce(2 * octet_length(c) + 2, 0)');
   });
 });

@@ -134,11 +134,12 @@ export function withoutKeysSql(p: TablePlan, select: string, keys: readonly Reco
  * The length of a value's text without building it where its type allows: the raw length of a
  * text-like value (read from its TOAST header), twice that of bytea plus 2 (hex). Other types: the
  * text's length (`text`: built, exact) or the stored size (`stored`: for values that may be too
- * large to turn into text at all). Without a type, the text's length.
+ * large to turn into text at all; arrays of text-like values are such others). Without a type,
+ * the text's length.
  */
 export function textSizeSql(c: string, type: string | undefined, other: 'text' | 'stored'): string {
   if (type === 'bytea') return `coalesce(2 * octet_length(${c}) + 2, 0)`;
-  if (type === undefined || /^(text|character varying|character|json)\b/.test(type)) return `coalesce(octet_length(${c}::text), 0)`;
+  if (type === undefined || /^(text|character varying|character|json)(\(\d+\))?$/.test(type)) return `coalesce(octet_length(${c}::text), 0)`;
   return other === 'text' ? `coalesce(octet_length(${c}::text), 0)` : `coalesce(pg_column_size(${c}), 0)`;
 }
 
