@@ -20,7 +20,11 @@ import { deltaWindow, type RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { mergedRows } from './typed.js';
 
-/** Keys exchanged by COPY from which ibex_all is analyzed before the conflict query reads it. */
+/**
+ * Keys exchanged by COPY from which ibex_all is analyzed before the conflict query reads it.
+ * The statistics stay on the temp table across runs: a small run after a big one plans with the
+ * big one's numbers, which is harmless.
+ */
 const ANALYZE_KEYS = 1_000;
 
 /** Resolve every table with pending changes; throws AbortError under conflict_strategy=abort. */
