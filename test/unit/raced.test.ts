@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { racedKeys, visibleIn } from '../../src/engine/run/raced.js';
-import { committedVersionsSql, leaveOutSql, requeueSql } from '../../src/engine/sql/raced.js';
+import { committedHoldersSql, committedVersionsSql, leaveOutSql, requeueSql, stagedClaimSql } from '../../src/engine/sql/raced.js';
 import type { TablePlan } from '../../src/engine/plan.js';
 
 describe('visibleIn', () => {
@@ -60,5 +60,12 @@ describe('raced SQL', () => {
       `DELETE FROM pg_temp.ibex_del_3 s WHERE (s."a"::text, s."b"::text) IN (SELECT (x->>0), (x->>1) FROM json_array_elements($1::json) x)`);
     assert.equal(flat(requeueSql(p)),
       `INSERT INTO "ibex"."delta_public_t" ("a", "b", ibex_op, ibex_origin, ibex_by, ibex_ts) SELECT m."a", m."b", 'R', nullif(m.ibex_origin, $2::text), NULL, m.ibex_ts FROM pg_temp.ibex_pend_3 m WHERE (m."a"::text, m."b"::text) IN (SELECT (x->>0), (x->>1) FROM json_array_elements($1::json) x)`);
+  });
+  it('reads a staged claim as text and looks for its committed holders by the typed values, NULLs equal under NULLS NOT DISTINCT', () => {
+    assert.equal(flat(stagedClaimSql(p, ['e'])),
+      `SELECT json_build_array(s."a"::text, s."b"::text)::text AS key, json_build_array(s."e"::text)::text AS vals FROM pg_temp.ibex_stage_3 s WHERE s.ctid = $1::tid`);
+    assert.equal(flat(committedHoldersSql(p, ['e', 'f'], ['text', undefined], false)),
+      `SELECT t.xmin::text AS x FROM "public"."t" t WHERE t."e" = ($1::json->>0)::text AND t."f"::text = ($1::json->>1) AND (t."a"::text, t."b"::text) IS DISTINCT FROM (($2::json->>0), ($2::json->>1))`);
+    assert.match(flat(committedHoldersSql(p, ['e'], ['text'], true)), /WHERE t\."e" IS NOT DISTINCT FROM \(\$1::json->>0\)::text AND/);
   });
 });

@@ -55,6 +55,7 @@ export interface RunContext {
     use(snaps: ReadonlyMap<SyncDb, string>): void;
     leaveOut(ctx: RunContext, p: TablePlan, d: SyncDb, from: 'stage' | 'del'): Promise<boolean>;
     raced(p: TablePlan, d: SyncDb, key: string[]): void;
+    claimRaced(ctx: RunContext, p: TablePlan, d: SyncDb, claim: { cols: string[]; nullsEqual: boolean; key: string[]; vals: (string | null)[] }): Promise<boolean>;
     requeue(ctx: RunContext): Promise<void>;
   };
   /** Tables (by source, see toolarge.ts) that met a row too large to COPY: 'failed' in the attempt before this one. Kept across runs. */

@@ -17,6 +17,7 @@ import { winnerOrder } from '../../conflict/strategy.js';
 import {
   claimOrderSql, ctidsSql, deleteByIdSql, localChangeSql, refusedRowSql, swapSql, uniqueColumnsSql, uniqueHolderSql,
 } from '../sql/apply.js';
+import { stagedClaimSql } from '../sql/raced.js';
 import { tempNames } from '../sql/temp.js';
 import { isRowError, rowLockTimeout } from './aside.js';
 import { stampFor, type RunContext } from './context.js';
@@ -33,6 +34,9 @@ export interface StagedApply {
   /** Statements that load the staging table first (rows sent inline), in the same round trip. */
   load?: string;
 }
+
+/** A boolean column as the driver gives it ('t' as text, or true). */
+const isTrue = (v: unknown): boolean => v === true || v === 't';
 
 const refused = (err: unknown): boolean => sqlstate(err) === SqlState.uniqueViolation || sqlstate(err) === SqlState.foreignKeyViolation;
 
@@ -235,9 +239,10 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
         // conflict to quarantine. Its newer version is pending for the next run, and so (queued
         // again) is this row: the next run compares them. In a foreign key, the run is repeated.
         if (a.p.inForeignKey) throw err;
-        const k = JSON.parse(String((await s.query(refusedRowSql(a.p, table), [id])).rows[0].key)) as Record<string, unknown>;
-        ctx.races.raced(a.p, a.db, a.p.keys.map((c) => (typeof k[c] === 'string' ? k[c] as string : JSON.stringify(k[c]))));
-        ctx.log.info({ table: a.p.label, db: a.db.name, key: JSON.stringify(k) }, 'a local write raced a unique claim: the row is reconsidered at the next run');
+        // The key as its columns' text, as the sources' pending tables give it back.
+        const key = JSON.parse(String((await s.query(stagedClaimSql(a.p, []), [id])).rows[0].key)) as string[];
+        ctx.races.raced(a.p, a.db, key);
+        ctx.log.info({ table: a.p.label, db: a.db.name, key: JSON.stringify(key) }, 'a local write raced a unique claim: the row is reconsidered at the next run');
         continue;
       }
       // Refused again (a third claimant, a child of the row to remove), or no pending versions to
@@ -250,10 +255,18 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
 }
 
 async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, id: string, constraint: string, order: string, table: string, strategy: string): Promise<{ applied: number; record: ConflictRecord } | 'raced' | undefined> {
-  const idx = (await s.query(uniqueColumnsSql(), [a.p.rel.schema, constraint])).rows[0];
-  if (!idx || idx.opaque === 't' || idx.cols === null) return undefined;
-  const holder = (await s.query(uniqueHolderSql(a.p, JSON.parse(String(idx.cols)) as string[]), [id])).rows[0];
-  if (!holder) return 'raced';
+  const idx = (await s.query(uniqueColumnsSql(), [a.p.rel.schema, constraint, a.p.q])).rows[0];
+  if (!idx || isTrue(idx.opaque) || idx.cols === null) return undefined;
+  const cols = JSON.parse(String(idx.cols)) as string[];
+  const nullsEqual = isTrue(idx.nulls_equal);
+  const holder = (await s.query(uniqueHolderSql(a.p, cols, nullsEqual), [id])).rows[0];
+  if (!holder) {
+    // Only a holder committed after the run's snapshot is a race; with none, nothing this run
+    // or the next could settle: quarantined (never re-queued for ever).
+    const claim = (await s.query(stagedClaimSql(a.p, cols), [id])).rows[0];
+    const raced = await ctx.races.claimRaced(ctx, a.p, a.db, { cols, nullsEqual, key: JSON.parse(String(claim.key)) as string[], vals: JSON.parse(String(claim.vals)) as (string | null)[] });
+    return raced ? 'raced' : undefined;
+  }
   const incoming = (await s.query(refusedRowSql(a.p, table), [id])).rows[0];
   const versions = (await s.query(claimOrderSql(a.p, order), [id, holder.id])).rows;
   // A claim with no pending version was settled before this run: the pending one is newer.

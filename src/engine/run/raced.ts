@@ -19,7 +19,7 @@
 import type pg from 'pg';
 import type { SyncDb } from '../../control/sync-config.js';
 import type { TablePlan } from '../plan.js';
-import { committedVersionsSql, leaveOutSql, requeueSql, seenVersionsSql } from '../sql/raced.js';
+import { committedHoldersSql, committedVersionsSql, leaveOutSql, requeueSql, seenVersionsSql } from '../sql/raced.js';
 import type { RunContext } from './context.js';
 
 /** One key left out on one db. */
@@ -115,6 +115,20 @@ export class Races {
     ctx.log.info({ sync: ctx.sync, table: p.label, db: d.name, keys: raced.length },
       'a local write raced the apply: its keys are left out on that db and reconsidered at the next run');
     return true;
+  }
+
+  /**
+   * A staged row's claim of a unique value (columns `cols`; `vals` their texts, `key` the row's key
+   * texts) on db `d` met no holder the run can see: is it held by a committed row the run's snapshot
+   * does not see (a race)? Anything else (no holder at all) is no race: the claim is quarantined.
+   */
+  async claimRaced(ctx: RunContext, p: TablePlan, d: SyncDb, claim: { cols: string[]; nullsEqual: boolean; key: string[]; vals: (string | null)[] }): Promise<boolean> {
+    const snap = this.snaps.get(d);
+    if (!snap) return false;
+    const types = claim.cols.map((c) => ctx.columnTypes(p).find((x) => x.name === c)?.type);
+    const peek = await this.peek(d);
+    const held = (await peek.query(committedHoldersSql(p, claim.cols, types, claim.nullsEqual), [JSON.stringify(claim.vals), JSON.stringify(claim.key)])).rows;
+    return held.some((r) => !visibleIn(snap, String(r.x)));
   }
 
   /**

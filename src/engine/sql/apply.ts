@@ -215,20 +215,25 @@ export function refusedRowSql(p: TablePlan, table: string): string {
 }
 
 /**
- * The columns of a unique index ($1 schema, $2 index name) as a JSON array, and whether it is
- * opaque to a claim's resolution (an expression or a partial index: the holder cannot be found by
- * equal columns).
+ * The columns of a unique index of table $3 ($1 schema, $2 index name) as a JSON array, whether it
+ * is opaque to a claim's resolution (an expression or a partial index: the holder cannot be found
+ * by equal columns), and whether it takes NULLs as equal (NULLS NOT DISTINCT, PostgreSQL 15+). No
+ * row: no such index on that table (a trigger's write to another table was refused).
  */
 export function uniqueColumnsSql(): string {
   return `SELECT (SELECT json_agg(a.attname::text ORDER BY k.n)::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS cols,
-                 (0 = ANY (i.indkey::int2[]) OR i.indpred IS NOT NULL) AS opaque
-            FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, $2::text))`;
+                 (0 = ANY (i.indkey::int2[]) OR i.indpred IS NOT NULL) AS opaque,
+                 coalesce((to_jsonb(i)->>'indnullsnotdistinct')::boolean, false) AS nulls_equal
+            FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, $2::text)) AND i.indrelid = $3::regclass`;
 }
 
-/** The row of the table holding the unique value (columns `cols`) a staged row ($1: ctid) claims under another key. */
-export function uniqueHolderSql(p: TablePlan, cols: readonly string[]): string {
-  const same = cols.map((c) => `t.${ident(c).text} = s.${ident(c).text}`).join(' AND ');
+/**
+ * The row of the table holding the unique value (columns `cols`) a staged row ($1: ctid) claims
+ * under another key. `nullsEqual`: the index takes NULLs as equal.
+ */
+export function uniqueHolderSql(p: TablePlan, cols: readonly string[], nullsEqual = false): string {
+  const same = cols.map((c) => `t.${ident(c).text} ${nullsEqual ? 'IS NOT DISTINCT FROM' : '='} s.${ident(c).text}`).join(' AND ');
   const keyJson = `jsonb_build_object(${p.keys.map((k) => `${literal(k)}, t.${ident(k).text}`).join(', ')})`;
   return `SELECT t.ctid::text AS id, ${keyJson}::text AS key, to_jsonb(t)::text AS row
             FROM ${p.q} t JOIN ${tempNames(p).stage} s ON ${same}

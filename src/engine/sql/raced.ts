@@ -61,3 +61,27 @@ export function requeueSql(p: TablePlan): string {
             SELECT ${keys}, 'R', nullif(m.ibex_origin, $2::text), NULL, m.ibex_ts
               FROM ${tempNames(p).pend} m WHERE ${keyTextRow(p, 'm')} IN (${keysFromJson(p, 1, [])})`;
 }
+
+/**
+ * In the run's session: a staged row's ($1: ctid) key columns and the columns `cols` of a unique
+ * index it claims, each as a JSON array of their text (the form the keys take everywhere here).
+ */
+export function stagedClaimSql(p: TablePlan, cols: readonly string[]): string {
+  const texts = (names: readonly string[]): string => `json_build_array(${names.map((c) => `s.${ident(c).text}::text`).join(', ')})::text`;
+  return `SELECT ${texts(p.keys)} AS key, ${texts(cols)} AS vals FROM ${tempNames(p).stage} s WHERE s.ctid = $1::tid`;
+}
+
+/**
+ * Outside the run (the latest committed rows): the xmin of rows holding the unique values ($1:
+ * JSON array of the texts of columns `cols`, typed `types`) under another key ($2: JSON array of
+ * the key texts). `nullsEqual`: the index treats NULLs as equal (NULLS NOT DISTINCT).
+ */
+export function committedHoldersSql(p: TablePlan, cols: readonly string[], types: readonly (string | undefined)[], nullsEqual: boolean): string {
+  const same = cols.map((c, i) => {
+    const v = `($1::json->>${i})${types[i] ? `::${types[i]}` : ''}`;
+    const col = `t.${ident(c).text}${types[i] ? '' : '::text'}`;
+    return nullsEqual ? `${col} IS NOT DISTINCT FROM ${v}` : `${col} = ${v}`;
+  }).join(' AND ');
+  return `SELECT t.xmin::text AS x FROM ${p.q} t
+           WHERE ${same} AND ${keyTextRow(p, 't')} IS DISTINCT FROM (${p.keys.map((_, i) => `($2::json->>${i})`).join(', ')})`;
+}
