@@ -238,7 +238,10 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
         // The row holding the value was changed here after the run's snapshot: a race, not a
         // conflict to quarantine. Its newer version is pending for the next run, and so (queued
         // again) is this row: the next run compares them. In a foreign key, the run is repeated.
-        if (a.p.inForeignKey) throw err;
+        // (A merge never gets here: settleClaims only settles under latest, lists and random.)
+        // Counter columns need what each source changed, which a re-queued change does not carry
+        // (as in Races.leaveOut): the whole run is repeated too.
+        if (a.p.inForeignKey || (a.p.rel.deltaColumns ?? []).length > 0) throw err;
         // The key as its columns' text, as the sources' pending tables give it back.
         const key = JSON.parse(String((await s.query(stagedClaimSql(a.p, []), [id])).rows[0].key)) as string[];
         ctx.races.raced(a.p, a.db, key);
