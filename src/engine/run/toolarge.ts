@@ -60,7 +60,8 @@ export async function movable(ctx: RunContext, st: RunState, p: TablePlan, src: 
   if (seen === undefined) return select;
   ctx.tooLarge.set(k, 'known');
   const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)?.type ?? '');
-  const rows = (await ctx.pg(src).query(largestRowsSql(p, types, select, CANDIDATES))).rows.map((r) => ({ key: String(r.key), bytes: Number(r.bytes) }));
+  const rows = (await ctx.pg(src).query(largestRowsSql(p, types, select, CANDIDATES))).rows
+    .map((r) => ({ key: String(r.key), texts: JSON.parse(String(r.texts)) as string[], bytes: Number(r.bytes) }));
   let out = rows.filter((r) => r.bytes >= COPY_LINE_LIMIT);
   if (out.length === 0 && seen === 'failed' && rows[0]) out = [rows[0]];
   if (out.length === 0) return select;
@@ -75,5 +76,5 @@ export async function movable(ctx: RunContext, st: RunState, p: TablePlan, src: 
     }
     ctx.log.warn({ table: p.label, db: src.name, key: r.key, bytes: r.bytes }, `the row ${p.label} ${r.key} of db ${src.name} was set aside: ${error} (see "ibex quarantine list")`);
   }
-  return withoutKeysSql(p, select, out.map((r) => JSON.parse(r.key) as Record<string, unknown>));
+  return withoutKeysSql(p, select, out.map((r) => r.texts));
 }

@@ -124,10 +124,15 @@ export function copyOutSql(select: string): string {
   return `COPY (${select}) TO STDOUT`;
 }
 
-/** The rows of `select` (its columns named as the table's) but those with the keys given. */
-export function withoutKeysSql(p: TablePlan, select: string, keys: readonly Record<string, unknown>[]): string {
+/**
+ * The rows of `select` (its columns named as the table's) but those with the keys given, each as
+ * its columns' text: compared as text, never through the table's row type (whose NOT NULL
+ * domains would refuse a row of keys alone) nor JSON numbers (a bigint past 2^53).
+ */
+export function withoutKeysSql(p: TablePlan, select: string, keys: readonly (readonly string[])[]): string {
+  const same = p.keys.map((k, i) => `x.${ident(k).text}::text = o->>${i}`).join(' AND ');
   return `SELECT x.* FROM (${select}) x
-           WHERE NOT EXISTS (SELECT 1 FROM jsonb_populate_recordset(NULL::${p.q}, ${literal(JSON.stringify(keys))}::jsonb) o WHERE ${p.keyJoin('x', 'o')})`;
+           WHERE NOT EXISTS (SELECT 1 FROM json_array_elements(${literal(JSON.stringify(keys))}::json) o WHERE ${same})`;
 }
 
 /**
@@ -146,12 +151,15 @@ export function textSizeSql(c: string, type: string | undefined, other: 'text' |
 /**
  * The `limit` rows of `select` with the most COPY text, estimated without building it (the values
  * of a row too large to move cannot be turned into text either): the raw length of text-like
- * values, twice that of bytea (hex), the stored size of others. `types`: of p.cols, in order.
+ * values, twice that of bytea (hex), the stored size of others. `types`: of p.cols, in order. Each
+ * row's key as JSON (`key`) and as a JSON array of its columns' text (`texts`).
  */
 export function largestRowsSql(p: TablePlan, types: readonly string[], select: string, limit: number): string {
   const size = p.cols.map((col, i) => textSizeSql(`x.${ident(col).text}`, types[i], 'stored')).join(' + ');
   const key = p.keys.map((k) => `${literal(k)}, x.${ident(k).text}`).join(', ');
-  return `SELECT jsonb_build_object(${key})::text AS key, (${size})::bigint AS bytes FROM (${select}) x ORDER BY 2 DESC LIMIT ${Math.trunc(limit)}`;
+  const texts = p.keys.map((k) => `x.${ident(k).text}::text`).join(', ');
+  return `SELECT jsonb_build_object(${key})::text AS key, json_build_array(${texts})::text AS texts, (${size})::bigint AS bytes
+            FROM (${select}) x ORDER BY 3 DESC LIMIT ${Math.trunc(limit)}`;
 }
 
 /** COPY straight into the table (fast path, replica mode, fullcopy). */
