@@ -30,7 +30,7 @@ import { copyTables, refill, type CopyContext } from './copy.js';
 import { AbortError, isFenced, PauseError, TargetLostError } from './errors.js';
 import { anyPendingSql, windowSql } from './sql/gather.js';
 import { COLUMN_TYPES_SQL } from './sql/open.js';
-import type { RunContext } from './run/context.js';
+import type { RunContext, TooLargeSeen } from './run/context.js';
 import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
@@ -83,7 +83,7 @@ export class SyncRunner {
   private strategy: Strategy = { kind: 'latest' };
   private fastPathAllowed = true;
   /** Tables, by source, that met a row too large to COPY (run/toolarge.ts). */
-  private readonly tooLarge = new Map<string, 'failed' | 'known'>();
+  private readonly tooLarge = new Map<string, TooLargeSeen>();
   private statementTimeoutMs = 0;
   private hooks: Hooks;
   /** Columns and types of each table (they cast rows sent as text: custom merges, inlined rows). */
@@ -377,6 +377,8 @@ export class SyncRunner {
   private async deltaWithRetries(result: RunResult): Promise<{ details: Record<string, unknown> } | { skip: string }> {
     let hookRetries = 0;
     let tooLargeRepeats = 0;
+    // Rows left out as the largest belong to one run: the next starts from the estimate again.
+    for (const seen of this.tooLarge.values()) seen.picked = [];
     for (let attempt = 1; ; attempt++) {
       let out: DeltaOutcome;
       try {
@@ -386,7 +388,8 @@ export class SyncRunner {
         // A row too large to COPY: the attempts that follow leave it out, one more row each time at most.
         if (err instanceof TooLargeError && tooLargeRepeats++ < 3) {
           await this.rollbackAll(err);
-          this.tooLarge.set(tooLargeKey(err.src, err.table), 'failed');
+          const k = tooLargeKey(err.src, err.table);
+          this.tooLarge.set(k, { failed: true, picked: this.tooLarge.get(k)?.picked ?? [] });
           this.log.debug({ run: result.runId, attempt, err: err.message }, 'repeating the run without the row too large');
           Object.assign(result, { ...ZERO, tables: {} });
           continue;

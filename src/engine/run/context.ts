@@ -33,6 +33,14 @@ export interface TypedDb {
   target: Target;
 }
 
+/** What the runner knows of a table (by source) that met a row too large to COPY (run/toolarge.ts). */
+export interface TooLargeSeen {
+  /** A COPY of it failed in the attempt before this one. */
+  failed: boolean;
+  /** Keys (their columns' text) left out in this run's attempts so far: each failure leaves out one more. */
+  picked: string[][];
+}
+
 /** The shared surroundings of one delta run. */
 export interface RunContext {
   sync: string;
@@ -58,8 +66,8 @@ export interface RunContext {
     claimRaced(ctx: RunContext, p: TablePlan, d: SyncDb, claim: { cols: string[]; nullsEqual: boolean; key: string[]; vals: (string | null)[] }): Promise<boolean>;
     requeue(ctx: RunContext): Promise<void>;
   };
-  /** Tables (by source, see toolarge.ts) that met a row too large to COPY: 'failed' in the attempt before this one. Kept across runs. */
-  tooLarge: Map<string, 'failed' | 'known'>;
+  /** Tables (by source, see toolarge.ts) that met a row too large to COPY. Kept across runs, until a run finds none over the limit. */
+  tooLarge: Map<string, TooLargeSeen>;
   /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
   housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
   hooks: Hooks;

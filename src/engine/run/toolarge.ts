@@ -4,9 +4,10 @@
  * COPY, and the source fails the COPY with 54000 ("out of memory") or XX000 ("invalid memory alloc
  * request size"), naming no row. The run is repeated at once
  * (runner.ts); from then on, before each COPY of that table out of that source, ibex estimates the
- * rows' text (without building it, see largestRowsSql) and leaves out those over the limit — or,
- * right after a failure where none is estimated over it (escaping can push a row over), the
- * largest. Each row left out is set aside for every db it should reach, with its table, key and
+ * rows' text (without building it, see largestRowsSql) and leaves out those over the limit; right
+ * after each failure, one row more than the failed attempt left out: the largest of the others
+ * (escaping can push a row over). A run whose estimate finds none over the limit ends this until
+ * a COPY fails again. Each row left out is set aside for every db it should reach, with its table, key and
  * error (on_row_error=quarantine; under stall the run fails naming it), and the rest flows. Like
  * any set-aside row it is queued again after a good run: it stays aside until it shrinks.
  */
@@ -58,13 +59,28 @@ export async function movable(ctx: RunContext, st: RunState, p: TablePlan, src: 
   const k = tooLargeKey(src.name, p.label);
   const seen = ctx.tooLarge.get(k);
   if (seen === undefined) return select;
-  ctx.tooLarge.set(k, 'known');
+  const failed = seen.failed;
+  seen.failed = false;
   const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)?.type ?? '');
   const rows = (await ctx.pg(src).query(largestRowsSql(p, types, select, CANDIDATES))).rows
     .map((r) => ({ key: String(r.key), texts: JSON.parse(String(r.texts)) as string[], bytes: Number(r.bytes) }));
-  let out = rows.filter((r) => r.bytes >= COPY_LINE_LIMIT);
-  if (out.length === 0 && seen === 'failed' && rows[0]) out = [rows[0]];
-  if (out.length === 0) return select;
+  const wasPicked = (texts: string[]): boolean => seen.picked.some((x) => JSON.stringify(x) === JSON.stringify(texts));
+  // The attempts before this one of the run were rolled back: what they left out is left out
+  // again, with the rows estimated over the limit.
+  const out = rows.filter((r) => r.bytes >= COPY_LINE_LIMIT || wasPicked(r.texts));
+  // Right after a failure, at least one row more than the failed attempt left out: the largest
+  // of the others (the estimate may miss a row that escaping pushes over the limit).
+  if (failed && out.every((r) => wasPicked(r.texts))) {
+    const next = rows.find((r) => !out.includes(r));
+    if (next) out.push(next);
+  }
+  for (const r of out) if (!wasPicked(r.texts)) seen.picked.push(r.texts);
+  if (out.length === 0) {
+    // Nothing over the limit and nothing to leave out after a failure: the estimate stops here
+    // (a COPY that fails again sets it going again).
+    if (seen.picked.length === 0 && !failed) ctx.tooLarge.delete(k);
+    return select;
+  }
   const dbs = [...others(ctx, src).map((d) => d.name), ...ctx.typed.map((t) => t.db.name)];
   for (const r of out) {
     const error = `too large to COPY: about ${r.bytes} bytes of text, and one COPY line holds at most ${COPY_LINE_LIMIT}`;
