@@ -20,7 +20,7 @@ import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
 import type { TableSpec, Target } from '../targets/target.js';
 import type { ConflictRecord } from '../control/run-store.js';
 import { refusedRecord, RowSink } from './run/typed.js';
-import { copyAsOwner, copyOwnerSwitch, type OwnerCache } from './run/owner.js';
+import { copyAsOwner, copyOwnerSwitch, switchBack, type OwnerCache } from './run/owner.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
 import { tableCounts } from './run/state.js';
@@ -345,11 +345,17 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
     // COPY straight into the tables, each target's session as the table's owner, back after.
     const switches = await Promise.all(sinks.map(({ t, s }) => copyOwnerSwitch(s, owners, `${t.name} ${p.q}`, p.q)));
-    for (const [i, { s }] of sinks.entries()) if (switches[i]!.before) await s.query(switches[i]!.before);
-    const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
-      ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
-      ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p, t.name), from.name, tally), name: t.name })),
-    ]);
+    let rows: number[];
+    try {
+      for (const [i, { s }] of sinks.entries()) if (switches[i]!.before) await s.query(switches[i]!.before);
+      rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
+        ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
+        ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p, t.name), from.name, tally), name: t.name })),
+      ]);
+    } catch (err) {
+      for (const [i, { s }] of sinks.entries()) await switchBack(s, switches[i]!);
+      throw err;
+    }
     for (const [i, { s }] of sinks.entries()) if (switches[i]!.after) await s.query(switches[i]!.after);
     count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
     tally.applied = 0;

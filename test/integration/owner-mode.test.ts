@@ -8,6 +8,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners } from '../helpers/sync.js';
+import { copyAsOwner } from '../../src/engine/run/owner.js';
 
 const env = useClusters(2);
 after(closeRunners);
@@ -132,5 +133,26 @@ describe('owner mode for truncates, copies and the foreign-key settle', () => {
     const restored = [...await whoRan('op'), ...await whoRan('oh')];
     assert.ok(restored.includes('UPDATE by app_owner'), JSON.stringify(restored));
     assert.deepEqual(restored.filter((x) => !x.endsWith('by app_owner')), []);
+  });
+
+  it('after work that failed as the owner, the session writes ibex\'s own tables as ibex again', async () => {
+    await env.query(1, `CREATE TABLE ibex_only (x int); REVOKE ALL ON ibex_only FROM PUBLIC`);
+    const c = await env.client(1);
+    await c.query('BEGIN');
+    try {
+      // The work fails and rolls back to its own savepoint (taken after the switch): the
+      // transaction goes on, still usable.
+      await assert.rejects(copyAsOwner(c, new Map(), 'B tt', 'public.tt', [], async () => {
+        await c.query('SAVEPOINT w');
+        await c.query(`INSERT INTO tt VALUES (1 / 0, 'x')`).catch(async (err: unknown) => {
+          await c.query('ROLLBACK TO SAVEPOINT w');
+          throw err;
+        });
+      }), /division by zero/);
+      assert.equal((await c.query('SELECT current_user AS u')).rows[0].u, 'postgres');
+      await c.query(`INSERT INTO ibex_only VALUES (1)`);
+    } finally {
+      await c.query('ROLLBACK');
+    }
   });
 });

@@ -63,8 +63,7 @@ export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: r
 
 /**
  * Run `work` (statements that write table `p` on db `d`) as the table's owner where ibex may.
- * On success ibex's role is back; on an error the caller rolls back (to a savepoint taken before
- * this, or the whole transaction), which undoes the SET LOCAL ROLE too.
+ * ibex's role is back afterwards, after an error too (see switchBack).
  */
 export async function ownerDo<T>(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[], work: () => Promise<T>): Promise<T> {
   return withSwitch(ctx.pg(d), await asOwner(ctx, d, p, reads), work);
@@ -72,9 +71,26 @@ export async function ownerDo<T>(ctx: RunContext, d: SyncDb, p: TablePlan, reads
 
 async function withSwitch<T>(s: Queryable, sw: OwnerSwitch, work: () => Promise<T>): Promise<T> {
   if (sw.before) await s.query(sw.before);
-  const out = await work();
+  let out: T;
+  try {
+    out = await work();
+  } catch (err) {
+    await switchBack(s, sw);
+    throw err;
+  }
   if (sw.after) await s.query(sw.after);
   return out;
+}
+
+/**
+ * After `work` failed as the owner: back to ibex's role while the transaction still takes
+ * statements (a caller that goes on with the session, after a savepoint taken inside the work or
+ * an error that was not the database's, must not write ibex's tables as the owner). In an aborted
+ * transaction this fails, and needs not succeed: the rollback that must follow undoes the SET
+ * LOCAL ROLE. The error that matters is the work's, which the caller rethrows.
+ */
+export async function switchBack(s: Queryable, sw: OwnerSwitch): Promise<void> {
+  if (sw.after) await s.query(sw.after).catch(() => undefined);
 }
 
 /**
