@@ -52,7 +52,7 @@ async function backlog(ctx: ScenarioContext, rows: number): Promise<Line> {
     await waitRows(env, [2], ['bench_item'], rows, rows, rows >= 500_000 ? 250 : 50);
     const pollS = Date.now() / 1000 - startAt;
     await sleep(500);
-    const cpu = cpuSince(env, sys, { ...cpu0, daemon: 0 });
+    const cpu = cpuSince(env, sys, { ...cpu0, daemon: 0 }, rows);
     const rss = daemonPeakRssMb(sys);
     const b = await lastCommit(env, 2, ['bench_item']);
     const ok = (await env.checksumsEqual()) !== null;
@@ -79,7 +79,7 @@ async function masters(ctx: ScenarioContext, nodes: number): Promise<Line> {
     const others = env.nodeIdx().slice(1);
     await waitRows(env, others, ['bench_item'], rows, rows, 50);
     await sleep(500);
-    const cpu = cpuSince(env, sys, cpu0);
+    const cpu = cpuSince(env, sys, cpu0, rows);
     let last = 0;
     for (const i of others) last = Math.max(last, (await lastCommit(env, i, ['bench_item'])).last);
     const runs = await runsSince(sys, mark);
@@ -113,7 +113,7 @@ async function tables(ctx: ScenarioContext, spread: 1 | 100): Promise<Line> {
     const a = await lastCommit(env, 1, written);
     await waitRows(env, [2], written, rows + written.length, per, 50);
     await sleep(500);
-    const cpu = cpuSince(env, sys, cpu0);
+    const cpu = cpuSince(env, sys, cpu0, rows);
     const b = await lastCommit(env, 2, written);
     const runs = await runsSince(sys, mark2);
     return {

@@ -45,7 +45,7 @@ export const targets: Scenario = {
           const waitS = await env.waitFor(async () => (await store.has(rows)) && (await store.count()) === rows, `${rows} rows on ${kind}`, 1_800_000, 50);
           const replS = (performance.now() - t0) / 1000;
           await sleep(500);
-          const cpu = cpuSince(env, sys, cpu0);
+          const cpu = cpuSince(env, sys, cpu0, rows);
           const rss = daemonPeakRssMb(sys);
           await sys.stop();
           const text = await env.q(1, `SELECT id::text, grp::text, payload, amount::text,
