@@ -146,14 +146,40 @@ export async function downstreamReaders(control: pg.Client, sync: string): Promi
   return readersByDb((await control.query(downstreamSql(sync))).rows);
 }
 
+/** What a delta run reads from the control db before it starts (runInputs). */
+export interface RunInputValues {
+  downstream: Map<string, Set<string>>;
+  cursors: Map<string, string>;
+  /** The setting row_lock_timeout_ms as stored (undefined: no row). */
+  rowLockTimeoutMs: string | undefined;
+}
+
 /**
  * What a delta run reads from the control db before it starts: the downstream readers (as
- * downstreamReaders) and the cursors (as readCursors), in one round trip.
+ * downstreamReaders), the cursors (as readCursors) and row_lock_timeout_ms, in one round trip.
  */
-export async function runInputs(control: pg.Client, sync: string): Promise<{ downstream: Map<string, Set<string>>; cursors: Map<string, string> }> {
-  const [d, c] = (await control.query(`${downstreamSql(sync)};
-    SELECT db, snapshot FROM ibex.cursor WHERE sync = ${literal(sync)}`)) as unknown as pg.QueryResult[];
-  return { downstream: readersByDb(d!.rows), cursors: new Map(c!.rows.map((row) => [String(row.db), String(row.snapshot)])) };
+export async function runInputs(control: pg.Client, sync: string): Promise<RunInputValues> {
+  return inputsOf((await control.query(runInputsSql(sync))) as unknown as pg.QueryResult[]);
+}
+
+function runInputsSql(sync: string): string {
+  return `${downstreamSql(sync)};
+    SELECT db, snapshot FROM ibex.cursor WHERE sync = ${literal(sync)};
+    SELECT value FROM ibex.config WHERE name = 'row_lock_timeout_ms'`;
+}
+
+function inputsOf([d, c, s]: pg.QueryResult[]): RunInputValues {
+  return {
+    downstream: readersByDb(d!.rows), cursors: new Map(c!.rows.map((row) => [String(row.db), String(row.snapshot)])),
+    rowLockTimeoutMs: s!.rows.length ? String(s!.rows[0].value) : undefined,
+  };
+}
+
+/** Open a delta run's row and read its inputs (as runInputs), in one round trip. */
+export async function startDeltaRun(control: pg.Client, sync: string): Promise<{ id: number; inputs: RunInputValues }> {
+  const [r, ...rest] = (await control.query(`INSERT INTO ibex.run (sync, kind, started, status) VALUES (${literal(sync)}, 'delta', clock_timestamp(), 'running') RETURNING id;
+    ${runInputsSql(sync)}`)) as unknown as pg.QueryResult[];
+  return { id: Number(r!.rows[0].id), inputs: inputsOf(rest) };
 }
 
 function downstreamSql(sync: string): string {

@@ -87,6 +87,8 @@ export class SyncRunner {
   private columnTypes = new Map<TablePlan, { name: string; type: string }[]>();
   private readonly temps = new TempTables();
   private readonly housekeeping = new Housekeeping();
+  /** The inputs read with the run's row, for its first attempt (see inputs()). */
+  private firstInputs: store.RunInputValues | undefined;
 
   constructor(readonly opts: RunnerOptions) {
     this.hooks = this.makeHooks([]);
@@ -314,7 +316,12 @@ export class SyncRunner {
     let extra: Record<string, unknown> = {};
     try {
       const control = await this.ctl();
-      result.runId = await store.startRun(control, this.opts.sync, kind);
+      if (kind === 'delta') {
+        // The first attempt's inputs come with the run's row (one round trip); a repeat reads them again.
+        const started = await store.startDeltaRun(control, this.opts.sync);
+        result.runId = started.id;
+        this.firstInputs = started.inputs;
+      } else result.runId = await store.startRun(control, this.opts.sync, kind);
       if (opts.kickId !== undefined) await store.takeKick(control, opts.kickId, result.runId);
       if (!this.cfg) await this.load();
       if (kind === 'delta') {
@@ -332,6 +339,7 @@ export class SyncRunner {
       this.fail(result, err);
     }
     this.fastPathAllowed = true;
+    this.firstInputs = undefined;
     result.durationMs = Date.now() - started;
     if (kind === 'delta' && this.cfg) await this.hooks.runAfter('after_sync', result, extra);
     await this.record(result, extra);
@@ -400,7 +408,10 @@ export class SyncRunner {
   }
 
   /** The cursors and downstream readers, read while the dbs open. */
-  private inputs(): ReturnType<typeof store.runInputs> {
+  private inputs(): ReturnType<typeof store.runInputs> | store.RunInputValues {
+    const first = this.firstInputs;
+    this.firstInputs = undefined;
+    if (first) return first;
     const p = this.ctl().then((control) => store.runInputs(control, this.opts.sync));
     // Awaited by the run after its open; an open failing first must not leave it unhandled (its
     // failure, if any, is the control db's and shows at the next use).

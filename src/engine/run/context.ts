@@ -12,6 +12,7 @@ import type { TablePlan } from '../plan.js';
 import { windowSql, type SnapshotRef } from '../sql/gather.js';
 import type { Hooks } from './hooks.js';
 import type { TempTables } from './temp.js';
+import type { Housekeeping } from './housekeeping.js';
 import type { Target, TableSpec } from '../../targets/target.js';
 import type { RunState } from './state.js';
 
@@ -57,7 +58,7 @@ export interface RunContext {
     requeue(ctx: RunContext): Promise<void>;
   };
   /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
-  housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
+  housekeeping: Housekeeping;
   hooks: Hooks;
   /** db → tables another sync reads there (capture must record what ibex applies to them). */
   downstream: Map<string, Set<string>>;
