@@ -14,7 +14,6 @@ import type { Hooks } from './hooks.js';
 import type { TempTables } from './temp.js';
 import type { Housekeeping } from './housekeeping.js';
 import type { Target, TableSpec } from '../../targets/target.js';
-import type { RunState } from './state.js';
 
 /** A few rows won on a source travel inline in the apply round trip (see sql/apply.ts inlineReadSql)… */
 export const INLINE_ROWS = 200;
