@@ -870,20 +870,44 @@ export class Daemon {
   }
 }
 
+/** A sync going between running and idle has its state written at most this often (ms). */
+export const ROUTINE_STATE_MS = 250;
+
+/** Running or idle, with no failure to report: the states a busy sync goes through run after run. */
+function routineState(s: SyncState): boolean {
+  return (s.state === 'running' || s.state === 'idle') && s.attempts === 0;
+}
+
 /**
  * Writes sync states to the control database in order, latest first-class:
  * while one write is in flight, later states of a sync replace earlier ones
- * not yet written, so a busy sync costs one write per round trip, not per run.
+ * not yet written. A sync going between running and idle run after run is
+ * written at most every ROUTINE_STATE_MS (the latest state then), so a busy
+ * sync costs a few writes a second, not two per run; a failure, a pause or a
+ * copy is written at once.
  */
 class StateWriter {
   private readonly desired = new Map<string, SyncState>();
   private running: Promise<void> | undefined;
+  /** When each sync's state was last written, and whether it was running or idle with no failure. */
+  private readonly written = new Map<string, { at: number; routine: boolean }>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly client: () => pg.Client | undefined, private readonly log: Logger) {}
 
   set(sync: string, s: SyncState): void {
+    const before = this.desired.get(sync);
     this.desired.delete(sync);
     this.desired.set(sync, s);
+    const last = this.written.get(sync);
+    const wait = last ? last.at + ROUTINE_STATE_MS - Date.now() : 0;
+    if (wait > 0 && last!.routine && routineState(s) && (before === undefined || routineState(before))) {
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.kick();
+      }, wait).unref();
+      return;
+    }
     this.kick();
   }
 
@@ -899,6 +923,8 @@ class StateWriter {
 
   /** Resolves when nothing is waiting that can be written now. */
   async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.kick();
     while (this.running) await this.running;
   }
@@ -912,6 +938,7 @@ class StateWriter {
       const [sync, s] = first.value;
       this.desired.delete(sync);
       try {
+        this.written.set(sync, { at: Date.now(), routine: routineState(s) });
         await store.writeSyncState(c, sync, s);
       } catch (err) {
         if (!this.desired.has(sync)) this.desired.set(sync, s);
