@@ -5,7 +5,7 @@
  * of issue #5 (those come from `npm run bench`).
  * Run: N=100 ROWS=1 node --import tsx bench/tools/run-phases.ts      (per-run latency)
  *      N=100 ROWS=1 BOTH=1 node --import tsx bench/tools/run-phases.ts   (both sources change every run, as in `stream`)
- *      … TRACE=1 …   prints every statement of the last run with its start and duration (ms)
+ *      … TRACE=1 …   prints every statement of the last run with its start and duration (ms) and its length
  *      N=5 ROWS=100000 node --import tsx bench/tools/run-phases.ts   (bulk)
  *      … PROFILE=/tmp/runs.cpuprofile …   a CPU profile of the N runs (open in Chrome's DevTools)
  * Besides wall time it prints this process's CPU per run (process.cpuUsage around runner.run()):
@@ -31,7 +31,7 @@ if (process.env.TRACE === '1') {
     const ret = orig.apply(this, args);
     const first = args[0];
     const sql = typeof first === 'string' ? first : String((first as { text?: string }).text ?? (first as { constructor: { name: string } }).constructor.name);
-    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: sql.replace(/\s+/g, ' ').slice(0, 110) };
+    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: `${String(sql.length).padStart(6)} B  ${sql.replace(/\s+/g, ' ').slice(0, 100)}` };
     if (tracing) trace.push(rec);
     if (ret && typeof (ret as Promise<unknown>).then === 'function') (ret as Promise<unknown>).then(() => { rec.ms = performance.now() - t0; }, () => { rec.ms = performance.now() - t0; });
     else if (ret && typeof (ret as { on?: unknown }).on === 'function') {

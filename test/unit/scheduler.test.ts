@@ -276,7 +276,7 @@ describe('the scheduler', () => {
     assert.equal(b.ceiling(100), 30_000);
   });
 
-  it('after a run that moved many rows, waits as long as it took (at most 100 ms); a kick does not wait', async () => {
+  it('after a run that moved many rows, waits as long as it took (at most 100 ms), after a few rows half that; a kick does not wait', async () => {
     const { scheduler, timers, quiet } = setup();
     const r = new FakeRunner('s');
     scheduler.add('s', r, PLAN);
@@ -286,24 +286,35 @@ describe('the scheduler', () => {
     await flush();
     r.finish({ status: 'good', inserted: 19, durationMs: 30 });
     await flush();
-    assert.equal(r.calls.length, 2, 'a few rows: the next run follows at once');
+    assert.equal(r.calls.length, 1, 'a few rows: the next run waits half the run time');
+    await timers.advance(14);
+    assert.equal(r.calls.length, 1);
+    await timers.advance(1);
+    assert.equal(r.calls.length, 2, 'the next run starts after half the run time');
+    r.finish({ status: 'empty', durationMs: 30 });
+    await flush();
+    assert.equal(r.calls.length, 2, 'an empty run is not followed by another');
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    assert.equal(r.calls.length, 3, 'a wake-up after an empty run runs at once');
+    quiet.length = 0;
     r.finish({ status: 'good', inserted: 15, deleted: 5, durationMs: 30 });
     await flush();
-    assert.equal(r.calls.length, 2, 'many rows: the next run waits');
+    assert.equal(r.calls.length, 3, 'many rows: the next run waits');
     assert.deepEqual(quiet, [], 'not quiescent while pacing');
     scheduler.request('s', { reason: 'wake' });
     await flush();
-    assert.equal(r.calls.length, 2, 'a wake-up does not cut the pause');
+    assert.equal(r.calls.length, 3, 'a wake-up does not cut the pause');
     await timers.advance(29);
-    assert.equal(r.calls.length, 2);
+    assert.equal(r.calls.length, 3);
     await timers.advance(1);
-    assert.equal(r.calls.length, 3, 'the next run starts after the run time');
+    assert.equal(r.calls.length, 4, 'the next run starts after the run time');
     r.finish({ status: 'good', inserted: 500, durationMs: 5000 });
     await flush();
     assert.ok(timers.delays().includes(100), `capped at 100 ms: ${timers.delays().join(',')}`);
     scheduler.request('s', { reason: 'kick', kickId: 3 });
     await flush();
-    assert.equal(r.calls.length, 4, 'a kick runs at once');
+    assert.equal(r.calls.length, 5, 'a kick runs at once');
     assert.equal(r.calls.at(-1)!.kickId, 3);
   });
 
