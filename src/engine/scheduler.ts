@@ -437,7 +437,8 @@ export class Scheduler {
         // idle sync, never wait; nor does a kick (urgent requests clear the timer).
         const rows = result.inserted + result.deleted;
         const pace = rows >= PACE_ROWS ? Math.min(result.durationMs, e.plan.pauseMaxMs) : rows > 0 ? Math.min(Math.floor(result.durationMs * LIGHT_PACE), e.plan.pauseMaxMs) : 0;
-        if (pace >= 1 && !e.removed && !this.stopping) {
+        // Only syncs that run on changes poll while busy (as request() decides for 'busy').
+        if (pace >= 1 && !e.removed && !this.stopping && !e.plan.paused && wakeDriven(e.plan)) {
           const p = e.pending.get('delta') ?? { reasons: new Set<Reason>(), kickIds: [] };
           p.reasons.add('busy');
           e.pending.set('delta', p);

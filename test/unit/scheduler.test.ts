@@ -318,6 +318,24 @@ describe('the scheduler', () => {
     assert.equal(r.calls.at(-1)!.kickId, 3);
   });
 
+  it('a sync that runs only when kicked gets no paced follow-up run, however many rows it moved', async () => {
+    const { scheduler, timers } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, { ...PLAN, autokick: false });
+    scheduler.request('s', { reason: 'kick', kickId: 1 });
+    await flush();
+    r.finish({ status: 'good', inserted: 500, durationMs: 30 });
+    await flush();
+    await timers.advance(1000);
+    assert.equal(r.calls.length, 1, 'no follow-up after a busy run');
+    scheduler.request('s', { reason: 'kick', kickId: 2 });
+    await flush();
+    r.finish({ status: 'good', inserted: 3, durationMs: 30 });
+    await flush();
+    await timers.advance(1000);
+    assert.equal(r.calls.length, 2, 'nor after a light one');
+  });
+
   it('never pauses with pauseMaxMs 0 (the run_pause_max_ms setting)', async () => {
     const { scheduler } = setup();
     const r = new FakeRunner('s');
