@@ -18,7 +18,7 @@
  * measured on 2 shared cores, where every cluster and daemon compete (docs/scaling.md).
  */
 
-/** Measured costs (ms), see docs/scaling.md ("Measured costs") for where each comes from. */
+/** Measured costs (ms); docs/scaling.md ("A model of larger setups") says where each comes from. */
 export interface Costs {
   /** Wall time of a run, fixed part: a + b·masters. */
   runFixedMs: { a: number; b: number };
