@@ -845,6 +845,8 @@ export class Daemon {
         await l.close();
       })();
     }
+    // The syncs reading some db changed: one that kept it busy may be gone.
+    this.wake.recheck();
   }
 
   /** A db's connection parameters: fresh from the control database, else the last known. */
