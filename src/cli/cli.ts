@@ -94,8 +94,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     if (flags.dryRun && ['kick', 'start', 'stop', 'restart', 'run', 'reload', 'quickstart'].includes(verb)) {
       throw new IbexError('usage', `--dry-run has no meaning for "ibex ${verb}": leave it out`);
     }
+    // commander parses the line: the verb's flags and their values, the noun, the words.
+    const { parseLine } = await import('./program.js');
+    const line = parseLine(argv);
     const handler = await entry.load();
-    const code = await handler(makeContext(flags, io.out, main, io === processIo && process.stdout.isTTY === true), rest);
+    const code = await handler(makeContext(line.flags, io.out, main, io === processIo && process.stdout.isTTY === true), line.args);
     return code ?? ExitCode.ok;
   } catch (err) {
     const ibex = err instanceof IbexError ? err : undefined;
