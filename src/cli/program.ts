@@ -11,7 +11,7 @@
  * completion scripts.
  */
 import { Command, Option } from 'commander';
-import { NOUNS, type Noun } from '../config/names.js';
+import { NOUNS, nounAliases, type Noun } from '../config/names.js';
 import { usage } from '../errors.js';
 import { ADD_ALL, GLOBAL_FLAGS, NOUN_COMMANDS, VERB_COMMANDS, VERB_SUMMARIES, optionTerm, optionUsage, type CommandDoc, type OptionDoc } from './commands.js';
 import type { GlobalFlags } from './context.js';
@@ -145,7 +145,7 @@ export function buildProgram(): Command {
       cmd.helpOption(false);
       for (const noun of NOUNS) {
         leaf(cmd, noun, `${verb} ${noun}`, NOUN_COMMANDS[verb as ConfigVerb][noun], `${verb} ${verb === 'list' ? `${noun}s` : noun}`, `ibex ${verb} ${noun} (the long form with examples: docs/cli.md)`)
-          .alias(`${noun}s`);
+          .aliases(nounAliases(noun));
       }
       if (verb === 'add') leaf(cmd, 'all', 'add all tables or sequences of a db', ADD_ALL, 'add all');
       continue;
