@@ -69,6 +69,8 @@ const ZERO = { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 } as const;
  */
 export class SyncRunner {
   private cfg: SyncConfig | undefined;
+  /** Loads in progress (load() may overlap a hasPending() of the wake-up check). */
+  private loading = 0;
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, PostgresTarget>();
@@ -130,12 +132,15 @@ export class SyncRunner {
 
   /** Read the sync's configuration (again). Throws IbexError('config') when unusable. */
   async load(): Promise<void> {
+    this.loading++;
     try {
       await this.loadConfig();
     } catch (err) {
       // Never run on half a configuration (say, without the custom code that failed to load).
       this.cfg = undefined;
       throw err;
+    } finally {
+      this.loading--;
     }
   }
 
@@ -298,6 +303,8 @@ export class SyncRunner {
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */
   async hasPending(): Promise<boolean> {
+    // Mid-load the tables are not known yet: not knowing is a reason to run.
+    if (this.loading) return true;
     if (!this.cfg) return false;
     const control = await this.ctl();
     const cursors = await store.readCursors(control, this.opts.sync);
