@@ -99,6 +99,8 @@ export class Daemon {
   private readonly control: KeptSession;
   private readonly managed = new Map<string, Managed>();
   private readonly listeners = new Map<string, KeptSession>();
+  /** The row digest of each listened db when its listener was opened. */
+  private readonly listenerDigest = new Map<string, string | undefined>();
   private readonly params = new Map<string, PgParams>();
   private readonly states: StateWriter;
   /** Syncs seen leased by another daemon (logged once). */
@@ -492,6 +494,8 @@ export class Daemon {
         void this.scheduler.maintain(r.name, async () => {
           await this.load(m);
         }).catch(() => {}); // load() records its failure in the scheduler state
+        // Changed (a table, a db, a onetimecopy asked for): run under the new configuration at once.
+        if (changed) this.scheduler.request(r.name, { reason: 'catchup' });
       }
     }
     this.refreshListeners();
@@ -812,8 +816,21 @@ export class Daemon {
   private refreshListeners(): void {
     if (this.stopping) return;
     const wanted = new Set([...this.managed.keys()].flatMap((s) => this.wakeDbs(s)));
+    // A db whose row changed (moved to another host, say) is listened to anew, on its new connection.
+    const digests = new Map([...this.managed.values()].flatMap((m) => m.row.dbs.map((d) => [d.name, d.digest] as const)));
+    for (const [db, l] of [...this.listeners]) {
+      if (wanted.has(db) && this.listenerDigest.get(db) === digests.get(db)) continue;
+      this.listeners.delete(db);
+      this.wake.forget(db);
+      void (async () => {
+        const c = l.client();
+        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
+        await l.close();
+      })();
+    }
     for (const db of wanted) {
       if (this.listeners.has(db)) continue;
+      this.listenerDigest.set(db, digests.get(db));
       const l = new KeptSession({
         name: db,
         log: this.log.child({ db }),
@@ -835,16 +852,8 @@ export class Daemon {
       this.listeners.set(db, l);
       void l.start();
     }
-    for (const [db, l] of [...this.listeners]) {
-      if (wanted.has(db)) continue;
-      this.listeners.delete(db);
-      this.wake.forget(db);
-      void (async () => {
-        const c = l.client();
-        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
-        await l.close();
-      })();
-    }
+    // The syncs reading some db changed: one that kept it busy may be gone.
+    this.wake.recheck();
   }
 
   /** A db's connection parameters: fresh from the control database, else the last known. */

@@ -35,6 +35,7 @@ import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { Races } from './run/raced.js';
+import { TooLargeError, tooLargeKey } from './run/toolarge.js';
 import { TempTables } from './run/temp.js';
 import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
@@ -68,6 +69,8 @@ const ZERO = { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 } as const;
  */
 export class SyncRunner {
   private cfg: SyncConfig | undefined;
+  /** Loads in progress (load() may overlap a hasPending() of the wake-up check). */
+  private loading = 0;
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, PostgresTarget>();
@@ -81,6 +84,8 @@ export class SyncRunner {
   private downstream = new Map<string, Set<string>>();
   private strategy: Strategy = { kind: 'latest' };
   private fastPathAllowed = true;
+  /** Tables, by source, that met a row too large to COPY (run/toolarge.ts). */
+  private readonly tooLarge = new Map<string, 'failed' | 'known'>();
   private statementTimeoutMs = 0;
   private hooks: Hooks;
   /** Columns and types of each table (they cast rows sent as text: custom merges, inlined rows). */
@@ -129,12 +134,15 @@ export class SyncRunner {
 
   /** Read the sync's configuration (again). Throws IbexError('config') when unusable. */
   async load(): Promise<void> {
+    this.loading++;
     try {
       await this.loadConfig();
     } catch (err) {
       // Never run on half a configuration (say, without the custom code that failed to load).
       this.cfg = undefined;
       throw err;
+    } finally {
+      this.loading--;
     }
   }
 
@@ -297,6 +305,8 @@ export class SyncRunner {
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */
   async hasPending(): Promise<boolean> {
+    // Mid-load the tables are not known yet: not knowing is a reason to run.
+    if (this.loading) return true;
     if (!this.cfg) return false;
     const control = await this.ctl();
     const cursors = await store.readCursors(control, this.opts.sync);
@@ -381,12 +391,21 @@ export class SyncRunner {
    */
   private async deltaWithRetries(result: RunResult): Promise<{ details: Record<string, unknown> } | { skip: string }> {
     let hookRetries = 0;
+    let tooLargeRepeats = 0;
     for (let attempt = 1; ; attempt++) {
       let out: DeltaOutcome;
       try {
         const ctx = await this.context();
         out = await deltaRun(ctx, result, this.inputs());
       } catch (err) {
+        // A row too large to COPY: the attempts that follow leave it out, one more row each time at most.
+        if (err instanceof TooLargeError && tooLargeRepeats++ < 3) {
+          await this.rollbackAll(err);
+          this.tooLarge.set(tooLargeKey(err.src, err.table), 'failed');
+          this.log.debug({ run: result.runId, attempt, err: err.message }, 'repeating the run without the row too large');
+          Object.assign(result, { ...ZERO, tables: {} });
+          continue;
+        }
         const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
         const askHooks = hookRetries < 2 && this.hooks.has('exception') && !(err instanceof CustomCodeError) && !(err instanceof AbortError) && !(err instanceof TargetLostError);
         // A failure that ends the run keeps its counts (an abort reports its conflicts).
@@ -474,7 +493,7 @@ export class SyncRunner {
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
         return s;
       },
-      temps: this.temps, races: new Races((d) => this.peek(d)), housekeeping: this.housekeeping, hooks: this.hooks,
+      temps: this.temps, races: new Races((d) => this.peek(d)), tooLarge: this.tooLarge, housekeeping: this.housekeeping, hooks: this.hooks,
       downstream: this.downstream, strategy: (p) => this.relStrategy(p),
       columnTypes: (p) => this.columnTypes.get(p) ?? [],
       fastPathAllowed: this.fastPathAllowed, replica: cfg.applyMode === 'replica',
@@ -490,6 +509,7 @@ export class SyncRunner {
       target: (d) => this.target(d),
       spec: (p, db) => this.spec(p, db),
       discard: (name) => this.discard(name),
+      epoch: this.opts.epoch,
     };
   }
 

@@ -355,6 +355,9 @@ export class Scheduler {
     const task = e.tasks.shift();
     if (task) {
       e.active = true;
+      // Busy too: the quiescent hook is owed again once it is done (a wake-up check may have
+      // stopped at this sync while it ran).
+      e.quiet = false;
       void (async () => {
         try {
           await task.fn();

@@ -524,6 +524,25 @@ describe('the scheduler', () => {
     assert.equal(r.calls.length, 2, 'the follow-up run comes after the maintenance');
   });
 
+  it('says a sync is quiescent again after maintenance (a reload), not only after runs', async () => {
+    const { scheduler, quiet } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, PLAN);
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    r.finish({ status: 'empty' });
+    await flush();
+    assert.deepEqual(quiet, ['s']);
+    let release!: () => void;
+    const done = scheduler.maintain('s', () => new Promise<void>((resolve) => (release = resolve)));
+    await flush();
+    assert.equal(scheduler.isQuiescent('s'), false, 'busy while reloading');
+    release();
+    await done;
+    await flush();
+    assert.deepEqual(quiet, ['s', 's'], 'the hook is owed once the reload is done');
+  });
+
   it('stops after the runs in progress and hands back the kicks it will not answer', async () => {
     const { scheduler } = setup();
     const r = new FakeRunner('s');
@@ -562,7 +581,7 @@ describe('the wake-up coordinator', () => {
       request: (s) => void requested.push(s),
       setIdle: async (db, idle) => void flags.push({ db, idle }),
     });
-    return { w, flags, busy, pending, requested };
+    return { w, flags, busy, pending, requested, syncsByDb };
   }
 
   it('marks a db busy on a wake-up and schedules every sync that reads it', async () => {
@@ -590,6 +609,45 @@ describe('the wake-up coordinator', () => {
     await flush();
     assert.deepEqual(flags.sort((a, b) => a.db.localeCompare(b.db)), [{ db: 'A', idle: true }, { db: 'B', idle: true }]);
     assert.deepEqual(requested.sort(), ['s2', 's2'], 'a commit that raced the flag is picked up');
+  });
+
+  it('does not leave a db busy when the sync that kept it busy stops reading it (paused, removed) while it ran', async () => {
+    const { w, flags, busy, syncsByDb } = coordinator();
+    w.connected('A');
+    await w.settled();
+    flags.length = 0;
+    w.runStarting('s2');
+    busy.add('s2');
+    w.quiescent('s1');
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags.filter((f) => f.db === 'A'), [], 's2 runs on A: A stays busy');
+    assert.equal(w.applied('A'), false);
+    // s2 is paused while it runs: it reads no db any more, and its run ends.
+    syncsByDb.A = ['s1'];
+    syncsByDb.B = [];
+    busy.delete('s2');
+    w.quiescent('s2');
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags.filter((f) => f.db === 'A'), [{ db: 'A', idle: true }]);
+  });
+
+  it('looks again at every db when the syncs reading them change', async () => {
+    const { w, flags, busy, syncsByDb } = coordinator();
+    w.connected('A');
+    await w.settled();
+    busy.add('s2');
+    w.quiescent('s1');
+    await flush();
+    await w.settled();
+    flags.length = 0;
+    // s2 is removed while busy with a reload: nothing of s2 will say it is quiescent.
+    syncsByDb.A = ['s1'];
+    w.recheck();
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags, [{ db: 'A', idle: true }]);
   });
 
   it('keeps the flag writes of a db in the order they were decided', async () => {

@@ -16,6 +16,19 @@ import type { RunContext } from './context.js';
 
 interface Owner { owner: string; self: boolean; may: boolean }
 
+/** A session that can query (a run's db session, a copy's PostgresTarget). */
+interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** SQL to switch a session to a table's owner and back, or '' when ibex goes on as itself. */
+export interface OwnerSwitch { before: string; after: string; again: string }
+
+const OWNER_COLUMNS = `pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS self,
+              pg_has_role(current_user, c.relowner, 'MEMBER') AS may`;
+
+const flag = (v: unknown): boolean => v === true || v === 't';
+
 const owners = new WeakMap<RunContext, Map<SyncDb, Promise<Map<string, Owner>>>>();
 /** The dbs a run applied to as someone (asOwner asked): the ones its details report. */
 const applied = new WeakMap<RunContext, Set<SyncDb>>();
@@ -25,8 +38,7 @@ const applied = new WeakMap<RunContext, Set<SyncDb>>();
  * see run/open.ts; the values are inlined because that text takes no parameters).
  */
 export function ownersSql(plans: readonly Pick<TablePlan, 'label' | 'q'>[]): string {
-  return `SELECT x.label, pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS self,
-              pg_has_role(current_user, c.relowner, 'MEMBER') AS may
+  return `SELECT x.label, ${OWNER_COLUMNS}
          FROM unnest(${textArraySql(plans.map((x) => x.label))}, ${textArraySql(plans.map((x) => x.q))}) AS x(label, q) JOIN pg_class c ON c.oid = to_regclass(x.q)`;
 }
 
@@ -38,7 +50,7 @@ function byDbOf(ctx: RunContext): Map<SyncDb, Promise<Map<string, Owner>>> {
 
 /** Keep the owners the open round trip read on db `d` (the rows of ownersSql). */
 export function noteOwners(ctx: RunContext, d: SyncDb, rows: readonly Record<string, unknown>[]): void {
-  byDbOf(ctx).set(d, Promise.resolve(new Map(rows.map((x) => [String(x.label), { owner: String(x.owner), self: x.self === true || x.self === 't', may: x.may === true || x.may === 't' }]))));
+  byDbOf(ctx).set(d, Promise.resolve(new Map(rows.map((x) => [String(x.label), { owner: String(x.owner), self: flag(x.self), may: flag(x.may) }]))));
 }
 
 /** The owners of the sync's tables on one db (read once per run: at open, or here when open did not). */
@@ -55,21 +67,62 @@ function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
   return p;
 }
 
+function switchSql(o: Owner | undefined, reads: readonly string[], privileges = 'SELECT'): OwnerSwitch {
+  if (!o || o.self || !o.may) return { before: '', after: '', again: '' };
+  const role = ident(o.owner).text;
+  return { before: `${reads.length ? `GRANT ${privileges} ON ${reads.join(', ')} TO ${role}; ` : ''}SET LOCAL ROLE ${role}`, after: 'RESET ROLE', again: `SET LOCAL ROLE ${role}` };
+}
+
 /**
  * SQL to run before a table's apply statements on db `d` (grants on the temp tables they read,
  * then SET LOCAL ROLE), or '' when ibex applies as itself; `after` goes back to ibex's role,
  * `again` switches back to the owner.
  */
-export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<{ before: string; after: string; again: string }> {
+export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<OwnerSwitch> {
   let used = applied.get(ctx);
   if (!used) applied.set(ctx, (used = new Set()));
   used.add(d);
-  const o = (await ownersOn(ctx, d)).get(p.label);
-  if (!o || o.self || !o.may) return { before: '', after: '', again: '' };
-  const role = ident(o.owner).text;
-  return { before: `${reads.length ? `GRANT SELECT ON ${reads.join(', ')} TO ${role}; ` : ''}SET LOCAL ROLE ${role}`, after: 'RESET ROLE', again: `SET LOCAL ROLE ${role}` };
+  return switchSql((await ownersOn(ctx, d)).get(p.label), reads);
 }
 
+/**
+ * Run `work` (statements that write table `p` on db `d`) as the table's owner where ibex may.
+ * On success ibex's role is back; on an error the caller rolls back (to a savepoint taken before
+ * this, or the whole transaction), which undoes the SET LOCAL ROLE too.
+ */
+export async function ownerDo<T>(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[], work: () => Promise<T>): Promise<T> {
+  return withSwitch(ctx.pg(d), await asOwner(ctx, d, p, reads), work);
+}
+
+async function withSwitch<T>(s: Queryable, sw: OwnerSwitch, work: () => Promise<T>): Promise<T> {
+  if (sw.before) await s.query(sw.before);
+  const out = await work();
+  if (sw.after) await s.query(sw.after);
+  return out;
+}
+
+/**
+ * Owner mode outside a delta run (onetimecopy, fullcopy): the switch to the owner of table `q` on
+ * session `s`, read once per `cache` (one copy, `key` naming the db and table); `reads` (temp
+ * tables) are granted `privileges` first.
+ */
+export async function copyOwnerSwitch(s: Queryable, cache: OwnerCache, key: string, q: string, reads: readonly string[] = [], privileges = 'SELECT'): Promise<OwnerSwitch> {
+  let o = cache.get(key);
+  if (!o) {
+    o = s.query(`SELECT ${OWNER_COLUMNS} FROM pg_class c WHERE c.oid = to_regclass($1)`, [q])
+      .then((r) => (r.rows[0] ? { owner: String(r.rows[0].owner), self: flag(r.rows[0].self), may: flag(r.rows[0].may) } : undefined));
+    cache.set(key, o);
+  }
+  return switchSql(await o, reads, privileges);
+}
+
+/** `work` on session `s` as the owner of table `q` where ibex may (see copyOwnerSwitch). */
+export async function copyAsOwner<T>(s: Queryable, cache: OwnerCache, key: string, q: string, reads: readonly string[], work: () => Promise<T>, privileges = 'SELECT'): Promise<T> {
+  return withSwitch(s, await copyOwnerSwitch(s, cache, key, q, reads, privileges), work);
+}
+
+/** Owners read by copyAsOwner during one copy. */
+export type OwnerCache = Map<string, Promise<Owner | undefined>>;
 /** How the run applied on each db, for "ibex status": as the tables' owners, or as ibex's role and why. */
 export async function applyAsText(ctx: RunContext): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
