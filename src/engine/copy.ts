@@ -19,7 +19,7 @@ import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
 import type { TableSpec, Target } from '../targets/target.js';
 import type { ConflictRecord } from '../control/run-store.js';
-import { refusedRecord, RowSink } from './run/typed.js';
+import { markApplied, refusedRecord, RowSink } from './run/typed.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
 import { tableCounts } from './run/state.js';
@@ -244,6 +244,7 @@ export async function refill(ctx: CopyContext, db: SyncDb, result: RunResult): P
   await target.begin();
   await target.writeProgress(ctx.sync, [...cursors].map(([source, snapshot]) => ({ source, snapshot, run: result.runId })));
   await target.commit();
+  await markApplied(control, ctx.sync, db.name);
   await store.clearCopyProgress(control, ctx.sync, db.name);
   ctx.log.warn({ sync: ctx.sync, db: db.name, rows: result.inserted }, `db ${db.name} had lost what ibex applied there: refilled it by a onetimecopy from ${from.name}`);
 }
