@@ -51,6 +51,14 @@ export class BucardoSystem implements ReplSystem {
   private foreign = new Map<string, string[]>();
 
   addForeignTarget(name: string, addDbArgs: string[]): void {
+    const get = (k: string): string | undefined => addDbArgs.find((a) => a.startsWith(`${k}=`))?.slice(k.length + 1);
+    if (get('type') === 'redis' && get('port') !== undefined) {
+      // Bucardo drops the host of a Redis db when a port is given (server ":6380", which Redis.pm
+      // cannot connect to); a host of "host:port" and no port reaches the private server.
+      const hostPort = `host=${get('host') ?? '127.0.0.1'}:${get('port')}`;
+      this.foreign.set(name, [...addDbArgs.filter((a) => !a.startsWith('host=') && !a.startsWith('port=')), hostPort]);
+      return;
+    }
     this.foreign.set(name, addDbArgs);
   }
 
