@@ -235,7 +235,10 @@ export class SyncRunner {
     // A run never waits long behind an application's lock: 55P03 is transient, the run is retried.
     const s = new PostgresTarget(d.name, d.params, { applicationName: `ibex/${this.opts.sync}`, lockTimeoutMs: 10_000, statementTimeoutMs: this.statementTimeoutMs });
     await s.connect();
-    s.client.on('error', () => this.discard(d.name));
+    // Only this session: an old one's late error must not discard the one that replaced it.
+    s.client.on('error', () => {
+      if (this.conns.get(d.name) === s) this.discard(d.name);
+    });
     if (this.opts.epoch !== undefined) {
       try {
         await s.query(PROGRESS_EPOCH_SQL);

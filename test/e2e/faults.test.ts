@@ -14,9 +14,9 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
 import { connect } from '../../src/db/connect.js';
 import { useDaemonProcess } from '../helpers/daemon.js';
+import { faultKit, type Place } from '../helpers/faults.js';
 import { useClusters, waitFor } from '../helpers/env.js';
 import { rng, testSeed, withSeed } from '../helpers/seed.js';
 
@@ -28,58 +28,10 @@ const CTL = 0;
 const A = 1;
 const B = 2;
 
-/** Rows of a query on cluster i, on a fresh session (pooled ones would not survive the restarts below). */
-async function q(i: number, text: string, values: unknown[] = [], dbname = 'app'): Promise<Record<string, unknown>[]> {
-  const c = await connect(env.params(i, dbname), { applicationName: 'ibex-test', connectTimeoutS: 3 });
-  try {
-    return (await c.query(text, values)).rows;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-const ctl = (text: string, values: unknown[] = []): Promise<Record<string, unknown>[]> => q(CTL, text, values, 'ibexctl');
-
-/** Where a table lives: [cluster, database]. */
-type Place = [number, string];
-
-/** Count and md5 of a table's rows in key order, columns named (column order may differ between dbs). */
-async function checksum([i, db]: Place, table: string, cols: string): Promise<string> {
-  const r = await q(i, `SELECT count(*) || ':' || coalesce(md5(string_agg((${cols})::text, '|' ORDER BY id)), '') AS s FROM ${table}`, [], db);
-  return String(r[0]!.s);
-}
-
-/** Wait until every place holds the same rows; returns their checksum. */
-async function converged(table: string, cols: string, places: Place[], timeoutMs = 90_000): Promise<string> {
-  let last: string[] = [];
-  try {
-    return await waitFor(`${table} to converge`, async () => {
-      last = await Promise.all(places.map((p) => checksum(p, table, cols)));
-      return last.every((s) => s === last[0]) ? last[0] : undefined;
-    }, timeoutMs, 300);
-  } catch (err) {
-    (err as Error).message += ` (last checksums: ${last.join(' / ')})`;
-    throw err;
-  }
-}
+const { q, ctl, converged, copyReaches, runningRun, writer } = faultKit(env, CTL);
 
 const ITEM = 'id, grp, payload, n';
 const mm: Place[] = [[A, 'app'], [B, 'app']];
-
-/** The largest number of rows an ibex COPY on cluster i has processed right now (undefined: none running). */
-async function copyProgress(i: number, dbname = 'app'): Promise<number | undefined> {
-  const r = await q(i, `SELECT max(p.tuples_processed) AS n FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)
-                         WHERE a.application_name LIKE 'ibex/%'`, [], dbname);
-  return r[0]!.n === null ? undefined : Number(r[0]!.n);
-}
-
-/** Wait until an ibex COPY on cluster i has processed at least `rows` rows. */
-async function copyReaches(i: number, rows: number, what: string): Promise<number> {
-  return waitFor(`${what}: an ibex COPY past ${rows} rows on cluster ${i}`, async () => {
-    const n = await copyProgress(i);
-    return n !== undefined && n >= rows ? n : undefined;
-  }, 90_000, 5);
-}
 
 interface StatusDoc {
   daemon: { running: boolean; pid?: number };
@@ -102,46 +54,6 @@ function sameDaemon(): void {
 
 /** Run a test body with the seed and the daemon's log named on failure. */
 const seeded = (fn: () => Promise<void>) => () => withSeed(seed, fn, () => `daemon log (last lines):\n${daemon.logTail(30)}`);
-
-/** A run of `sync` that is in progress now, in the control database. */
-async function runningRun(sync: string): Promise<boolean> {
-  return (await ctl(`SELECT 1 FROM ibex.run WHERE sync = $1 AND ended IS NULL`, [sync])).length > 0;
-}
-
-/**
- * Inserts on one db in small autocommit transactions until stopped, through
- * connection losses: ids it saw committed are `acked`; a statement whose
- * outcome is unknown (the connection broke) is left to the equality check.
- */
-function writer(i: number, firstId: number): { stop: () => Promise<number[]>; acked: () => number } {
-  const acked: number[] = [];
-  let stopped = false;
-  let next = firstId;
-  const loop = (async () => {
-    let c: pg.Client | undefined;
-    while (!stopped) {
-      try {
-        c ??= await connect(env.params(i), { applicationName: 'ibex-test-writer', connectTimeoutS: 2 });
-        const ids = Array.from({ length: 20 }, () => next++);
-        await c.query(`INSERT INTO item (id, grp, payload) SELECT g, ${i}, 'written during the fault' FROM unnest($1::bigint[]) g`, [ids]);
-        acked.push(...ids);
-      } catch {
-        await c?.end().catch(() => {});
-        c = undefined;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    await c?.end().catch(() => {});
-  })();
-  return {
-    acked: () => acked.length,
-    stop: async () => {
-      stopped = true;
-      await loop;
-      return acked;
-    },
-  };
-}
 
 describe('faults survived by the running daemon', { timeout: 600_000 }, () => {
   before(async () => {

@@ -11,7 +11,7 @@ import { winnerOrder } from '../../conflict/strategy.js';
 import { AbortError } from '../errors.js';
 import { copyFanOut } from '../exchange.js';
 import type { TablePlan } from '../plan.js';
-import { allCopyInSql, allFromPendSql, inlineKeysSql, mineSql, pendCopyOutSql, pendingKeysSql, wonKeysSql } from '../sql/resolve.js';
+import { allCopyInSql, allFromPendSql, analyzeAllSql, inlineKeysSql, mineSql, pendCopyOutSql, pendingKeysSql, wonKeysSql } from '../sql/resolve.js';
 import { together } from '../together.js';
 import { collectConflicts } from './conflicts.js';
 import { resolveCustom } from './custom.js';
@@ -19,6 +19,9 @@ import { resolveMerge } from './merge.js';
 import { deltaWindow, type RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { mergedRows } from './typed.js';
+
+/** Keys exchanged by COPY from which ibex_all is analyzed before the conflict query reads it. */
+const ANALYZE_KEYS = 1_000;
 
 /** Resolve every table with pending changes; throws AbortError under conflict_strategy=abort. */
 export async function resolve(ctx: RunContext, st: RunState): Promise<void> {
@@ -71,6 +74,12 @@ async function exchangeKeys(ctx: RunContext, st: RunState, p: TablePlan, pending
     await copyFanOut(ctx.pg(src).client, pendCopyOutSql(p, src.name),
       ctx.sources.filter((s) => s !== src).map((s) => ({ client: ctx.pg(s).client, sql: allCopyInSql(p) })));
   }
+  // ibex_all was analyzed empty (run/temp.ts), so the planner knows its size but nothing of its
+  // keys: with many keys it may take the DISTINCT ON winner subquery as a parameterized inner
+  // side, re-sorting the whole table once per key (seen: a 20k-key run on CPU for minutes after a
+  // source restart). Real statistics cost a few milliseconds, small against such a run.
+  const keys = pendingOn.reduce((n, src) => n + (t.at(src).pending ?? 0), 0);
+  if (keys >= ANALYZE_KEYS) await together(ctx.sources, (src) => ctx.pg(src).query(analyzeAllSql(p)));
   return undefined;
 }
 

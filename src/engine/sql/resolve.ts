@@ -59,6 +59,11 @@ export function pendCopyOutSql(p: TablePlan, source: string): string {
   return `COPY (SELECT ${literal(source)}, * FROM ${tempNames(p).pend}) TO STDOUT`;
 }
 
+/** Statistics of ibex_all once it holds every source's keys. */
+export function analyzeAllSql(p: TablePlan): string {
+  return `ANALYZE ${tempNames(p).all}`;
+}
+
 /** COPY into ibex_all. */
 export function allCopyInSql(p: TablePlan): string {
   return `COPY ${tempNames(p).all} FROM STDIN`;

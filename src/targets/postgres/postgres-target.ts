@@ -55,9 +55,12 @@ export class PostgresTarget implements Target {
     this.session = c;
   }
 
-  /** The session (for COPY streams); throws when not connected. */
+  /**
+   * The session (for COPY streams). Throws when it was lost (destroyed after a connection error
+   * while a run still held this target): a connection error, so the run is retried soon.
+   */
   get client(): pg.Client {
-    if (!this.session) throw new IbexError('internal', `db ${this.name} is not connected`);
+    if (!this.session) throw new IbexError('unreachable', `db ${this.name}: the connection is closed (its session was lost)`);
     return this.session;
   }
 
