@@ -10,6 +10,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import { alive, haveCommand, pidsInSession, runCmd, sessionOf, sleep } from '../lib/proc.js';
 import { BENCH_DB, nodeName, type BenchEnv } from '../lib/env.js';
 import type { ReplSystem, Topology } from './system.js';
@@ -47,6 +48,7 @@ export class BucardoSystem implements ReplSystem {
   private env: BenchEnv | undefined;
   private dir = '';
   private sid: number | undefined;
+  private control: pg.Client | undefined;
   /** Targets of other kinds for the next setup (name → `add db` words, which Bucardo spells as ibex does). */
   private foreign = new Map<string, string[]>();
 
@@ -166,7 +168,44 @@ export class BucardoSystem implements ReplSystem {
     this.sid = undefined;
   }
 
+  private async ctl(): Promise<pg.Client> {
+    if (!this.control) {
+      const p = this.env!.cluster(0).params('bucardo');
+      this.control = new pg.Client({ host: p.host, port: p.port, database: 'bucardo', user: 'postgres', application_name: 'ibexbench' });
+      await this.control.connect();
+    }
+    return this.control;
+  }
+
+  /** A mark in Bucardo's run history: the control database's clock (epoch s); syncrun has no id. */
+  async mark(): Promise<number> {
+    const r = await (await this.ctl()).query(`SELECT extract(epoch FROM clock_timestamp())::float8 AS t`);
+    return Number(r.rows[0].t);
+  }
+
+  /**
+   * Every syncrun row started after the mark. A KID ends each run with status `Complete (KID n)`
+   * (a good or empty run) or `Failed : … (KID n)` (a serialization failure or deadlock it retries,
+   * or any other error); a row without `ended` is still running.
+   */
+  async runTimeline(mark: number): Promise<{ status: string; started: number; ended: number | null }[]> {
+    const r = await (await this.ctl()).query(
+      `SELECT CASE WHEN ended IS NULL THEN 'running' WHEN status LIKE 'Complete%' THEN 'good' WHEN status LIKE 'Failed%' THEN 'failed' ELSE status END AS status,
+              extract(epoch FROM started)::float8 AS started, extract(epoch FROM ended)::float8 AS ended
+         FROM bucardo.syncrun WHERE sync = $1 AND started > to_timestamp($2) ORDER BY started`, [SYNC, mark]);
+    return r.rows.map((x) => ({ status: String(x.status), started: Number(x.started), ended: x.ended === null ? null : Number(x.ended) }));
+  }
+
+  /** Conflicts Bucardo counted in its runs since the mark (it keeps a count per run, not the rows). */
+  async conflictsLogged(mark: number): Promise<number> {
+    const r = await (await this.ctl()).query(
+      `SELECT coalesce(sum(conflicts), 0)::int AS n FROM bucardo.syncrun WHERE sync = $1 AND started > to_timestamp($2)`, [SYNC, mark]);
+    return Number(r.rows[0].n);
+  }
+
   async teardown(): Promise<void> {
+    await this.control?.end().catch(() => {});
+    this.control = undefined;
     await this.stop().catch(() => {});
     if (!this.env) return;
     for (const i of this.env.nodeIdx()) await this.env.q(i, 'DROP SCHEMA IF EXISTS bucardo CASCADE').catch(() => {});

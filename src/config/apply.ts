@@ -15,14 +15,14 @@ import {
   addRelgroupMembers, deleteCustomcode, deleteCustomname, deleteDb, deleteDbgroup, deleteRelations, deleteRelgroup,
   deleteSync, getCustomcode, insertCustomcode, insertDb, insertDbgroup, insertRelation, insertRelgroup, insertSync,
   listRelations, mapCustomcode, removeDbgroupMembers, setCustomname, setDbgroupAbout,
-  setDbgroupMember, setRelationStrategy, setRelgroupAbout, updateCustomcode, updateDb, updateSync,
+  setDbgroupMember, setRelationDeltaColumns, setRelationStrategy, setRelgroupAbout, syncsUsing, updateCustomcode, updateDb, updateSync,
   type DbRecord, type NewRelation, type RelationRecord, type SyncStatus,
 } from '../control/config-store.js';
 import { notifyControl } from '../control/daemon-store.js';
 import { serverInfo } from '../db/catalog.js';
 import { endQuietly } from '../db/connect.js';
 import { configError } from '../errors.js';
-import { runInstallCapture, runRemoveCapture, skipCapture } from './capture.js';
+import { runInstallCapture, runRemoveCapture, runUpgradeCapture, skipCapture } from './capture.js';
 import type { ConfigContext } from './context.js';
 import { DOC_SYNC_OPTIONS, type ConfigDocument, type DocDb } from './document.js';
 import { openDb } from './dbs.js';
@@ -129,6 +129,8 @@ export function checkReferences(doc: ConfigDocument): void {
         const s = readStrategy(r.conflict_strategy);
         if ('error' in s) throw configError(`${kind} ${r.name}: ${s.error}`);
       }
+      if (r.delta_columns?.length && kind === 'sequence') throw configError(`sequence ${r.name} has delta_columns: only tables have counter columns; remove it`);
+      if (r.delta_columns && new Set(r.delta_columns).size !== r.delta_columns.length) throw configError(`${kind} ${r.name}: delta_columns names a column twice: name each once`);
     }
   }
   for (const [name, g] of Object.entries(doc.relgroups)) {
@@ -248,13 +250,15 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
   // tables and sequences
   const registered = await listRelations(c);
   const regByKey = new Map(registered.map((r) => [`${r.db}\u0000${r.schemaname}\u0000${r.relname}`, r]));
-  const wantRels = new Map<string, { kind: 'table' | 'sequence'; db: string; name: string; strategy: string | null }>();
+  const wantRels = new Map<string, { kind: 'table' | 'sequence'; db: string; name: string; strategy: string | null; deltaColumns: string[] | null }>();
   for (const [kind, list] of [['table', want.tables], ['sequence', want.sequences]] as const) {
     for (const r of list) {
       const s = r.conflict_strategy === undefined ? null : (readStrategy(r.conflict_strategy) as { strategy: string }).strategy;
-      wantRels.set(relKey(r.db, r.name), { kind, db: r.db, name: r.name, strategy: s });
+      wantRels.set(relKey(r.db, r.name), { kind, db: r.db, name: r.name, strategy: s, deltaColumns: r.delta_columns?.length ? r.delta_columns : null });
     }
   }
+  // Tables whose counter columns change: the capture of their syncs is upgraded in the same transaction.
+  const deltaChanged: number[] = [];
   const relIds = new Map<string, number>();
   for (const r of registered) relIds.set(`${r.db}\u0000${r.schemaname}\u0000${r.relname}`, r.id);
   const toDiscover = new Map<string, { kind: 'table' | 'sequence'; names: string[] }>();
@@ -265,9 +269,19 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
       const entry = toDiscover.get(`${r.db}\u0000${r.kind}`) ?? { kind: r.kind, names: [] };
       entry.names.push(r.name);
       toDiscover.set(`${r.db}\u0000${r.kind}`, entry);
-    } else if ((cur.conflict_strategy ?? null) !== r.strategy) {
-      step({ action: 'update', noun: r.kind, name: `${r.name} (db ${r.db})`, detail: `conflict_strategy: ${cur.conflict_strategy ?? '(the sync\'s)'} → ${r.strategy ?? '(the sync\'s)'}` });
-      writes.push(async () => setRelationStrategy(c, cur.id, r.strategy));
+    } else {
+      if ((cur.conflict_strategy ?? null) !== r.strategy) {
+        step({ action: 'update', noun: r.kind, name: `${r.name} (db ${r.db})`, detail: `conflict_strategy: ${cur.conflict_strategy ?? '(the sync\'s)'} → ${r.strategy ?? '(the sync\'s)'}` });
+        writes.push(async () => setRelationStrategy(c, cur.id, r.strategy));
+      }
+      const curCols = cur.delta_columns?.length ? cur.delta_columns : null;
+      if (!same(curCols, r.deltaColumns)) {
+        const key = r.deltaColumns?.find((x) => cur.key_columns?.includes(x));
+        if (key) throw configError(`table ${r.name} of db ${r.db}: delta_columns names its key column "${key}"; a counter must be a plain numeric column`);
+        step({ action: 'update', noun: r.kind, name: `${r.name} (db ${r.db})`, detail: `delta_columns: ${curCols?.join(',') ?? '(none)'} → ${r.deltaColumns?.join(',') ?? '(none)'}` });
+        writes.push(async () => setRelationDeltaColumns(c, cur.id, r.deltaColumns));
+        deltaChanged.push(cur.id);
+      }
     }
   }
   for (const [k, entry] of toDiscover) {
@@ -280,7 +294,9 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
       for (const rel of found.found) {
         const key = `${dbName}\u0000${rel.schemaname}\u0000${rel.relname}`;
         const w = wantRels.get(key)!;
-        const row: NewRelation = { ...rel, conflict_strategy: w.strategy };
+        const keyCol = w.deltaColumns?.find((x) => rel.key_columns?.includes(x));
+        if (keyCol) throw configError(`table ${w.name} of db ${dbName}: delta_columns names its key column "${keyCol}"; a counter must be a plain numeric column`);
+        const row: NewRelation = { ...rel, conflict_strategy: w.strategy, delta_columns: w.deltaColumns };
         step({ action: 'add', noun: entry.kind, name: `${displayRelation(rel.schemaname, rel.relname)} (db ${dbName})`, detail: entry.kind === 'table' ? `key (${(rel.key_columns ?? []).join(', ')})` : '' });
         writes.push(async () => {
           relIds.set(key, await insertRelation(c, row));
@@ -456,6 +472,11 @@ export async function applyDocument(ctx: ConfigContext, c: pg.Client, want: Conf
   try {
     for (const r of removals) await r();
     for (const w of writes) await w();
+    // Syncs that get capture installed below read the new counter columns then; the others upgrade now.
+    if (deltaChanged.length) {
+      const installing = new Set(install.map((s) => s.name));
+      await runUpgradeCapture(ctx, c, (await syncsUsing(c, { relations: deltaChanged })).filter((s) => !installing.has(s)));
+    }
     for (const s of validate) await validateSync(c, await planOf(c, s));
     if (ctx.flags.dryRun) {
       await c.query('ROLLBACK');

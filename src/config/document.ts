@@ -34,6 +34,8 @@ const relation = z.strictObject({
   db: objectName.describe('the db the table is read from (a source)'),
   name: z.string().min(1).describe('schema.name; quote parts that need it: public."Order"'),
   conflict_strategy: z.string().optional().describe('overrides the sync\'s strategy for this table'),
+  delta_columns: z.array(z.string().min(1)).optional()
+    .describe('counter columns: concurrent changes on several masters add up (numeric, not key columns; tables only)'),
 });
 
 const relgroupMember = z.union([

@@ -52,6 +52,7 @@ export async function exportConfig(c: pg.Client, opts: { full?: boolean } = {}):
   const byId = new Map<number, RelationRecord>(rels.map((r) => [r.id, r]));
   const relDoc = (r: RelationRecord): Record<string, unknown> => ({
     db: r.db, name: displayRelation(r.schemaname, r.relname), ...(r.conflict_strategy ? { conflict_strategy: r.conflict_strategy } : {}),
+    ...(r.delta_columns?.length ? { delta_columns: r.delta_columns } : {}),
   });
   doc.tables = rels.filter((r) => r.reltype === 'table').map(relDoc);
   doc.sequences = rels.filter((r) => r.reltype === 'sequence').map(relDoc);

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { findRelations, relationOid, tableInfo } from '../db/catalog.js';
 import {
   addRelgroupMembers, deleteRelations, getDb, getRelgroup, getSync, insertRelation, insertRelgroup, listDbs, listRelations,
-  relationsById, relationsNamed, removeRelgroupMembers, setRelationStrategy, syncsUsing, type DbRecord, type NewRelation,
+  relationsById, relationsNamed, removeRelgroupMembers, setRelationDeltaColumns, setRelationStrategy, syncsUsing, type DbRecord, type NewRelation,
   type RelationRecord,
 } from '../control/config-store.js';
 import { configError, notFound, usage } from '../errors.js';
@@ -306,7 +306,7 @@ export async function setDeltaColumns(ctx: ConfigContext, c: pg.Client, rels: re
   // through it): a column missing on a source refuses the change and nothing is kept.
   await write(ctx, c, async () => {
     for (const r of rels) {
-      await c.query(`UPDATE ibex.relation SET delta_columns = $2 WHERE id = $1`, [r.id, cols]);
+      await setRelationDeltaColumns(c, r.id, cols);
       report(ctx, 'set', `delta_columns=${cols?.join(',') ?? '(none)'} on table ${displayRelation(r.schemaname, r.relname)}`);
     }
     await runUpgradeCapture(ctx, c, await syncsUsing(c, { relations: rels.map((r) => r.id) }));

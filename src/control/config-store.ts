@@ -316,15 +316,20 @@ export async function relationsById(c: pg.Client, ids: readonly number[]): Promi
 /** Register a relation; returns its id. */
 export async function insertRelation(c: pg.Client, r: NewRelation): Promise<number> {
   const rows = await q<{ id: number }>(c, sql`INSERT INTO ibex.relation
-      (db, schemaname, relname, reltype, key_columns, key_types, key_kind, key_index, conflict_strategy)
+      (db, schemaname, relname, reltype, key_columns, key_types, key_kind, key_index, conflict_strategy, delta_columns)
     VALUES (${r.db}, ${r.schemaname}, ${r.relname}, ${r.reltype}, ${r.key_columns}, ${r.key_types}, ${r.key_kind},
-            ${r.key_index}, ${r.conflict_strategy}) RETURNING id`);
+            ${r.key_index}, ${r.conflict_strategy}, ${r.delta_columns ?? null}) RETURNING id`);
   return rows[0]!.id;
 }
 
 /** Change the per-table conflict strategy (null: the sync's). */
 export async function setRelationStrategy(c: pg.Client, id: number, strategy: string | null): Promise<void> {
   await c.query(`UPDATE ibex.relation SET conflict_strategy = $2 WHERE id = $1`, [id, strategy]);
+}
+
+/** Change a table's counter columns (null: none); the capture of its syncs must be upgraded after. */
+export async function setRelationDeltaColumns(c: pg.Client, id: number, cols: readonly string[] | null): Promise<void> {
+  await c.query(`UPDATE ibex.relation SET delta_columns = $2 WHERE id = $1`, [id, cols]);
 }
 
 /** Delete relations with their relgroup memberships (customcode mappings cascade). */

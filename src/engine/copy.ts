@@ -20,6 +20,7 @@ import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
 import type { TableSpec, Target } from '../targets/target.js';
 import type { ConflictRecord } from '../control/run-store.js';
 import { markApplied, refusedRecord, RowSink } from './run/typed.js';
+import { copyAsOwner, copyOwnerSwitch, type OwnerCache } from './run/owner.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
 import { tableCounts } from './run/state.js';
@@ -97,6 +98,8 @@ interface Onetime {
   src: PostgresTarget;
   result: RunResult;
   skipped: string[];
+  /** Table owners read on the destinations: rows are written as the owner where ibex may (run/owner.ts). */
+  owners: OwnerCache;
 }
 
 /**
@@ -127,7 +130,7 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
       await c.begin();
       for (const p of [...plans].reverse()) {
         await mark(ctx, c, db, p, o.from.name);
-        n.set(p, (await c.query(deleteAllSql(p))).rowCount ?? 0);
+        n.set(p, await copyAsOwner(c, o.owners, `${db.name} ${p.q}`, p.q, [], async () => (await c.query(deleteAllSql(p))).rowCount ?? 0));
       }
       await c.commit();
       return n;
@@ -150,8 +153,13 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
       return copied ?? 0;
     },
     async finish(p) {
-      let n = 0;
-      for (const sql of chunkStageSql(p).upsert) n += (await c.query(sql)).rowCount ?? 0;
+      const stage = chunkStageSql(p);
+      // The upsert reads the staging table (and, under rules, empties it of rows it updated).
+      const n = await copyAsOwner(c, o.owners, `${db.name} ${p.q}`, p.q, [stage.stage], async () => {
+        let rows = 0;
+        for (const sql of stage.upsert) rows += (await c.query(sql)).rowCount ?? 0;
+        return rows;
+      }, p.hasRules ? 'SELECT, DELETE' : 'SELECT');
       await c.commit();
       return n;
     },
@@ -210,7 +218,7 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
 async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<string, unknown>> {
   const { cfg } = ctx;
   const from = copySource(cfg);
-  const o: Onetime = { ctx, control: await ctx.control(), from, src: await ctx.db(from), result, skipped: [] };
+  const o: Onetime = { ctx, control: await ctx.control(), from, src: await ctx.db(from), result, skipped: [], owners: new Map() };
   const dests: Dest[] = [];
   for (const d of cfg.dbs.filter((x) => x.name !== from.name && x.role !== 'fullcopy' && x.status === 'active')) {
     dests.push(d.dbtype === 'postgres' ? pgDest(o, d, await ctx.db(d)) : typedDest(o, d, await ctx.target(d)));
@@ -236,7 +244,7 @@ export async function refill(ctx: CopyContext, db: SyncDb, result: RunResult): P
   const cursors = await store.readCursors(control, ctx.sync);
   const from = copySource(ctx.cfg);
   const copyCtx: CopyContext = { ...ctx, cfg: { ...ctx.cfg, onetimecopy: 1 } };
-  const o: Onetime = { ctx: copyCtx, control, from, src: await ctx.db(from), result, skipped: [] };
+  const o: Onetime = { ctx: copyCtx, control, from, src: await ctx.db(from), result, skipped: [], owners: new Map() };
   const target = await ctx.target(db);
   const dest = typedDest(o, db, target);
   await emptyTarget(o, dest);
@@ -316,12 +324,15 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   await src.begin('REPEATABLE READ');
   for (const { s } of sinks) await s.begin();
   for (const { target } of typed) await target.begin();
+  // Each table is emptied and filled as its owner where ibex may (run/owner.ts).
+  const owners: OwnerCache = new Map();
+  const asOwner = <T>(t: SyncDb, s: PostgresTarget, p: TablePlan, work: () => Promise<T>): Promise<T> => copyAsOwner(s, owners, `${t.name} ${p.q}`, p.q, [], work);
   for (const p of [...ctx.plans].reverse()) {
     for (const { t, s } of sinks) {
       await mark(ctx, s, t, p, from.name);
-      if (cfg.deletemethod === 'delete') count(result, p, 'deleted', (await s.query(deleteAllSql(p))).rowCount ?? 0);
+      if (cfg.deletemethod === 'delete') count(result, p, 'deleted', await asOwner(t, s, p, async () => (await s.query(deleteAllSql(p))).rowCount ?? 0));
       else {
-        await s.truncateWithFallback(p, cfg.deletemethod === 'truncate_cascade');
+        await asOwner(t, s, p, () => s.truncateWithFallback(p, cfg.deletemethod === 'truncate_cascade'));
         count(result, p, 'truncates', 1);
       }
     }
@@ -333,10 +344,14 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   const tally = { applied: 0, refused: [] as ConflictRecord[] };
   for (const p of ctx.plans) {
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
+    // COPY straight into the tables, each target's session as the table's owner, back after.
+    const switches = await Promise.all(sinks.map(({ t, s }) => copyOwnerSwitch(s, owners, `${t.name} ${p.q}`, p.q)));
+    for (const [i, { s }] of sinks.entries()) if (switches[i]!.before) await s.query(switches[i]!.before);
     const rows = await copyFanOut(src.client, wholeTableCopyOutSql(p), [
       ...sinks.map(({ s }) => ({ client: s.client, sql: tableCopyInSql(p) })),
       ...typed.map(({ t, target }) => ({ stream: upsertSink(target, t, ctx.spec(p, t.name), from.name, tally), name: t.name })),
     ]);
+    for (const [i, { s }] of sinks.entries()) if (switches[i]!.after) await s.query(switches[i]!.after);
     count(result, p, 'inserted', rows.slice(0, sinks.length).reduce((a, b) => a + b, 0) + tally.applied);
     tally.applied = 0;
   }

@@ -35,6 +35,7 @@ import { Hooks } from './run/hooks.js';
 import { deltaRun, type DeltaOutcome } from './run/delta.js';
 import { Housekeeping } from './run/housekeeping.js';
 import { Races } from './run/raced.js';
+import { TooLargeError, tooLargeKey } from './run/toolarge.js';
 import { TempTables } from './run/temp.js';
 import type { TypedDb } from './run/context.js';
 import type { RunKind, RunResult } from './types.js';
@@ -81,6 +82,8 @@ export class SyncRunner {
   private downstream = new Map<string, Set<string>>();
   private strategy: Strategy = { kind: 'latest' };
   private fastPathAllowed = true;
+  /** Tables, by source, that met a row too large to COPY (run/toolarge.ts). */
+  private readonly tooLarge = new Map<string, 'failed' | 'known'>();
   private statementTimeoutMs = 0;
   private hooks: Hooks;
   /** Columns and types of each table (they cast rows sent as text: custom merges, inlined rows). */
@@ -373,12 +376,21 @@ export class SyncRunner {
    */
   private async deltaWithRetries(result: RunResult): Promise<{ details: Record<string, unknown> } | { skip: string }> {
     let hookRetries = 0;
+    let tooLargeRepeats = 0;
     for (let attempt = 1; ; attempt++) {
       let out: DeltaOutcome;
       try {
         const ctx = await this.context();
         out = await deltaRun(ctx, result, this.inputs());
       } catch (err) {
+        // A row too large to COPY: the attempts that follow leave it out, one more row each time at most.
+        if (err instanceof TooLargeError && tooLargeRepeats++ < 3) {
+          await this.rollbackAll(err);
+          this.tooLarge.set(tooLargeKey(err.src, err.table), 'failed');
+          this.log.debug({ run: result.runId, attempt, err: err.message }, 'repeating the run without the row too large');
+          Object.assign(result, { ...ZERO, tables: {} });
+          continue;
+        }
         const raced = sqlstate(err) === SqlState.serializationFailure || sqlstate(err) === SqlState.deadlock;
         const askHooks = hookRetries < 2 && this.hooks.has('exception') && !(err instanceof CustomCodeError) && !(err instanceof AbortError) && !(err instanceof TargetLostError);
         // A failure that ends the run keeps its counts (an abort reports its conflicts).
@@ -463,7 +475,7 @@ export class SyncRunner {
         if (!s) throw new IbexError('internal', `db ${d.name} has no open session`);
         return s;
       },
-      temps: this.temps, races: new Races((d) => this.peek(d)), housekeeping: this.housekeeping, hooks: this.hooks,
+      temps: this.temps, races: new Races((d) => this.peek(d)), tooLarge: this.tooLarge, housekeeping: this.housekeeping, hooks: this.hooks,
       downstream: this.downstream, strategy: (p) => this.relStrategy(p),
       columnTypes: (p) => this.columnTypes.get(p) ?? [],
       fastPathAllowed: this.fastPathAllowed, replica: cfg.applyMode === 'replica',

@@ -7,6 +7,9 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners } from '../helpers/sync.js';
@@ -278,5 +281,31 @@ describe('delta_columns from the CLI', () => {
     assert.match(missing.err, /no column "nosuch"/);
     const kept = JSON.parse(await ok('list', 'tables', 'public.acc_cli', '--json')) as { delta_columns: string[] | null }[];
     assert.deepEqual(kept[0]!.delta_columns, ['balance', 'touched'], 'a refused change keeps the setting');
+  });
+
+  it('export shows delta_columns; apply -f changes them and upgrades the triggers; a key column is refused with nothing changed', async () => {
+    await control;
+    const doc = JSON.parse((await env.cli('export', '--format=json')).out) as { tables: { name: string; delta_columns?: string[] }[] };
+    const acc = (d: typeof doc): { name: string; delta_columns?: string[] } => d.tables.find((t) => t.name === 'public.acc_cli')!;
+    assert.deepEqual(acc(doc).delta_columns, ['balance', 'touched']);
+    const dir = mkdtempSync(join(tmpdir(), 'ibex-merge-doc-'));
+    const write = (d: typeof doc): string => {
+      const f = join(dir, 'ibex.json');
+      writeFileSync(f, JSON.stringify(d));
+      return f;
+    };
+    acc(doc).delta_columns = ['balance'];
+    const applied = await env.cli('apply', '-f', write(doc));
+    assert.equal(applied.code, 0, applied.err);
+    assert.match(applied.out, /~ update table public\.acc_cli \(db A\): delta_columns: balance,touched → balance/);
+    const src = String((await env.query(0, `SELECT string_agg(prosrc, '') AS s FROM pg_proc WHERE prosrc LIKE '%ibex_delta%' AND prosrc LIKE '%acc_cli%'`))[0]!.s ?? '');
+    assert.match(src, /'balance', n\."balance"::numeric/);
+    assert.doesNotMatch(src, /'touched', n\."touched"::numeric/);
+    acc(doc).delta_columns = ['id'];
+    const bad = await env.cli('apply', '-f', write(doc));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /delta_columns names its key column "id"/);
+    const listed = JSON.parse((await env.cli('list', 'tables', 'public.acc_cli', '--json')).out) as { delta_columns: string[] | null }[];
+    assert.deepEqual(listed[0]!.delta_columns, ['balance']);
   });
 });

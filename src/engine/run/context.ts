@@ -54,8 +54,11 @@ export interface RunContext {
   races: {
     use(snaps: ReadonlyMap<SyncDb, string>): void;
     leaveOut(ctx: RunContext, p: TablePlan, d: SyncDb, from: 'stage' | 'del'): Promise<boolean>;
+    raced(p: TablePlan, d: SyncDb, key: string[]): void;
     requeue(ctx: RunContext): Promise<void>;
   };
+  /** Tables (by source, see toolarge.ts) that met a row too large to COPY: 'failed' in the attempt before this one. Kept across runs. */
+  tooLarge: Map<string, 'failed' | 'known'>;
   /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
   housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
   hooks: Hooks;

@@ -23,6 +23,7 @@ import {
   childrenSql, deleteByKeySql, foreignKeySql, localChangeSql, pendingVersionSql, touchByKeySql, versionOrderSql,
 } from '../sql/apply.js';
 import { stampFor, type RunContext } from './context.js';
+import { ownerDo } from './owner.js';
 import type { RunState } from './state.js';
 
 interface Version { which: 'child' | 'parent'; ibex_src: string; ibex_ts: string; k: string }
@@ -138,15 +139,22 @@ async function settleOne(ctx: RunContext, s: PostgresTarget, d: SyncDb, p: Table
   if (!first) return undefined;
   const deleteSrc = vs.find((v) => v.which === 'parent')?.ibex_src ?? null;
   await s.query(localChangeSql);
+  // Rows are written as their table's owner where ibex may (see owner.ts); an error rolls back to
+  // the caller's savepoint, role included.
+  const asOwner = <T>(t: TablePlan, work: () => Promise<T>): Promise<T> => ownerDo(ctx, d, t, [], work);
   if (first.which === 'parent') {
-    for (const c of children) await s.query(deleteByKeySql(fk.child), [JSON.stringify(c.key)]);
+    await asOwner(fk.child, async () => {
+      for (const c of children) await s.query(deleteByKeySql(fk.child), [JSON.stringify(c.key)]);
+    });
     await s.query(stampSql(stampFor(ctx, p, d, deleteSrc)));
-    await s.query(deleteByKeySql(p), [JSON.stringify(q.key)]);
+    await asOwner(p, () => s.query(deleteByKeySql(p), [JSON.stringify(q.key)]));
     ctx.log.info({ table: p.label, db: d.name, key: JSON.stringify(q.key), children: children.length }, 'a later delete of a parent removed its children here');
     return children.map((c) => record(fk.child, c.key, { winner: first.src, winnerRow: null, winnerTime: first.ts, losers: [{ db: d.name, row: c.row, changed_at: null, constraint }] }));
   }
-  const restored = (await s.query(touchByKeySql(p), [JSON.stringify(q.key)])).rows[0];
-  for (const c of children) await s.query(touchByKeySql(fk.child), [JSON.stringify(c.key)]);
+  const restored = (await asOwner(p, () => s.query(touchByKeySql(p), [JSON.stringify(q.key)]))).rows[0];
+  await asOwner(fk.child, async () => {
+    for (const c of children) await s.query(touchByKeySql(fk.child), [JSON.stringify(c.key)]);
+  });
   await s.query(stampSql(stampFor(ctx, p, d, null)));
   ctx.log.info({ table: p.label, db: d.name, key: JSON.stringify(q.key) }, 'a parent deleted elsewhere is restored: a child of it is later');
   return [record(p, q.key, {

@@ -15,6 +15,19 @@ import type { RunContext } from './context.js';
 
 interface Owner { owner: string; self: boolean; may: boolean }
 
+/** A session that can query (a run's db session, a copy's PostgresTarget). */
+interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
+/** SQL to switch a session to a table's owner and back, or '' when ibex goes on as itself. */
+export interface OwnerSwitch { before: string; after: string; again: string }
+
+const OWNER_COLUMNS = `pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS self,
+              pg_has_role(current_user, c.relowner, 'MEMBER') AS may`;
+
+const flag = (v: unknown): boolean => v === true || v === 't';
+
 const owners = new WeakMap<RunContext, Map<SyncDb, Promise<Map<string, Owner>>>>();
 
 /** The owners of the sync's tables on one db (read once per run). */
@@ -24,14 +37,19 @@ function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
   let p = byDb.get(d);
   if (!p) {
     p = ctx.pg(d).query(
-      `SELECT x.label, pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS self,
-              pg_has_role(current_user, c.relowner, 'MEMBER') AS may
+      `SELECT x.label, ${OWNER_COLUMNS}
          FROM unnest($1::text[], $2::text[]) AS x(label, q) JOIN pg_class c ON c.oid = to_regclass(x.q)`,
       [ctx.plans.map((x) => x.label), ctx.plans.map((x) => x.q)],
-    ).then((r) => new Map(r.rows.map((x) => [String(x.label), { owner: String(x.owner), self: x.self === true || x.self === 't', may: x.may === true || x.may === 't' }])));
+    ).then((r) => new Map(r.rows.map((x) => [String(x.label), { owner: String(x.owner), self: flag(x.self), may: flag(x.may) }])));
     byDb.set(d, p);
   }
   return p;
+}
+
+function switchSql(o: Owner | undefined, reads: readonly string[], privileges = 'SELECT'): OwnerSwitch {
+  if (!o || o.self || !o.may) return { before: '', after: '', again: '' };
+  const role = ident(o.owner).text;
+  return { before: `${reads.length ? `GRANT ${privileges} ON ${reads.join(', ')} TO ${role}; ` : ''}SET LOCAL ROLE ${role}`, after: 'RESET ROLE', again: `SET LOCAL ROLE ${role}` };
 }
 
 /**
@@ -39,13 +57,48 @@ function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
  * then SET LOCAL ROLE), or '' when ibex applies as itself; `after` goes back to ibex's role,
  * `again` switches back to the owner.
  */
-export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<{ before: string; after: string; again: string }> {
-  const o = (await ownersOn(ctx, d)).get(p.label);
-  if (!o || o.self || !o.may) return { before: '', after: '', again: '' };
-  const role = ident(o.owner).text;
-  return { before: `${reads.length ? `GRANT SELECT ON ${reads.join(', ')} TO ${role}; ` : ''}SET LOCAL ROLE ${role}`, after: 'RESET ROLE', again: `SET LOCAL ROLE ${role}` };
+export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<OwnerSwitch> {
+  return switchSql((await ownersOn(ctx, d)).get(p.label), reads);
 }
 
+/**
+ * Run `work` (statements that write table `p` on db `d`) as the table's owner where ibex may.
+ * On success ibex's role is back; on an error the caller rolls back (to a savepoint taken before
+ * this, or the whole transaction), which undoes the SET LOCAL ROLE too.
+ */
+export async function ownerDo<T>(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[], work: () => Promise<T>): Promise<T> {
+  return withSwitch(ctx.pg(d), await asOwner(ctx, d, p, reads), work);
+}
+
+async function withSwitch<T>(s: Queryable, sw: OwnerSwitch, work: () => Promise<T>): Promise<T> {
+  if (sw.before) await s.query(sw.before);
+  const out = await work();
+  if (sw.after) await s.query(sw.after);
+  return out;
+}
+
+/**
+ * Owner mode outside a delta run (onetimecopy, fullcopy): the switch to the owner of table `q` on
+ * session `s`, read once per `cache` (one copy, `key` naming the db and table); `reads` (temp
+ * tables) are granted `privileges` first.
+ */
+export async function copyOwnerSwitch(s: Queryable, cache: OwnerCache, key: string, q: string, reads: readonly string[] = [], privileges = 'SELECT'): Promise<OwnerSwitch> {
+  let o = cache.get(key);
+  if (!o) {
+    o = s.query(`SELECT ${OWNER_COLUMNS} FROM pg_class c WHERE c.oid = to_regclass($1)`, [q])
+      .then((r) => (r.rows[0] ? { owner: String(r.rows[0].owner), self: flag(r.rows[0].self), may: flag(r.rows[0].may) } : undefined));
+    cache.set(key, o);
+  }
+  return switchSql(await o, reads, privileges);
+}
+
+/** `work` on session `s` as the owner of table `q` where ibex may (see copyOwnerSwitch). */
+export async function copyAsOwner<T>(s: Queryable, cache: OwnerCache, key: string, q: string, reads: readonly string[], work: () => Promise<T>, privileges = 'SELECT'): Promise<T> {
+  return withSwitch(s, await copyOwnerSwitch(s, cache, key, q, reads, privileges), work);
+}
+
+/** Owners read by copyAsOwner during one copy. */
+export type OwnerCache = Map<string, Promise<Owner | undefined>>;
 /** How the run applied on each db, for "ibex status": as the tables' owners, or as ibex's role and why. */
 export async function applyAsText(ctx: RunContext): Promise<Record<string, string>> {
   const out: Record<string, string> = {};

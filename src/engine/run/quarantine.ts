@@ -215,6 +215,11 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
     await s.query('SAVEPOINT ibex_claim');
     try {
       const r = await settleClaim(ctx, s, a, id, e.constraint, order, table, strategy.kind);
+      if (r === 'raced') {
+        // The row holding the value was written here after the run's snapshot (its unique check
+        // sees it, the snapshot does not).
+        throw Object.assign(new Error(`the row holding ${e.constraint} was written after the run's snapshot`), { code: SqlState.serializationFailure });
+      }
       if (r === undefined) {
         await s.query('ROLLBACK TO SAVEPOINT ibex_claim');
         left.push(id);
@@ -224,9 +229,19 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
       applied += r.applied;
       out.push(r.record);
     } catch (err) {
+      await s.query('ROLLBACK TO SAVEPOINT ibex_claim');
+      if (sqlstate(err) === SqlState.serializationFailure) {
+        // The row holding the value was changed here after the run's snapshot: a race, not a
+        // conflict to quarantine. Its newer version is pending for the next run, and so (queued
+        // again) is this row: the next run compares them. In a foreign key, the run is repeated.
+        if (a.p.inForeignKey) throw err;
+        const k = JSON.parse(String((await s.query(refusedRowSql(a.p, table), [id])).rows[0].key)) as Record<string, unknown>;
+        ctx.races.raced(a.p, a.db, a.p.keys.map((c) => (typeof k[c] === 'string' ? k[c] as string : JSON.stringify(k[c]))));
+        ctx.log.info({ table: a.p.label, db: a.db.name, key: JSON.stringify(k) }, 'a local write raced a unique claim: the row is reconsidered at the next run');
+        continue;
+      }
       // Refused again (a third claimant, a child of the row to remove), or no pending versions to
       // compare on this db (a target that is no source): quarantined as before.
-      await s.query('ROLLBACK TO SAVEPOINT ibex_claim');
       ctx.log.debug({ table: a.p.label, db: a.db.name, err: String(err) }, 'a unique claim could not be settled');
       left.push(id);
     }
@@ -234,11 +249,11 @@ async function settleClaims(ctx: RunContext, s: PostgresTarget, a: StagedApply, 
   return { applied, left };
 }
 
-async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, id: string, constraint: string, order: string, table: string, strategy: string): Promise<{ applied: number; record: ConflictRecord } | undefined> {
+async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, id: string, constraint: string, order: string, table: string, strategy: string): Promise<{ applied: number; record: ConflictRecord } | 'raced' | undefined> {
   const idx = (await s.query(uniqueColumnsSql(), [a.p.rel.schema, constraint])).rows[0];
   if (!idx || idx.opaque === 't' || idx.cols === null) return undefined;
   const holder = (await s.query(uniqueHolderSql(a.p, JSON.parse(String(idx.cols)) as string[]), [id])).rows[0];
-  if (!holder) return undefined;
+  if (!holder) return 'raced';
   const incoming = (await s.query(refusedRowSql(a.p, table), [id])).rows[0];
   const versions = (await s.query(claimOrderSql(a.p, order), [id, holder.id])).rows;
   // A claim with no pending version was settled before this run: the pending one is newer.

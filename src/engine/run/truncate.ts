@@ -9,6 +9,7 @@ import { anyRowSql, dropBeforeTruncateSql, keepCopyInSql, keysCopyOutSql, trunca
 import { keepTableSql, tempNames } from '../sql/temp.js';
 import { together } from '../together.js';
 import { others, stampFor, type RunContext } from './context.js';
+import { ownerDo } from './owner.js';
 import type { RunState } from './state.js';
 import { upsertSinks } from './typed.js';
 import { wholeTableCopyOutSql } from '../sql/copy.js';
@@ -47,8 +48,10 @@ async function truncateTable(ctx: RunContext, st: RunState, p: TablePlan, t: { s
     // Rows a source changed after the truncate are still pending there and are read from its
     // table later in this run: keep them (a plain TRUNCATE would lose them everywhere).
     const pending = ctx.sources.includes(d) && (await s.query(anyRowSql(tempNames(p).pend))).rows[0].e === 't';
-    if (pending || held) await s.query(truncateKeepingSql(p, pending, held));
-    else await s.truncateWithFallback(p);
+    // As the table's owner where ibex may (see owner.ts): its triggers run with its rights.
+    const reads = [...(pending ? [tempNames(p).pend] : []), ...(held ? [tempNames(p).keep] : [])];
+    if (pending || held) await ownerDo(ctx, d, p, reads, () => s.query(truncateKeepingSql(p, pending, held)));
+    else await ownerDo(ctx, d, p, [], () => s.truncateWithFallback(p));
   }
   if (ctx.typed.length === 0) return;
   // Targets of other kinds are emptied and get every row the truncating db holds now.

@@ -9,12 +9,13 @@ import { sqlstate, SqlState } from '../../db/sqlstate.js';
 import { copyFanOut } from '../exchange.js';
 import type { TablePlan } from '../plan.js';
 import {
-  inlineLoadSql, inlineReadSql, lazyCopyOutSql, originsSql, preferHashSql, stagedUpsertSql, tableCopyInSql, tempCopyInSql, wonCopyOutSql,
+  copyOutSql, inlineLoadSql, inlineReadSql, lazyRowsSql, originsSql, preferHashSql, stagedUpsertSql, tableCopyInSql, tempCopyInSql, wonRowsSql,
 } from '../sql/apply.js';
 import { together } from '../together.js';
 import { deltaWindow, fewKeys, INLINE_BYTES, INLINE_ROWS, others, stampFor, type RunContext } from './context.js';
 import { direct, fastPath } from './paths.js';
 import { isRowError } from './aside.js';
+import { movable, tooLarge } from './toolarge.js';
 import { asOwner } from './owner.js';
 import { applyOrQuarantine } from './quarantine.js';
 import type { RunState } from './state.js';
@@ -67,8 +68,10 @@ async function upsertTable(ctx: RunContext, st: RunState, p: TablePlan, pendingO
       continue;
     }
     const targets = others(ctx, src);
-    const got = await copyFanOut(ctx.pg(src).client, wonCopyOutSql(p, fewKeys(st.table(p).sources.get(src)?.won), true),
-      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'stage') })), ...upsertSinks(ctx, st, p, src.name)]);
+    const rows = await movable(ctx, st, p, src, wonRowsSql(p, fewKeys(st.table(p).sources.get(src)?.won), true));
+    const got = await copyFanOut(ctx.pg(src).client, copyOutSql(rows),
+      [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tempCopyInSql(p, 'stage') })), ...upsertSinks(ctx, st, p, src.name)])
+      .catch((err: unknown) => { throw tooLarge(err, p, src); });
     for (const [i, d] of targets.entries()) noteStaged(st, staged, p, src, d, got[i] ?? 0);
   }
   for (const td of ctx.typed) await upsertTyped(ctx, st, td, p, st.table(p).merged, 'merge');
@@ -89,8 +92,8 @@ async function readInline(ctx: RunContext, st: RunState, p: TablePlan, pendingOn
   const inline = new Map<SyncDb, string[]>();
   const viaCopy = new Set(pendingOn);
   const small = merged ? [] : pendingOn.filter((src) => !fastPath(ctx, st, src, p) && !direct(ctx, p) && (st.table(p).sources.get(src)?.won ?? Infinity) <= INLINE_ROWS);
-  const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES)));
   const types = p.cols.map((col) => ctx.columnTypes(p).find((x) => x.name === col)!.type);
+  const read = await together(small, (src) => ctx.pg(src).query(inlineReadSql(p, INLINE_BYTES, types)));
   for (const [i, src] of small.entries()) {
     const row = read[i]!.rows[0];
     if (row.rows === null && Number(row.n) > 0) continue; // too large to inline: COPY
@@ -124,12 +127,14 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
   const hash = at.lazy && at.pending >= 1000 && (await s.query(preferHashSql(p), [at.pending])).rows[0]?.hash === 't';
   if (hash) await s.query(`SET LOCAL enable_nestloop = off`);
   let copied: number[];
+  // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
+  const rows = await movable(ctx, st, p, src, at.lazy ? lazyRowsSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonRowsSql(p, fewKeys(at.won), false));
   try {
-    copied = await copyFanOut(s.client,
-      // Straight from the delta window (COPY takes no parameters: the cursor is a literal).
-      at.lazy ? lazyCopyOutSql(p, deltaWindow(ctx, { text: st.cursorOf(src) })) : wonCopyOutSql(p, fewKeys(at.won), false),
+    copied = await copyFanOut(s.client, copyOutSql(rows),
       [...targets.map((d) => ({ client: ctx.pg(d).client, sql: tableCopyInSql(p) })), ...upsertSinks(ctx, st, p, src.name)]);
   } catch (err) {
+    const large = tooLarge(err, p, src);
+    if (large !== err) throw large;
     // A key that already exists (a repeated run), another unique index, a missing parent, a row
     // a db refuses: repeat the run through staging, which applies what fits and settles, quarantines
     // or sets aside the rest.

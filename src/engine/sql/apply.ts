@@ -82,9 +82,9 @@ export function stagedUpsertSql(p: TablePlan, oneRow: string, origin: string): s
  * (`out of memory`). octet_length of a text value reads its TOAST header, not the value. At most
  * a few hundred keys: one index probe each (twice when they fit).
  */
-export function inlineReadSql(p: TablePlan, maxBytes: number): string {
+export function inlineReadSql(p: TablePlan, maxBytes: number, types?: readonly string[]): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}::text`).join(', ');
-  const size = p.cols.map((col) => `coalesce(octet_length(t.${ident(col).text}::text), 0)`).join(' + ');
+  const size = p.cols.map((col, i) => textSizeSql(`t.${ident(col).text}`, types?.[i], 'text')).join(' + ');
   return `SELECT n, CASE WHEN bytes <= ${maxBytes} THEN (SELECT json_agg(to_json(ARRAY[${cols}, m.ibex_origin]))::text FROM ${wonRowsFrom(p, true)}) END AS rows
             FROM (SELECT count(*) AS n, coalesce(sum(${size}), 0) AS bytes FROM ${wonRowsFrom(p, true)}) x`;
 }
@@ -96,17 +96,61 @@ export function inlineLoadSql(p: TablePlan, types: readonly string[], rowsJson: 
               FROM json_array_elements(${literal(rowsJson)}::json) r`;
 }
 
-/** COPY out the rows a source won (with their origin for staging; without, straight into tables). */
-export function wonCopyOutSql(p: TablePlan, small: boolean, withOrigin: boolean): string {
+/** The rows a source won (with their origin for staging; without, straight into tables). */
+export function wonRowsSql(p: TablePlan, small: boolean, withOrigin: boolean): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
-  return `COPY (SELECT ${cols}${withOrigin ? ', m.ibex_origin' : ''} FROM ${wonRowsFrom(p, small)}) TO STDOUT`;
+  return `SELECT ${cols}${withOrigin ? ', m.ibex_origin' : ''} FROM ${wonRowsFrom(p, small)}`;
 }
 
-/** COPY out the current rows of the keys pending in a delta window (the lazy fast path: no gather). */
-export function lazyCopyOutSql(p: TablePlan, window: string): string {
+/** COPY out the rows a source won (see wonRowsSql). */
+export function wonCopyOutSql(p: TablePlan, small: boolean, withOrigin: boolean): string {
+  return copyOutSql(wonRowsSql(p, small, withOrigin));
+}
+
+/** The current rows of the keys pending in a delta window (the lazy fast path: no gather). */
+export function lazyRowsSql(p: TablePlan, window: string): string {
   const cols = p.cols.map((col) => `t.${ident(col).text}`).join(', ');
-  return `COPY (SELECT ${cols} FROM ${p.q} t WHERE (${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) IN (
-                     SELECT ${p.keyList} FROM ${p.delta} WHERE ${window})) TO STDOUT`;
+  return `SELECT ${cols} FROM ${p.q} t WHERE (${p.keys.map((k) => `t.${ident(k).text}`).join(', ')}) IN (
+                     SELECT ${p.keyList} FROM ${p.delta} WHERE ${window})`;
+}
+
+/** COPY them out (see lazyRowsSql). */
+export function lazyCopyOutSql(p: TablePlan, window: string): string {
+  return copyOutSql(lazyRowsSql(p, window));
+}
+
+/** COPY a query's rows out. */
+export function copyOutSql(select: string): string {
+  return `COPY (${select}) TO STDOUT`;
+}
+
+/** The rows of `select` (its columns named as the table's) but those with the keys given. */
+export function withoutKeysSql(p: TablePlan, select: string, keys: readonly Record<string, unknown>[]): string {
+  return `SELECT x.* FROM (${select}) x
+           WHERE NOT EXISTS (SELECT 1 FROM jsonb_populate_recordset(NULL::${p.q}, ${literal(JSON.stringify(keys))}::jsonb) o WHERE ${p.keyJoin('x', 'o')})`;
+}
+
+/**
+ * The length of a value's text without building it where its type allows: the raw length of a
+ * text-like value (read from its TOAST header), twice that of bytea plus 2 (hex). Other types: the
+ * text's length (`text`: built, exact) or the stored size (`stored`: for values that may be too
+ * large to turn into text at all). Without a type, the text's length.
+ */
+export function textSizeSql(c: string, type: string | undefined, other: 'text' | 'stored'): string {
+  if (type === 'bytea') return `coalesce(2 * octet_length(${c}) + 2, 0)`;
+  if (type === undefined || /^(text|character varying|character|json)\b/.test(type)) return `coalesce(octet_length(${c}::text), 0)`;
+  return other === 'text' ? `coalesce(octet_length(${c}::text), 0)` : `coalesce(pg_column_size(${c}), 0)`;
+}
+
+/**
+ * The `limit` rows of `select` with the most COPY text, estimated without building it (the values
+ * of a row too large to move cannot be turned into text either): the raw length of text-like
+ * values, twice that of bytea (hex), the stored size of others. `types`: of p.cols, in order.
+ */
+export function largestRowsSql(p: TablePlan, types: readonly string[], select: string, limit: number): string {
+  const size = p.cols.map((col, i) => textSizeSql(`x.${ident(col).text}`, types[i], 'stored')).join(' + ');
+  const key = p.keys.map((k) => `${literal(k)}, x.${ident(k).text}`).join(', ');
+  return `SELECT jsonb_build_object(${key})::text AS key, (${size})::bigint AS bytes FROM (${select}) x ORDER BY 2 DESC LIMIT ${Math.trunc(limit)}`;
 }
 
 /** COPY straight into the table (fast path, replica mode, fullcopy). */

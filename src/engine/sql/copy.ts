@@ -27,9 +27,10 @@ export function chunkLastKeySql(p: TablePlan, chunk: string): string {
 }
 
 /** On a target: the chunk's staging table (dropped at commit), COPY into it, and its upsert. */
-export function chunkStageSql(p: TablePlan): { create: string; copyIn: string; upsert: string[] } {
+export function chunkStageSql(p: TablePlan): { stage: string; create: string; copyIn: string; upsert: string[] } {
   const stage = `pg_temp.ibex_copy_stage_${p.idx}`;
   return {
+    stage,
     create: `CREATE TEMP TABLE IF NOT EXISTS ibex_copy_stage_${p.idx} ON COMMIT DROP AS SELECT ${p.colList} FROM ${p.q} WITH NO DATA`,
     copyIn: `COPY ${stage} FROM STDIN`,
     upsert: applyStatements(p, stage, 'true'),
