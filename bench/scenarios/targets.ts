@@ -9,7 +9,7 @@
  * at STREAM_RATE/s) on a 2-master pair A, B that also writes one target of another kind. Lag to
  * the target = the time a poll first sees the row there − the row's commit time on its origin
  * (pg_xact_commit_timestamp; one clock). The target starts without the seed rows, so every
- * change appears there as a new id; a poll every TARGET_POLL_MS (100) lists the ids. A row
+ * change appears there as a new id; a poll every TARGET_POLL_MS (20) lists the ids. A row
  * committed on the target between the last poll that missed it and the first that saw it: the
  * lag reported is the midpoint − the origin commit (off by at most half that gap,
  * `poll_gap_p95_s`), and `lag_upper_*` the first sighting − the origin commit (an upper bound).
@@ -121,7 +121,7 @@ export const targetsStream: Scenario = {
       return [];
     }
     const k = ctx.knobs;
-    const pollMs = Number(process.env.TARGET_POLL_MS ?? 100);
+    const pollMs = Number(process.env.TARGET_POLL_MS ?? 20);
     const kinds = (process.env.TARGET_KINDS?.split(',') ?? [...KINDS]) as ForeignKind[];
     const writers = [1, 2];
     const out: Line[] = [];
