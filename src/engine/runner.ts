@@ -491,6 +491,7 @@ export class SyncRunner {
       target: (d) => this.target(d),
       spec: (p, db) => this.spec(p, db),
       discard: (name) => this.discard(name),
+      epoch: this.opts.epoch,
     };
   }
 

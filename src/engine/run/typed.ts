@@ -157,7 +157,8 @@ export async function markApplied(control: RunContext['control'], sync: string, 
  * run: the cursors stay behind and the next run re-applies idempotently.
  */
 export async function commitTyped(ctx: RunContext, st: RunState): Promise<void> {
-  const entries: ProgressEntry[] = ctx.sources.map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId }));
+  // With the lease epoch: each target refuses the commit if a newer owner committed there (fencing).
+  const entries: ProgressEntry[] = ctx.sources.map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId, ...(ctx.epoch !== undefined ? { epoch: ctx.epoch } : {}) }));
   await together(ctx.typed, async (td) => {
     if (td.target.caps.progressInTxn) {
       await td.target.writeProgress(ctx.sync, entries);

@@ -21,6 +21,7 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, fencedMessage } from '../target.js';
 import {
   blanksMatter,
   chunkSizes,
@@ -30,7 +31,10 @@ import {
   MYSQL_MAX_PARAMS,
   MYSQL_MAX_ROWS,
   mysqlType,
+  PROGRESS_ADD_EPOCH_SQL,
   PROGRESS_DDL,
+  PROGRESS_FENCE_SQL,
+  PROGRESS_HAS_EPOCH_SQL,
   PROGRESS_SELECT,
   progressUpsertSql,
   quoteIdent,
@@ -439,6 +443,8 @@ class MysqlTarget implements Target {
     if (!this.progressReady) {
       // DDL commits implicitly, so the progress table is made before the run's transaction.
       await this.sql(PROGRESS_DDL);
+      const [has] = (await this.sql(PROGRESS_HAS_EPOCH_SQL)) as { n: number | string }[];
+      if (Number(has?.n ?? 0) === 0) await this.sql(PROGRESS_ADD_EPOCH_SQL);
       this.progressReady = true;
     }
     this.limits.clear();
@@ -588,9 +594,16 @@ class MysqlTarget implements Target {
     await this.sql(truncateSql(table));
   }
 
+  /** Fenced entries: refused when a newer epoch committed here, checked by a locking read in this transaction. */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
+    const epoch = epochOf(entries);
+    if (epoch !== undefined) {
+      const [row] = (await this.sql(PROGRESS_FENCE_SQL, [sync])) as { epoch: number | string }[];
+      const newer = Number(row?.epoch ?? 0);
+      if (newer > epoch) throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, newer));
+    }
     const text = progressUpsertSql(this.flavor);
-    for (const e of entries) await this.exec(text, [sync, e.source, e.snapshot, String(e.run)]);
+    for (const e of entries) await this.exec(text, [sync, e.source, e.snapshot, String(e.run), e.epoch === undefined ? null : String(e.epoch)]);
   }
 
   async commit(): Promise<void> {

@@ -25,11 +25,13 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, FENCE_SOURCE, fenceEntry, fencedMessage } from '../target.js';
 import {
   MARKER_KEY,
   dbNumber,
   decodeProgress,
   encodeProgress,
+  FENCED_PROGRESS_LUA,
   hashArgs,
   keyOfRow,
   parseRowKey,
@@ -257,7 +259,8 @@ export class RedisTarget implements Target {
     }
     const mem = seen.get(this.where) ?? { marker: undefined, syncs: new Set<string>() };
     seen.set(this.where, mem);
-    const fields = Object.entries(hash);
+    // The fence record alone (a copy under way) is not progress: a refill cut short still reads as lost.
+    const fields = Object.entries(hash).filter(([source]) => source !== FENCE_SOURCE);
     if (fields.length === 0) {
       const lostMarker = mem.marker !== undefined && marker !== mem.marker;
       if (mem.syncs.has(sync) || lostMarker) return 'missing';
@@ -373,22 +376,35 @@ export class RedisTarget implements Target {
     }
   }
 
-  /** Written last, after every data chunk was acknowledged, with the marker (see readProgress). */
+  /**
+   * Written last, after every data chunk was acknowledged, with the marker (see readProgress).
+   * Fenced entries go through FENCED_PROGRESS_LUA: checked and written in one atomic script, with
+   * the sync's fence record among them, so two owners' writes are ordered on one field.
+   */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
     const mem = seen.get(this.where) ?? { marker: undefined, syncs: new Set<string>() };
     seen.set(this.where, mem);
+    const epoch = epochOf(entries);
+    let newer = 0;
     try {
       await this.redis.set(MARKER_KEY, randomUUID(), 'NX');
       const marker = await this.redis.get(MARKER_KEY);
       if (entries.length > 0) {
-        const args = entries.flatMap((e) => [e.source, encodeProgress(e.snapshot, e.run)]);
-        await this.redis.hset(progressKey(sync), ...args);
+        if (epoch === undefined) {
+          const args = entries.flatMap((e) => [e.source, encodeProgress(e.snapshot, e.run)]);
+          await this.redis.hset(progressKey(sync), ...args);
+        } else {
+          const all = entries.some((e) => e.source === FENCE_SOURCE) ? entries : [...entries, fenceEntry(entries[0]!.run, epoch)];
+          const args = all.flatMap((e) => [e.source, encodeProgress(e.snapshot, e.run, epoch)]);
+          newer = Number(await this.redis.eval(FENCED_PROGRESS_LUA, 1, progressKey(sync), String(epoch), ...args));
+        }
         mem.syncs.add(sync);
       }
       if (marker !== null) mem.marker = marker;
     } catch (err) {
       throw this.fail('writing progress', err);
     }
+    if (epoch !== undefined && newer > epoch) throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, newer));
   }
 
   async commit(): Promise<void> {
