@@ -157,6 +157,17 @@ export class LeaseLost extends IbexError {
   }
 }
 
+/** Record that a sync wrote its progress to a target of another kind (once; see 0009_target_applied.sql). */
+export async function markTargetApplied(control: pg.Client, sync: string, db: string): Promise<void> {
+  await control.query(`INSERT INTO ibex.target_applied (sync, db) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [sync, db]);
+}
+
+/** Has this sync ever written its progress to this target of another kind? */
+export async function targetApplied(control: pg.Client, sync: string, db: string): Promise<boolean> {
+  const r = await control.query(`SELECT 1 FROM ibex.target_applied WHERE sync = $1 AND db = $2`, [sync, db]);
+  return r.rows.length > 0;
+}
+
 /** Resumable copy progress of one table to one db. */
 export async function readCopyProgress(control: pg.Client, sync: string, relation: number, db: string): Promise<{ lastKey: string[] | null; rows: number; done: boolean } | undefined> {
   const r = await control.query(`SELECT last_key, rows_copied, done FROM ibex.copy_progress WHERE sync = $1 AND relation = $2 AND db = $3`, [sync, relation, db]);

@@ -26,7 +26,7 @@ import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
 import { fenceEntry, type ProgressEntry, type TableSpec, type Target } from '../targets/target.js';
 import { writeProgressSql } from '../targets/postgres/postgres-dialect.js';
 import type { ConflictRecord } from '../control/run-store.js';
-import { refusedRecord, RowSink } from './run/typed.js';
+import { markApplied, refusedRecord, RowSink } from './run/typed.js';
 import { copyAsOwner, copyOwnerSwitch, type OwnerCache } from './run/owner.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
@@ -282,6 +282,7 @@ export async function refill(ctx: CopyContext, db: SyncDb, result: RunResult): P
   await target.begin();
   await target.writeProgress(ctx.sync, [...cursors].map(([source, snapshot]) => ({ source, snapshot, run: result.runId, ...(ctx.epoch !== undefined ? { epoch: ctx.epoch } : {}) })));
   await target.commit();
+  await markApplied(control, ctx.sync, db.name);
   await store.clearCopyProgress(control, ctx.sync, db.name, ctx.epoch);
   ctx.log.warn({ sync: ctx.sync, db: db.name, rows: result.inserted }, `db ${db.name} had lost what ibex applied there: refilled it by a onetimecopy from ${from.name}`);
 }
