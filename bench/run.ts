@@ -32,11 +32,11 @@ import { overhead } from './scenarios/overhead.js';
 import { conflict } from './scenarios/conflict.js';
 import { mesh } from './scenarios/mesh.js';
 import { scale } from './scenarios/scale.js';
-import { targets } from './scenarios/targets.js';
+import { targets, targetsStream } from './scenarios/targets.js';
 import { hotkeys } from './scenarios/hotkeys.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale, targets, hotkeys };
+const SCENARIOS: Record<string, Scenario> = { limit, bulk, stream, overhead, conflict, mesh, scale, targets, 'targets-stream': targetsStream, hotkeys };
 const ALL = ['limit', 'bulk', 'stream', 'overhead', 'conflict', 'mesh'];
 
 function usage(msg?: string): never {

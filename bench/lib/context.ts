@@ -104,12 +104,26 @@ export function cpuMark(env: BenchEnv, sys: ReplSystem | null): CpuMark {
   return { daemon: sys ? sys.pids().reduce((t, p) => t + cpuOf(p, true), 0) : 0, clusters: env.clusterCpu() };
 }
 
-/** CPU used since a mark: `cpu_daemon_s` and `cpu_pg_s` per cluster. */
-export function cpuSince(env: BenchEnv, sys: ReplSystem | null, m: CpuMark): { cpu_daemon_s: number | null; cpu_pg_s: Record<string, number> } {
+/** What cpuSince reports: the daemon's CPU seconds, per change when the scenario knows its changes, and each cluster's. */
+export interface CpuUsed {
+  cpu_daemon_s: number | null;
+  /** Daemon CPU milliseconds per change the load wrote (each origin change once, however many nodes receive it). */
+  cpu_daemon_ms_per_change?: number | null;
+  cpu_pg_s: Record<string, number>;
+}
+
+/**
+ * CPU used since a mark: `cpu_daemon_s` (user+sys of the daemon and its reaped children) and `cpu_pg_s` per
+ * cluster; with `changes`, also `cpu_daemon_ms_per_change`.
+ */
+export function cpuSince(env: BenchEnv, sys: ReplSystem | null, m: CpuMark, changes?: number): CpuUsed {
   const now = cpuMark(env, sys);
   const pgs: Record<string, number> = {};
   for (const [k, v] of Object.entries(now.clusters)) pgs[k] = round(v - (m.clusters[k] ?? 0), 2)!;
-  return { cpu_daemon_s: sys ? round(now.daemon - m.daemon, 2) : null, cpu_pg_s: pgs };
+  const daemon = sys ? now.daemon - m.daemon : null;
+  const out: CpuUsed = { cpu_daemon_s: round(daemon, 2), cpu_pg_s: pgs };
+  if (changes !== undefined) out.cpu_daemon_ms_per_change = daemon === null || changes <= 0 ? null : round((daemon * 1000) / changes, 4);
+  return out;
 }
 
 /** Peak resident memory (VmHWM, MB) of the daemon's largest process. */

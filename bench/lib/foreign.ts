@@ -26,6 +26,8 @@ export interface ForeignStore {
   count(): Promise<number>;
   /** Does the row with this id exist? */
   has(id: number): Promise<boolean>;
+  /** The ids of every bench_item row on the store (the stream-lag poll). */
+  ids(): Promise<string[]>;
   /** Seconds the store itself takes to load these rows into an empty twin of bench_item. */
   floor(rows: BenchRow[], dir: string): Promise<number>;
   close(): Promise<void>;
@@ -61,6 +63,10 @@ async function mariadbStore(): Promise<ForeignStore> {
       const [r] = await c.query('SELECT 1 FROM bench_item WHERE id = ?', [id]);
       return (r as unknown[]).length > 0;
     },
+    async ids() {
+      const [r] = await c.query({ sql: 'SELECT CAST(id AS CHAR) AS id FROM bench_item', rowsAsArray: true });
+      return (r as string[][]).map((x) => x[0]!);
+    },
     async floor(rows, d) {
       const file = join(d, 'floor.tsv');
       writeFileSync(file, rows.map((r) => r.join('\t')).join('\n') + '\n');
@@ -83,7 +89,7 @@ async function mariadbStore(): Promise<ForeignStore> {
 }
 
 interface SqliteDb {
-  prepare(sql: string): { get(...a: unknown[]): unknown; run(...a: unknown[]): unknown };
+  prepare(sql: string): { get(...a: unknown[]): unknown; all(...a: unknown[]): unknown[]; run(...a: unknown[]): unknown };
   exec(sql: string): void;
   pragma(s: string): unknown;
   close(): void;
@@ -105,6 +111,9 @@ async function sqliteStore(file: string): Promise<ForeignStore> {
     },
     async has(id) {
       return db.prepare('SELECT 1 FROM bench_item WHERE id = ?').get(id) !== undefined;
+    },
+    async ids() {
+      return (db.prepare('SELECT CAST(id AS TEXT) AS id FROM bench_item').all() as { id: string }[]).map((r) => r.id);
     },
     async floor(rows) {
       const per = 200;
@@ -137,22 +146,25 @@ async function redisStore(dir: string): Promise<ForeignStore> {
       await sleep(50);
     }
   }
-  const countKeys = async (pattern: string): Promise<number> => {
-    let n = 0;
+  const keysOf = async (pattern: string): Promise<string[]> => {
+    const out: string[] = [];
     let cursor = '0';
     do {
       const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
       cursor = next;
-      n += keys.length;
+      out.push(...keys);
     } while (cursor !== '0');
-    return n;
+    return out;
   };
   return {
     kind: 'redis',
     addDbArgs: ['type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=0'],
-    count: () => countKeys('bench_item:*'),
+    count: async () => (await keysOf('bench_item:*')).length,
     async has(id) {
       return (await r.exists(`bench_item:${id}`)) === 1;
+    },
+    async ids() {
+      return (await keysOf('bench_item:*')).map((k) => k.slice('bench_item:'.length));
     },
     async floor(rows) {
       const t0 = performance.now();

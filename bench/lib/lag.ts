@@ -25,17 +25,21 @@ export interface LagReport {
   changes: number;
 }
 
-async function dump(env: BenchEnv, i: number): Promise<Map<string, Version>> {
-  const rows = await env.q<{ id: string; grp: number; t: string; ts: number }>(i,
-    `SELECT id::text, grp, t::text AS t, ${COMMIT_TS} AS ts FROM bench_item t WHERE grp > ${ORIGIN_BASE}`);
-  return new Map(rows.map((r) => [r.id, { grp: Number(r.grp), text: r.t, ts: Number(r.ts) }]));
+async function dump(env: BenchEnv, i: number, tables: readonly string[]): Promise<Map<string, Version>> {
+  const out = new Map<string, Version>();
+  for (const table of tables) {
+    const rows = await env.q<{ id: string; grp: number; t: string; ts: number }>(i,
+      `SELECT id::text, grp, t::text AS t, ${COMMIT_TS} AS ts FROM ${table} t WHERE grp > ${ORIGIN_BASE}`);
+    for (const r of rows) out.set(`${table}:${r.id}`, { grp: Number(r.grp), text: r.t, ts: Number(r.ts) });
+  }
+  return out;
 }
 
-/** Lag of every change written by `writers` (node indices) to every other node. */
-export async function measureLag(env: BenchEnv, writers: number[]): Promise<LagReport> {
+/** Lag of every change written by `writers` (node indices) to every other node, in these tables (bench_item by default). */
+export async function measureLag(env: BenchEnv, writers: number[], tables: readonly string[] = ['bench_item']): Promise<LagReport> {
   const nodes = env.nodeIdx();
   const dumps = new Map<number, Map<string, Version>>();
-  for (const i of nodes) dumps.set(i, await dump(env, i));
+  for (const i of nodes) dumps.set(i, await dump(env, i, tables));
   const all: number[] = [];
   const dirs: Record<string, number[]> = {};
   let missing = 0;

@@ -5,6 +5,9 @@
 import { fmtSpread, pick, spread } from './stats.js';
 import type { Line, Scenario } from './context.js';
 
+/** Rows every scenario with a system gets, after its own metrics, so a CPU regression shows in every table. */
+const CPU_METRICS: [string, string][] = [['cpu_daemon_s', 'daemon CPU s'], ['cpu_daemon_ms_per_change', 'daemon CPU ms / change']];
+
 /** The markdown table: per scenario and variant, each metric's median (min .. max) per system, and ibex/bucardo of the same rep. */
 export function summarize(lines: Line[], order: string[], scenarios: Record<string, Scenario>): string {
   const ok = lines.filter((l) => !l.error);
@@ -21,7 +24,8 @@ export function summarize(lines: Line[], order: string[], scenarios: Record<stri
     const variants = [...new Set(mine.map((l) => variantKey(l)))];
     for (const v of variants) {
       const group = mine.filter((l) => variantKey(l) === v);
-      for (const [key, label] of scen.metrics) {
+      const metrics = [...scen.metrics, ...CPU_METRICS.filter(([k]) => !scen.metrics.some(([m]) => m === k))];
+      for (const [key, label] of metrics) {
         const cells = systems.map((s) => fmtSpread(spread(group.filter((l) => l.system === s).map((l) => pick(l, key)))));
         if (cells.every((c) => c === '–')) continue;
         const row = [`${name}${v ? ` (${v})` : ''}`, label, ...cells];

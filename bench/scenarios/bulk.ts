@@ -41,7 +41,7 @@ export const bulk: Scenario = {
         return n.every((x) => Number(x) === rows);
       }, `${rows} rows on every node`, 1_800_000, poll);
       await sleep(500); // the run's bookkeeping after its commits belongs to its CPU cost
-      const cpu = cpuSince(env, sys, cpu0);
+      const cpu = cpuSince(env, sys, cpu0, rows);
       const rss = daemonPeakRssMb(sys);
       const ok = (await env.checksumsEqual()) !== null;
       let first = Infinity;

@@ -37,7 +37,7 @@ export const conflict: Scenario = {
       const sum = await env.checksumsEqual();
       await sleep(k.stableS * 1000);
       const stable = sum !== null && (await env.checksumsEqual()) === sum;
-      const cpu = cpuSince(env, sys, cpu0);
+      const cpu = cpuSince(env, sys, cpu0, 2 * n);
       // The end of the writes: the last commit of a writer (its own wlog row's xmin), exact.
       let writeEnd = 0;
       for (const i of [1, 2]) writeEnd = Math.max(writeEnd, Number(await env.one(i, `SELECT max(${COMMIT_TS}) FROM bench_local.wlog`)));

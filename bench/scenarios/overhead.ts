@@ -51,7 +51,7 @@ export const overhead: Scenario = {
       const mark = await sys.mark?.();
       const cpu0 = cpuMark(env, sys);
       const run = await phase('running');
-      const cpu = cpuSince(env, sys, cpu0);
+      const cpu = cpuSince(env, sys, cpu0, Math.round(run * k.overheadSecs));
       const t2 = performance.now();
       const after = await env.waitConverged(k.drainTimeoutS * 1000);
       const catchup = after === null ? null : (performance.now() - t2) / 1000;

@@ -7,12 +7,16 @@
  *   every other master has them.
  * - tables: 100k rows in one table vs 1k rows in each of 100 tables, one
  *   transaction, one sync over 102 tables; time until all are on B.
+ * - syncs: 1/10/50 syncs over 100 tables, 2/3/5 masters, 1 and 3 daemons, lag at 1,000
+ *   writes/s (scale-many.ts).
+ * - load: pgbench 4 clients on each of two masters, lag every second, convergence after (scale-many.ts).
  */
 import { BenchEnv, bulkSql, COMMIT_TS } from '../lib/env.js';
 import { round } from '../lib/stats.js';
 import { sleep } from '../lib/proc.js';
 import { cpuMark, cpuSince, daemonPeakRssMb, phaseSummary, runsSince, systemUp, withEnv, type Line, type Scenario, type ScenarioContext } from '../lib/context.js';
 import { topologyOf } from '../systems/system.js';
+import { manySyncs, sustainedLoad, syncsGrid } from './scale-many.js';
 
 async function lastCommit(env: BenchEnv, i: number, tables: string[]): Promise<{ first: number; last: number; rows: number }> {
   const parts = tables.map((t) => `SELECT ${COMMIT_TS} AS ts FROM ${t}`).join(' UNION ALL ');
@@ -52,7 +56,7 @@ async function backlog(ctx: ScenarioContext, rows: number): Promise<Line> {
     await waitRows(env, [2], ['bench_item'], rows, rows, rows >= 500_000 ? 250 : 50);
     const pollS = Date.now() / 1000 - startAt;
     await sleep(500);
-    const cpu = cpuSince(env, sys, { ...cpu0, daemon: 0 });
+    const cpu = cpuSince(env, sys, { ...cpu0, daemon: 0 }, rows);
     const rss = daemonPeakRssMb(sys);
     const b = await lastCommit(env, 2, ['bench_item']);
     const ok = (await env.checksumsEqual()) !== null;
@@ -79,7 +83,7 @@ async function masters(ctx: ScenarioContext, nodes: number): Promise<Line> {
     const others = env.nodeIdx().slice(1);
     await waitRows(env, others, ['bench_item'], rows, rows, 50);
     await sleep(500);
-    const cpu = cpuSince(env, sys, cpu0);
+    const cpu = cpuSince(env, sys, cpu0, rows);
     let last = 0;
     for (const i of others) last = Math.max(last, (await lastCommit(env, i, ['bench_item'])).last);
     const runs = await runsSince(sys, mark);
@@ -113,7 +117,7 @@ async function tables(ctx: ScenarioContext, spread: 1 | 100): Promise<Line> {
     const a = await lastCommit(env, 1, written);
     await waitRows(env, [2], written, rows + written.length, per, 50);
     await sleep(500);
-    const cpu = cpuSince(env, sys, cpu0);
+    const cpu = cpuSince(env, sys, cpu0, rows);
     const b = await lastCommit(env, 2, written);
     const runs = await runsSince(sys, mark2);
     return {
@@ -127,13 +131,23 @@ async function tables(ctx: ScenarioContext, spread: 1 | 100): Promise<Line> {
 export const scale: Scenario = {
   name: 'scale',
   needsSystem: true,
-  metrics: [['drain_s', 'backlog drain s'], ['repl_s', 'replication s'], ['rows_per_s', 'rows/s'], ['cpu_daemon_s', 'daemon CPU s'], ['daemon_peak_rss_mb', 'daemon peak RSS MB']],
+  metrics: [['drain_s', 'backlog drain s'], ['repl_s', 'replication s'], ['lag_p50_s', 'lag p50 s'], ['lag_p95_s', 'lag p95 s'],
+    ['converge_after_load_s', 'converge after load s'], ['catchup_after_load_s', 'catch-up after load s'], ['rows_per_s', 'rows/s'], ['cpu_daemon_s', 'daemon CPU s'], ['daemon_peak_rss_mb', 'daemon peak RSS MB']],
   async run(ctx) {
     const k = ctx.knobs;
     const out: Line[] = [];
     if (k.scaleParts.includes('backlog')) for (const n of k.scaleBacklogs) out.push(await backlog(ctx, n));
     if (k.scaleParts.includes('masters')) for (const n of [2, 3, 5]) out.push(await masters(ctx, n));
     if (k.scaleParts.includes('tables')) for (const s of [1, 100] as const) out.push(await tables(ctx, s));
+    if (k.scaleParts.includes('syncs')) {
+      for (const d of (process.env.SCALE_DAEMONS ?? '1,3').split(',').map(Number)) {
+        for (const [syncs, masters] of syncsGrid()) {
+          const line = await manySyncs(ctx, syncs, masters, d);
+          if (line) out.push(line);
+        }
+      }
+    }
+    if (k.scaleParts.includes('load')) out.push(await sustainedLoad(ctx));
     return out;
   },
 };

@@ -24,7 +24,7 @@ export async function streamLoad(ctx: ScenarioContext, env: BenchEnv, topo: Topo
   ], `${label}-${i}`)));
   const loadS = (performance.now() - t0) / 1000;
   const convergeS = await env.waitConverged(ctx.knobs.drainTimeoutS * 1000);
-  const cpu = cpuSince(env, sys, cpu0);
+  const cpu = cpuSince(env, sys, cpu0, writers.length * txns);
   const lag = await measureLag(env, writers);
   const runs = await runsSince(sys, mark);
   return {

@@ -26,12 +26,48 @@ export function bucardoAvailable(): { ok: boolean; why?: string } {
   return { ok: true };
 }
 
+/**
+ * Why Bucardo cannot write a target of this `type=` on this machine, or undefined when it can.
+ * Bucardo 5.6 reaches type=mariadb (and mysql) only through `dbi:mysql`, i.e. DBD::mysql; its
+ * `dsn=` override cannot name DBD::MariaDB instead, because the daemon prefixes a stored dsn with
+ * `TEST` (Bucardo.pm, db_getconn). Redis needs the Redis module, SQLite DBD::SQLite.
+ */
+export async function bucardoForeignUnsupported(type: string): Promise<string | undefined> {
+  const module = type === 'mariadb' || type === 'mysql' ? 'DBD::mysql' : type === 'sqlite' ? 'DBD::SQLite' : type === 'redis' ? 'Redis' : undefined;
+  if (module === undefined) return `Bucardo type ${type} is not set up in this harness`;
+  const r = await runCmd('perl', [`-M${module}`, '-e', '1']);
+  if (r.code === 0) return undefined;
+  const why = `Bucardo 5.6 writes type=${type} through the Perl module ${module}, which is not installed here`;
+  return module === 'DBD::mysql'
+    ? `${why} (only DBD::MariaDB is: Bucardo hard-codes dbi:mysql for mariadb, and its dsn= override is unusable because the daemon prefixes it with TEST)`
+    : why;
+}
+
 export class BucardoSystem implements ReplSystem {
   readonly name = 'bucardo' as const;
   private env: BenchEnv | undefined;
   private dir = '';
   private sid: number | undefined;
   private control: pg.Client | undefined;
+  /** Targets of other kinds for the next setup (name → `add db` words, which Bucardo spells as ibex does). */
+  private foreign = new Map<string, string[]>();
+
+  addForeignTarget(name: string, addDbArgs: string[]): void {
+    const get = (k: string): string | undefined => addDbArgs.find((a) => a.startsWith(`${k}=`))?.slice(k.length + 1);
+    if (get('type') === 'redis' && get('port') !== undefined) {
+      // Bucardo drops the host of a Redis db when a port is given (server ":6380", which Redis.pm
+      // cannot connect to); a host of "host:port" and no port reaches the private server.
+      const hostPort = `host=${get('host') ?? '127.0.0.1'}:${get('port')}`;
+      this.foreign.set(name, [...addDbArgs.filter((a) => !a.startsWith('host=') && !a.startsWith('port=')), hostPort]);
+      return;
+    }
+    this.foreign.set(name, addDbArgs);
+  }
+
+  async foreignUnsupported(addDbArgs: string[]): Promise<string | undefined> {
+    const type = addDbArgs.find((a) => a.startsWith('type='))?.slice(5) ?? 'postgres';
+    return bucardoForeignUnsupported(type);
+  }
 
   async version(): Promise<string> {
     const v = await runCmd('bucardo', ['--version']);
@@ -74,9 +110,13 @@ export class BucardoSystem implements ReplSystem {
       await env.q(i, `DO $$BEGIN CREATE ROLE bucardo SUPERUSER LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$`);
       await this.bc('add', 'db', nodeName(i), `dbname=${BENCH_DB}`, `host=${env.lowerSocketDir(i)}`, `port=${env.cluster(i).port}`, 'user=bucardo');
     }
+    // Targets of other kinds: Bucardo's own type= words; it writes the tables the store created.
+    for (const [name, args] of this.foreign) await this.bc('add', 'db', name, ...args);
     // 4. the relgroup and one sync.
     await this.bc('add', 'table', ...tables, `db=${nodeName(topo.sources[0]!)}`, `relgroup=${RELGROUP}`);
-    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`)].join(',');
+    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`),
+      ...[...this.foreign.keys()].map((name) => `${name}:target`)].join(',');
+    this.foreign.clear();
     await this.bc('add', 'sync', SYNC, `relgroup=${RELGROUP}`, `dbs=${dbs}`);
   }
 

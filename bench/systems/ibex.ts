@@ -4,7 +4,7 @@
  * (`ibex start`), exactly as users run it; its pid comes from the pid file and
  * is checked against `ibex status --json`.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,12 @@ export class IbexSystem implements ReplSystem {
   private controlUrl = '';
   private piddir = '';
   private pid: number | undefined;
+  /** Daemons beyond the first (scale `syncs`: several daemons on one control db), by pid dir. */
+  private more: { piddir: string; pid: number }[] = [];
+  /** How many daemons start() launches (each with its own pid dir, all on one control db). */
+  daemons = 1;
+  /** The syncs setup made (one, or one per table group: setupSyncs). */
+  private syncs: string[] = [SYNC];
   private control: pg.Client | undefined;
   private srcAtSetup = '';
   private srcAtStart = '';
@@ -72,7 +78,46 @@ export class IbexSystem implements ReplSystem {
     return mustRun(BIN, ['--control', this.controlUrl, ...args], { env: { ...process.env, IBEX_PIDDIR: this.piddir }, cwd: ROOT });
   }
 
-  async setup(env: BenchEnv, topo: Topology, tables: string[]): Promise<void> {
+  async setup(env: BenchEnv, topo: Topology, tables: string[], sync = SYNC): Promise<void> {
+    this.syncs = [sync];
+    await this.prepare(env);
+    const nodes = [...topo.sources, ...topo.targets];
+    for (const i of nodes) {
+      const c = env.cluster(i);
+      await this.cli('add', 'db', nodeName(i), `dbname=${BENCH_DB}`, `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres');
+    }
+    for (const [name, args] of this.foreign) await this.cli('add', 'db', name, ...args);
+    await this.cli('add', 'table', ...tables, `db=${nodeName(topo.sources[0]!)}`, `relgroup=${sync}`);
+    const dbs = [this.dbsWord(topo), ...[...this.foreign.keys()].map((name) => `${name}:target`)].join(',');
+    this.foreign.clear();
+    await this.cli('add', 'sync', sync, `relgroup=${sync}`, `dbs=${dbs}`);
+  }
+
+  /**
+   * As setup, but one sync per group of tables (`bench_1`, `bench_2`, …), every one over the same
+   * topology: the many-syncs measurement of the scale scenario.
+   */
+  async setupSyncs(env: BenchEnv, topo: Topology, groups: string[][]): Promise<void> {
+    // One `ibex apply -f` for every sync (50 syncs by `add` would be 100 CLI starts).
+    await this.prepare(env);
+    const nodes = [...topo.sources, ...topo.targets];
+    const first = nodeName(topo.sources[0]!);
+    const doc = {
+      version: 1,
+      dbs: Object.fromEntries(nodes.map((i) => [nodeName(i), { host: env.cluster(i).socketDir, port: env.cluster(i).port, dbname: BENCH_DB, user: 'postgres' }])),
+      tables: groups.flat().map((name) => ({ db: first, name })),
+      relgroups: Object.fromEntries(groups.map((g, k) => [`bench_${k + 1}`, { db: first, members: g }])),
+      dbgroups: { bench: { members: [...topo.sources.map((i) => ({ db: nodeName(i), role: 'source' })), ...topo.targets.map((i) => ({ db: nodeName(i), role: 'target' }))] } },
+      syncs: Object.fromEntries(groups.map((_, k) => [`bench_${k + 1}`, { relgroup: `bench_${k + 1}`, dbgroup: 'bench' }])),
+    };
+    const file = join(env.dir, 'ibex-syncs.json');
+    writeFileSync(file, JSON.stringify(doc, null, 1));
+    await this.cli('apply', '-f', file);
+    this.syncs = groups.map((_, k) => `bench_${k + 1}`);
+  }
+
+  /** A control database with ibex installed, for this environment. */
+  private async prepare(env: BenchEnv): Promise<void> {
     this.env = env;
     this.srcAtSetup = srcFingerprint();
     this.srcAtStart = '';
@@ -80,17 +125,10 @@ export class IbexSystem implements ReplSystem {
     await env.cluster(0).createDatabase('ibexctl');
     this.controlUrl = env.cluster(0).url('ibexctl');
     await this.cli('install');
-    const nodes = [...topo.sources, ...topo.targets];
-    for (const i of nodes) {
-      const c = env.cluster(i);
-      await this.cli('add', 'db', nodeName(i), `dbname=${BENCH_DB}`, `host=${c.socketDir}`, `port=${c.port}`, 'user=postgres');
-    }
-    for (const [name, args] of this.foreign) await this.cli('add', 'db', name, ...args);
-    await this.cli('add', 'table', ...tables, `db=${nodeName(topo.sources[0]!)}`, `relgroup=${SYNC}`);
-    const dbs = [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`),
-      ...[...this.foreign.keys()].map((name) => `${name}:target`)].join(',');
-    this.foreign.clear();
-    await this.cli('add', 'sync', SYNC, `relgroup=${SYNC}`, `dbs=${dbs}`);
+  }
+
+  private dbsWord(topo: Topology): string {
+    return [...topo.sources.map((i) => `${nodeName(i)}:source`), ...topo.targets.map((i) => `${nodeName(i)}:target`)].join(',');
   }
 
   addForeignTarget(name: string, addDbArgs: string[]): void {
@@ -105,6 +143,13 @@ export class IbexSystem implements ReplSystem {
     const file = readdirSync(this.piddir).find((f) => /^ibex-.*\.pid$/.test(f));
     if (!file) throw new Error(`ibex start left no pid file in ${this.piddir}`);
     this.pid = Number(readFileSync(join(this.piddir, file), 'utf8').split('\n')[0]);
+    for (let k = 1; k < this.daemons; k++) {
+      const dir = `${this.piddir}-${k + 1}`;
+      await mustRun(BIN, ['--control', this.controlUrl, 'start', `--piddir=${dir}`], { env: { ...process.env, IBEX_PIDDIR: dir }, cwd: ROOT });
+      const f = readdirSync(dir).find((x) => /^ibex-.*\.pid$/.test(x));
+      if (!f) throw new Error(`ibex start left no pid file in ${dir}`);
+      this.more.push({ piddir: dir, pid: Number(readFileSync(join(dir, f), 'utf8').split('\n')[0]) });
+    }
     if (http) {
       const scrape = async (): Promise<void> => {
         const r = await fetch(`http://${http}/metrics`);
@@ -124,17 +169,20 @@ export class IbexSystem implements ReplSystem {
   }
 
   pids(): number[] {
-    return this.pid ? [this.pid] : [];
+    return [...(this.pid ? [this.pid] : []), ...this.more.map((m) => m.pid)];
   }
 
   async stop(): Promise<void> {
     if (this.scraper) clearInterval(this.scraper);
     this.scraper = undefined;
     if (this.scrapeErrors.length) throw new Error(`scraping /metrics failed: ${this.scrapeErrors.splice(0).join('; ')}`);
+    for (const m of this.more.splice(0)) {
+      await mustRun(BIN, ['--control', this.controlUrl, 'stop', `--piddir=${m.piddir}`, '--timeout=60'], { env: { ...process.env, IBEX_PIDDIR: m.piddir }, cwd: ROOT });
+    }
     if (this.pid === undefined) return;
     // The pid measured must be the daemon ibex itself reports (checked here, outside any timing).
     const status = JSON.parse(await this.cli('status', '--json')) as { daemon?: { pid?: number } };
-    if (status.daemon?.pid !== undefined && status.daemon.pid !== this.pid) {
+    if (this.daemons === 1 && status.daemon?.pid !== undefined && status.daemon.pid !== this.pid) {
       throw new Error(`pid file says ${this.pid}, ibex status --json says ${status.daemon.pid}`);
     }
     await this.cli('stop', `--piddir=${this.piddir}`, '--timeout=60');
@@ -144,7 +192,7 @@ export class IbexSystem implements ReplSystem {
   async teardown(): Promise<void> {
     await this.stop().catch(() => {});
     if (!this.env) return;
-    await this.cli('remove', 'sync', SYNC).catch(() => {});
+    for (const sync of this.syncs) await this.cli('remove', 'sync', sync).catch(() => {});
     for (const i of this.env.nodeIdx()) await this.env.q(i, 'DROP SCHEMA IF EXISTS ibex CASCADE').catch(() => {});
     await this.control?.end().catch(() => {});
     this.control = undefined;
@@ -152,7 +200,14 @@ export class IbexSystem implements ReplSystem {
 
   logs(): string[] {
     try {
-      return readdirSync(this.piddir).filter((f) => f.endsWith('.log')).map((f) => join(this.piddir, f));
+      const dirs = [this.piddir, ...Array.from({ length: this.daemons - 1 }, (_, k) => `${this.piddir}-${k + 2}`)];
+      return dirs.flatMap((d) => {
+        try {
+          return readdirSync(d).filter((f) => f.endsWith('.log')).map((f) => join(d, f));
+        } catch {
+          return [];
+        }
+      });
     } catch {
       return [];
     }

@@ -53,6 +53,8 @@ export interface ReplSystem {
    * sync as a one-way target. Systems without non-PostgreSQL targets in this harness lack it.
    */
   addForeignTarget?(name: string, addDbArgs: string[]): void;
+  /** Why this system cannot write a target given by these `add db` words here (undefined: it can). */
+  foreignUnsupported?(addDbArgs: string[]): Promise<string | undefined>;
 }
 
 export function topologyOf(nodes: number, kind: 'mesh' | 'fanout'): Topology {

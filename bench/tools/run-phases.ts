@@ -5,8 +5,10 @@
  * of issue #5 (those come from `npm run bench`).
  * Run: N=100 ROWS=1 node --import tsx bench/tools/run-phases.ts      (per-run latency)
  *      N=100 ROWS=1 BOTH=1 node --import tsx bench/tools/run-phases.ts   (both sources change every run, as in `stream`)
- *      … TRACE=1 …   prints every statement of the last run with its start and duration (ms)
+ *      … TRACE=1 …   prints every statement of the last run with its start and duration (ms) and its length
  *      N=5 ROWS=100000 node --import tsx bench/tools/run-phases.ts   (bulk)
+ *      … PROFILE=/tmp/runs.cpuprofile …   a CPU profile of the N runs (open in Chrome's DevTools)
+ * Besides wall time it prints this process's CPU per run (process.cpuUsage around runner.run()):
  */
 import { createClusters } from '../../src/cluster/clusters.js';
 import { connect } from '../../src/db/connect.js';
@@ -15,7 +17,8 @@ import { installCapture } from '../../src/capture/install.js';
 import { SyncRunner } from '../../src/engine/runner.js';
 import pino from 'pino';
 import pg from 'pg';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 
 // TRACE=1: time every statement (start offset and duration, per session) of the last run.
@@ -28,7 +31,7 @@ if (process.env.TRACE === '1') {
     const ret = orig.apply(this, args);
     const first = args[0];
     const sql = typeof first === 'string' ? first : String((first as { text?: string }).text ?? (first as { constructor: { name: string } }).constructor.name);
-    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: sql.replace(/\s+/g, ' ').slice(0, 110) };
+    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: `${String(sql.length).padStart(6)} B  ${sql.replace(/\s+/g, ' ').slice(0, 100)}` };
     if (tracing) trace.push(rec);
     if (ret && typeof (ret as Promise<unknown>).then === 'function') (ret as Promise<unknown>).then(() => { rec.ms = performance.now() - t0; }, () => { rec.ms = performance.now() - t0; });
     else if (ret && typeof (ret as { on?: unknown }).on === 'function') {
@@ -81,8 +84,17 @@ try {
   const N = Number(process.env.N ?? 100);
   const ROWS = Number(process.env.ROWS ?? 1);
   const times: number[] = [];
+  // This process's CPU (user+sys) over each runner.run(): the engine's own cost of a run, in ms.
+  const cpus: number[] = [];
   const phases: Record<string, number[]> = {};
   const BOTH = process.env.BOTH === '1';
+  // PROFILE=file.cpuprofile: a CPU profile of the N runs only (not of the clusters' set-up).
+  const profiler = process.env.PROFILE ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   for (let i = 0; i < N; i++) {
     if (BOTH) {
       // One insert on A and one update on B (of a row inserted on B earlier): the stream mix.
@@ -94,13 +106,21 @@ try {
     }
     tracing = i === N - 1;
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const res = await runner.run();
+    const c1 = process.cpuUsage(c0);
     times.push(performance.now() - t0);
+    cpus.push((c1.user + c1.system) / 1000);
     if (res.status !== 'good') throw new Error(JSON.stringify(res));
     const d = await ctl.query(`SELECT details FROM ibex.run WHERE id = $1`, [res.runId]);
     for (const [k, v] of Object.entries((d.rows[0].details as { phases?: Record<string, number> }).phases ?? {})) (phases[k] ??= []).push(v);
   }
   tracing = false;
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(process.env.PROFILE!, JSON.stringify(profile));
+    profiler.disconnect();
+  }
   if (trace.length) {
     const base = trace[0]!.at;
     for (const r of trace) console.log(`${(r.at - base).toFixed(2).padStart(7)} ${r.ms.toFixed(2).padStart(6)} ${r.db.padEnd(6)} ${r.sql}`);
@@ -108,6 +128,7 @@ try {
   times.sort((a, b) => a - b);
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
   console.log(`run ms: p50 ${med(times)!.toFixed(1)} p90 ${times[Math.floor(N * 0.9)]!.toFixed(1)}`);
+  console.log(`run CPU ms (this process, user+sys): p50 ${med(cpus)!.toFixed(2)} mean ${(cpus.reduce((a, b) => a + b, 0) / N).toFixed(2)}`);
   console.log('phase medians', Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, med(v)])));
   await runner.close();
   if (process.env.EXPLAIN === '1') {

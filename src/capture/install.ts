@@ -8,11 +8,11 @@
  */
 import type pg from 'pg';
 import { connect, describeParams, errorText } from '../db/connect.js';
-import { tableInfo, serverInfo } from '../db/catalog.js';
+import { tableInfo, serverInfo, type TableInfo } from '../db/catalog.js';
 import { withRetry } from '../db/retry.js';
 import { SqlState, sqlstate, isTransient } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
-import { loadSyncConfig, type SyncDb } from '../control/sync-config.js';
+import { loadSyncConfig, type SyncConfig, type SyncDb } from '../control/sync-config.js';
 import { ident, qualified } from '../db/ident.js';
 import { baseDdl, sourceBaseDdl, tableDdl, dropTableDdl, captureNames, findNameClash, CAPTURE_VERSION, META_COLUMNS, RESERVED_COLUMNS,
   type CaptureTable } from './objects.js';
@@ -117,12 +117,22 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
   const clients = new Map<string, pg.Client>();
   const snapshots = new Map<string, string>();
   try {
+    // Every source is checked before any is changed: each db's DDL commits on its own, so a
+    // table or counter column wrong on the third source must not leave the first two upgraded.
+    // An upgrade is checked in a dry run too (it changes triggers that run now).
+    if (!opts.dryRun || opts.upgrade) {
+      for (const db of fullcopyOnly ? [] : pgDbs.filter((d) => d.role === 'source')) {
+        const client = await open(db, lockMs);
+        clients.set(db.name, client);
+        await checkSourceTables(client, db.name, tables);
+      }
+    }
     for (const db of pgDbs) {
       if (opts.dryRun) {
         say(`would install ${db.role === 'source' && !fullcopyOnly ? `capture for ${tables.length} table(s) and ` : ''}the progress table on db ${db.name}`);
         continue;
       }
-      const client = await open(db, lockMs);
+      const client = clients.get(db.name) ?? await open(db, lockMs);
       clients.set(db.name, client);
       const info = await serverInfo(client);
       const isSource = db.role === 'source' && !fullcopyOnly;
@@ -132,13 +142,8 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
         if (!isSource) return;
         await client.query(sourceBaseDdl(info.user));
         for (const t of tables) {
-          const ti = await tableInfo(client, t.schema, t.name);
-          if (!ti) throw new IbexError('config', `table ${t.schema}.${t.name} is missing on db ${db.name}: create it there, or remove it from the sync`);
-          const reserved = ti.columns.find((c) => (RESERVED_COLUMNS as readonly string[]).includes(c.name));
-          if (reserved) throw new IbexError('config', `table ${t.schema}.${t.name} has a column named "${reserved.name}", a name ibex reserves for its staging tables: rename the column`);
+          const ti = (await checkSourceTables(client, db.name, [t]))[0]!;
           const deltaColumns = t.deltaColumns ?? [];
-          const missing = deltaColumns.find((c) => !ti.columns.some((x) => x.name === c));
-          if (missing) throw new IbexError('config', `table ${t.schema}.${t.name} on db ${db.name} has no column "${missing}" named in delta_columns: fix delta_columns with "ibex update table"`);
           const ct: CaptureTable = {
             schema: t.schema, name: t.name, keyColumns: t.keyColumns, keyTypes: t.keyTypes, partitioned: ti.relkind === 'p',
             columns: await columnEquality(client, ti.oid), deltaColumns,
@@ -182,6 +187,32 @@ export async function installCapture(control: pg.Client, sync: string, opts: Cap
   } finally {
     await Promise.all([...clients.values()].map((c) => c.end().catch(() => {})));
   }
+}
+
+/**
+ * The tables of a sync as a source db holds them: present, no column with a name ibex reserves,
+ * and every counter column (delta_columns) present and numeric (its trigger computes new − old
+ * as numeric; a text column would make the application's own UPDATEs fail).
+ */
+async function checkSourceTables(client: pg.Client, db: string, tables: readonly SyncConfig['relations'][number][]): Promise<TableInfo[]> {
+  const out: TableInfo[] = [];
+  for (const t of tables) {
+    const ti = await tableInfo(client, t.schema, t.name);
+    if (!ti) throw new IbexError('config', `table ${t.schema}.${t.name} is missing on db ${db}: create it there, or remove it from the sync`);
+    const reserved = ti.columns.find((c) => (RESERVED_COLUMNS as readonly string[]).includes(c.name));
+    if (reserved) throw new IbexError('config', `table ${t.schema}.${t.name} has a column named "${reserved.name}", a name ibex reserves for its staging tables: rename the column`);
+    const deltaColumns = t.deltaColumns ?? [];
+    const missing = deltaColumns.find((c) => !ti.columns.some((x) => x.name === c));
+    if (missing) throw new IbexError('config', `table ${t.schema}.${t.name} on db ${db} has no column "${missing}" named in delta_columns: fix delta_columns with "ibex update table"`);
+    if (deltaColumns.length) {
+      const r = await client.query(
+        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+          WHERE a.attrelid = $1 AND a.attname = ANY($2::text[]) AND ty.typcategory <> 'N'`, [ti.oid, deltaColumns]);
+      if (r.rows.length) throw new IbexError('config', `table ${t.schema}.${t.name} on db ${db}: delta_columns names "${String(r.rows[0].name)}", a ${String(r.rows[0].type)} column; a counter must be numeric: fix delta_columns with "ibex update table"`);
+    }
+    out.push(ti);
+  }
+  return out;
 }
 
 async function removeFromDb(client: pg.Client, db: SyncDb, sync: string, say: (l: string) => void): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * The `ibex` command line: global flags, verb dispatch, and the one place
- * where errors become a one-line message and an exit code. main.ts is the
+ * The `ibex` command line: help and version, parsing (commander, program.ts),
+ * verb dispatch, and the one place where errors become a one-line message and
+ * an exit code. main.ts is the
  * executable entry; verbs that drive the CLI themselves (quickstart) get
  * `main` through their Context, so no verb imports this module.
  */
@@ -15,7 +16,10 @@ const GLOBAL_FLAG_WORDS = ['--control', '--json', '--quiet', '--debug', '--dry-r
 
 const VERSION = ibexVersion();
 
-/** Split global flags (anywhere on the line) from the verb's own arguments. */
+/**
+ * A first look at the line, before commander parses it (program.ts): --help and --version
+ * anywhere, the verb (so an unknown one is named as such), and a NUL byte in any word.
+ */
 export function parseGlobal(argv: readonly string[]): { flags: GlobalFlags; verb: string | undefined; rest: string[]; help: boolean; version: boolean } {
   const flags: GlobalFlags = { json: false, quiet: false, debug: false, dryRun: false, force: false };
   const rest: string[] = [];
@@ -94,8 +98,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     if (flags.dryRun && ['kick', 'start', 'stop', 'restart', 'run', 'reload', 'quickstart'].includes(verb)) {
       throw new IbexError('usage', `--dry-run has no meaning for "ibex ${verb}": leave it out`);
     }
+    // commander parses the line: the verb's flags and their values, the noun, the words.
+    const { parseLine } = await import('./program.js');
+    const line = parseLine(argv);
     const handler = await entry.load();
-    const code = await handler(makeContext(flags, io.out, main, io === processIo && process.stdout.isTTY === true), rest);
+    const code = await handler(makeContext(line.flags, io.out, main, io === processIo && process.stdout.isTTY === true), line.args);
     return code ?? ExitCode.ok;
   } catch (err) {
     const ibex = err instanceof IbexError ? err : undefined;

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { endQuietly, isMissingPassword } from '../db/connect.js';
 import { openControl, controlUrl, controlParams } from '../control/connection.js';
+import { notifyConfigChanged } from '../control/daemon-store.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
 
@@ -30,6 +31,8 @@ export interface Context {
   withControl<T>(fn: (c: pg.Client) => Promise<T>): Promise<T>;
   /** Is the output a terminal (progress, colours, redrawing in place)? Absent: no. */
   tty?: boolean;
+  /** A configuration write committed: `withControl` tells running daemons when it ends. */
+  changed(): void;
   /** Run another ibex command line in this process (quickstart drives the CLI this way); resolves to its exit code. */
   runCli(argv: readonly string[], io: CliIo): Promise<number>;
 }
@@ -46,6 +49,7 @@ export type VerbHandler = (ctx: Context, args: string[]) => Promise<number | voi
 /** Build the context for these flags. */
 export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli: Context['runCli'], tty = false): Context {
   const url = controlUrl(flags.control);
+  let changed = false;
   return {
     flags,
     controlUrl: url,
@@ -57,6 +61,9 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli
     json(value) {
       out(JSON.stringify(value, null, 2) + '\n');
     },
+    changed() {
+      changed = true;
+    },
     async withControl(fn) {
       const c = await openControl(url).catch((err: unknown) => {
         throw controlFailure(url, err);
@@ -64,6 +71,13 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli
       try {
         return await fn(c);
       } finally {
+        // Told once the whole command is done (capture installed too), even when a later step
+        // failed: a daemon re-reads the configuration and reloads only the syncs whose
+        // configuration digest changed (src/control/daemon-store.ts).
+        if (changed) {
+          changed = false;
+          await notifyConfigChanged(c).catch(() => {}); // best effort: daemons also re-read it every 30 s
+        }
         await endQuietly(c);
       }
     },

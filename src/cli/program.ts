@@ -1,15 +1,20 @@
 /**
  * The command line as a commander program: every verb, the nouns of the
- * configuration verbs, and their options (from commands.ts). It renders help
- * (`ibex help add sync`, `ibex add sync --help`) and the shell completion
- * scripts. Arguments themselves are split by cli.ts and args.ts, which keep
- * Bucardo's `key=value` words; this module is loaded only for help and
- * completion, so ordinary commands do not pay for it.
+ * configuration verbs (plurals as aliases), and their options (from
+ * commands.ts). It parses every command line (`parseLine`): the global flags
+ * anywhere, the verb and noun, each command's `--flags` with their values; an
+ * unknown flag, a flag without its value or a value given to a flag that takes
+ * none is refused here, in one line with a "did you mean". Bucardo's
+ * `key=value` words and names are the commands' arguments, read and checked
+ * (against the option schemas of src/config/) by each verb. The same program
+ * renders help (`ibex help add sync`, `ibex add sync --help`) and the shell
+ * completion scripts.
  */
 import { Command, Option } from 'commander';
-import { NOUNS, type Noun } from '../config/names.js';
+import { NOUNS, nounAliases, type Noun } from '../config/names.js';
 import { usage } from '../errors.js';
 import { ADD_ALL, GLOBAL_FLAGS, NOUN_COMMANDS, VERB_COMMANDS, VERB_SUMMARIES, optionTerm, optionUsage, type CommandDoc, type OptionDoc } from './commands.js';
+import type { GlobalFlags } from './context.js';
 import { didYouMean } from './suggest.js';
 import { ibexVersion } from '../version.js';
 
@@ -31,44 +36,181 @@ function keyValueSection(options: readonly OptionDoc[]): string {
   return `\nOptions (Bucardo's key=value words):\n${lines.join('\n')}\n`;
 }
 
-function addFlags(cmd: Command, options: readonly OptionDoc[]): void {
-  for (const o of options.filter((x) => x.flag)) cmd.addOption(new Option(o.value ? `--${o.name} <${o.value}>` : `--${o.name}`, o.help));
+/** Short spellings of some flags, by command (pg_dump's -n/-N/-t/-T for `add all`, -f, -y). */
+const SHORT: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  all: { schema: 'n', 'exclude-schema': 'N', table: 't', 'exclude-table': 'T' },
+  apply: { file: 'f' }, sequences: { yes: 'y' }, 'import-bucardo': { yes: 'y' },
+};
+/** Flags a command takes beyond its table's (the `--key=value` spelling of some key=value options; apply's file). */
+const MORE_FLAGS: Readonly<Record<string, OptionDoc[]>> = {
+  validate: [
+    { name: 'table', help: 'the same as table=', flag: true, value: 'SCHEMA.TABLE' },
+    { name: 'wait', help: 'the same as wait=', flag: true, value: 'DURATION' },
+  ],
+  apply: [{ name: 'file', help: 'the configuration file (- reads stdin)', flag: true, value: 'FILE' }],
+};
+/** Flags that may be given several times. */
+const REPEATABLE = new Set(['schema', 'exclude-schema', 'table', 'exclude-table']);
+const GLOBAL_WORDS = '--json --dry-run --force --quiet --debug --control';
+
+/**
+ * A command of the ibex program: commander's own refusals become ibex's
+ * one-line usage errors, naming the command and its flags.
+ */
+class IbexCommand extends Command {
+  /** How messages name the command: `"ibex conflicts"`, `list dbs`. */
+  what = '';
+  /** The flags this command takes (for messages and suggestions). */
+  flags: OptionDoc[] = [];
+
+  override createCommand(name?: string): IbexCommand {
+    return new IbexCommand(name);
+  }
+
+  /** commander: an option this command does not declare. */
+  unknownOption(flag: string): never {
+    const eq = flag.indexOf('=');
+    const name = eq > 0 ? flag.slice(0, eq) : flag;
+    const known = [...this.flags, ...GLOBAL_FLAGS].find((o) => `--${o.name}` === name);
+    if (known && !known.value) throw usage(`${name} takes no value: write ${name}`);
+    if (this.parent === null || this.what === '') {
+      throw usage(`unknown flag "${name}": global flags are --control URL, --json, --quiet, --debug, --dry-run, --force, --help, --version; see "ibex help"${didYouMean(name, GLOBAL_FLAGS.map((o) => `--${o.name}`))}`);
+    }
+    const own = this.flags.length ? `: use ${this.flags.map((o) => (o.value ? `--${o.name}=…` : `--${o.name}`)).join(' ')}` : '';
+    throw usage(`unknown flag "${name}" for ${this.what}${own} (global flags: ${GLOBAL_WORDS})${didYouMean(name, [...this.flags, ...GLOBAL_FLAGS].map((o) => `--${o.name}`))}`);
+  }
+
+  /** commander: a flag that needs a value came last, or with an empty one. */
+  optionMissingArgument(option: Option): never {
+    const name = option.long ?? option.flags;
+    throw usage(`${name} needs a value: ${name}=${option.flags.match(/<(.*)>/)?.[1] ?? '…'}`);
+  }
 }
 
-function leaf(parent: Command, name: string, summary: string, doc: CommandDoc, description?: string): Command {
-  const cmd = parent.command(name).summary(summary).description(description ?? summary).usage(`${doc.args}${doc.options.some((o) => !o.flag) ? ' [key=value …]' : ''}`.trim());
+function addFlags(cmd: IbexCommand, options: readonly OptionDoc[]): void {
+  const more = MORE_FLAGS[cmd.name()] ?? [];
+  for (const o of [...options.filter((x) => x.flag), ...more]) {
+    const letter = SHORT[cmd.name()]?.[o.name];
+    const opt = new Option(`${letter ? `-${letter}, ` : ''}--${o.name}${o.value ? ` <${o.value}>` : ''}`, o.help);
+    if (more.includes(o)) opt.hideHelp();
+    if (REPEATABLE.has(o.name) && cmd.name() === 'all') opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+    cmd.addOption(opt);
+    cmd.flags.push(o);
+  }
+}
+
+function leaf(parent: Command, name: string, summary: string, doc: CommandDoc, what: string, description?: string): IbexCommand {
+  const cmd = (parent.command(name) as IbexCommand).summary(summary).description(description ?? summary)
+    .usage(`${doc.args}${doc.options.some((o) => !o.flag) ? ' [key=value …]' : ''}`.trim())
+    .argument('[args...]');
+  cmd.what = what;
   addFlags(cmd, doc.options);
   cmd.helpOption(false);
   cmd.addHelpText('after', keyValueSection(doc.options));
   return cmd;
 }
 
-/** The whole command line as a commander program (for help and completion; not for parsing). */
+/** The whole command line as a commander program: parsing, help and completion. */
 export function buildProgram(): Command {
-  const program = new Command('ibex')
+  const program = new IbexCommand('ibex')
     .description('asynchronous multi-master and fan-out replication for PostgreSQL')
     .usage('<verb> [noun] [name …] [key=value …] [--flags]')
-    .version(ibexVersion(), '-V, --version', 'print the version');
+    .version(ibexVersion(), '-V, --version', 'print the version')
+    // Errors are ibex's (IbexCommand); nothing is printed by commander, and it never exits.
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} })
+    .helpCommand(false)
+    // Plurals are aliases for parsing; help names each noun once.
+    .configureHelp({
+      subcommandTerm: (cmd) => `${cmd.name()}${cmd.options.length ? ' [options]' : ''}`,
+      commandUsage: (cmd) => {
+        const names: string[] = [];
+        for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+        return `${names.join(' ')} ${cmd.usage()}`;
+      },
+    });
   for (const o of GLOBAL_FLAGS) {
     if (o.name === 'version') continue;
     const help = o.help.replace(/ \(-\w\)$/, '');
     if (o.name === 'help') program.helpOption('-h, --help', help);
     else program.addOption(new Option(`${o.name === 'quiet' ? '-q, ' : ''}--${o.name}${o.value ? ` <${o.value}>` : ''}`, help));
   }
+  program.addOption(new Option('--dryrun', 'Bucardo\'s spelling of --dry-run').hideHelp());
   program.addHelpText('after', `\n${EXIT_CODES}\nhelp on one command: ibex help <verb> [noun]; full reference: docs/cli.md`);
   for (const [verb, summary] of Object.entries(VERB_SUMMARIES)) {
     if ((CONFIG_VERBS as readonly string[]).includes(verb)) {
-      const cmd = program.command(verb).summary(summary).description(summary).usage('<noun> …');
+      // A noun that is not one of its subcommands (or none) reaches the verb's handler, which says so.
+      const cmd = (program.command(verb) as IbexCommand).summary(summary).description(summary).usage('<noun> …').argument('[args...]');
+      cmd.what = verb;
       cmd.helpOption(false);
-      for (const noun of NOUNS) leaf(cmd, noun, `${verb} ${noun}`, NOUN_COMMANDS[verb as ConfigVerb][noun], `ibex ${verb} ${noun} (the long form with examples: docs/cli.md)`);
-      if (verb === 'add') leaf(cmd, 'all', 'add all tables or sequences of a db', ADD_ALL);
+      for (const noun of NOUNS) {
+        leaf(cmd, noun, `${verb} ${noun}`, NOUN_COMMANDS[verb as ConfigVerb][noun], `${verb} ${verb === 'list' ? `${noun}s` : noun}`, `ibex ${verb} ${noun} (the long form with examples: docs/cli.md)`)
+          .aliases(nounAliases(noun));
+      }
+      if (verb === 'add') leaf(cmd, 'all', 'add all tables or sequences of a db', ADD_ALL, 'add all');
       continue;
     }
     const doc = VERB_COMMANDS[verb] ?? { args: '', options: [] };
-    leaf(program, verb, summary, doc);
+    leaf(program, verb, summary, doc, `"ibex ${verb}"`);
   }
-  leaf(program, 'help', 'help on a verb: ibex help <verb> [noun]', VERB_COMMANDS.help!);
+  leaf(program, 'help', 'help on a verb: ibex help <verb> [noun]', VERB_COMMANDS.help!, '"ibex help"');
   return program;
+}
+
+/** What commander made of a command line. */
+export interface ParsedLine {
+  flags: GlobalFlags;
+  verb: string;
+  /** The verb's arguments as its handler reads them: the noun, the names and key=value words in order, then each flag as `--name=value`. */
+  args: string[];
+}
+
+/**
+ * Parse a command line (without the program name). Throws a usage error for
+ * an unknown verb or flag, a flag missing its value, or a value given to a
+ * flag that takes none. The caller has handled --help and --version.
+ */
+export function parseLine(argv: readonly string[]): ParsedLine {
+  const program = buildProgram();
+  let found: { cmd: Command; operands: string[] } | undefined;
+  const visit = (cmd: Command): void => {
+    for (const sub of cmd.commands) {
+      sub.action((operands: string[] | undefined) => {
+        found = { cmd: sub, operands: operands ?? [] };
+      });
+      visit(sub);
+    }
+  };
+  visit(program);
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (err) {
+    // Anything commander refuses that IbexCommand does not word itself (none known): its own line.
+    if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('commander.')) {
+      throw usage(`${err.message.replace(/^error: /, '')}: see "ibex help"`);
+    }
+    throw err;
+  }
+  if (!found) throw usage('a verb is needed: run "ibex help" for the list of verbs');
+  const g = program.opts<{ control?: string; json?: boolean; quiet?: boolean; debug?: boolean; dryRun?: boolean; dryrun?: boolean; force?: boolean }>();
+  const flags: GlobalFlags = {
+    json: g.json === true, quiet: g.quiet === true, debug: g.debug === true, dryRun: g.dryRun === true || g.dryrun === true,
+    // `add db --force` is the global flag, which those commands list among theirs.
+    force: g.force === true || found.cmd.getOptionValue('force') === true,
+    ...(g.control !== undefined ? { control: g.control } : {}),
+  };
+  const path: Command[] = [];
+  for (let c: Command | null = found.cmd; c && c !== program; c = c.parent) path.unshift(c);
+  const verb = path[0]!.name();
+  const words = [...path.slice(1).map((c) => c.name()), ...found.operands];
+  for (const o of found.cmd.options) {
+    const key = o.attributeName();
+    if (found.cmd.getOptionValueSource(key) !== 'cli' || !o.long || o.long === '--force') continue;
+    const v: unknown = found.cmd.getOptionValue(key);
+    if (o.isBoolean()) words.push(o.long);
+    else for (const x of Array.isArray(v) ? v : [v]) words.push(`${o.long}=${String(x)}`);
+  }
+  return { flags, verb, args: words };
 }
 
 /** The noun a word names, plurals accepted (`syncs`). */

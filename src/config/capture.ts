@@ -65,12 +65,15 @@ export async function runRemoveCapture(ctx: ConfigContext, c: pg.Client, sync: s
  * (delta_columns): the triggers are replaced in place, pending changes stay.
  */
 export async function runUpgradeCapture(ctx: ConfigContext, c: pg.Client, syncs: readonly string[]): Promise<void> {
-  if (skipCapture() || ctx.flags.dryRun) return;
+  if (skipCapture()) return;
+  // Every caller runs this inside its control transaction, which rolls back when it throws. The
+  // tables are checked on every source before any trigger is replaced (in a dry run too), so
+  // what is left to fail midway is a db going away.
   for (const sync of syncs) {
     try {
-      await installCapture(c, sync, { say: (line) => ctx.say(line), upgrade: true });
+      await installCapture(c, sync, { say: (line) => ctx.say(line), upgrade: true, dryRun: ctx.flags.dryRun });
     } catch (err) {
-      throw captureFailure('updating', sync, err, `: the configuration changed, but the triggers of sync ${sync} are the old ones; fix the cause and run the command again`);
+      throw captureFailure('updating', sync, err, `: the configuration is unchanged; dbs whose triggers were already replaced keep the new ones until the command runs again: fix the cause and run it again`);
     }
   }
 }

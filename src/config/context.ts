@@ -11,6 +11,8 @@ export interface ConfigContext {
   flags: { dryRun: boolean; force: boolean };
   /** One line of the report. */
   say(line: string): void;
+  /** Told when a write committed: the caller tells running daemons once it is done (src/cli/context.ts). */
+  changed?(): void;
 }
 
 /**
@@ -19,7 +21,9 @@ export interface ConfigContext {
  * checked) and the report says nothing changed.
  */
 export async function write<T>(ctx: ConfigContext, c: pg.Client, fn: () => Promise<T>): Promise<T> {
-  return inTransaction(c, fn, { rollback: ctx.flags.dryRun });
+  const out = await inTransaction(c, fn, { rollback: ctx.flags.dryRun });
+  if (!ctx.flags.dryRun) ctx.changed?.();
+  return out;
 }
 
 const PAST: Record<string, string> = {

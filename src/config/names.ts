@@ -21,6 +21,11 @@ const NOUN_WORDS: Record<string, Noun> = {
   customname: 'customname', customnames: 'customname',
 };
 
+/** The other words that name a noun: its plural and Bucardo's aliases. */
+export function nounAliases(noun: Noun): string[] {
+  return Object.keys(NOUN_WORDS).filter((w) => NOUN_WORDS[w] === noun && w !== noun);
+}
+
 /** The noun a word names (plural and Bucardo's aliases accepted), or undefined. */
 export function nounOf(word: string): Noun | undefined {
   return NOUN_WORDS[word.toLowerCase()];

@@ -3,6 +3,7 @@
  * conflict, kept with its error, table, key and db until a retry applies it or an operator drops it.
  */
 import type pg from 'pg';
+import { literal } from '../db/ident.js';
 
 /** A row set aside in a run. */
 export interface AsideRecord {
@@ -65,12 +66,16 @@ export async function countAside(control: pg.Client): Promise<Map<string, number
 
 /**
  * After good run `run`: forget rows re-queued before it that it did not set aside again (it
- * applied them), and return those not seen in it and not yet re-queued (to re-queue now).
+ * applied them), and return those not seen in it and not yet re-queued (to re-queue now), with
+ * how many rows it forgot.
  */
-export async function afterGoodRun(control: pg.Client, sync: string, run: number): Promise<AsideRow[]> {
-  await control.query(`DELETE FROM ibex.row_aside WHERE sync = $1 AND requeued AND run < $2`, [sync, run]);
-  const r = await control.query(`SELECT id FROM ibex.row_aside WHERE sync = $1 AND NOT requeued AND run < $2 ORDER BY id`, [sync, run]);
-  return r.rows.length ? listAside(control, sync).then((all) => all.filter((a) => r.rows.some((x) => Number(x.id) === a.id))) : [];
+export async function afterGoodRun(control: pg.Client, sync: string, run: number): Promise<{ forgotten: number; requeue: AsideRow[] }> {
+  // One round trip (two statements, so the values are inlined).
+  const where = `sync = ${literal(sync)} AND run < ${Math.trunc(run)}`;
+  const [d, r] = (await control.query(`DELETE FROM ibex.row_aside WHERE ${where} AND requeued;
+    SELECT id FROM ibex.row_aside WHERE ${where} AND NOT requeued ORDER BY id`)) as unknown as pg.QueryResult[];
+  const requeue = r!.rows.length ? (await listAside(control, sync)).filter((a) => r!.rows.some((x) => Number(x.id) === a.id)) : [];
+  return { forgotten: d!.rowCount ?? 0, requeue };
 }
 
 /** Mark rows re-queued (their keys are pending again on their source). */

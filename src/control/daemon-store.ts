@@ -145,11 +145,12 @@ export async function notifyControl(c: pg.Client, message: string): Promise<void
 }
 
 /**
- * Tell running daemons that a sync was added, changed or removed, so they adopt or retire it at
- * once (delivered at commit: a rolled-back change tells nobody).
+ * Tell running daemons that the configuration changed (a sync, or a db, relgroup, dbgroup, table,
+ * custom code or setting it uses), so they adopt, retire or reload the syncs concerned at once.
+ * Sent after the change committed (inside a transaction it would go at commit).
  */
-export async function notifySyncChanged(c: pg.Client, sync: string): Promise<void> {
-  await notifyControl(c, `config:${sync}`);
+export async function notifyConfigChanged(c: pg.Client): Promise<void> {
+  await notifyControl(c, 'config:');
 }
 
 /** Receive control messages on this session: `onMessage` gets each payload. */
@@ -313,24 +314,42 @@ export interface DaemonSyncRow {
   /** Source dbs (postgres), sorted. */
   sources: string[];
   /** Every db of the sync, with its type. */
-  dbs: { name: string; dbtype: string; role: string }[];
+  dbs: { name: string; dbtype: string; role: string; /** Changes with the db's row (its connection). */ digest: string }[];
   /** Only fullcopy targets: no 'target' member and one source. */
   fullcopyOnly: boolean;
   /** Changes when anything the daemon schedules by changes. */
   fingerprint: string;
 }
 
+/**
+ * A digest of what a sync's runner loads besides its own row: its dbs (connection, status, facts),
+ * its relgroup's members and their relations, their custom names, and the custom code mapped to
+ * the sync or its tables. A change to any of them reloads the sync (passwords go in hashed only).
+ */
+const CONFIG_DIGEST = `encode(sha256(convert_to(concat_ws('|',
+  (SELECT string_agg(row_to_json(m)::text || row_to_json(d)::text, ',' ORDER BY d.name)
+     FROM ibex.dbgroup_member m JOIN ibex.db d ON d.name = m.db WHERE m.dbgroup = s.dbgroup),
+  (SELECT string_agg(row_to_json(rm)::text || row_to_json(r)::text, ',' ORDER BY r.id)
+     FROM ibex.relgroup_member rm JOIN ibex.relation r ON r.id = rm.relation WHERE rm.relgroup = s.relgroup),
+  (SELECT string_agg(row_to_json(cn)::text, ',' ORDER BY cn.relation, cn.db)
+     FROM ibex.customname cn JOIN ibex.relgroup_member rm ON rm.relation = cn.relation WHERE rm.relgroup = s.relgroup),
+  (SELECT string_agg(row_to_json(cm)::text || row_to_json(cc)::text, ',' ORDER BY cc.id, cm.relation)
+     FROM ibex.customcode_map cm JOIN ibex.customcode cc ON cc.id = cm.code
+    WHERE cm.sync = s.name OR cm.relation IN (SELECT relation FROM ibex.relgroup_member WHERE relgroup = s.relgroup))), 'UTF8')), 'hex')`;
+
 /** The syncs a daemon runs (active) or keeps loaded (paused); `installing` and `inactive` are ignored. */
 export async function readDaemonSyncs(c: pg.Client): Promise<DaemonSyncRow[]> {
   const r = await c.query(
     `SELECT s.name, s.status, s.status_reason, s.autokick, s.onetimecopy, s.updated,
             extract(epoch FROM s.checktime) * 1000 AS checktime_ms, extract(epoch FROM s.fullcopy_interval) * 1000 AS fullcopy_ms,
-            coalesce((SELECT jsonb_agg(jsonb_build_object('name', d.name, 'dbtype', d.dbtype, 'role', m.role) ORDER BY d.name)
-                        FROM ibex.dbgroup_member m JOIN ibex.db d ON d.name = m.db WHERE m.dbgroup = s.dbgroup), '[]') AS dbs
+            coalesce((SELECT jsonb_agg(jsonb_build_object('name', d.name, 'dbtype', d.dbtype, 'role', m.role,
+                                                   'digest', encode(sha256(convert_to(row_to_json(d)::text, 'UTF8')), 'hex')) ORDER BY d.name)
+                        FROM ibex.dbgroup_member m JOIN ibex.db d ON d.name = m.db WHERE m.dbgroup = s.dbgroup), '[]') AS dbs,
+            ${CONFIG_DIGEST} AS config_digest
        FROM ibex.sync s WHERE s.status IN ('active', 'paused') ORDER BY s.name`,
   );
   return r.rows.map((row) => {
-    const dbs = (row.dbs as { name: string; dbtype: string; role: string }[]).map((d) => ({ name: d.name, dbtype: d.dbtype, role: d.role }));
+    const dbs = (row.dbs as DaemonSyncRow['dbs']).map((d) => ({ name: d.name, dbtype: d.dbtype, role: d.role, digest: d.digest }));
     const sources = dbs.filter((d) => d.role === 'source').map((d) => d.name);
     const out: Omit<DaemonSyncRow, 'fingerprint'> = {
       name: String(row.name),
@@ -345,7 +364,7 @@ export async function readDaemonSyncs(c: pg.Client): Promise<DaemonSyncRow[]> {
       fullcopyOnly: sources.length === 1 && !dbs.some((d) => d.role === 'target') && dbs.some((d) => d.role === 'fullcopy'),
     };
     const updated = row.updated instanceof Date ? row.updated.toISOString() : String(row.updated);
-    return { ...out, fingerprint: JSON.stringify([updated, out.autokick, out.checktimeMs, out.fullcopyIntervalMs, dbs]) };
+    return { ...out, fingerprint: JSON.stringify([updated, out.autokick, out.checktimeMs, out.fullcopyIntervalMs, dbs, String(row.config_digest)]) };
   });
 }
 

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { RunKind, RunResult } from '../model.js';
 import { literal } from '../db/ident.js';
+import { IbexError } from '../errors.js';
 
 /** Open a run row; returns its id. */
 export async function startRun(control: pg.Client, sync: string, kind: RunKind): Promise<number> {
@@ -115,14 +116,56 @@ export async function pauseSync(control: pg.Client, sync: string, reason: string
 }
 
 /** Set a sync's onetimecopy back to 0 once its copy is done. */
-export async function finishOnetimecopy(control: pg.Client, sync: string): Promise<void> {
-  await control.query(`UPDATE ibex.sync SET onetimecopy = 0, updated = now() WHERE name = $1`, [sync]);
-  await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1`, [sync]);
+export async function finishOnetimecopy(control: pg.Client, sync: string, epoch?: number): Promise<void> {
+  await control.query('BEGIN');
+  try {
+    if (!await holdsLease(control, sync, epoch)) throw new LeaseLost(sync, epoch);
+    await control.query(`UPDATE ibex.sync SET onetimecopy = 0, updated = now() WHERE name = $1`, [sync]);
+    await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1`, [sync]);
+    await control.query('COMMIT');
+  } catch (err) {
+    await control.query('ROLLBACK').catch(() => {}); // the session may be gone: then nothing was done
+    throw err;
+  }
 }
 
 /** Forget the copy progress of one db of a sync (its refill is done). */
-export async function clearCopyProgress(control: pg.Client, sync: string, db: string): Promise<void> {
-  await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1 AND db = $2`, [sync, db]);
+export async function clearCopyProgress(control: pg.Client, sync: string, db: string, epoch?: number): Promise<void> {
+  const r = await control.query(`DELETE FROM ibex.copy_progress WHERE sync = $1 AND db = $2 AND ${leaseHeld('$1', '$3')}`, [sync, db, epoch ?? null]);
+  if ((r.rowCount ?? 0) === 0 && !await holdsLease(control, sync, epoch)) throw new LeaseLost(sync, epoch);
+}
+
+/**
+ * The condition that the sync's lease is still at an epoch (always true for NULL: no lease);
+ * the row lock orders the write against a new owner's claim of the lease.
+ */
+function leaseHeld(syncParam: string, epochParam: string): string {
+  return `(${epochParam}::bigint IS NULL OR EXISTS (SELECT 1 FROM ibex.sync_lease l WHERE l.sync = ${syncParam} AND l.epoch = ${epochParam} FOR SHARE))`;
+}
+
+/** Is the sync's lease still at this epoch (or is there none to hold)? Locks the lease row while a transaction lasts. */
+async function holdsLease(control: pg.Client, sync: string, epoch: number | undefined): Promise<boolean> {
+  if (epoch === undefined) return true;
+  const r = await control.query(`SELECT 1 FROM ibex.sync_lease WHERE sync = $1 AND epoch = $2 FOR SHARE`, [sync, epoch]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+/** A copy's write to the control db refused: another daemon holds the sync's lease now (engine/errors.ts isFenced). */
+export class LeaseLost extends IbexError {
+  constructor(sync: string, epoch: number | undefined) {
+    super('daemon', `sync ${sync} is run by another daemon now (this copy's lease epoch ${epoch}): it stops here`);
+  }
+}
+
+/** Record that a sync wrote its progress to a target of another kind (once; see 0009_target_applied.sql). */
+export async function markTargetApplied(control: pg.Client, sync: string, db: string): Promise<void> {
+  await control.query(`INSERT INTO ibex.target_applied (sync, db) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [sync, db]);
+}
+
+/** Has this sync ever written its progress to this target of another kind? */
+export async function targetApplied(control: pg.Client, sync: string, db: string): Promise<boolean> {
+  const r = await control.query(`SELECT 1 FROM ibex.target_applied WHERE sync = $1 AND db = $2`, [sync, db]);
+  return r.rows.length > 0;
 }
 
 /** Resumable copy progress of one table to one db. */
@@ -132,13 +175,15 @@ export async function readCopyProgress(control: pg.Client, sync: string, relatio
   return row ? { lastKey: row.last_key, rows: Number(row.rows_copied), done: row.done } : undefined;
 }
 
-/** Save copy progress after a chunk committed on the target. */
-export async function saveCopyProgress(control: pg.Client, sync: string, relation: number, db: string, lastKey: string[] | null, rows: number, done: boolean): Promise<void> {
-  await control.query(
-    `INSERT INTO ibex.copy_progress (sync, relation, db, last_key, rows_copied, done, updated) VALUES ($1, $2, $3, $4, $5, $6, now())
+/** Save copy progress after a chunk committed on the target; refused (LeaseLost) once the lease is no longer at `epoch`. */
+export async function saveCopyProgress(control: pg.Client, sync: string, relation: number, db: string, lastKey: string[] | null, rows: number, done: boolean, epoch?: number): Promise<void> {
+  const r = await control.query(
+    `INSERT INTO ibex.copy_progress (sync, relation, db, last_key, rows_copied, done, updated)
+       SELECT $1, $2, $3, $4, $5, $6, now() WHERE ${leaseHeld('$1', '$7')}
      ON CONFLICT (sync, relation, db) DO UPDATE SET last_key = EXCLUDED.last_key, rows_copied = EXCLUDED.rows_copied, done = EXCLUDED.done, updated = now()`,
-    [sync, relation, db, lastKey, rows, done],
+    [sync, relation, db, lastKey, rows, done, epoch ?? null],
   );
+  if ((r.rowCount ?? 0) === 0) throw new LeaseLost(sync, epoch);
 }
 
 /** Syncs other than `sync` that read `schema.table` from db `db` (their capture needs ibex's applied rows). */
@@ -146,14 +191,40 @@ export async function downstreamReaders(control: pg.Client, sync: string): Promi
   return readersByDb((await control.query(downstreamSql(sync))).rows);
 }
 
+/** What a delta run reads from the control db before it starts (runInputs). */
+export interface RunInputValues {
+  downstream: Map<string, Set<string>>;
+  cursors: Map<string, string>;
+  /** The setting row_lock_timeout_ms as stored (undefined: no row). */
+  rowLockTimeoutMs: string | undefined;
+}
+
 /**
  * What a delta run reads from the control db before it starts: the downstream readers (as
- * downstreamReaders) and the cursors (as readCursors), in one round trip.
+ * downstreamReaders), the cursors (as readCursors) and row_lock_timeout_ms, in one round trip.
  */
-export async function runInputs(control: pg.Client, sync: string): Promise<{ downstream: Map<string, Set<string>>; cursors: Map<string, string> }> {
-  const [d, c] = (await control.query(`${downstreamSql(sync)};
-    SELECT db, snapshot FROM ibex.cursor WHERE sync = ${literal(sync)}`)) as unknown as pg.QueryResult[];
-  return { downstream: readersByDb(d!.rows), cursors: new Map(c!.rows.map((row) => [String(row.db), String(row.snapshot)])) };
+export async function runInputs(control: pg.Client, sync: string): Promise<RunInputValues> {
+  return inputsOf((await control.query(runInputsSql(sync))) as unknown as pg.QueryResult[]);
+}
+
+function runInputsSql(sync: string): string {
+  return `${downstreamSql(sync)};
+    SELECT db, snapshot FROM ibex.cursor WHERE sync = ${literal(sync)};
+    SELECT value FROM ibex.config WHERE name = 'row_lock_timeout_ms'`;
+}
+
+function inputsOf([d, c, s]: pg.QueryResult[]): RunInputValues {
+  return {
+    downstream: readersByDb(d!.rows), cursors: new Map(c!.rows.map((row) => [String(row.db), String(row.snapshot)])),
+    rowLockTimeoutMs: s!.rows.length ? String(s!.rows[0].value) : undefined,
+  };
+}
+
+/** Open a delta run's row and read its inputs (as runInputs), in one round trip. */
+export async function startDeltaRun(control: pg.Client, sync: string): Promise<{ id: number; inputs: RunInputValues }> {
+  const [r, ...rest] = (await control.query(`INSERT INTO ibex.run (sync, kind, started, status) VALUES (${literal(sync)}, 'delta', clock_timestamp(), 'running') RETURNING id;
+    ${runInputsSql(sync)}`)) as unknown as pg.QueryResult[];
+  return { id: Number(r!.rows[0].id), inputs: inputsOf(rest) };
 }
 
 function downstreamSql(sync: string): string {

@@ -8,6 +8,12 @@
  * were set when capture was installed, before the first chunk, so every
  * change made during the copy is applied by the delta runs that follow
  * (idempotently: rows are re-read from their source).
+ *
+ * Fencing: with a lease epoch, every transaction a copy opens on a target first writes the
+ * sync's fence record there (checked and raised to this daemon's epoch, refused when a newer
+ * owner wrote it: see Target.writeProgress), and every write of copy progress to the control db
+ * holds only while the lease is still at that epoch. A daemon that lost the lease mid-copy
+ * commits no further chunk and moves no progress.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -17,9 +23,10 @@ import { IbexError } from '../errors.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
-import type { TableSpec, Target } from '../targets/target.js';
+import { fenceEntry, type ProgressEntry, type TableSpec, type Target } from '../targets/target.js';
+import { writeProgressSql } from '../targets/postgres/postgres-dialect.js';
 import type { ConflictRecord } from '../control/run-store.js';
-import { refusedRecord, RowSink } from './run/typed.js';
+import { markApplied, refusedRecord, RowSink } from './run/typed.js';
 import { copyAsOwner, copyOwnerSwitch, switchBack, type OwnerCache } from './run/owner.js';
 import { copyFanOut } from './exchange.js';
 import type { TablePlan } from './plan.js';
@@ -46,6 +53,25 @@ export interface CopyContext {
   /** A table as the target `db` (by name) sees it. */
   spec(p: TablePlan, db: string): TableSpec;
   discard(name: string): void;
+  /** The lease epoch the daemon holds the sync at (absent: no lease, no fencing). */
+  epoch?: number | undefined;
+}
+
+/** The fence record a copy's transaction writes first on a target (none without a lease). */
+function fences(ctx: CopyContext, result: RunResult): ProgressEntry[] {
+  return ctx.epoch === undefined ? [] : [fenceEntry(result.runId, ctx.epoch)];
+}
+
+/** Fence a copy's transaction on a PostgreSQL db (after its BEGIN). */
+async function fencePg(ctx: CopyContext, result: RunResult, s: PostgresTarget): Promise<void> {
+  const f = fences(ctx, result);
+  if (f.length) await s.query(writeProgressSql(ctx.sync, f));
+}
+
+/** Fence a copy's transaction on a target of another kind (after its begin; before any data on kinds without transactions). */
+async function fenceTyped(ctx: CopyContext, result: RunResult, t: Target): Promise<void> {
+  const f = fences(ctx, result);
+  if (f.length) await t.writeProgress(ctx.sync, f);
 }
 
 /** Rows per onetimecopy chunk (IBEX_COPY_CHUNK_ROWS overrides, for tests). */
@@ -128,6 +154,7 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
     async empty(plans) {
       const n = new Map<TablePlan, number>();
       await c.begin();
+      await fencePg(ctx, o.result, c);
       for (const p of [...plans].reverse()) {
         await mark(ctx, c, db, p, o.from.name);
         n.set(p, await copyAsOwner(c, o.owners, `${db.name} ${p.q}`, p.q, [], async () => (await c.query(deleteAllSql(p))).rowCount ?? 0));
@@ -147,6 +174,7 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
     async receive(p, copyOut) {
       const stage = chunkStageSql(p);
       await c.begin();
+      await fencePg(ctx, o.result, c);
       await mark(ctx, c, db, p, o.from.name);
       await c.query(stage.create);
       const [copied] = await copyFanOut(o.src.client, copyOut, [{ client: c.client, sql: stage.copyIn }]);
@@ -190,6 +218,7 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
     db,
     async empty(plans) {
       await target.begin();
+      await fenceTyped(ctx, o.result, target);
       for (const p of [...plans].reverse()) await target.truncate(ctx.spec(p, db.name));
       await target.commit();
       return new Map();
@@ -200,6 +229,7 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
     },
     async receive(p, copyOut) {
       await target.begin();
+      await fenceTyped(ctx, o.result, target);
       const sink = upsertSink(target, db, ctx.spec(p, db.name), o.from.name, tally);
       await copyFanOut(o.src.client, copyOut, [{ stream: sink, name: db.name }]);
       return sink.rowCount;
@@ -226,7 +256,7 @@ async function onetimecopy(ctx: CopyContext, result: RunResult): Promise<Record<
   // Mode 1 replaces the targets' rows: empty them first, children first, once (progress rows mark it done).
   if (cfg.onetimecopy === 1) for (const t of dests) await emptyTarget(o, t);
   for (const p of ctx.plans) for (const t of dests) await copyTable(o, p, t);
-  await store.finishOnetimecopy(o.control, ctx.sync);
+  await store.finishOnetimecopy(o.control, ctx.sync, ctx.epoch);
   result.status = result.inserted + result.deleted > 0 ? 'good' : 'empty';
   return { from: from.name, skippedNotEmpty: o.skipped };
 }
@@ -250,9 +280,10 @@ export async function refill(ctx: CopyContext, db: SyncDb, result: RunResult): P
   await emptyTarget(o, dest);
   for (const p of ctx.plans) await copyTable(o, p, dest);
   await target.begin();
-  await target.writeProgress(ctx.sync, [...cursors].map(([source, snapshot]) => ({ source, snapshot, run: result.runId })));
+  await target.writeProgress(ctx.sync, [...cursors].map(([source, snapshot]) => ({ source, snapshot, run: result.runId, ...(ctx.epoch !== undefined ? { epoch: ctx.epoch } : {}) })));
   await target.commit();
-  await store.clearCopyProgress(control, ctx.sync, db.name);
+  await markApplied(control, ctx.sync, db.name);
+  await store.clearCopyProgress(control, ctx.sync, db.name, ctx.epoch);
   ctx.log.warn({ sync: ctx.sync, db: db.name, rows: result.inserted }, `db ${db.name} had lost what ibex applied there: refilled it by a onetimecopy from ${from.name}`);
 }
 
@@ -263,7 +294,7 @@ async function emptyTarget(o: Onetime, t: Dest): Promise<void> {
   for (const p of ctx.plans) if (!(await store.readCopyProgress(control, ctx.sync, p.rel.id, t.db.name))) fresh.push(p);
   if (fresh.length === 0) return;
   for (const [p, n] of await t.empty(fresh)) count(o.result, p, 'deleted', n);
-  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, false);
+  for (const p of fresh) await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, false, ctx.epoch);
 }
 
 /** Copy one table to one target, chunk after chunk, resuming from saved progress. */
@@ -273,7 +304,7 @@ async function copyTable(o: Onetime, p: TablePlan, t: Dest): Promise<void> {
   if (progress?.done) return;
   if (ctx.cfg.onetimecopy === 2 && !progress && !(await t.isEmpty(p))) {
     o.skipped.push(`${p.label}@${t.db.name}`);
-    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, true);
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, null, 0, true, ctx.epoch);
     return;
   }
   let lastKey = progress?.lastKey ?? null;
@@ -284,7 +315,7 @@ async function copyTable(o: Onetime, p: TablePlan, t: Dest): Promise<void> {
     rows += chunk.copied;
     done = chunk.copied < n;
     lastKey = chunk.lastKey ?? lastKey;
-    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, lastKey, rows, done);
+    await store.saveCopyProgress(control, ctx.sync, p.rel.id, t.db.name, lastKey, rows, done, ctx.epoch);
     ctx.log.info({ table: p.label, db: t.db.name, rows }, 'onetimecopy progress');
   }
   if (rows > 0) await t.done(p);
@@ -321,8 +352,14 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   const typed = await Promise.all(targets.filter((t) => t.dbtype !== 'postgres').map(async (t) => ({ t, target: await ctx.target(t) })));
   // One snapshot on the source for every table; one transaction per target.
   await src.begin('REPEATABLE READ');
-  for (const { s } of sinks) await s.begin();
-  for (const { target } of typed) await target.begin();
+  for (const { s } of sinks) {
+    await s.begin();
+    await fencePg(ctx, result, s);
+  }
+  for (const { target } of typed) {
+    await target.begin();
+    await fenceTyped(ctx, result, target);
+  }
   // Each table is emptied and filled as its owner where ibex may (run/owner.ts).
   const owners: OwnerCache = new Map();
   const asOwner = <T>(t: SyncDb, s: PostgresTarget, p: TablePlan, work: () => Promise<T>): Promise<T> => copyAsOwner(s, owners, `${t.name} ${p.q}`, p.q, [], work);

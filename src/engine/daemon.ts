@@ -99,6 +99,8 @@ export class Daemon {
   private readonly control: KeptSession;
   private readonly managed = new Map<string, Managed>();
   private readonly listeners = new Map<string, KeptSession>();
+  /** The row digest of each listened db when its listener was opened. */
+  private readonly listenerDigest = new Map<string, string | undefined>();
   private readonly params = new Map<string, PgParams>();
   private readonly states: StateWriter;
   /** Syncs seen leased by another daemon (logged once). */
@@ -492,6 +494,8 @@ export class Daemon {
         void this.scheduler.maintain(r.name, async () => {
           await this.load(m);
         }).catch(() => {}); // load() records its failure in the scheduler state
+        // Changed (a table, a db, a onetimecopy asked for): run under the new configuration at once.
+        if (changed) this.scheduler.request(r.name, { reason: 'catchup' });
       }
     }
     this.refreshListeners();
@@ -812,8 +816,21 @@ export class Daemon {
   private refreshListeners(): void {
     if (this.stopping) return;
     const wanted = new Set([...this.managed.keys()].flatMap((s) => this.wakeDbs(s)));
+    // A db whose row changed (moved to another host, say) is listened to anew, on its new connection.
+    const digests = new Map([...this.managed.values()].flatMap((m) => m.row.dbs.map((d) => [d.name, d.digest] as const)));
+    for (const [db, l] of [...this.listeners]) {
+      if (wanted.has(db) && this.listenerDigest.get(db) === digests.get(db)) continue;
+      this.listeners.delete(db);
+      this.wake.forget(db);
+      void (async () => {
+        const c = l.client();
+        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
+        await l.close();
+      })();
+    }
     for (const db of wanted) {
       if (this.listeners.has(db)) continue;
+      this.listenerDigest.set(db, digests.get(db));
       const l = new KeptSession({
         name: db,
         log: this.log.child({ db }),
@@ -835,16 +852,8 @@ export class Daemon {
       this.listeners.set(db, l);
       void l.start();
     }
-    for (const [db, l] of [...this.listeners]) {
-      if (wanted.has(db)) continue;
-      this.listeners.delete(db);
-      this.wake.forget(db);
-      void (async () => {
-        const c = l.client();
-        if (c) await setIdle(c, false).catch(() => {}); // best effort: a lost listener session has nothing left to flag
-        await l.close();
-      })();
-    }
+    // The syncs reading some db changed: one that kept it busy may be gone.
+    this.wake.recheck();
   }
 
   /** A db's connection parameters: fresh from the control database, else the last known. */
@@ -870,20 +879,44 @@ export class Daemon {
   }
 }
 
+/** A sync going between running and idle has its state written at most this often (ms). */
+export const ROUTINE_STATE_MS = 250;
+
+/** Running or idle, with no failure to report: the states a busy sync goes through run after run. */
+function routineState(s: SyncState): boolean {
+  return (s.state === 'running' || s.state === 'idle') && s.attempts === 0;
+}
+
 /**
  * Writes sync states to the control database in order, latest first-class:
  * while one write is in flight, later states of a sync replace earlier ones
- * not yet written, so a busy sync costs one write per round trip, not per run.
+ * not yet written. A sync going between running and idle run after run is
+ * written at most every ROUTINE_STATE_MS (the latest state then), so a busy
+ * sync costs a few writes a second, not two per run; a failure, a pause or a
+ * copy is written at once.
  */
 class StateWriter {
   private readonly desired = new Map<string, SyncState>();
   private running: Promise<void> | undefined;
+  /** When each sync's state was last written, and whether it was running or idle with no failure. */
+  private readonly written = new Map<string, { at: number; routine: boolean }>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly client: () => pg.Client | undefined, private readonly log: Logger) {}
 
   set(sync: string, s: SyncState): void {
+    const before = this.desired.get(sync);
     this.desired.delete(sync);
     this.desired.set(sync, s);
+    const last = this.written.get(sync);
+    const wait = last ? last.at + ROUTINE_STATE_MS - Date.now() : 0;
+    if (wait > 0 && last!.routine && routineState(s) && (before === undefined || routineState(before))) {
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.kick();
+      }, wait).unref();
+      return;
+    }
     this.kick();
   }
 
@@ -899,6 +932,8 @@ class StateWriter {
 
   /** Resolves when nothing is waiting that can be written now. */
   async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.kick();
     while (this.running) await this.running;
   }
@@ -912,6 +947,7 @@ class StateWriter {
       const [sync, s] = first.value;
       this.desired.delete(sync);
       try {
+        this.written.set(sync, { at: Date.now(), routine: routineState(s) });
         await store.writeSyncState(c, sync, s);
       } catch (err) {
         if (!this.desired.has(sync)) this.desired.set(sync, s);

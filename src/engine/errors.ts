@@ -1,6 +1,7 @@
 /** How a run ends other than by success (the daemon acts on each differently). */
 import { IbexError } from '../errors.js';
-import { FENCED_MARK } from '../targets/postgres/postgres-dialect.js';
+import { LeaseLost } from '../control/run-store.js';
+import { FENCED_MARK } from '../targets/target.js';
 
 /** A failure that should pause the sync (schema mismatch, unusable configuration) rather than be retried. */
 export class PauseError extends IbexError {
@@ -22,7 +23,7 @@ export class FencedError extends IbexError {
 
 /** Is this a fencing failure, raised by ibex or by a db's progress check? */
 export function isFenced(err: unknown): boolean {
-  if (err instanceof FencedError) return true;
+  if (err instanceof FencedError || err instanceof LeaseLost) return true;
   const m = err instanceof Error ? err.message : '';
   return m.includes(FENCED_MARK);
 }

@@ -69,6 +69,8 @@ const ZERO = { inserted: 0, deleted: 0, conflicts: 0, truncates: 0 } as const;
  */
 export class SyncRunner {
   private cfg: SyncConfig | undefined;
+  /** Loads in progress (load() may overlap a hasPending() of the wake-up check). */
+  private loading = 0;
   private plans: TablePlan[] = [];
   private control: pg.Client | undefined;
   private readonly conns = new Map<string, PostgresTarget>();
@@ -90,6 +92,8 @@ export class SyncRunner {
   private columnTypes = new Map<TablePlan, { name: string; type: string }[]>();
   private readonly temps = new TempTables();
   private readonly housekeeping = new Housekeeping();
+  /** The inputs read with the run's row, for its first attempt (see inputs()). */
+  private firstInputs: store.RunInputValues | undefined;
 
   constructor(readonly opts: RunnerOptions) {
     this.hooks = this.makeHooks([]);
@@ -130,12 +134,15 @@ export class SyncRunner {
 
   /** Read the sync's configuration (again). Throws IbexError('config') when unusable. */
   async load(): Promise<void> {
+    this.loading++;
     try {
       await this.loadConfig();
     } catch (err) {
       // Never run on half a configuration (say, without the custom code that failed to load).
       this.cfg = undefined;
       throw err;
+    } finally {
+      this.loading--;
     }
   }
 
@@ -298,6 +305,8 @@ export class SyncRunner {
 
   /** Is there anything past this sync's cursors on any source? Cheap; used after setting idle. */
   async hasPending(): Promise<boolean> {
+    // Mid-load the tables are not known yet: not knowing is a reason to run.
+    if (this.loading) return true;
     if (!this.cfg) return false;
     const control = await this.ctl();
     const cursors = await store.readCursors(control, this.opts.sync);
@@ -320,7 +329,12 @@ export class SyncRunner {
     let extra: Record<string, unknown> = {};
     try {
       const control = await this.ctl();
-      result.runId = await store.startRun(control, this.opts.sync, kind);
+      if (kind === 'delta') {
+        // The first attempt's inputs come with the run's row (one round trip); a repeat reads them again.
+        const started = await store.startDeltaRun(control, this.opts.sync);
+        result.runId = started.id;
+        this.firstInputs = started.inputs;
+      } else result.runId = await store.startRun(control, this.opts.sync, kind);
       if (opts.kickId !== undefined) await store.takeKick(control, opts.kickId, result.runId);
       if (!this.cfg) await this.load();
       if (kind === 'delta') {
@@ -338,6 +352,7 @@ export class SyncRunner {
       this.fail(result, err);
     }
     this.fastPathAllowed = true;
+    this.firstInputs = undefined;
     result.durationMs = Date.now() - started;
     if (kind === 'delta' && this.cfg) await this.hooks.runAfter('after_sync', result, extra);
     await this.record(result, extra);
@@ -418,7 +433,10 @@ export class SyncRunner {
   }
 
   /** The cursors and downstream readers, read while the dbs open. */
-  private inputs(): ReturnType<typeof store.runInputs> {
+  private inputs(): ReturnType<typeof store.runInputs> | store.RunInputValues {
+    const first = this.firstInputs;
+    this.firstInputs = undefined;
+    if (first) return first;
     const p = this.ctl().then((control) => store.runInputs(control, this.opts.sync));
     // Awaited by the run after its open; an open failing first must not leave it unhandled (its
     // failure, if any, is the control db's and shows at the next use).
@@ -494,6 +512,7 @@ export class SyncRunner {
       target: (d) => this.target(d),
       spec: (p, db) => this.spec(p, db),
       discard: (name) => this.discard(name),
+      epoch: this.opts.epoch,
     };
   }
 

@@ -141,6 +141,8 @@ interface Task {
 
 /** A run that moved at least this many rows is followed by a pause (see settleOutcome). */
 const PACE_ROWS = 20;
+/** After a run that moved fewer rows (but some), the next waits this share of its time (see settleOutcome). */
+const LIGHT_PACE = 0.5;
 /** The default of the run_pause_max_ms setting: the longest pause after a busy run. */
 export const RUN_PAUSE_MAX_MS_DEFAULT = 100;
 
@@ -353,6 +355,9 @@ export class Scheduler {
     const task = e.tasks.shift();
     if (task) {
       e.active = true;
+      // Busy too: the quiescent hook is owed again once it is done (a wake-up check may have
+      // stopped at this sync while it ran).
+      e.quiet = false;
       void (async () => {
         try {
           await task.fn();
@@ -429,10 +434,14 @@ export class Scheduler {
         // A run that moved many rows means a heavy, continuous load: the next run waits as long as
         // this one took (at most the run_pause_max_ms setting), so each run carries more rows and
         // its fixed cost (round trips, commits, bookkeeping) is paid half as often, on the same
-        // cores as the application. A light stream (a few rows a run) follows at once and keeps
-        // its latency. A kick does not wait (urgent requests clear the timer).
-        const pace = result.inserted + result.deleted >= PACE_ROWS ? Math.min(result.durationMs, e.plan.pauseMaxMs) : 0;
-        if (pace >= 1 && !e.removed && !this.stopping) {
+        // cores as the application. A light stream (a few rows a run) waits half the run's time:
+        // a steady trickle of changes coalesces into fewer runs (about half the daemon's CPU per
+        // change, docs/performance.md) for a few ms of lag. An empty run, and the wake-up of an
+        // idle sync, never wait; nor does a kick (urgent requests clear the timer).
+        const rows = result.inserted + result.deleted;
+        const pace = rows >= PACE_ROWS ? Math.min(result.durationMs, e.plan.pauseMaxMs) : rows > 0 ? Math.min(Math.floor(result.durationMs * LIGHT_PACE), e.plan.pauseMaxMs) : 0;
+        // Only syncs that run on changes poll while busy (as request() decides for 'busy').
+        if (pace >= 1 && !e.removed && !this.stopping && !e.plan.paused && wakeDriven(e.plan)) {
           const p = e.pending.get('delta') ?? { reasons: new Set<Reason>(), kickIds: [] };
           p.reasons.add('busy');
           e.pending.set('delta', p);

@@ -68,9 +68,19 @@ export class WakeCoordinator {
     for (const db of this.deps.dbsOf(sync)) void this.mark(db, false);
   }
 
-  /** `sync` has nothing running or scheduled: maybe its dbs can go idle. */
+  /**
+   * `sync` has nothing running or scheduled: maybe its dbs can go idle. Every
+   * other db is looked at too: a sync paused, removed or changed while it ran
+   * no longer lists the dbs it kept busy, and a look that found it running
+   * stopped there; a db already idle costs no I/O.
+   */
   quiescent(sync: string): void {
-    for (const db of this.deps.dbsOf(sync)) void this.check(db);
+    for (const db of new Set([...this.deps.dbsOf(sync), ...this.flags.keys()])) void this.check(db);
+  }
+
+  /** The syncs reading the dbs changed (a sync paused, removed, reloaded): the dbs may go idle now. */
+  recheck(): void {
+    for (const db of [...this.flags.keys()]) void this.check(db);
   }
 
   /** What we believe the db's flag is (tests). */

@@ -359,8 +359,10 @@ function checkDate(p: DateParts, text: string): void {
   if (back.month !== p.month || back.day !== p.day) throw new CodecError(`not a valid date: ${JSON.stringify(clip(text))}`);
 }
 
+const CLOCK_RE = new RegExp('^' + TIME_RE.source);
+
 function parseClock(text: string, whole: string, allow24: boolean): { parts: TimeParts; rest: string } {
-  const m = new RegExp('^' + TIME_RE.source).exec(text);
+  const m = CLOCK_RE.exec(text);
   if (m === null) throw new CodecError(`not an ISO time: ${JSON.stringify(clip(whole))}`);
   const parts = { hour: Number(m[1]), minute: Number(m[2]), second: Number(m[3]), micro: fracMicros(m[4]) };
   const over = parts.hour > 24 || (parts.hour === 24 && (!allow24 || parts.minute + parts.second + parts.micro > 0));
@@ -385,7 +387,36 @@ function specialTime(text: string): 'infinity' | '-infinity' | null {
 
 const ZERO_PARTS = { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0, micro: 0 };
 
+/**
+ * What PostgreSQL prints for a timestamptz under ibex's pinned session (DateStyle ISO, TimeZone
+ * UTC), years 1000-9999: `YYYY-MM-DD HH:MM:SS[.f…]+00`. Its parts are the value's UTC parts as
+ * they stand, so no epoch arithmetic is needed to split them (the general path below does it).
+ */
+const UTC_TIMESTAMPTZ_RE = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\+00$/;
+/** Days from 1970 whose microseconds a double holds exactly (years 1685 to 2255). */
+const SAFE_DAYS = Math.floor(Number.MAX_SAFE_INTEGER / 86_400_000_000) - 1;
+
+function decodeUtcTimestamptz(text: string): Extract<Value, { kind: 'timestamptz' }> | null {
+  const m = UTC_TIMESTAMPTZ_RE.exec(text);
+  if (m === null) return null;
+  const parts = {
+    year: Number(m[1]), month: Number(m[2]), day: Number(m[3]),
+    hour: Number(m[4]), minute: Number(m[5]), second: Number(m[6]), micro: fracMicros(m[7]),
+  };
+  // Out-of-range fields (24:00:00, a leap second, Feb 30) go the general way, which refuses or normalizes them.
+  if (parts.hour > 23 || parts.minute > 59 || parts.second > 59) return null;
+  const days = daysFromCivil(parts.year, parts.month, parts.day);
+  if (parts.month < 1 || parts.month > 12 || parts.day < 1 || (parts.day > 28 && civilFromDays(days).day !== parts.day)) return null;
+  const secOfDay = parts.hour * 3600 + parts.minute * 60 + parts.second;
+  const micros = Math.abs(days) <= SAFE_DAYS
+    ? BigInt(days * 86_400_000_000 + secOfDay * 1_000_000 + parts.micro)
+    : BigInt(days) * MICROS_PER_DAY + BigInt(secOfDay * 1_000_000 + parts.micro);
+  return { kind: 'timestamptz', micros, iso: `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${pad(parts.micro, 6)}Z`, parts, special: null };
+}
+
 function decodeTimestamptz(text: string): Extract<Value, { kind: 'timestamptz' }> {
+  const fast = decodeUtcTimestamptz(text);
+  if (fast !== null) return fast;
   const special = specialTime(text);
   if (special !== null) return { kind: 'timestamptz', micros: 0n, iso: special, parts: ZERO_PARTS, special };
   const d = parseDateText(text);

@@ -83,20 +83,53 @@ export function decodeLine(buf: Buffer, start: number, end: number): TextRow {
   }
 }
 
+const STRING_ESCAPES: Readonly<Record<string, string>> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+/** An escape that gives a byte (octal, hex): the field must be decoded as bytes. */
+const BYTE_ESCAPE = /\\(?:[0-7]|x[0-9a-fA-F])/;
+const SIMPLE_ESCAPE = /\\([\s\S])/g;
+
+/**
+ * One field of a line already decoded as UTF-8 text. Escapes are ASCII and every other byte
+ * passes through, so unescaping the text gives what unescaping the bytes would, except for the
+ * escapes that make bytes (octal, hex), which may form one multi-byte character together: those
+ * fields go through `decodeField`.
+ */
+function fieldOfText(f: string): string | null {
+  if (f.indexOf('\\') < 0) return f;
+  if (f === '\\N') return null;
+  if (BYTE_ESCAPE.test(f)) {
+    const b = Buffer.from(f, 'utf8');
+    return decodeField(b, 0, b.length);
+  }
+  // A backslash at the very end stands for itself (as in decodeField).
+  return f.replace(SIMPLE_ESCAPE, (_m, c: string) => STRING_ESCAPES[c] ?? c);
+}
+
 /** A streaming COPY text decoder: feed chunks, get the rows they complete. */
 export class CopyTextParser {
   private rest: Buffer = Buffer.alloc(0);
 
-  /** The rows completed by this chunk. */
+  /**
+   * The rows completed by this chunk. The complete lines are decoded to text at once (a raw
+   * newline or tab is never inside a multi-byte character), then split: one UTF-8 decode per
+   * chunk instead of one per field.
+   */
   push(chunk: Buffer): TextRow[] {
     const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
-    const rows: TextRow[] = [];
-    let from = 0;
-    for (let nl = buf.indexOf(NL, from); nl >= 0; nl = buf.indexOf(NL, from)) {
-      rows.push(decodeLine(buf, from, nl));
-      from = nl + 1;
+    const last = buf.lastIndexOf(NL);
+    if (last < 0) {
+      this.rest = Buffer.from(buf);
+      return [];
     }
-    this.rest = from < buf.length ? Buffer.from(buf.subarray(from)) : Buffer.alloc(0);
+    const lines = buf.toString('utf8', 0, last).split('\n');
+    const rows: TextRow[] = new Array<TextRow>(lines.length);
+    for (let i = 0; i < lines.length; i++) {
+      const fields = (lines[i] as string).split('\t');
+      const row: TextRow = new Array<string | null>(fields.length);
+      for (let j = 0; j < fields.length; j++) row[j] = fieldOfText(fields[j] as string);
+      rows[i] = row;
+    }
+    this.rest = last + 1 < buf.length ? Buffer.from(buf.subarray(last + 1)) : Buffer.alloc(0);
     return rows;
   }
 

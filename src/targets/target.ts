@@ -14,7 +14,13 @@
  * set) it is written last, and a replay is harmless because every write is a keyed upsert or
  * delete of the current winner.
  *
- * This module is types only: no driver is loaded by importing it.
+ * Fencing (several daemons, docs/operations.md): entries carrying a lease epoch are written only
+ * if no progress record of the sync on this target holds a newer one, checked and written
+ * atomically with the data where the target has transactions (see each kind's writeProgress and
+ * docs/targets.md, "Fencing"). Copies, which have no snapshot to record, write the sync's fence
+ * record (`fenceEntry`) instead.
+ *
+ * This module is types and constants only: no driver is loaded by importing it.
  */
 
 /** The kinds of database ibex can write to. Only `postgres` may also be a source. */
@@ -90,6 +96,30 @@ export interface ProgressEntry {
   epoch?: number;
 }
 
+/** The mark of a fencing failure in any target's error (engine/errors.ts isFenced recognises it). */
+export const FENCED_MARK = 'ibex fencing:';
+
+/**
+ * The source name of a sync's fence record: a progress record that carries only the epoch of the
+ * last daemon that wrote there (copies write it). No db can have this name; readProgress leaves it out.
+ */
+export const FENCE_SOURCE = '*';
+
+/** The fence record of a sync, written by run `run` of the daemon holding the lease at `epoch`. */
+export function fenceEntry(run: number, epoch: number): ProgressEntry {
+  return { source: FENCE_SOURCE, snapshot: '', run, epoch };
+}
+
+/** The lease epoch a batch of progress entries carries (they all carry the same one); undefined for none. */
+export function epochOf(entries: readonly ProgressEntry[]): number | undefined {
+  return entries.find((e) => e.epoch !== undefined)?.epoch;
+}
+
+/** The one-line refusal of a stale commit on a target. */
+export function fencedMessage(kind: TargetKind, db: string, sync: string, mine: number, newer: number): string {
+  return `${FENCED_MARK} ${kind} target "${db}": a daemon with a newer lease of sync ${sync} (epoch ${newer}, this run's ${mine}) committed there: this run commits nothing`;
+}
+
 /** What a target can do; the engine plans around it. */
 export interface TargetCaps {
   /** One transaction spans the whole run on this target: rollback undoes everything since begin. */
@@ -144,6 +174,10 @@ export interface Target {
   upsertRows(table: TableSpec, rows: readonly TextRow[]): Promise<UpsertOutcome>;
   /** Remove every row of the table. */
   truncate(table: TableSpec): Promise<void>;
+  /**
+   * Record progress. Entries with an epoch are fenced: refused (an error whose message holds
+   * FENCED_MARK) when a progress record of the sync here holds a newer epoch, else written with it.
+   */
   writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void>;
   commit(): Promise<void>;
   /** Undo what can be undone since begin; never throws for a session that is already gone. */

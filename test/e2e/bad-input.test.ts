@@ -80,7 +80,15 @@ const CASES: Case[] = [
   { name: 'overflowing duration', args: w('update', 'sync', 's1', 'checktime=99999999999999999999d'), exit: 2, err: /^bad duration "99999999999999999999d" for checktime: it is too long; give at most 100 years/ },
   { name: '--dry-run on kick', args: w('kick', 's1', '--dry-run'), exit: 2, err: /^--dry-run has no meaning for "ibex kick": leave it out/ },
   { name: '--dry-run on reload', args: w('reload', '--dry-run'), exit: 2, err: /^--dry-run has no meaning for "ibex reload": leave it out/ },
-  { name: 'unknown daemon option', args: w('stop', '--colour=red'), exit: 2, err: /^unknown option "colour" for "ibex stop": use --timeout=… --piddir=…/ },
+  { name: 'unknown daemon option', args: w('stop', '--colour=red'), exit: 2, err: /^unknown flag "--colour" for "ibex stop": use --timeout=… --piddir=…/ },
+  // Caught by the command line's parser (commander) for every verb; some verbs once took these as names.
+  { name: 'an unknown flag on a verb that takes none', args: w('kick', 'rep', '--bogus'), exit: 2, err: /^unknown flag "--bogus" for "ibex kick" \(global flags: / },
+  { name: 'an unknown flag on pause', args: w('pause', 'rep', '--now'), exit: 2, err: /^unknown flag "--now" for "ibex pause" \(global flags: / },
+  { name: 'a value given to a flag that takes none', args: w('status', '--wide=1'), exit: 2, err: /^--wide takes no value: write --wide$/ },
+  { name: 'a value given to a global flag that takes none', args: w('list', 'syncs', '--json=yes'), exit: 2, err: /^--json takes no value: write --json$/ },
+  { name: 'a mistyped flag', args: w('status', '--wdie'), exit: 2, err: /^unknown flag "--wdie" for "ibex status": use --wide --watch .*\(did you mean "--wide"\?\)$/ },
+  { name: 'a flag without its value', args: w('stop', '--piddir'), exit: 2, err: /^--piddir needs a value: --piddir=DIR$/ },
+  { name: 'unknown daemon key=value option', args: w('stop', 'colour=red'), exit: 2, err: /^unknown option "colour" for "ibex stop": use --timeout=… --piddir=…/ },
 
   // --- connection strings ---
   { name: 'malformed dsn', args: w('add', 'db', 'Z', 'dsn=notaurl'), exit: 2, err: /^"notaurl" is not a valid postgresql:\/\/ URL: write postgresql:\/\/user@host:port\/dbname/ },

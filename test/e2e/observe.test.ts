@@ -256,8 +256,8 @@ describe('the daemon, watched over HTTP', () => {
     // Later lines go to the new file, not the rotated one.
     const before = readFileSync(rotated, 'utf8').length;
     await env.query(0, `INSERT INTO t VALUES (5000, 'after rotation')`);
-    ok(await daemon.ibex('kick', 'rep', '30'));
-    assert.equal((await env.query(1, `SELECT 1 FROM t WHERE id = 5000`)).length, 1);
+    // Woken by the write itself, after pause, resume, add, remove and SIGHUP above (test/e2e/wakeup.test.ts).
+    await waitFor('the write after the SIGHUP on B', async () => (await env.query(1, `SELECT 1 FROM t WHERE id = 5000`)).length === 1, 3000, 20);
     assert.equal(readFileSync(rotated, 'utf8').length, before, 'nothing more written to the rotated file');
     rmSync(rotated, { force: true });
     assert.ok(daemon.alive());

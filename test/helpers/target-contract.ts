@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { canonicalText } from '../../src/targets/codec.js';
-import type { ColumnSpec, KeyRow, ProgressEntry, Target, TableSpec, TextRow } from '../../src/targets/target.js';
+import { fenceEntry, type ColumnSpec, type KeyRow, type ProgressEntry, type Target, type TableSpec, type TextRow } from '../../src/targets/target.js';
 
 /** What a kind's factory returns: a target (not yet connected) and how to remove what the fixture made. */
 export interface ContractFixture {
@@ -31,6 +31,7 @@ export type ContractCase =
   | 'deleteKeys'
   | 'truncate'
   | 'progress'
+  | 'fencing'
   | 'replay'
   | 'rollback'
   | 'awkward'
@@ -268,6 +269,32 @@ export function targetContract(name: string, makeTarget: MakeTarget, opts: Contr
         { source: 'B', snapshot: '5:5:', run: 7 },
       ]);
       assert.deepEqual(await progressOf(target, 'gamma'), []);
+    });
+
+    caseIt('fencing', 'refuses progress of an older lease epoch than any recorded for the sync, leaves the fence record out of progress', async () => {
+      const t = table('fnc', [['k', 'integer'], ['v', 'text']], ['k']);
+      const target = await open([t]);
+      await run(target, 'f', [{ source: 'A', snapshot: '1:1:', run: 1, epoch: 2 }], async (x) => {
+        await x.upsertRows(t, [['1', 'epoch 2']]);
+      });
+      // A daemon that lost the lease (epoch 1) commits nothing where epoch 2 committed.
+      await assert.rejects(run(target, 'f', [{ source: 'A', snapshot: '2:2:', run: 2, epoch: 1 }], async () => undefined), /ibex fencing:/);
+      assert.deepEqual(await progressOf(target, 'f'), [{ source: 'A', snapshot: '1:1:', run: 1 }]);
+      // A copy of the new owner (epoch 3) writes only the fence record; epoch 2 is refused after it.
+      await run(target, 'f', [fenceEntry(3, 3)], async (x) => {
+        await x.upsertRows(t, [['1', 'epoch 3']]);
+      });
+      await assert.rejects(run(target, 'f', [fenceEntry(4, 2)], async () => undefined), /ibex fencing:/);
+      await assert.rejects(run(target, 'f', [{ source: 'A', snapshot: '3:3:', run: 4, epoch: 2 }], async () => undefined), /ibex fencing:/);
+      assert.deepEqual(await progressOf(target, 'f'), [{ source: 'A', snapshot: '1:1:', run: 1 }]);
+      // The same epoch, a newer one, and a run outside any lease go through; other syncs are not fenced by this one.
+      await run(target, 'f', [{ source: 'A', snapshot: '5:5:', run: 5, epoch: 3 }], async () => undefined);
+      await run(target, 'f', [{ source: 'A', snapshot: '6:6:', run: 6, epoch: 7 }], async () => undefined);
+      await run(target, 'f', [{ source: 'A', snapshot: '7:7:', run: 7 }], async () => undefined);
+      await run(target, 'g', [{ source: 'A', snapshot: '1:1:', run: 8, epoch: 1 }], async () => undefined);
+      assert.deepEqual(await progressOf(target, 'f'), [{ source: 'A', snapshot: '7:7:', run: 7 }]);
+      await assert.rejects(run(target, 'f', [{ source: 'A', snapshot: '8:8:', run: 9, epoch: 6 }], async () => undefined), /ibex fencing:/);
+      await assertTable(target, t, [['1', 'epoch 3']]);
     });
 
     caseIt('replay', 'replaying the same run (same rows, same progress) leaves the same data and progress', async () => {

@@ -308,4 +308,29 @@ describe('delta_columns from the CLI', () => {
     const listed = JSON.parse((await env.cli('list', 'tables', 'public.acc_cli', '--json')).out) as { delta_columns: string[] | null }[];
     assert.deepEqual(listed[0]!.delta_columns, ['balance']);
   });
+
+  it('a counter column missing on the second source, or not numeric, is refused before any source changes (dry run included)', async () => {
+    await control;
+    const fnOn = async (i: number): Promise<string> => String((await env.query(i, `SELECT string_agg(prosrc, '') AS s FROM pg_proc WHERE prosrc LIKE '%ibex_delta%' AND prosrc LIKE '%acc_cli%'`))[0]!.s ?? '');
+    const before = [await fnOn(0), await fnOn(1)];
+    await env.query(0, `ALTER TABLE acc_cli ADD COLUMN extra int NOT NULL DEFAULT 0`);
+    const doc = JSON.parse((await env.cli('export', '--format=json')).out) as { tables: { name: string; delta_columns?: string[] }[] };
+    doc.tables.find((t) => t.name === 'public.acc_cli')!.delta_columns = ['balance', 'extra'];
+    const f = join(mkdtempSync(join(tmpdir(), 'ibex-merge-doc-')), 'ibex.json');
+    writeFileSync(f, JSON.stringify(doc));
+    for (const dry of [['--dry-run'], []]) {
+      const r = await env.cli('apply', '-f', f, ...dry);
+      assert.notEqual(r.code, 0, `apply ${dry.join(' ')}: ${r.out}`);
+      assert.match(r.err, /acc_cli on db B has no column "extra" named in delta_columns/);
+      assert.doesNotMatch(r.err, /\n./);
+    }
+    assert.deepEqual([await fnOn(0), await fnOn(1)], before, 'no source got new triggers');
+    const listed = JSON.parse((await env.cli('list', 'tables', 'public.acc_cli', '--json')).out) as { delta_columns: string[] | null }[];
+    assert.deepEqual(listed[0]!.delta_columns, ['balance']);
+    const text = await env.cli('update', 'table', 'public.acc_cli', 'delta_columns=balance,label');
+    assert.notEqual(text.code, 0);
+    assert.match(text.err, /delta_columns names "label", a text column; a counter must be numeric/);
+    assert.deepEqual([await fnOn(0), await fnOn(1)], before);
+    await env.query(0, `ALTER TABLE acc_cli DROP COLUMN extra`);
+  });
 });

@@ -115,4 +115,16 @@ describe('the daemon replicates to MariaDB, SQLite and Redis', () => {
     for (const [db, kind] of [['M', 'mariadb'], ['S', 'sqlite'], ['R', 'redis']]) assert.match(dbs, new RegExp(`\\b${db}\\b.*\\b${kind}\\b`), dbs);
     await daemon.stop();
   });
+
+  it('refills a Redis that restarted empty together with the daemon (a new process has seen nothing there)', async () => {
+    await redis.kill();
+    await redis.start();
+    assert.deepEqual(await targetRows(targets[2]!), [], 'the restarted Redis is empty');
+    await env.query(0, `INSERT INTO item VALUES (6000, 'after both restarted', now())`);
+    await daemon.start();
+    await convergedEverywhere();
+    const runs = await env.query(0, `SELECT details::text AS d FROM ibex.run WHERE sync = 'fan' AND details ? 'refilled'`, [], 'ibexctl');
+    assert.match(String(runs[0]?.d), /"refilled": \["R"\]/);
+    await daemon.stop();
+  });
 });

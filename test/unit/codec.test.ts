@@ -102,6 +102,14 @@ describe('decode', () => {
     const big = decode('timestamp with time zone', '10000-01-01 00:00:00+00');
     assert.equal(big.kind === 'timestamptz' && big.iso, '+10000-01-01T00:00:00.000000Z');
   });
+  it('decodes the pinned session\'s UTC text the same as any other spelling of the instant', () => {
+    for (const t of ['2026-12-04 20:26:00.5', '1200-05-06 01:02:03.000004', '9999-12-31 23:59:59.999999', '2024-02-29 00:00:00', '1685-01-01 00:00:00.000001']) {
+      assert.deepEqual(decode('timestamp with time zone', `${t}+00`), decode('timestamp with time zone', `${t}+00:00`), t);
+    }
+    assert.throws(() => decode('timestamp with time zone', '2026-02-30 00:00:00+00'), CodecError);
+    assert.throws(() => decode('timestamp with time zone', '2026-13-01 00:00:00+00'), CodecError);
+    assert.throws(() => decode('timestamp with time zone', '2026-01-01 24:00:00+00'), CodecError);
+  });
   it('splits epoch microseconds exactly at day edges and on both sides of what a double holds', () => {
     const cases = [0n, -1n, 86_399_999_999n, 86_400_000_000n, -86_400_000_000n, -86_400_000_001n,
       9_007_199_254_740_991n, -9_007_199_254_740_991n, 9_007_199_254_740_992n, -9_007_199_254_740_992n];

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CopyTextParser, parseCopyText } from '../../src/targets/copy-text.js';
+import { CopyTextParser, decodeLine, parseCopyText } from '../../src/targets/copy-text.js';
 
 describe('COPY text decoding', () => {
   it('splits rows and fields and reads \\N as NULL, an empty field as an empty string', () => {
@@ -31,6 +31,34 @@ describe('COPY text decoding', () => {
       assert.deepEqual(rows, whole, `chunks of ${size}`);
     }
     assert.deepEqual(whole, [['1', 'x\ty😀'], ['2', null], ['3', 'é']]);
+  });
+
+  it('decodes random lines of escapes and multi-byte text exactly as the byte-level decoder does', () => {
+    const atoms = ['a', 'é', '😀', '\\', '\\\\', '\\N', '\\t', '\\n', '\\r', '\\b', '\\v', '\\f', '\\x4', '\\x4a', '\\xg', '\\303\\251',
+      '\\7', '\\08', '\\q', '\\é', '\t', '\t\\N\t', ' '];
+    let x = 7;
+    const lines: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      let line = '';
+      const n = i % 9;
+      for (let k = 0; k < n; k++) {
+        x = (x * 1103515245 + 12345) % 2 ** 31;
+        line += atoms[x % atoms.length];
+      }
+      lines.push(line);
+    }
+    const text = Buffer.from(lines.join('\n') + '\n', 'utf8');
+    const want = lines.map((l) => {
+      const b = Buffer.from(l, 'utf8');
+      return decodeLine(b, 0, b.length);
+    });
+    for (const size of [7, 64, 65_536]) {
+      const p = new CopyTextParser();
+      const rows = [];
+      for (let i = 0; i < text.length; i += size) rows.push(...p.push(text.subarray(i, i + size)));
+      rows.push(...p.end());
+      assert.deepEqual(rows, want, `chunks of ${size}`);
+    }
   });
 
   it('reads a row without its final newline at the end', () => {

@@ -10,7 +10,8 @@ import { classifySql, gatherSql, windowSql } from '../../src/engine/sql/gather.j
 import { fingerprintSql, openSql, textArraySql } from '../../src/engine/sql/open.js';
 import { inlineKeysSql, mineSql, wonKeysSql } from '../../src/engine/sql/resolve.js';
 import { tempTablesSql } from '../../src/engine/sql/temp.js';
-import { onConflictSql, stampSql, truncateSql, upsertSql, writeProgressSql } from '../../src/targets/postgres/postgres-dialect.js';
+import { onConflictSql, readProgressSql, stampSql, truncateSql, upsertSql, writeProgressSql } from '../../src/targets/postgres/postgres-dialect.js';
+import { fenceEntry } from '../../src/targets/target.js';
 
 const flat = (s: string): string => s.replace(/\s+/g, ' ').trim();
 const same = (got: string, want: string): void => assert.equal(flat(got), flat(want));
@@ -60,6 +61,15 @@ describe('PostgreSQL dialect', () => {
     assert.match(sql, /IF EXISTS \(SELECT 1 FROM ibex\.progress WHERE sync = 's' AND epoch > 4\) THEN\s+RAISE EXCEPTION 'ibex fencing:/);
     assert.match(sql, /\(sync, source, snapshot, run, epoch\)\s+VALUES \('s', 'A', '1:2:', 3, 4\)/);
     assert.match(sql, /epoch = EXCLUDED\.epoch/);
+    // Written only over rows of an epoch no newer (a new owner's row committed meanwhile), and refused when not every row was.
+    assert.match(sql, /WHERE ibex\.progress\.epoch IS NULL OR ibex\.progress\.epoch <= EXCLUDED\.epoch;\s+GET DIAGNOSTICS n = ROW_COUNT;\s+IF n < 1 THEN\s+RAISE EXCEPTION 'ibex fencing:/);
+  });
+
+  it('writes the fence record of a copy with its epoch, and leaves it out when reading progress', () => {
+    const sql = writeProgressSql('s', [fenceEntry(9, 5)]);
+    assert.match(sql, /VALUES \('s', '\*', '', 9, 5\)/);
+    assert.match(sql, /epoch > 5/);
+    same(readProgressSql("s'"), `SELECT source, snapshot, run FROM ibex.progress WHERE sync = 's''' AND source <> '*'`);
   });
 });
 
@@ -81,7 +91,7 @@ describe('run SQL', () => {
   it('opens a run in one text: BEGIN, snapshot and clock, schema check, progress', () => {
     const text = flat(openSql({ serializable: false, replica: true, sync: 's', rels: [] }));
     assert.ok(text.startsWith(`BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT set_config('work_mem', '64MB', true), set_config('session_replication_role', 'replica', true), pg_current_snapshot()::text AS snap, extract(epoch FROM clock_timestamp()) * 1000 AS now_ms;`), text);
-    assert.ok(text.endsWith(`; SELECT source, snapshot, run FROM ibex.progress WHERE sync = 's'`), text);
+    assert.ok(text.endsWith(`; SELECT source, snapshot, run FROM ibex.progress WHERE sync = 's' AND source <> '*'`), text);
   });
 
   it('creates temp tables only the first time, truncates big ones', () => {

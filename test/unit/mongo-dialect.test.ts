@@ -5,7 +5,7 @@ import { BSON, Binary, Decimal128, Long } from 'mongodb';
 import { canonicalText } from '../../src/targets/codec.js';
 import type { TableSpec, TextRow } from '../../src/targets/target.js';
 import {
-  RefusedValue, coefficientDigits, docLayout, fieldNameProblem, idOf, rowDocument, rowOfDocument, toBson, type BsonKit,
+  RefusedValue, coefficientDigits, fenceUpdate, progressDoc, docLayout, fieldNameProblem, idOf, rowDocument, rowOfDocument, toBson, type BsonKit,
 } from '../../src/targets/mongo/mongo-dialect.js';
 
 const kit: BsonKit = { Long, Decimal128, Binary, BSON };
@@ -15,6 +15,16 @@ function spec(columns: [string, string][], keys: string[]): TableSpec {
 }
 
 describe('mongo dialect', () => {
+  it('fences progress with one conditional upsert of the sync\'s fence record', () => {
+    // Matches only a record of an epoch no newer (or none): with a newer one the upsert's insert collides on _id (E11000).
+    assert.deepEqual(fenceUpdate('s1', 9, 3), {
+      filter: { _id: { sync: 's1', source: '*' }, $or: [{ epoch: { $exists: false } }, { epoch: { $lte: 3 } }] },
+      update: { $set: { snapshot: '', run: 9, epoch: 3 } },
+    });
+    assert.deepEqual(progressDoc('s1', { source: 'A', snapshot: '1:2:', run: 9, epoch: 3 }), { _id: { sync: 's1', source: 'A' }, snapshot: '1:2:', run: 9, epoch: 3 });
+    assert.deepEqual(progressDoc('s1', { source: 'A', snapshot: '1:2:', run: 9 }), { _id: { sync: 's1', source: 'A' }, snapshot: '1:2:', run: 9 });
+  });
+
   it('maps each PostgreSQL type to its BSON type', () => {
     assert.equal(toBson(kit, 'integer', '-7', 'c'), -7);
     assert.equal(toBson(kit, 'smallint', '3', 'c'), 3);

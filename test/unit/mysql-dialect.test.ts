@@ -6,6 +6,11 @@ import {
   deleteSql,
   mysqlType,
   progressUpsertSql,
+  PROGRESS_ADD_EPOCH_SQL,
+  PROGRESS_DDL,
+  PROGRESS_FENCE_SQL,
+  PROGRESS_HAS_EPOCH_SQL,
+  PROGRESS_SELECT,
   quoteIdent,
   scanSql,
   textKeyChars,
@@ -66,12 +71,21 @@ describe('mysql dialect', () => {
   it('writes the progress upsert for both flavors', () => {
     assert.equal(
       progressUpsertSql('mariadb'),
-      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE snapshot = VALUES(snapshot), run = VALUES(run), applied = VALUES(applied)',
+      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, epoch, applied) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE snapshot = VALUES(snapshot), run = VALUES(run), epoch = COALESCE(VALUES(epoch), epoch), applied = VALUES(applied)',
     );
     assert.equal(
       progressUpsertSql('mysql'),
-      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) AS `new` ON DUPLICATE KEY UPDATE snapshot = `new`.snapshot, run = `new`.run, applied = `new`.applied',
+      'INSERT INTO `ibex_progress` (sync, source, snapshot, run, epoch, applied) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6)) AS `new` ON DUPLICATE KEY UPDATE snapshot = `new`.snapshot, run = `new`.run, epoch = COALESCE(`new`.epoch, `ibex_progress`.epoch), applied = `new`.applied',
     );
+  });
+
+  it('fences progress with the lease epoch: a locking read of the newest epoch, the column added to an older table', () => {
+    assert.equal(PROGRESS_FENCE_SQL, 'SELECT COALESCE(MAX(epoch), 0) AS epoch FROM `ibex_progress` WHERE sync = ? FOR UPDATE');
+    assert.equal(PROGRESS_DDL, 'CREATE TABLE IF NOT EXISTS `ibex_progress` (sync VARBINARY(512) NOT NULL, source VARBINARY(512) NOT NULL, ' +
+      'snapshot LONGTEXT NOT NULL, run BIGINT NOT NULL, applied DATETIME(6) NOT NULL, epoch BIGINT NULL, PRIMARY KEY (sync, source)) ENGINE=InnoDB');
+    assert.equal(PROGRESS_HAS_EPOCH_SQL, "SELECT COUNT(*) AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'ibex_progress' AND COLUMN_NAME = 'epoch'");
+    assert.equal(PROGRESS_ADD_EPOCH_SQL, 'ALTER TABLE `ibex_progress` ADD COLUMN epoch BIGINT NULL');
+    assert.equal(PROGRESS_SELECT, "SELECT source, snapshot, run FROM `ibex_progress` WHERE sync = ? AND source <> '*' ORDER BY source");
   });
 
   it('maps PostgreSQL types as targets.md says', () => {

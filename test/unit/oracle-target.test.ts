@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableSpec } from '../../src/targets/target.js';
 import { OracleTarget, type OracleConnection, type OracleDriver, type OracleResult } from '../../src/targets/oracle/oracle-target.js';
+import { CREATE_PROGRESS_SQL, PROGRESS_ADD_EPOCH_SQL, PROGRESS_FENCE_SQL, PROGRESS_HAS_EPOCH_SQL, READ_PROGRESS_SQL, WRITE_PROGRESS_SQL } from '../../src/targets/oracle/oracle-dialect.js';
 
 interface Call { op: string; sql?: string; binds?: unknown; options?: Record<string, unknown> }
 
@@ -56,7 +57,7 @@ describe('oracle target on a fake connection', () => {
   });
 
   it('runs a whole run in one transaction: merge, delete, progress, then commit', async () => {
-    const { calls, driver } = fake((c) => (c.op === 'executeMany' && c.sql?.startsWith('DELETE') ? { rowsAffected: 1 } : c.sql?.startsWith('SELECT "SOURCE"') ? { rows: [['A', '1:2:', 7]] } : undefined));
+    const { calls, driver } = fake((c) => (c.op === 'executeMany' && c.sql?.startsWith('DELETE') ? { rowsAffected: 1 } : c.sql?.startsWith('SELECT "SOURCE"') ? { rows: [['A', '1:2:', 7]] } : c.sql?.includes('USER_TAB_COLUMNS') ? { rows: [[1]] } : undefined));
     const t = new OracleTarget(params, driver);
     await t.connect();
     calls.length = 0;
@@ -67,6 +68,8 @@ describe('oracle target on a fake connection', () => {
     assert.deepEqual(out, { applied: 2, refused: [] });
     await t.writeProgress('s1', [{ source: 'A', snapshot: '3:4:', run: 8 }]);
     await t.commit();
+    // The epoch column is checked once per session, before the run's first write.
+    assert.equal(calls.shift()!.sql, PROGRESS_HAS_EPOCH_SQL);
     assert.deepEqual(calls.map((c) => c.op), ['execute', 'executeMany', 'executeMany', 'executeMany', 'commit']);
     assert.deepEqual(calls[0]!.binds, ['s1']);
     assert.deepEqual(calls[1], {
@@ -77,8 +80,27 @@ describe('oracle target on a fake connection', () => {
     assert.deepEqual(calls[2]!.binds, [['1', 'one', Buffer.from('a0eebc999c0b4ef8bb6d6bb9bd380a11', 'hex')], ['2', null, null]]);
     assert.deepEqual(calls[2]!.options, { autoCommit: false, batchErrors: true, bindDefs: [{ type: 'VARCHAR', maxSize: 1 }, { type: 'CLOB' }, { type: 'RAW', maxSize: 16 }] });
     assert.match(calls[3]!.sql!, /^MERGE INTO "IBEX_PROGRESS"/);
-    assert.deepEqual(calls[3]!.binds, [['s1', 'A', '3:4:', '8']]);
+    assert.deepEqual(calls[3]!.binds, [['s1', 'A', '3:4:', '8', null]]);
     assert.equal(calls[3]!.options!.autoCommit, false);
+  });
+
+  it('fences progress with the lease epoch: locks the sync\'s rows, refuses a newer epoch, writes its own', async () => {
+    let newest = 3;
+    const { calls, driver } = fake((c) => (c.sql?.includes('USER_TAB_COLUMNS') ? { rows: [[1]] } : c.sql === PROGRESS_FENCE_SQL ? { rows: [[2], [newest], [null]] } : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    calls.length = 0;
+    await t.begin();
+    await t.writeProgress('s1', [{ source: 'A', snapshot: '3:4:', run: 8, epoch: 3 }]);
+    assert.deepEqual(calls.slice(1).map((c) => [c.op, c.sql, c.binds]), [
+      ['execute', PROGRESS_FENCE_SQL, ['s1']],
+      ['executeMany', WRITE_PROGRESS_SQL, [['s1', 'A', '3:4:', '8', '3']]],
+    ]);
+    assert.equal(calls[1]!.options!.autoCommit, false);
+    newest = 4;
+    calls.length = 0;
+    await assert.rejects(t.writeProgress('s1', [{ source: '*', snapshot: '', run: 9, epoch: 3 }]), /ibex fencing: oracle target "ora": a daemon with a newer lease of sync s1 \(epoch 4, this run's 3\)/);
+    assert.deepEqual(calls.map((c) => c.sql), [PROGRESS_FENCE_SQL], 'nothing written after the refusal');
   });
 
   it('refuses rows Oracle cannot hold and rows it rejects one by one, and applies the rest', async () => {
@@ -103,14 +125,20 @@ describe('oracle target on a fake connection', () => {
     assert.deepEqual(calls.map((c) => (c.binds as unknown[]).length), [1000, 1000, 1]);
   });
 
-  it('creates IBEX_PROGRESS when it is missing, before any write', async () => {
-    const missing = Object.assign(new Error('ORA-00942: table or view "IBEX"."IBEX_PROGRESS" does not exist'), { errorNum: 942 });
-    const { calls, driver } = fake((c) => (c.sql?.startsWith('SELECT "SOURCE"') ? missing : undefined));
+  it('creates IBEX_PROGRESS when it is missing, or adds EPOCH to an older one, before any write', async () => {
+    let tables = 0;
+    const { calls, driver } = fake((c) => (c.sql?.includes('USER_TAB_COLUMNS') ? { rows: [[0]] } : c.sql?.includes('USER_TABLES') ? { rows: [[tables]] } : undefined));
     const t = new OracleTarget(params, driver);
     await t.connect();
     calls.length = 0;
     assert.deepEqual(await t.readProgress('s1'), []);
-    assert.match(calls[1]!.sql!, /^CREATE TABLE "IBEX_PROGRESS"/);
+    assert.deepEqual(calls.map((c) => c.sql?.slice(0, 36)), [PROGRESS_HAS_EPOCH_SQL.slice(0, 36), `SELECT COUNT(*) FROM USER_TABLES WHE`, CREATE_PROGRESS_SQL.slice(0, 36), READ_PROGRESS_SQL.slice(0, 36)]);
+    tables = 1;
+    const old = new OracleTarget(params, driver);
+    await old.connect();
+    calls.length = 0;
+    await old.readProgress('s1');
+    assert.equal(calls[2]!.sql, PROGRESS_ADD_EPOCH_SQL);
   });
 
   it('rolls back on failure and never throws from rollback', async () => {

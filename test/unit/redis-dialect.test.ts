@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableSpec } from '../../src/targets/target.js';
-import { escapeGlob, hashArgs, parseRowKey, rowKey, rowLayout, tablePattern } from '../../src/targets/redis/redis-dialect.js';
+import { decodeProgress, encodeProgress, escapeGlob, FENCED_PROGRESS_LUA, hashArgs, parseRowKey, rowKey, rowLayout, tablePattern } from '../../src/targets/redis/redis-dialect.js';
 
 const t: TableSpec = {
   label: 'public.t', schema: 'public', name: 't', targetName: 't',
@@ -10,6 +10,23 @@ const t: TableSpec = {
 };
 
 describe('redis dialect', () => {
+  it('fences progress in one script: the newest epoch of the hash, written only when not newer', () => {
+    assert.equal(FENCED_PROGRESS_LUA, [
+      'local mine = tonumber(ARGV[1])',
+      'local newest = 0',
+      "for _, v in ipairs(redis.call('HVALS', KEYS[1])) do",
+      '  local ok, p = pcall(cjson.decode, v)',
+      "  if ok and type(p) == 'table' and type(p.epoch) == 'number' and p.epoch > newest then newest = p.epoch end",
+      'end',
+      'if newest > mine then return newest end',
+      "redis.call('HSET', KEYS[1], unpack(ARGV, 2))",
+      'return newest',
+    ].join('\n'));
+    assert.equal(encodeProgress('1:2:', 7, 3), '{"snapshot":"1:2:","run":7,"epoch":3}');
+    assert.equal(encodeProgress('1:2:', 7), '{"snapshot":"1:2:","run":7}');
+    assert.deepEqual(decodeProgress('{"snapshot":"1:2:","run":7,"epoch":3}'), { snapshot: '1:2:', run: 7 });
+  });
+
   it('escapes colons and backslashes in key values so every key parses back to its values', () => {
     const cases: (string | null)[][] = [['a:b', 'c'], ['a', 'b:c'], ['\\', ':'], ['\\N', 'x'], [null, 'x'], ['', '']];
     const keys = cases.map((k) => rowKey(t, k));

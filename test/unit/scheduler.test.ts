@@ -276,7 +276,7 @@ describe('the scheduler', () => {
     assert.equal(b.ceiling(100), 30_000);
   });
 
-  it('after a run that moved many rows, waits as long as it took (at most 100 ms); a kick does not wait', async () => {
+  it('after a run that moved many rows, waits as long as it took (at most 100 ms), after a few rows half that; a kick does not wait', async () => {
     const { scheduler, timers, quiet } = setup();
     const r = new FakeRunner('s');
     scheduler.add('s', r, PLAN);
@@ -286,25 +286,54 @@ describe('the scheduler', () => {
     await flush();
     r.finish({ status: 'good', inserted: 19, durationMs: 30 });
     await flush();
-    assert.equal(r.calls.length, 2, 'a few rows: the next run follows at once');
+    assert.equal(r.calls.length, 1, 'a few rows: the next run waits half the run time');
+    await timers.advance(14);
+    assert.equal(r.calls.length, 1);
+    await timers.advance(1);
+    assert.equal(r.calls.length, 2, 'the next run starts after half the run time');
+    r.finish({ status: 'empty', durationMs: 30 });
+    await flush();
+    assert.equal(r.calls.length, 2, 'an empty run is not followed by another');
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    assert.equal(r.calls.length, 3, 'a wake-up after an empty run runs at once');
+    quiet.length = 0;
     r.finish({ status: 'good', inserted: 15, deleted: 5, durationMs: 30 });
     await flush();
-    assert.equal(r.calls.length, 2, 'many rows: the next run waits');
+    assert.equal(r.calls.length, 3, 'many rows: the next run waits');
     assert.deepEqual(quiet, [], 'not quiescent while pacing');
     scheduler.request('s', { reason: 'wake' });
     await flush();
-    assert.equal(r.calls.length, 2, 'a wake-up does not cut the pause');
+    assert.equal(r.calls.length, 3, 'a wake-up does not cut the pause');
     await timers.advance(29);
-    assert.equal(r.calls.length, 2);
+    assert.equal(r.calls.length, 3);
     await timers.advance(1);
-    assert.equal(r.calls.length, 3, 'the next run starts after the run time');
+    assert.equal(r.calls.length, 4, 'the next run starts after the run time');
     r.finish({ status: 'good', inserted: 500, durationMs: 5000 });
     await flush();
     assert.ok(timers.delays().includes(100), `capped at 100 ms: ${timers.delays().join(',')}`);
     scheduler.request('s', { reason: 'kick', kickId: 3 });
     await flush();
-    assert.equal(r.calls.length, 4, 'a kick runs at once');
+    assert.equal(r.calls.length, 5, 'a kick runs at once');
     assert.equal(r.calls.at(-1)!.kickId, 3);
+  });
+
+  it('a sync that runs only when kicked gets no paced follow-up run, however many rows it moved', async () => {
+    const { scheduler, timers } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, { ...PLAN, autokick: false });
+    scheduler.request('s', { reason: 'kick', kickId: 1 });
+    await flush();
+    r.finish({ status: 'good', inserted: 500, durationMs: 30 });
+    await flush();
+    await timers.advance(1000);
+    assert.equal(r.calls.length, 1, 'no follow-up after a busy run');
+    scheduler.request('s', { reason: 'kick', kickId: 2 });
+    await flush();
+    r.finish({ status: 'good', inserted: 3, durationMs: 30 });
+    await flush();
+    await timers.advance(1000);
+    assert.equal(r.calls.length, 2, 'nor after a light one');
   });
 
   it('never pauses with pauseMaxMs 0 (the run_pause_max_ms setting)', async () => {
@@ -495,6 +524,25 @@ describe('the scheduler', () => {
     assert.equal(r.calls.length, 2, 'the follow-up run comes after the maintenance');
   });
 
+  it('says a sync is quiescent again after maintenance (a reload), not only after runs', async () => {
+    const { scheduler, quiet } = setup();
+    const r = new FakeRunner('s');
+    scheduler.add('s', r, PLAN);
+    scheduler.request('s', { reason: 'wake' });
+    await flush();
+    r.finish({ status: 'empty' });
+    await flush();
+    assert.deepEqual(quiet, ['s']);
+    let release!: () => void;
+    const done = scheduler.maintain('s', () => new Promise<void>((resolve) => (release = resolve)));
+    await flush();
+    assert.equal(scheduler.isQuiescent('s'), false, 'busy while reloading');
+    release();
+    await done;
+    await flush();
+    assert.deepEqual(quiet, ['s', 's'], 'the hook is owed once the reload is done');
+  });
+
   it('stops after the runs in progress and hands back the kicks it will not answer', async () => {
     const { scheduler } = setup();
     const r = new FakeRunner('s');
@@ -533,7 +581,7 @@ describe('the wake-up coordinator', () => {
       request: (s) => void requested.push(s),
       setIdle: async (db, idle) => void flags.push({ db, idle }),
     });
-    return { w, flags, busy, pending, requested };
+    return { w, flags, busy, pending, requested, syncsByDb };
   }
 
   it('marks a db busy on a wake-up and schedules every sync that reads it', async () => {
@@ -561,6 +609,45 @@ describe('the wake-up coordinator', () => {
     await flush();
     assert.deepEqual(flags.sort((a, b) => a.db.localeCompare(b.db)), [{ db: 'A', idle: true }, { db: 'B', idle: true }]);
     assert.deepEqual(requested.sort(), ['s2', 's2'], 'a commit that raced the flag is picked up');
+  });
+
+  it('does not leave a db busy when the sync that kept it busy stops reading it (paused, removed) while it ran', async () => {
+    const { w, flags, busy, syncsByDb } = coordinator();
+    w.connected('A');
+    await w.settled();
+    flags.length = 0;
+    w.runStarting('s2');
+    busy.add('s2');
+    w.quiescent('s1');
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags.filter((f) => f.db === 'A'), [], 's2 runs on A: A stays busy');
+    assert.equal(w.applied('A'), false);
+    // s2 is paused while it runs: it reads no db any more, and its run ends.
+    syncsByDb.A = ['s1'];
+    syncsByDb.B = [];
+    busy.delete('s2');
+    w.quiescent('s2');
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags.filter((f) => f.db === 'A'), [{ db: 'A', idle: true }]);
+  });
+
+  it('looks again at every db when the syncs reading them change', async () => {
+    const { w, flags, busy, syncsByDb } = coordinator();
+    w.connected('A');
+    await w.settled();
+    busy.add('s2');
+    w.quiescent('s1');
+    await flush();
+    await w.settled();
+    flags.length = 0;
+    // s2 is removed while busy with a reload: nothing of s2 will say it is quiescent.
+    syncsByDb.A = ['s1'];
+    w.recheck();
+    await flush();
+    await w.settled();
+    assert.deepEqual(flags, [{ db: 'A', idle: true }]);
   });
 
   it('keeps the flag writes of a db in the order they were decided', async () => {

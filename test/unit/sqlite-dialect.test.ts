@@ -7,6 +7,8 @@ import {
   deleteChunkKeys,
   deleteSql,
   PROGRESS_DDL,
+  PROGRESS_FENCE_SQL,
+  PROGRESS_SELECT,
   PROGRESS_UPSERT,
   quoteIdent,
   scanSql,
@@ -62,9 +64,12 @@ describe('sqlite dialect', () => {
   it('writes the progress table and its upsert', () => {
     assert.equal(
       PROGRESS_DDL,
-      'CREATE TABLE IF NOT EXISTS "ibex_progress" (sync TEXT NOT NULL, source TEXT NOT NULL, snapshot TEXT NOT NULL, run INTEGER NOT NULL, applied TEXT NOT NULL, PRIMARY KEY (sync, source))',
+      'CREATE TABLE IF NOT EXISTS "ibex_progress" (sync TEXT NOT NULL, source TEXT NOT NULL, snapshot TEXT NOT NULL, run INTEGER NOT NULL, applied TEXT NOT NULL, epoch INTEGER, PRIMARY KEY (sync, source))',
     );
-    assert.match(PROGRESS_UPSERT, /ON CONFLICT \(sync, source\) DO UPDATE SET snapshot = excluded\.snapshot/);
+    assert.equal(PROGRESS_UPSERT, 'INSERT INTO "ibex_progress" (sync, source, snapshot, run, applied, epoch) VALUES (?, ?, ?, ?, ?, ?) ' +
+      'ON CONFLICT (sync, source) DO UPDATE SET snapshot = excluded.snapshot, run = excluded.run, applied = excluded.applied, epoch = COALESCE(excluded.epoch, epoch)');
+    assert.equal(PROGRESS_FENCE_SQL, 'SELECT COALESCE(MAX(epoch), 0) AS epoch FROM "ibex_progress" WHERE sync = ?');
+    assert.equal(PROGRESS_SELECT, `SELECT source, snapshot, run FROM "ibex_progress" WHERE sync = ? AND source <> '*' ORDER BY source`);
   });
   it('knows which affinities lose values', () => {
     assert.equal(affinityOf('VARCHAR(10)'), 'TEXT');

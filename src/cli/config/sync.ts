@@ -22,7 +22,7 @@ import { strategyOption } from '../../config/strategies.js';
 import { SYNC_ALIASES, SYNC_OPTIONS, dealias, parseSyncOption } from './options.js';
 import { optionDefault } from '../../config/options.js';
 import { checkRules, planOf, validateSync } from '../../config/sync-check.js';
-import { notifySyncChanged } from '../../control/daemon-store.js';
+import { notifyConfigChanged } from '../../control/daemon-store.js';
 import { keyRisks } from '../../keys/sequences.js';
 import { keySequencesOf, withSources } from '../../keys/sources.js';
 import { interleave } from '../sequences.js';
@@ -78,7 +78,8 @@ export async function addSync(ctx: Context, args: string[]): Promise<void> {
   await ctx.withControl(async (c) => {
     await createSync(ctx, c, { name, options: values, status: requested, dbs, relations });
     if (ctx.flags.dryRun) return;
-    await notifySyncChanged(c, name);
+    // Told now, before the key check, so the daemon adopts the sync (and starts its onetimecopy) at once.
+    await notifyConfigChanged(c);
     await checkKeys(ctx, c, name, keys === 'interleave');
   });
 }
@@ -215,7 +216,6 @@ export async function updateSyncVerb(ctx: Context, args: string[]): Promise<void
         await write(ctx, c, async () => updateSync(c, name, { relgroup: s.relgroup, dbgroup: s.dbgroup, status: s.status }));
       });
     }
-    if (!ctx.flags.dryRun) await notifySyncChanged(c, name);
     dryRunDone(ctx);
   });
 }
@@ -251,7 +251,6 @@ export async function removeSync(ctx: Context, args: string[]): Promise<void> {
       for (const s of found) {
         await deleteSync(c, s.name);
         report(ctx, 'remove', `sync ${s.name} (relgroup ${s.relgroup} and dbgroup ${s.dbgroup} stay)`);
-        await notifySyncChanged(c, s.name);
       }
     });
     dryRunDone(ctx);

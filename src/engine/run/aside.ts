@@ -27,11 +27,18 @@ export function isRowError(err: unknown): boolean {
 
 const lockTimeouts = new WeakMap<RunContext, Promise<number>>();
 
-/** row_lock_timeout_ms, read once per run. */
+const lockTimeoutOf = (v: string | undefined): number => (v === undefined ? 10_000 : Number(v));
+
+/** Keep row_lock_timeout_ms as the run's inputs read it (run-store.runInputs). */
+export function noteRowLockTimeout(ctx: RunContext, stored: string | undefined): void {
+  lockTimeouts.set(ctx, Promise.resolve(lockTimeoutOf(stored)));
+}
+
+/** row_lock_timeout_ms, read once per run (with the run's inputs, or here). */
 export function rowLockTimeout(ctx: RunContext): Promise<number> {
   let p = lockTimeouts.get(ctx);
   if (!p) {
-    p = readSetting(ctx.control, 'row_lock_timeout_ms').then((v) => (v === undefined ? 10_000 : Number(v)));
+    p = readSetting(ctx.control, 'row_lock_timeout_ms').then(lockTimeoutOf);
     lockTimeouts.set(ctx, p);
   }
   return p;
@@ -61,6 +68,8 @@ export async function requeue(rows: readonly AsideRow[], on: (db: string) => Pro
 
 /** Before the commits: record what this run set aside. */
 export async function recordRunAside(ctx: RunContext, st: RunState): Promise<void> {
+  // Recorded rows wait for a later good run to re-queue them, even if this one fails after here.
+  if (st.aside.length) ctx.housekeeping.asideRecorded();
   await recordAside(ctx.control, ctx.sync, st.result.runId, st.aside);
 }
 
@@ -74,8 +83,10 @@ export async function afterRunAside(ctx: RunContext, st: RunState): Promise<void
 }
 
 async function requeueAfter(ctx: RunContext, st: RunState): Promise<void> {
-  if (!st.result.runId) return;
-  const rows = await afterGoodRun(ctx.control, ctx.sync, st.result.runId);
+  if (!st.result.runId || !ctx.housekeeping.asideDue()) return;
+  const { forgotten, requeue: rows } = await afterGoodRun(ctx.control, ctx.sync, st.result.runId);
+  // Nothing left to forget or re-queue, and this run set nothing aside: later runs may skip the check.
+  ctx.housekeeping.asideChecked(forgotten === 0 && rows.length === 0 && st.aside.length === 0);
   if (rows.length === 0) return;
   const done = await requeue(rows, async (db) => {
     const d = ctx.all.find((x) => x.name === db);

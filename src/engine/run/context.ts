@@ -12,8 +12,8 @@ import type { TablePlan } from '../plan.js';
 import { windowSql, type SnapshotRef } from '../sql/gather.js';
 import type { Hooks } from './hooks.js';
 import type { TempTables } from './temp.js';
+import type { Housekeeping } from './housekeeping.js';
 import type { Target, TableSpec } from '../../targets/target.js';
-import type { RunState } from './state.js';
 
 /** A few rows won on a source travel inline in the apply round trip (see sql/apply.ts inlineReadSql)… */
 export const INLINE_ROWS = 200;
@@ -69,7 +69,7 @@ export interface RunContext {
   /** Tables (by source, see toolarge.ts) that met a row too large to COPY. Kept across runs, until a run finds none over the limit. */
   tooLarge: Map<string, TooLargeSeen>;
   /** What is due after a run's commits (backlog, purges; run/housekeeping.ts). */
-  housekeeping: { after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> };
+  housekeeping: Housekeeping;
   hooks: Hooks;
   /** db → tables another sync reads there (capture must record what ibex applies to them). */
   downstream: Map<string, Set<string>>;

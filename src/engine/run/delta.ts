@@ -8,7 +8,7 @@
 import * as store from '../../control/run-store.js';
 import { together } from '../together.js';
 import type { RunResult } from '../types.js';
-import { afterRunAside, recordRunAside } from './aside.js';
+import { afterRunAside, noteRowLockTimeout, recordRunAside } from './aside.js';
 import { confirm } from './confirm.js';
 import type { RunContext } from './context.js';
 import { runCounts } from './hooks.js';
@@ -23,27 +23,34 @@ import { RunState } from './state.js';
 import { truncate } from './truncate.js';
 import { upserts, type FastPathConflict } from './upsert.js';
 
-/** What the control db says before a run: the downstream readers and the cursors (see run-store.runInputs). */
-export type RunInputs = Promise<{ downstream: Map<string, Set<string>>; cursors: Map<string, string> }>;
+/** What the control db says before a run: the downstream readers, the cursors, a setting (see run-store.runInputs). */
+export type RunInputs = Promise<store.RunInputValues>;
 
 /** How a delta run ended, when it did not throw. */
 export type DeltaOutcome = { details: Record<string, unknown> } | { skip: string } | FastPathConflict;
 
-/** Run the phases; fills `result`. */
-export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunInputs): Promise<DeltaOutcome> {
+/**
+ * Run the phases; fills `result`. Inputs already read (with the run's row) let the open round
+ * trip classify each source's changes too; inputs still on their way are awaited after the open.
+ */
+export async function deltaRun(ctx: RunContext, result: RunResult, inputs: RunInputs | store.RunInputValues): Promise<DeltaOutcome> {
   const st = new RunState(result, ctx.sources);
   const runId = result.runId;
   let skip = await ctx.hooks.run('before_txn', runId);
   if (skip) return { skip };
+  const takeInputs = ({ downstream, cursors, rowLockTimeoutMs }: store.RunInputValues): void => {
+    ctx.downstream = downstream;
+    noteRowLockTimeout(ctx, rowLockTimeoutMs);
+    for (const src of ctx.sources) {
+      const cur = cursors.get(src.name);
+      if (cur) st.cursors.set(src, cur);
+    }
+  };
+  if (!(inputs instanceof Promise)) takeInputs(inputs);
   await open(ctx, st);
   ctx.races.use(st.snaps);
   const skewMs = clockSkew(st);
-  const { downstream, cursors } = await inputs;
-  ctx.downstream = downstream;
-  for (const src of ctx.sources) {
-    const cur = cursors.get(src.name);
-    if (cur) st.cursors.set(src, cur);
-  }
+  if (inputs instanceof Promise) takeInputs(await inputs);
   if ((skip = await ctx.hooks.run('before_check_rows', runId))) return { skip };
   st.phase('open');
   await recover(ctx, st);

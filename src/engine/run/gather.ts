@@ -13,11 +13,20 @@ import { together } from '../together.js';
 import { deltaWindow, INLINE_ROWS, type RunContext } from './context.js';
 import type { RunState } from './state.js';
 
+/** The text that classifies a source's pending changes past `cursor` (two statements). */
+export function classifyText(ctx: RunContext, src: SyncDb, cursor: string): string {
+  return classifySql(ctx.plans, deltaWindow(ctx, { text: cursor }), src.name);
+}
+
 /** Per source: its truncates and, per table with pending changes, their count, kind and origin. */
 async function classify(ctx: RunContext, st: RunState): Promise<void> {
   // Sources are independent sessions: they are read in parallel.
   await together(ctx.sources, async (src) => {
-    const [tr, cls] = await ctx.pg(src).queryAll(classifySql(ctx.plans, deltaWindow(ctx, { text: st.cursorOf(src) }), src.name));
+    const cursor = st.cursorOf(src);
+    const pre = st.preclassified.get(src);
+    const [tr, cls] = pre && pre.cursor === cursor
+      ? [{ rows: pre.truncates }, { rows: pre.classes }]
+      : await ctx.pg(src).queryAll(classifyText(ctx, src, cursor));
     for (const row of tr!.rows) {
       const p = ctx.plans.find((x) => x.label === row.label);
       if (!p) continue;

@@ -11,6 +11,28 @@ let historyPurgedAt = 0;
 export class Housekeeping {
   private lastBacklog = 0;
   private lastPurge = 0;
+  /**
+   * Set-aside rows (run/aside.ts) may wait for this runner: it has not yet found none, or set some
+   * aside since. Rows `ibex quarantine retry` re-queued are forgotten at the check every 10 s.
+   */
+  private asideDirty = true;
+  private lastAsideCheck = 0;
+
+  /** Is the set-aside check due after this good run? */
+  asideDue(): boolean {
+    return this.asideDirty || Date.now() - this.lastAsideCheck >= 10_000;
+  }
+
+  /** The check ran; `clean`: nothing was left for a later run. */
+  asideChecked(clean: boolean): void {
+    this.lastAsideCheck = Date.now();
+    this.asideDirty = !clean;
+  }
+
+  /** A run recorded set-aside rows: the next good run checks. */
+  asideRecorded(): void {
+    this.asideDirty = true;
+  }
 
   /** Do what is due. */
   async after(ctx: RunContext, st: RunState, skewMs: number): Promise<void> {

@@ -11,16 +11,25 @@ import { together } from '../together.js';
 import type { RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { openTyped } from './typed.js';
+import { noteOwners, ownersSql } from './owner.js';
+import { classifyText } from './gather.js';
 
 /** Open every db's run transaction and check its tables still match the plans. */
 export async function open(ctx: RunContext, st: RunState): Promise<void> {
-  const text = openSql({ serializable: ctx.cfg.isolationLevel === 'serializable', replica: ctx.replica, sync: ctx.sync, rels: ctx.plans.map((p) => p.rel) });
+  // The tables' owners (run/owner.ts) come in the same round trip, after the progress rows.
+  const text = `${openSql({ serializable: ctx.cfg.isolationLevel === 'serializable', replica: ctx.replica, sync: ctx.sync, rels: ctx.plans.map((p) => p.rel) })};
+         ${ownersSql(ctx.plans)}`;
   // Targets of other kinds begin and read their progress meanwhile.
   const typed = openTyped(ctx, st);
   const pg = together(ctx.all, async (d) => {
+    // A source whose cursor is known already classifies its pending changes in this round trip
+    // too (not when before_check_rows customcode runs between the open and the gather).
+    const cursor = ctx.sources.includes(d) && !ctx.hooks.has('before_check_rows') ? st.cursors.get(d) : undefined;
     const t0 = Date.now();
-    const [, r, fp, prog] = await ctx.pg(d).queryAll(text);
+    const [, r, fp, prog, own, tr, cls] = await ctx.pg(d).queryAll(cursor === undefined ? text : `${text};\n${classifyText(ctx, d, cursor)}`);
     const t1 = Date.now();
+    noteOwners(ctx, d, own!.rows);
+    if (cursor !== undefined) st.preclassified.set(d, { cursor, truncates: tr!.rows, classes: cls!.rows });
     st.progress.set(d, prog!.rows.map((x) => ({ source: String(x.source), snapshot: String(x.snapshot), run: Number(x.run) })));
     st.snaps.set(d, String(r!.rows[0].snap));
     st.clocks.push(Number(r!.rows[0].now_ms) + (ctx.clockOffsetMs?.(d.name) ?? 0) - (t0 + t1) / 2);

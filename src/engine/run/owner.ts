@@ -9,6 +9,7 @@
  * statement is granted SELECT to the owner.
  */
 import { ident } from '../../db/ident.js';
+import { textArraySql } from '../sql/open.js';
 import type { SyncDb } from '../../control/sync-config.js';
 import type { TablePlan } from '../plan.js';
 import type { RunContext } from './context.js';
@@ -29,18 +30,38 @@ const OWNER_COLUMNS = `pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELEC
 const flag = (v: unknown): boolean => v === true || v === 't';
 
 const owners = new WeakMap<RunContext, Map<SyncDb, Promise<Map<string, Owner>>>>();
+/** The dbs a run applied to as someone (asOwner asked): the ones its details report. */
+const applied = new WeakMap<RunContext, Set<SyncDb>>();
 
-/** The owners of the sync's tables on one db (read once per run). */
-function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
+/**
+ * The owners of the sync's tables, read in the run's snapshot (a statement of the open round trip,
+ * see run/open.ts; the values are inlined because that text takes no parameters).
+ */
+export function ownersSql(plans: readonly Pick<TablePlan, 'label' | 'q'>[]): string {
+  return `SELECT x.label, ${OWNER_COLUMNS}
+         FROM unnest(${textArraySql(plans.map((x) => x.label))}, ${textArraySql(plans.map((x) => x.q))}) AS x(label, q) JOIN pg_class c ON c.oid = to_regclass(x.q)`;
+}
+
+function byDbOf(ctx: RunContext): Map<SyncDb, Promise<Map<string, Owner>>> {
   let byDb = owners.get(ctx);
   if (!byDb) owners.set(ctx, (byDb = new Map()));
+  return byDb;
+}
+
+/** Keep the owners the open round trip read on db `d` (the rows of ownersSql). */
+export function noteOwners(ctx: RunContext, d: SyncDb, rows: readonly Record<string, unknown>[]): void {
+  byDbOf(ctx).set(d, Promise.resolve(new Map(rows.map((x) => [String(x.label), { owner: String(x.owner), self: flag(x.self), may: flag(x.may) }]))));
+}
+
+/** The owners of the sync's tables on one db (read once per run: at open, or here when open did not). */
+function ownersOn(ctx: RunContext, d: SyncDb): Promise<Map<string, Owner>> {
+  const byDb = byDbOf(ctx);
   let p = byDb.get(d);
   if (!p) {
-    p = ctx.pg(d).query(
-      `SELECT x.label, ${OWNER_COLUMNS}
-         FROM unnest($1::text[], $2::text[]) AS x(label, q) JOIN pg_class c ON c.oid = to_regclass(x.q)`,
-      [ctx.plans.map((x) => x.label), ctx.plans.map((x) => x.q)],
-    ).then((r) => new Map(r.rows.map((x) => [String(x.label), { owner: String(x.owner), self: flag(x.self), may: flag(x.may) }])));
+    p = ctx.pg(d).query(ownersSql(ctx.plans)).then((r) => {
+      noteOwners(ctx, d, r.rows);
+      return byDb.get(d)!;
+    });
     byDb.set(d, p);
   }
   return p;
@@ -58,6 +79,9 @@ function switchSql(o: Owner | undefined, reads: readonly string[], privileges = 
  * `again` switches back to the owner.
  */
 export async function asOwner(ctx: RunContext, d: SyncDb, p: TablePlan, reads: readonly string[]): Promise<OwnerSwitch> {
+  let used = applied.get(ctx);
+  if (!used) applied.set(ctx, (used = new Set()));
+  used.add(d);
   return switchSql((await ownersOn(ctx, d)).get(p.label), reads);
 }
 
@@ -120,7 +144,7 @@ export async function applyAsText(ctx: RunContext): Promise<Record<string, strin
   const out: Record<string, string> = {};
   for (const d of ctx.all) {
     const byDb = owners.get(ctx)?.get(d);
-    if (!byDb) continue;
+    if (!byDb || !applied.get(ctx)?.has(d)) continue;
     const all = [...(await byDb).values()];
     const not = [...new Set(all.filter((o) => !o.self && !o.may).map((o) => o.owner))];
     const switched = all.some((o) => !o.self && o.may);

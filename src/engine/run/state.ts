@@ -71,6 +71,11 @@ export class RunState {
   readonly cursors = new Map<SyncDb, string>();
   /** The progress rows of this sync on each db (read at open; see Recover). */
   readonly progress = new Map<SyncDb, ProgressEntry[]>();
+  /**
+   * A source's classification (gather.ts classify) read in the open round trip, when its cursor
+   * was known before the open; used only while the cursor is still the one it read from.
+   */
+  readonly preclassified = new Map<SyncDb, { cursor: string; truncates: Record<string, unknown>[]; classes: Record<string, unknown>[] }>();
   /** Clock of each db minus ours, in ms (measured at open). */
   readonly clocks: number[] = [];
   /** Conflicts resolved by a strategy (and skipped ones). */

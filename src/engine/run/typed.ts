@@ -7,6 +7,7 @@
  * They begin and read their progress with the PostgreSQL dbs, and commit after all of them.
  */
 import { Writable } from 'node:stream';
+import * as store from '../../control/run-store.js';
 import type { ConflictRecord } from '../../control/run-store.js';
 import { CopyTextParser } from '../../targets/copy-text.js';
 import type { KeyRow, ProgressEntry, RefusedRow, TableSpec, TextRow } from '../../targets/target.js';
@@ -120,15 +121,34 @@ export async function applyTypedDeletes(ctx: RunContext, st: RunState, p: TableP
   return counts.reduce((a, b) => a + b, 0);
 }
 
-/** Begin on every typed target and read its progress; a store that lost everything fails the open with TargetLostError. */
+/**
+ * Begin on every typed target and read its progress; a store that lost everything fails the open
+ * with TargetLostError. A store answers 'missing' when it can tell (a Redis this process saw
+ * written); no progress at all where the control db records that the sync wrote some there is the
+ * same loss, seen by a process that started after it (the daemon and the Redis restarted together).
+ */
 export async function openTyped(ctx: RunContext, st: RunState): Promise<void> {
   await together(ctx.typed, async (td) => {
     await td.target.begin();
     const progress = await td.target.readProgress(ctx.sync);
     // Deltas alone cannot rebuild an emptied store: the runner refills it (runner.ts, refill).
     if (progress === 'missing') throw new TargetLostError(td.db.name);
+    if (progress.length === 0 && await store.targetApplied(ctx.control, ctx.sync, td.db.name)) throw new TargetLostError(td.db.name);
     st.progress.set(td.db, progress);
   });
+}
+
+/** The (sync, db) pairs each control session has already recorded in ibex.target_applied. */
+const marked = new WeakMap<object, Set<string>>();
+
+/** Record once per control session that the sync's progress is on this target (see openTyped). */
+export async function markApplied(control: RunContext['control'], sync: string, db: string): Promise<void> {
+  let done = marked.get(control);
+  if (done === undefined) marked.set(control, (done = new Set()));
+  const k = JSON.stringify([sync, db]);
+  if (done.has(k)) return;
+  await store.markTargetApplied(control, sync, db);
+  done.add(k);
 }
 
 /**
@@ -137,7 +157,8 @@ export async function openTyped(ctx: RunContext, st: RunState): Promise<void> {
  * run: the cursors stay behind and the next run re-applies idempotently.
  */
 export async function commitTyped(ctx: RunContext, st: RunState): Promise<void> {
-  const entries: ProgressEntry[] = ctx.sources.map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId }));
+  // With the lease epoch: each target refuses the commit if a newer owner committed there (fencing).
+  const entries: ProgressEntry[] = ctx.sources.map((s) => ({ source: s.name, snapshot: st.snaps.get(s)!, run: st.result.runId, ...(ctx.epoch !== undefined ? { epoch: ctx.epoch } : {}) }));
   await together(ctx.typed, async (td) => {
     if (td.target.caps.progressInTxn) {
       await td.target.writeProgress(ctx.sync, entries);
@@ -146,6 +167,7 @@ export async function commitTyped(ctx: RunContext, st: RunState): Promise<void> 
       await td.target.commit();
       await td.target.writeProgress(ctx.sync, entries);
     }
+    await markApplied(ctx.control, ctx.sync, td.db.name);
   });
 }
 

@@ -23,7 +23,7 @@
  */
 import type { Binary as BinaryT, BSON as BSONT, Decimal128 as Decimal128T, Long as LongT, Document } from 'mongodb';
 import { canonicalJson, canonicalText, decode, parseArrayLiteral, pgType, type ArrayItem, type PgType, plainDecimal } from '../codec.js';
-import type { KeyRow, TableSpec, TextRow } from '../target.js';
+import { FENCE_SOURCE, type KeyRow, type ProgressEntry, type TableSpec, type TextRow } from '../target.js';
 
 /** The BSON constructors the dialect needs: the driver's (`await import('mongodb')`). */
 export interface BsonKit {
@@ -189,6 +189,24 @@ export function rowDocument(bson: BsonKit, table: TableSpec, layout: DocLayout, 
 /** The `_id` of a sync's progress record for one source. */
 export function progressId(sync: string, source: string): Document {
   return { sync, source };
+}
+
+/**
+ * The conditional upsert of a sync's fence record that every fenced progress write starts with:
+ * it matches only a record of an epoch no newer than this run's (or none), so with a newer one
+ * present the upsert's insert collides on `_id` (E11000) and the write is refused — one
+ * single-document operation, atomic on the server, ordering every two owners' writes.
+ */
+export function fenceUpdate(sync: string, run: number, epoch: number): { filter: Document; update: Document } {
+  return {
+    filter: { _id: progressId(sync, FENCE_SOURCE), $or: [{ epoch: { $exists: false } }, { epoch: { $lte: epoch } }] },
+    update: { $set: { snapshot: '', run, epoch } },
+  };
+}
+
+/** A progress record's replacement: with the epoch of the run's daemon when it has one. */
+export function progressDoc(sync: string, e: ProgressEntry): Document {
+  return { _id: progressId(sync, e.source), snapshot: e.snapshot, run: e.run, ...(e.epoch !== undefined ? { epoch: e.epoch } : {}) };
 }
 
 // ---------------------------------------------------------------- reading back

@@ -23,6 +23,7 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, FENCE_SOURCE, fencedMessage } from '../target.js';
 import {
   MAX_DOCUMENT_BYTES,
   PROGRESS_COLLECTION,
@@ -31,6 +32,8 @@ import {
   fieldNameProblem,
   idOf,
   keyOfRow,
+  fenceUpdate,
+  progressDoc,
   progressId,
   rowDocument,
   rowOfDocument,
@@ -168,6 +171,7 @@ export class MongoTarget implements Target {
     const out: ProgressEntry[] = [];
     for (const d of docs) {
       const id = d._id as Document;
+      if (id?.source === FENCE_SOURCE) continue;
       const run = typeof d.run === 'number' ? d.run : Number(d.run);
       if (typeof id?.source !== 'string' || typeof d.snapshot !== 'string' || !Number.isInteger(run)) {
         throw new IbexError('internal', `mongo target "${this.name}": a progress document of sync ${sync} in ${PROGRESS_COLLECTION} is not ibex's; remove it and run a onetimecopy`);
@@ -252,14 +256,29 @@ export class MongoTarget implements Target {
     }
   }
 
-  /** Upserted after every data write of the run was acknowledged (the engine calls it last). */
+  /**
+   * Upserted after every data write of the run was acknowledged (the engine calls it last).
+   * Fenced entries first raise the sync's fence record to their epoch with one conditional
+   * upsert (fenceUpdate), refused when it holds a newer one.
+   */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const ops: AnyBulkWriteOperation[] = entries.map((e) => {
-      const _id = progressId(sync, e.source);
-      return { replaceOne: { filter: { _id }, replacement: { _id, snapshot: e.snapshot, run: e.run }, upsert: true } };
+    const epoch = epochOf(entries);
+    if (epoch !== undefined) {
+      const f = fenceUpdate(sync, entries[0]!.run, epoch);
+      try {
+        await this.database.collection(PROGRESS_COLLECTION).updateOne(f.filter, f.update, { upsert: true, writeConcern: WRITE_CONCERN });
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== DUPLICATE_KEY) throw this.fail('checking the lease epoch', err);
+        const doc = await this.database.collection(PROGRESS_COLLECTION).findOne({ _id: progressId(sync, FENCE_SOURCE) as never }).catch(() => null);
+        throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, Number(doc?.epoch ?? epoch + 1)));
+      }
+    }
+    const ops: AnyBulkWriteOperation[] = entries.filter((e) => e.source !== FENCE_SOURCE).map((e) => {
+      const replacement = progressDoc(sync, e);
+      return { replaceOne: { filter: { _id: replacement._id }, replacement, upsert: true } };
     });
-    await this.bulk(PROGRESS_COLLECTION, ops, 'writing progress');
+    if (ops.length) await this.bulk(PROGRESS_COLLECTION, ops, 'writing progress');
   }
 
   async commit(): Promise<void> {

@@ -13,8 +13,8 @@ export type MysqlFlavor = 'mariadb' | 'mysql';
 
 /** Placeholders per prepared statement (ER_PS_MANY_PARAM above it). */
 export const MYSQL_MAX_PARAMS = 65_535;
-/** Rows per multi-row statement; beyond ~1000 rows a statement is not faster (targets.md). */
-export const MYSQL_MAX_ROWS = 1024;
+/** Rows per multi-row statement: beyond ~1000 rows a statement is not faster (targets.md), and the engine hands rows on in batches of 1,000 (RowSink), so a batch is one statement. */
+export const MYSQL_MAX_ROWS = 1000;
 /** Characters of a text key column ibex creates: 768 × 4 bytes is InnoDB's 3072-byte index limit. */
 export const TEXT_KEY_CHARS = 768;
 
@@ -157,23 +157,41 @@ export function truncateSql(t: TableSpec): string {
 
 /**
  * The progress table. Created before the run's transaction starts, because DDL commits
- * implicitly; sync and source are bytes so no collation can merge two names.
+ * implicitly; sync and source are bytes so no collation can merge two names. `epoch`: the lease
+ * of the daemon that wrote the row (the fencing token; NULL from runs outside any daemon).
  */
 export const PROGRESS_DDL =
   `CREATE TABLE IF NOT EXISTS ${quoteIdent(PROGRESS_TABLE)} (sync VARBINARY(512) NOT NULL, source VARBINARY(512) NOT NULL, ` +
-  'snapshot LONGTEXT NOT NULL, run BIGINT NOT NULL, applied DATETIME(6) NOT NULL, PRIMARY KEY (sync, source)) ENGINE=InnoDB';
+  'snapshot LONGTEXT NOT NULL, run BIGINT NOT NULL, applied DATETIME(6) NOT NULL, epoch BIGINT NULL, PRIMARY KEY (sync, source)) ENGINE=InnoDB';
 
-/** Upsert one progress row (sync, source, snapshot, run); `applied` is the server's UTC clock. */
+/** Does the progress table have the epoch column (a table made by an older ibex has not)? */
+export const PROGRESS_HAS_EPOCH_SQL =
+  `SELECT COUNT(*) AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${PROGRESS_TABLE}' AND COLUMN_NAME = 'epoch'`;
+
+/** Adds it (MySQL has no ADD COLUMN IF NOT EXISTS; the check above comes first). */
+export const PROGRESS_ADD_EPOCH_SQL = `ALTER TABLE ${quoteIdent(PROGRESS_TABLE)} ADD COLUMN epoch BIGINT NULL`;
+
+/**
+ * The newest epoch among a sync's progress rows, read with a locking read: it sees the latest
+ * committed rows (not the transaction's snapshot) and holds their locks and the gap after them
+ * until commit, so a new owner's progress write waits for this transaction and the other way round.
+ */
+export const PROGRESS_FENCE_SQL = `SELECT COALESCE(MAX(epoch), 0) AS epoch FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ? FOR UPDATE`;
+
+/**
+ * Upsert one progress row (sync, source, snapshot, run, epoch); `applied` is the server's UTC
+ * clock. A row written without an epoch keeps the one it had.
+ */
 export function progressUpsertSql(flavor: MysqlFlavor): string {
-  const head = `INSERT INTO ${quoteIdent(PROGRESS_TABLE)} (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))`;
+  const head = `INSERT INTO ${quoteIdent(PROGRESS_TABLE)} (sync, source, snapshot, run, epoch, applied) VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))`;
   if (flavor === 'mariadb') {
-    return `${head} ON DUPLICATE KEY UPDATE snapshot = VALUES(snapshot), run = VALUES(run), applied = VALUES(applied)`;
+    return `${head} ON DUPLICATE KEY UPDATE snapshot = VALUES(snapshot), run = VALUES(run), epoch = COALESCE(VALUES(epoch), epoch), applied = VALUES(applied)`;
   }
-  return `${head} AS \`new\` ON DUPLICATE KEY UPDATE snapshot = \`new\`.snapshot, run = \`new\`.run, applied = \`new\`.applied`;
+  return `${head} AS \`new\` ON DUPLICATE KEY UPDATE snapshot = \`new\`.snapshot, run = \`new\`.run, epoch = COALESCE(\`new\`.epoch, ${quoteIdent(PROGRESS_TABLE)}.epoch), applied = \`new\`.applied`;
 }
 
-/** A sync's progress rows. */
-export const PROGRESS_SELECT = `SELECT source, snapshot, run FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ? ORDER BY source`;
+/** A sync's progress rows (its fence record left out). */
+export const PROGRESS_SELECT = `SELECT source, snapshot, run FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ? AND source <> '*' ORDER BY source`;
 
 /**
  * Split n items into statement sizes: as many full chunks as fit, then the rest as powers of

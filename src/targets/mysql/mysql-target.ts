@@ -21,6 +21,7 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, fencedMessage } from '../target.js';
 import {
   blanksMatter,
   chunkSizes,
@@ -30,7 +31,10 @@ import {
   MYSQL_MAX_PARAMS,
   MYSQL_MAX_ROWS,
   mysqlType,
+  PROGRESS_ADD_EPOCH_SQL,
   PROGRESS_DDL,
+  PROGRESS_FENCE_SQL,
+  PROGRESS_HAS_EPOCH_SQL,
   PROGRESS_SELECT,
   progressUpsertSql,
   quoteIdent,
@@ -439,6 +443,8 @@ class MysqlTarget implements Target {
     if (!this.progressReady) {
       // DDL commits implicitly, so the progress table is made before the run's transaction.
       await this.sql(PROGRESS_DDL);
+      const [has] = (await this.sql(PROGRESS_HAS_EPOCH_SQL)) as { n: number | string }[];
+      if (Number(has?.n ?? 0) === 0) await this.sql(PROGRESS_ADD_EPOCH_SQL);
       this.progressReady = true;
     }
     this.limits.clear();
@@ -488,54 +494,65 @@ class MysqlTarget implements Target {
     return Math.floor(this.maxPacket * 0.9) - 65_536;
   }
 
-  private async runChunks(count: number, full: number, sqlFor: (n: number) => string, params: Param[], perItem: number): Promise<number> {
+  /**
+   * Send items as multi-row statements: each item is encoded to `perItem` parameters (or skipped
+   * when `encode` gives null), and a statement carries at most `full` items and stays under the
+   * packet budget. Full statements go as they fill; what is left at the end goes in power-of-two
+   * sizes (chunkSizes), so a session prepares few distinct statements. Returns the items sent and
+   * the rows the server reports affected.
+   */
+  private async sendBatched<T>(items: readonly T[], perItem: number, full: number, sqlFor: (n: number) => string,
+    encode: (item: T) => Param[] | null): Promise<{ sent: number; affected: number }> {
+    let sent = 0;
     let affected = 0;
-    let at = 0;
-    for (const n of chunkSizes(count, full)) {
-      const res = await this.exec(sqlFor(n), params.slice(at, at + n * perItem));
-      affected += res.affectedRows;
-      at += n * perItem;
+    let params: Param[] = [];
+    let count = 0;
+    let bytes = 0;
+    const flush = async (): Promise<void> => {
+      if (count === 0) return;
+      let at = 0;
+      for (const n of chunkSizes(count, full)) {
+        const res = await this.exec(sqlFor(n), params.slice(at, at + n * perItem));
+        affected += res.affectedRows;
+        at += n * perItem;
+      }
+      sent += count;
+      params = [];
+      count = 0;
+      bytes = 0;
+    };
+    for (const item of items) {
+      const enc = encode(item);
+      if (enc === null) continue;
+      const size = enc.reduce<number>((sum, e) => sum + paramBytes(e), 0);
+      if (bytes + size > this.packetBudget) await flush();
+      for (const e of enc) params.push(e);
+      count += 1;
+      bytes += size;
+      if (count === full) await flush();
     }
-    return affected;
+    await flush();
+    return { sent, affected };
   }
 
   async deleteKeys(table: TableSpec, keys: readonly KeyRow[]): Promise<number> {
     if (keys.length === 0) return 0;
     const limits = await this.limitsOf(table);
     const keyTypes = table.keys.map((k) => typeOfColumn(table, k));
+    const keyLimits = table.keys.map((k, j) => limits.get(k) ?? mappedLimits(keyTypes[j] as string, true, this.flavor));
     const per = table.keys.length;
     const full = Math.max(1, Math.min(MYSQL_MAX_ROWS, Math.floor(MYSQL_MAX_PARAMS / per)));
-    let deleted = 0;
-    let params: Param[] = [];
-    let count = 0;
-    let bytes = 0;
-    const flush = async (): Promise<void> => {
-      if (count === 0) return;
-      deleted += await this.runChunks(count, full, (n) => deleteSql(table, n), params, per);
-      params = [];
-      count = 0;
-      bytes = 0;
-    };
-    for (const key of keys) {
+    const out = await this.sendBatched(keys, per, full, (n) => deleteSql(table, n), (key) => {
       const enc: Param[] = [];
-      let storable = true;
-      key.forEach((v, j) => {
-        const name = table.keys[j] as string;
-        const e = encodeMysql(keyTypes[j] as string, v, limits.get(name) ?? mappedLimits(keyTypes[j] as string, true, this.flavor));
-        if (e instanceof Refusal) storable = false;
-        else enc.push(e);
-      });
-      // A key the target cannot hold was never stored here.
-      if (!storable) continue;
-      const size = enc.reduce<number>((s, e) => s + paramBytes(e), 0);
-      if (bytes + size > this.packetBudget) await flush();
-      params.push(...enc);
-      count += 1;
-      bytes += size;
-      if (count === full) await flush();
-    }
-    await flush();
-    return deleted;
+      for (let j = 0; j < per; j++) {
+        const e = encodeMysql(keyTypes[j] as string, key[j] ?? null, keyLimits[j] as ColumnLimits);
+        // A key the target cannot hold was never stored here.
+        if (e instanceof Refusal) return null;
+        enc.push(e);
+      }
+      return enc;
+    });
+    return out.affected;
   }
 
   async upsertRows(table: TableSpec, rows: readonly TextRow[]): Promise<UpsertOutcome> {
@@ -543,49 +560,30 @@ class MysqlTarget implements Target {
     const width = table.columns.length;
     const full = Math.max(1, Math.min(MYSQL_MAX_ROWS, Math.floor(MYSQL_MAX_PARAMS / width)));
     const keyIdx = table.keys.map((k) => table.columns.findIndex((c) => c.name === k));
+    const colLimits = table.columns.map((c) => limits.get(c.name) ?? mappedLimits(c.type, table.keys.includes(c.name), this.flavor));
     const refused: RefusedRow[] = [];
-    let applied = 0;
-    let params: Param[] = [];
-    let count = 0;
-    let bytes = 0;
-    const flush = async (): Promise<void> => {
-      if (count === 0) return;
-      await this.runChunks(count, full, (n) => this.upsertText(table, n), params, width);
-      applied += count;
-      params = [];
-      count = 0;
-      bytes = 0;
-    };
-    for (const row of rows) {
-      const enc: Param[] = [];
+    const out = await this.sendBatched(rows, width, full, (n) => this.upsertText(table, n), (row) => {
+      const enc: Param[] = new Array<Param>(width);
       let why: string | null = null;
+      let size = 0;
       for (let i = 0; i < width; i++) {
-        const col = table.columns[i];
-        if (col === undefined) break;
-        const lim = limits.get(col.name) ?? mappedLimits(col.type, table.keys.includes(col.name), this.flavor);
-        const e = encodeMysql(col.type, row[i] ?? null, lim);
+        const col = table.columns[i] as TableSpec['columns'][number];
+        const e = encodeMysql(col.type, row[i] ?? null, colLimits[i] as ColumnLimits);
         if (e instanceof Refusal) {
           why = `column ${col.name} (${col.type}): ${e.reason}`;
           break;
         }
-        enc.push(e);
+        enc[i] = e;
+        size += paramBytes(e);
       }
-      const size = enc.reduce<number>((s, e) => s + paramBytes(e), 0);
       if (why === null && size > this.packetBudget) {
         why = `the row is ${size} bytes, over what max_allowed_packet (${this.maxPacket}) lets one statement carry: raise max_allowed_packet on ${this.name}`;
       }
-      if (why !== null) {
-        refused.push({ key: keyIdx.map((i) => row[i] ?? null), reason: `${table.label} on ${this.name}: ${why}` });
-        continue;
-      }
-      if (bytes + size > this.packetBudget) await flush();
-      params.push(...enc);
-      count += 1;
-      bytes += size;
-      if (count === full) await flush();
-    }
-    await flush();
-    return { applied, refused };
+      if (why === null) return enc;
+      refused.push({ key: keyIdx.map((i) => row[i] ?? null), reason: `${table.label} on ${this.name}: ${why}` });
+      return null;
+    });
+    return { applied: out.sent, refused };
   }
 
   private upsertText(t: TableSpec, n: number): string {
@@ -596,9 +594,16 @@ class MysqlTarget implements Target {
     await this.sql(truncateSql(table));
   }
 
+  /** Fenced entries: refused when a newer epoch committed here, checked by a locking read in this transaction. */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
+    const epoch = epochOf(entries);
+    if (epoch !== undefined) {
+      const [row] = (await this.sql(PROGRESS_FENCE_SQL, [sync])) as { epoch: number | string }[];
+      const newer = Number(row?.epoch ?? 0);
+      if (newer > epoch) throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, newer));
+    }
     const text = progressUpsertSql(this.flavor);
-    for (const e of entries) await this.exec(text, [sync, e.source, e.snapshot, String(e.run)]);
+    for (const e of entries) await this.exec(text, [sync, e.source, e.snapshot, String(e.run), e.epoch === undefined ? null : String(e.epoch)]);
   }
 
   async commit(): Promise<void> {

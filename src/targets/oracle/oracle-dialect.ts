@@ -184,18 +184,31 @@ export function createTableSql(table: TableSpec): string[] {
   return [`CREATE TABLE ${t.ident} (\n${[...cols, pk].join(',\n')}\n)`];
 }
 
-/** The progress table. */
-export const CREATE_PROGRESS_SQL = `CREATE TABLE ${PROGRESS_TABLE} ("SYNC_NAME" VARCHAR2(128 CHAR) NOT NULL, "SOURCE" VARCHAR2(128 CHAR) NOT NULL, "SNAPSHOT" CLOB NOT NULL, "RUN" NUMBER(19) NOT NULL, PRIMARY KEY ("SYNC_NAME", "SOURCE"))`;
+/** The progress table. `EPOCH`: the lease of the daemon that wrote the row (the fencing token; NULL outside any daemon). */
+export const CREATE_PROGRESS_SQL = `CREATE TABLE ${PROGRESS_TABLE} ("SYNC_NAME" VARCHAR2(128 CHAR) NOT NULL, "SOURCE" VARCHAR2(128 CHAR) NOT NULL, "SNAPSHOT" CLOB NOT NULL, "RUN" NUMBER(19) NOT NULL, "EPOCH" NUMBER(19), PRIMARY KEY ("SYNC_NAME", "SOURCE"))`;
 
-/** The progress of one sync: binds `:1` = sync. */
-export const READ_PROGRESS_SQL = `SELECT "SOURCE", "SNAPSHOT", "RUN" FROM ${PROGRESS_TABLE} WHERE "SYNC_NAME" = :1 ORDER BY "SOURCE"`;
+/** Does IBEX_PROGRESS have the EPOCH column (one made by an older ibex has not)? */
+export const PROGRESS_HAS_EPOCH_SQL = `SELECT COUNT(*) FROM USER_TAB_COLUMNS WHERE TABLE_NAME = 'IBEX_PROGRESS' AND COLUMN_NAME = 'EPOCH'`;
 
-/** Insert or replace one progress row: binds sync, source, snapshot, run. */
+/** Adds it. */
+export const PROGRESS_ADD_EPOCH_SQL = `ALTER TABLE ${PROGRESS_TABLE} ADD ("EPOCH" NUMBER(19))`;
+
+/** The progress of one sync (its fence record left out): binds `:1` = sync. */
+export const READ_PROGRESS_SQL = `SELECT "SOURCE", "SNAPSHOT", "RUN" FROM ${PROGRESS_TABLE} WHERE "SYNC_NAME" = :1 AND "SOURCE" <> '*' ORDER BY "SOURCE"`;
+
+/**
+ * The epochs of a sync's progress rows, locked until the transaction ends (Oracle refuses FOR
+ * UPDATE with an aggregate, so the newest is taken by the caller): a new owner's write of these
+ * rows waits for this transaction. Binds `:1` = sync.
+ */
+export const PROGRESS_FENCE_SQL = `SELECT "EPOCH" FROM ${PROGRESS_TABLE} WHERE "SYNC_NAME" = :1 FOR UPDATE`;
+
+/** Insert or replace one progress row: binds sync, source, snapshot, run, epoch (NULL keeps the row's). */
 export const WRITE_PROGRESS_SQL =
-  `MERGE INTO ${PROGRESS_TABLE} d USING (SELECT :1 AS "SYNC_NAME", :2 AS "SOURCE", :3 AS "SNAPSHOT", TO_NUMBER(:4) AS "RUN" FROM dual) s` +
+  `MERGE INTO ${PROGRESS_TABLE} d USING (SELECT :1 AS "SYNC_NAME", :2 AS "SOURCE", :3 AS "SNAPSHOT", TO_NUMBER(:4) AS "RUN", TO_NUMBER(:5) AS "EPOCH" FROM dual) s` +
   ` ON (d."SYNC_NAME" = s."SYNC_NAME" AND d."SOURCE" = s."SOURCE")` +
-  ` WHEN MATCHED THEN UPDATE SET d."SNAPSHOT" = s."SNAPSHOT", d."RUN" = s."RUN"` +
-  ` WHEN NOT MATCHED THEN INSERT ("SYNC_NAME", "SOURCE", "SNAPSHOT", "RUN") VALUES (s."SYNC_NAME", s."SOURCE", s."SNAPSHOT", s."RUN")`;
+  ` WHEN MATCHED THEN UPDATE SET d."SNAPSHOT" = s."SNAPSHOT", d."RUN" = s."RUN", d."EPOCH" = NVL(s."EPOCH", d."EPOCH")` +
+  ` WHEN NOT MATCHED THEN INSERT ("SYNC_NAME", "SOURCE", "SNAPSHOT", "RUN", "EPOCH") VALUES (s."SYNC_NAME", s."SOURCE", s."SNAPSHOT", s."RUN", s."EPOCH")`;
 
 /** The session every connection gets: numbers with '.', times in UTC. */
 export const SESSION_SQL = [`ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'`, `ALTER SESSION SET TIME_ZONE = '+00:00'`];

@@ -24,8 +24,12 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, fencedMessage } from '../target.js';
 import {
   CREATE_PROGRESS_SQL,
+  PROGRESS_ADD_EPOCH_SQL,
+  PROGRESS_FENCE_SQL,
+  PROGRESS_HAS_EPOCH_SQL,
   READ_PROGRESS_SQL,
   RefusedValue,
   SESSION_SQL,
@@ -49,8 +53,6 @@ import {
 export const BATCH_ROWS = 1000;
 /** Rows fetched per round trip by scan. */
 const FETCH_ROWS = 1000;
-/** ORA-00942: table or view does not exist. */
-const NO_TABLE = 942;
 
 /** The subset of an oracledb result this target reads. */
 export interface OracleResult {
@@ -99,6 +101,8 @@ export class OracleTarget implements Target {
   private readonly loadDriver: () => Promise<OracleDriver>;
   private driver: OracleDriver | undefined;
   private conn: OracleConnection | undefined;
+  /** IBEX_PROGRESS and its EPOCH column are there (checked once per session). */
+  private progressReady = false;
 
   /** `driver` replaces node-oracledb (tests pass a recording fake). */
   constructor(params: TargetParams, driver?: OracleDriver) {
@@ -206,24 +210,35 @@ export class OracleTarget implements Target {
   }
 
   /**
-   * The progress rows of a sync. Creates IBEX_PROGRESS when it does not exist: that is DDL,
-   * which commits, so it is done here, before the run's first write, where there is nothing to
-   * commit yet.
+   * The progress rows of a sync. Creates IBEX_PROGRESS (or adds its EPOCH column) when it does
+   * not exist: that is DDL, which commits, so it is done here, before the run's first write,
+   * where there is nothing to commit yet.
    */
   async readProgress(sync: string): Promise<ProgressEntry[] | 'missing'> {
+    await this.ensureProgress();
     let rows: unknown[][];
     try {
       rows = (await this.c.execute(READ_PROGRESS_SQL, [sync], { outFormat: this.d.OUT_FORMAT_ARRAY, fetchInfo: { SNAPSHOT: { type: this.d.STRING } } })).rows ?? [];
     } catch (err) {
-      if ((err as { errorNum?: number }).errorNum !== NO_TABLE) throw this.fail('reading progress', err);
-      try {
-        await this.c.execute(CREATE_PROGRESS_SQL, [], { autoCommit: false });
-      } catch (err2) {
-        throw this.fail('creating IBEX_PROGRESS', err2);
-      }
-      return [];
+      throw this.fail('reading progress', err);
     }
     return rows.map((r) => ({ source: String(r[0]), snapshot: String(r[1]), run: Number(r[2]) }));
+  }
+
+  /** IBEX_PROGRESS with its EPOCH column, checked once per session (DDL: only before a transaction's first write). */
+  private async ensureProgress(): Promise<void> {
+    if (this.progressReady) return;
+    try {
+      const r = await this.c.execute(PROGRESS_HAS_EPOCH_SQL, [], { outFormat: this.d.OUT_FORMAT_ARRAY });
+      if (Number((r.rows as unknown[][] | undefined)?.[0]?.[0] ?? 0) === 0) {
+        const exists = await this.c.execute(`SELECT COUNT(*) FROM USER_TABLES WHERE TABLE_NAME = 'IBEX_PROGRESS'`, [], { outFormat: this.d.OUT_FORMAT_ARRAY });
+        const has = Number((exists.rows as unknown[][] | undefined)?.[0]?.[0] ?? 0) > 0;
+        await this.c.execute(has ? PROGRESS_ADD_EPOCH_SQL : CREATE_PROGRESS_SQL, [], { autoCommit: false });
+      }
+    } catch (err) {
+      throw this.fail('creating IBEX_PROGRESS', err);
+    }
+    this.progressReady = true;
   }
 
   /** bindDefs for these columns over these rows (strings and raws need their largest size). */
@@ -317,10 +332,26 @@ export class OracleTarget implements Target {
     }
   }
 
-  /** In the run's transaction: it commits with the data or not at all. */
+  /**
+   * In the run's transaction: it commits with the data or not at all. Fenced entries first lock
+   * the sync's progress rows and are refused when one holds a newer epoch. (A copy writes its
+   * fence record before any data, so creating IBEX_PROGRESS there commits nothing of the run.)
+   */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const binds = entries.map((e) => [sync, e.source, e.snapshot, String(e.run)]);
+    await this.ensureProgress();
+    const epoch = epochOf(entries);
+    if (epoch !== undefined) {
+      let newer = 0;
+      try {
+        const r = await this.c.execute(PROGRESS_FENCE_SQL, [sync], { outFormat: this.d.OUT_FORMAT_ARRAY, autoCommit: false });
+        for (const row of (r.rows ?? []) as unknown[][]) newer = Math.max(newer, Number(row[0] ?? 0));
+      } catch (err) {
+        throw this.fail('checking the lease epoch', err);
+      }
+      if (newer > epoch) throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, newer));
+    }
+    const binds = entries.map((e) => [sync, e.source, e.snapshot, String(e.run), e.epoch === undefined ? null : String(e.epoch)]);
     try {
       await this.c.executeMany(WRITE_PROGRESS_SQL, binds, {
         autoCommit: false,
@@ -328,6 +359,7 @@ export class OracleTarget implements Target {
           { type: this.d.DB_TYPE_VARCHAR, maxSize: 512 },
           { type: this.d.DB_TYPE_VARCHAR, maxSize: 512 },
           { type: this.d.DB_TYPE_CLOB },
+          { type: this.d.DB_TYPE_VARCHAR, maxSize: 20 },
           { type: this.d.DB_TYPE_VARCHAR, maxSize: 20 },
         ],
       });
@@ -355,6 +387,7 @@ export class OracleTarget implements Target {
   async close(): Promise<void> {
     const c = this.conn;
     this.conn = undefined;
+    this.progressReady = false;
     if (c !== undefined) await c.close().catch(() => undefined);
   }
 

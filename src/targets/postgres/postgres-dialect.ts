@@ -4,6 +4,9 @@
  * through `literal()`.
  */
 import { ident, literal } from '../../db/ident.js';
+import { epochOf, FENCE_SOURCE, FENCED_MARK } from '../target.js';
+
+export { FENCED_MARK } from '../target.js';
 
 /** The quoted names of one table, as the engine's plans carry them. */
 export interface PgTableNames {
@@ -60,13 +63,10 @@ export function truncateSql(t: PgTableNames, cascade = false): { savepoint: stri
   };
 }
 
-/** Rows of a sync's progress table on this db. */
+/** Rows of a sync's progress table on this db (its fence record left out). */
 export function readProgressSql(sync: string): string {
-  return `SELECT source, snapshot, run FROM ibex.progress WHERE sync = ${literal(sync)}`;
+  return `SELECT source, snapshot, run FROM ibex.progress WHERE sync = ${literal(sync)} AND source <> ${literal(FENCE_SOURCE)}`;
 }
-
-/** The mark of a fencing failure raised by writeProgressSql (engine/errors.ts recognises it). */
-export const FENCED_MARK = 'ibex fencing:';
 
 /** Adds the epoch column to the progress table of a db installed before it existed (cheap when present). */
 export const PROGRESS_EPOCH_SQL = `DO $ibex$BEGIN
@@ -79,28 +79,39 @@ END$ibex$`;
  * Record how far this db has applied some sources (inside the apply transaction; empty text for
  * none). With an epoch (the lease of the daemon that ran it) the transaction first checks that no
  * progress row of the sync carries a newer one — the fencing token: a daemon that lost the lease
- * cannot commit here once the new owner has. A new owner's row written concurrently makes this
- * transaction's write fail with a serialization error instead (its snapshot is older).
+ * cannot commit here once the new owner has. The rows are then written only over rows of an
+ * epoch no newer than this one: in READ COMMITTED (copies) a new owner's row committed meanwhile
+ * is seen by the upsert after its row lock and refuses the write; in REPEATABLE READ (delta runs)
+ * such a write fails with a serialization error instead. Either way nothing commits.
  */
 export function writeProgressSql(sync: string, entries: readonly { source: string; snapshot: string; run: number; epoch?: number }[]): string {
-  const epoch = entries.find((e) => e.epoch !== undefined)?.epoch;
-  const fence = epoch === undefined ? '' : `DO $ibex$BEGIN
-  IF EXISTS (SELECT 1 FROM ibex.progress WHERE sync = ${literal(sync)} AND epoch > ${Number(epoch)}) THEN
-    RAISE EXCEPTION '${FENCED_MARK} a daemon with a newer lease of sync % committed here', ${literal(sync)} USING ERRCODE = 'P0001';
-  END IF;
+  const epoch = epochOf(entries);
+  const refuse = `RAISE EXCEPTION '${FENCED_MARK} a daemon with a newer lease of sync % committed here', ${literal(sync)} USING ERRCODE = 'P0001'`;
+  const check = `IF EXISTS (SELECT 1 FROM ibex.progress WHERE sync = ${literal(sync)} AND epoch > ${Number(epoch)}) THEN
+    ${refuse};
+  END IF;`;
+  if (epoch !== undefined && entries.length === 0) return `DO $ibex$BEGIN
+  ${check}
 END$ibex$;\n`;
-  if (entries.length === 0) return fence;
+  if (entries.length === 0) return '';
   if (epoch === undefined) {
     // Without a lease (a run outside any daemon), on a db that may predate the epoch column.
     return `INSERT INTO ibex.progress (sync, source, snapshot, run)
                 VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)})`).join(', ')}
               ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, applied = now();\n`;
   }
-  return `${fence}INSERT INTO ibex.progress (sync, source, snapshot, run, epoch)
-                VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)}, ${Number(epoch)})`).join(', ')}
-              ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, epoch = EXCLUDED.epoch, applied = now();\n`;
+  return `DO $ibex$DECLARE n bigint; BEGIN
+  ${check}
+  INSERT INTO ibex.progress (sync, source, snapshot, run, epoch)
+    VALUES ${entries.map((e) => `(${literal(sync)}, ${literal(e.source)}, ${literal(e.snapshot)}, ${Number(e.run)}, ${Number(epoch)})`).join(', ')}
+    ON CONFLICT (sync, source) DO UPDATE SET snapshot = EXCLUDED.snapshot, run = EXCLUDED.run, epoch = EXCLUDED.epoch, applied = now()
+    WHERE ibex.progress.epoch IS NULL OR ibex.progress.epoch <= EXCLUDED.epoch;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n < ${entries.length} THEN
+    ${refuse};
+  END IF;
+END$ibex$;\n`;
 }
-
 
 /** `(r->>0)::type0, (r->>1)::type1, …`: a JSON array `r` of texts read back through column types. */
 export function fromJsonText(types: readonly string[], offset = 0): string {

@@ -165,10 +165,26 @@ export function rowFromHash(table: TableSpec, layout: RowLayout, key: KeyRow, ha
   return row;
 }
 
-/** The progress field value of one source. */
-export function encodeProgress(snapshot: string, run: number): string {
-  return JSON.stringify({ snapshot, run });
+/** The progress field value of one source (with the epoch of the run's daemon when it has one). */
+export function encodeProgress(snapshot: string, run: number, epoch?: number): string {
+  return JSON.stringify(epoch === undefined ? { snapshot, run } : { snapshot, run, epoch });
 }
+
+/**
+ * Fenced progress write, run atomically by the server (EVAL; nothing else runs meanwhile):
+ * the newest epoch among the sync's progress fields; the fields are written only when it is no
+ * newer than this run's. KEYS[1]: the progress hash; ARGV[1]: the epoch; ARGV[2..]: field, value.
+ * Returns the newest epoch found (the caller refuses when it exceeds its own).
+ */
+export const FENCED_PROGRESS_LUA = `local mine = tonumber(ARGV[1])
+local newest = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+  local ok, p = pcall(cjson.decode, v)
+  if ok and type(p) == 'table' and type(p.epoch) == 'number' and p.epoch > newest then newest = p.epoch end
+end
+if newest > mine then return newest end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return newest`;
 
 /** A progress field value back; undefined when it is not ibex's JSON. */
 export function decodeProgress(text: string): { snapshot: string; run: number } | undefined {

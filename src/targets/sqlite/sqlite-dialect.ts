@@ -121,15 +121,31 @@ export function scanSql(t: TableSpec): string {
   return `SELECT ${t.columns.map((c) => quoteIdent(c.name)).join(', ')} FROM ${quoteIdent(t.targetName)} ORDER BY ${t.keys.map(quoteIdent).join(', ')}`;
 }
 
-/** The progress table, created on first use inside the run's transaction. */
+/**
+ * The progress table, created on first use inside the run's transaction. `epoch`: the lease of
+ * the daemon that wrote the row (the fencing token; NULL from runs outside any daemon).
+ */
 export const PROGRESS_DDL =
   `CREATE TABLE IF NOT EXISTS ${quoteIdent(PROGRESS_TABLE)} (sync TEXT NOT NULL, source TEXT NOT NULL, ` +
-  'snapshot TEXT NOT NULL, run INTEGER NOT NULL, applied TEXT NOT NULL, PRIMARY KEY (sync, source))';
+  'snapshot TEXT NOT NULL, run INTEGER NOT NULL, applied TEXT NOT NULL, epoch INTEGER, PRIMARY KEY (sync, source))';
 
-/** Upsert one progress row (sync, source, snapshot, run, applied). */
+/** The columns of the progress table (one made by an older ibex has no epoch). */
+export const PROGRESS_COLUMNS_SQL = `SELECT name FROM pragma_table_info('${PROGRESS_TABLE}')`;
+
+/** Adds the epoch column to such a table. */
+export const PROGRESS_ADD_EPOCH_SQL = `ALTER TABLE ${quoteIdent(PROGRESS_TABLE)} ADD COLUMN epoch INTEGER`;
+
+/**
+ * The newest epoch among a sync's progress rows. The run's transaction is BEGIN IMMEDIATE: it
+ * holds the file's write lock from its start, so this reads the latest commit and no other
+ * writer can commit before this transaction ends.
+ */
+export const PROGRESS_FENCE_SQL = `SELECT COALESCE(MAX(epoch), 0) AS epoch FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ?`;
+
+/** Upsert one progress row (sync, source, snapshot, run, applied, epoch); a row written without an epoch keeps the one it had. */
 export const PROGRESS_UPSERT =
-  `INSERT INTO ${quoteIdent(PROGRESS_TABLE)} (sync, source, snapshot, run, applied) VALUES (?, ?, ?, ?, ?) ` +
-  'ON CONFLICT (sync, source) DO UPDATE SET snapshot = excluded.snapshot, run = excluded.run, applied = excluded.applied';
+  `INSERT INTO ${quoteIdent(PROGRESS_TABLE)} (sync, source, snapshot, run, applied, epoch) VALUES (?, ?, ?, ?, ?, ?) ` +
+  'ON CONFLICT (sync, source) DO UPDATE SET snapshot = excluded.snapshot, run = excluded.run, applied = excluded.applied, epoch = COALESCE(excluded.epoch, epoch)';
 
-/** A sync's progress rows. */
-export const PROGRESS_SELECT = `SELECT source, snapshot, run FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ? ORDER BY source`;
+/** A sync's progress rows (its fence record left out). */
+export const PROGRESS_SELECT = `SELECT source, snapshot, run FROM ${quoteIdent(PROGRESS_TABLE)} WHERE sync = ? AND source <> '*' ORDER BY source`;

@@ -17,13 +17,17 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
+import { epochOf, fencedMessage } from '../target.js';
 import {
   affinityOf,
   affinityProblem,
   createTableSql,
   deleteChunkKeys,
   deleteSql,
+  PROGRESS_ADD_EPOCH_SQL,
+  PROGRESS_COLUMNS_SQL,
   PROGRESS_DDL,
+  PROGRESS_FENCE_SQL,
   PROGRESS_SELECT,
   PROGRESS_TABLE,
   PROGRESS_UPSERT,
@@ -283,11 +287,20 @@ class SqliteTarget implements Target {
     this.conn.prepare(`DELETE FROM ${quoteIdent(table.targetName)}`).run();
   }
 
+  /** Fenced entries: refused when a newer epoch committed here (this transaction holds the write lock). */
   async writeProgress(sync: string, entries: readonly ProgressEntry[]): Promise<void> {
     this.conn.exec(PROGRESS_DDL);
+    const cols = this.conn.prepare(PROGRESS_COLUMNS_SQL).all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'epoch')) this.conn.exec(PROGRESS_ADD_EPOCH_SQL);
+    const epoch = epochOf(entries);
+    if (epoch !== undefined) {
+      const row = this.conn.prepare(PROGRESS_FENCE_SQL).get(sync) as { epoch: number | bigint } | undefined;
+      const newer = Number(row?.epoch ?? 0);
+      if (newer > epoch) throw new IbexError('daemon', fencedMessage(this.kind, this.name, sync, epoch, newer));
+    }
     const stmt = this.prepare(PROGRESS_UPSERT);
     const applied = new Date().toISOString();
-    for (const e of entries) stmt.run(sync, e.source, e.snapshot, BigInt(e.run), applied);
+    for (const e of entries) stmt.run(sync, e.source, e.snapshot, BigInt(e.run), applied, e.epoch === undefined ? null : BigInt(e.epoch));
   }
 
   async commit(): Promise<void> {
