@@ -4,22 +4,11 @@
  */
 import type pg from 'pg';
 import type { PgParams } from '../db/connect.js';
+import type { RunRow } from './daemon-store.js';
 import { dbParams } from './sync-config.js';
 
-/** One recent run, for the dashboard. */
-export interface RecentRun {
-  id: number;
-  sync: string;
-  kind: string;
-  status: string;
-  started: Date;
-  ended: Date | null;
-  inserted: number;
-  deleted: number;
-  conflicts: number;
-  truncates: number;
-  error: string | null;
-}
+/** One recent run, for the dashboard: a run row with its sync, without the details. */
+export type RecentRun = Omit<RunRow, 'details'> & { sync: string };
 
 /** The newest runs that did something (empty runs are left out: a busy daemon makes many). */
 export async function recentRuns(c: pg.Client, limit: number): Promise<RecentRun[]> {

@@ -10,28 +10,19 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { useClusters } from '../helpers/env.js';
+import { rng, testSeed } from '../helpers/seed.js';
 import { setupControl, addSync, runner, closeRunners } from '../helpers/sync.js';
 
 const env = useClusters(3);
 after(closeRunners);
 
 const ALL = [0, 1, 2];
-const SEED = process.env.IBEX_TEST_SEED !== undefined ? Number(process.env.IBEX_TEST_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32) >>> 0;
+const SEED = testSeed();
 const ROUNDS = 40;
 const KEYS = 10;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rng = mulberry32(SEED);
-const int = (lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
+const random = rng(SEED);
+const int = (lo: number, hi: number): number => random.int(lo, hi);
 
 /** Keys written since the last run, with the node that wrote them. */
 const touched: { id: number; node: number }[] = [];
@@ -42,7 +33,7 @@ async function write(table: string, tag: string, race = false): Promise<void> {
   const node = prior ? (prior.node + int(1, 2)) % 3 : int(0, 2);
   const id = prior ? prior.id : int(1, KEYS);
   if (!race) touched.push({ id, node });
-  const op = rng();
+  const op = random.next();
   const v = `${tag} on ${'ABC'[node]}`;
   if (op < 0.6) await env.query(node, `UPDATE ${table} SET v = $2, n = n + 1 WHERE id = $1`, [id, v]);
   else if (op < 0.75) await env.query(node, `DELETE FROM ${table} WHERE id = $1`, [id]);

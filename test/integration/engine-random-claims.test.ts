@@ -16,31 +16,22 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { useClusters } from '../helpers/env.js';
+import { rng, testSeed } from '../helpers/seed.js';
 import { setupControl, addSync, runner, closeRunners } from '../helpers/sync.js';
 
 const env = useClusters(3);
 after(closeRunners);
 
 const ALL = [0, 1, 2];
-const SEED = process.env.IBEX_TEST_SEED !== undefined ? Number(process.env.IBEX_TEST_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32) >>> 0;
+const SEED = testSeed();
 const ROUNDS = 20;
 const HOT = 4; // hot parents 1..HOT and hot claimants 1..HOT
 const EMAILS = 6;
 const TABLES = ['hp', 'hu', 'hc'] as const;
 type Table = (typeof TABLES)[number];
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rng = mulberry32(SEED);
-const int = (lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
+const random = rng(SEED);
+const int = (lo: number, hi: number): number => random.int(lo, hi);
 const why = (msg: string): string => `${msg} (IBEX_TEST_SEED=${SEED})`;
 
 /** Tokens whose transaction committed, and those the application itself replaced or deleted. */
@@ -86,10 +77,10 @@ async function ids(c: pg.Client, table: Table): Promise<number[]> {
 
 /** One random write on a node. */
 async function randomWrite(c: pg.Client, node: number, hotOnly: boolean): Promise<void> {
-  const x = rng();
+  const x = random.next();
   if (hotOnly || x < 0.35) {
     // A hot key: a parent's token, or a claimant's email.
-    if (rng() < 0.5) await write(c, node, 'hp', int(1, HOT), 'upsert');
+    if (random.next() < 0.5) await write(c, node, 'hp', int(1, HOT), 'upsert');
     else await write(c, node, 'hu', int(1, HOT), 'upsert', { email: `e${int(1, EMAILS)}@x` });
     return;
   }
