@@ -20,7 +20,7 @@ import { lagStats, round } from '../lib/stats.js';
 import { sleep } from '../lib/proc.js';
 import { measureLag } from '../lib/lag.js';
 import { createStore, type BenchRow, type ForeignKind, type ForeignStore } from '../lib/foreign.js';
-import { cpuMark, cpuSince, daemonPeakRssMb, systemUp, withEnv, type Line, type Scenario, type ScenarioContext } from '../lib/context.js';
+import { cpuMark, cpuSince, daemonPeakRssMb, phaseSummary, runsSince, systemUp, withEnv, type Line, type Scenario, type ScenarioContext } from '../lib/context.js';
 import { sequencesFor } from './stream.js';
 
 const KINDS: readonly ForeignKind[] = ['mariadb', 'sqlite', 'redis'];
@@ -79,6 +79,7 @@ export const targets: Scenario = {
           sys.addForeignTarget!('M', store.addDbArgs);
           const up = await systemUp(env, sys, { sources: [1], targets: [] }, { ready: false });
           await canary(env, store, kind);
+          const mark = await sys.mark?.();
           const cpu0 = cpuMark(env, sys);
           await env.q(1, bulkSql(1, rows));
           const t0 = performance.now();
@@ -87,6 +88,7 @@ export const targets: Scenario = {
           await sleep(500);
           const cpu = cpuSince(env, sys, cpu0, rows);
           const rss = daemonPeakRssMb(sys);
+          const runs = await runsSince(sys, mark);
           await sys.stop();
           const text = await env.q(1, `SELECT id::text, grp::text, payload, amount::text,
                                              to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS ts
@@ -97,7 +99,7 @@ export const targets: Scenario = {
             kind, rows, repl_s: round(replS), poll_s: round(waitS), rows_per_s: Math.round(rows / replS),
             floor_s: round(floorS), floor_rows_per_s: Math.round(rows / floorS), ratio_vs_floor: round(floorS / replS, 3),
             ...cpu, daemon_cpu_per_100k_s: cpu.cpu_daemon_s === null ? null : round(cpu.cpu_daemon_s * 100_000 / rows, 3),
-            daemon_peak_rss_mb: rss, ...up,
+            daemon_peak_rss_mb: rss, ...up, run_phases: phaseSummary(runs),
           };
         } finally {
           await store.close();
