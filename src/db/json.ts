@@ -35,6 +35,6 @@ export function parseExactJson<T = unknown>(text: string): T {
 }
 
 /** JSON.stringify, writing every ExactNumber back as the number it was read from. */
-export function stringifyExactJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v instanceof ExactNumber ? MARK + v.text : v)).replace(MARKED, '$1');
+export function stringifyExactJson(value: unknown, space?: number): string {
+  return JSON.stringify(value, (_k, v: unknown) => (v instanceof ExactNumber ? MARK + v.text : v), space).replace(MARKED, '$1');
 }

@@ -162,6 +162,17 @@ describe('apply errors', () => {
     const log = await conflictLog('bigorphans');
     assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === `{"id": ${P}}`), JSON.stringify(log));
     assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === `{"id": ${C}}` && c.losers.some((l) => String(l.row?.note) === 'B, earlier')), JSON.stringify(log));
+    // The log as `ibex conflicts` shows it, and the removed child put back by `conflicts restore` (its parent is back).
+    const shown = await env.cli('conflicts', 'bigorphans', '--json');
+    assert.equal(shown.code, 0, shown.err);
+    assert.ok(shown.out.includes(`"id": ${C}`) && shown.out.includes(`"parent_id": ${P}`) && !shown.out.includes('9007199254740996'), shown.out);
+    const id = String((await env.query(0, `SELECT id FROM ibex.conflict WHERE sync = 'bigorphans' AND losers::text LIKE '%B, earlier%'`, [], 'ibexctl'))[0]!.id);
+    const restored = await env.cli('conflicts', 'restore', id);
+    assert.equal(restored.code, 0, restored.err);
+    assert.match(restored.out, new RegExp(`\\{"id":${C}\\}`));
+    await settle('bigorphans', 2);
+    assert.deepEqual(await same('bc'), [`{"id": 9007199254740994, "note": "neighbour child", "parent_id": 9007199254740992}`,
+      `{"id": 9007199254740995, "note": "B, earlier", "parent_id": 9007199254740993}`]);
   });
 
   it('a row one target refuses (CHECK, trigger) is set aside with its error; the rest flows, and it goes in once fixed', async () => {
