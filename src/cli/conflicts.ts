@@ -12,6 +12,7 @@ import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption, parseInterval } from './args.js';
 import { displayRelation, likeOf, parseRelationTerm } from '../config/names.js';
 import type { Context } from './context.js';
+import { stringifyExactJson } from '../db/json.js';
 
 const OPTIONS = ['table', 'since', 'status', 'limit'];
 const STATUSES = ['pending', 'applied', 'skipped', 'aborted', 'quarantined'];
@@ -92,8 +93,8 @@ export async function conflicts(ctx: Context, args: string[]): Promise<number> {
     }
     const t = new Table({ head: ['Id', 'Sync', 'Table', 'Key', 'Kind', 'Winner', 'Losers (db: version overwritten)', 'Status', 'When'], style: { head: [], border: [] } });
     for (const x of rows) {
-      const losers = x.losers.map((l) => `${l.db}: ${l.row === null ? '(deleted)' : JSON.stringify(l.row)}${l.constraint ? ` [${l.constraint}]` : ''}`).join('\n');
-      t.push([x.id, x.sync, x.table, JSON.stringify(x.key), x.kind, x.winner ?? '-', losers, x.status, new Date(x.created).toISOString()]);
+      const losers = x.losers.map((l) => `${l.db}: ${l.row === null ? '(deleted)' : stringifyExactJson(l.row)}${l.constraint ? ` [${l.constraint}]` : ''}`).join('\n');
+      t.push([x.id, x.sync, x.table, stringifyExactJson(x.key), x.kind, x.winner ?? '-', losers, x.status, new Date(x.created).toISOString()]);
     }
     ctx.say(t.toString(), true);
     return 0;
@@ -109,7 +110,7 @@ async function restore(ctx: Context, args: string[]): Promise<number> {
   return ctx.withControl(async (c) => {
     const r = await restoreConflict(c, id);
     if (ctx.flags.json) ctx.json(r);
-    else ctx.say(`restored conflict ${r.id} on db ${r.db} (${r.table} ${JSON.stringify(r.key)}): the next run of sync ${r.sync} replicates it ("ibex kick ${r.sync}")`);
+    else ctx.say(`restored conflict ${r.id} on db ${r.db} (${r.table} ${stringifyExactJson(r.key)}): the next run of sync ${r.sync} replicates it ("ibex kick ${r.sync}")`);
     return 0;
   });
 }

@@ -7,6 +7,7 @@ import { openControl, controlUrl, controlParams } from '../control/connection.js
 import { notifyConfigChanged } from '../control/daemon-store.js';
 import { sqlstate } from '../db/sqlstate.js';
 import { IbexError } from '../errors.js';
+import { stringifyExactJson } from '../db/json.js';
 
 /** Global flags, parsed once in main.ts. */
 export interface GlobalFlags {
@@ -59,7 +60,7 @@ export function makeContext(flags: GlobalFlags, out: (s: string) => void, runCli
       if (!flags.quiet || always) out(line + '\n');
     },
     json(value) {
-      out(JSON.stringify(value, null, 2) + '\n');
+      out(stringifyExactJson(value, 2) + '\n');
     },
     changed() {
       changed = true;

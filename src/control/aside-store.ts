@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import { literal } from '../db/ident.js';
+import { stringifyExactJson } from '../db/json.js';
 
 /** A row set aside in a run. */
 export interface AsideRecord {
@@ -45,7 +46,7 @@ export async function recordAside(control: pg.Client, sync: string, run: number 
      ON CONFLICT (sync, db, schemaname, relname, key) DO UPDATE SET
        op = EXCLUDED.op, source = EXCLUDED.source, row = EXCLUDED.row, sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error,
        run = EXCLUDED.run, last_seen = now(), seen = ibex.row_aside.seen + 1, requeued = false`,
-    [sync, run, JSON.stringify(rows)]);
+    [sync, run, stringifyExactJson(rows)]);
 }
 
 /** Set-aside rows, of one sync or all, or by id. */

@@ -3,6 +3,7 @@
  * writes the log (run-store.ts); retention.ts purges it.
  */
 import type pg from 'pg';
+import { parseExactJson } from '../db/json.js';
 
 /** What `ibex conflicts` filters on; null = any. */
 export interface ConflictFilter {
@@ -46,12 +47,14 @@ export async function syncHasConflictLog(c: pg.Client, sync: string): Promise<bo
 /** The newest entries matching the filter, newest first. */
 export async function listConflicts(c: pg.Client, f: ConflictFilter): Promise<ConflictRow[]> {
   const r = await c.query(
-    `SELECT id, sync, run, schemaname, relname, key, kind, strategy, winner, winner_row, winner_time, losers, status, created
+    `SELECT id, sync, run, schemaname, relname, key::text AS key, kind, strategy, winner, winner_row::text AS winner_row, winner_time, losers::text AS losers, status, created
        FROM ibex.conflict
       WHERE ($1::text IS NULL OR sync = $1) AND ($2::text IS NULL OR (schemaname LIKE $2 AND relname LIKE $3))
         AND ($4::interval IS NULL OR created > now() - $4::interval) AND ($5::timestamptz IS NULL OR created >= $5::timestamptz)
         AND ($6::text IS NULL OR status = $6)
       ORDER BY id DESC LIMIT $7`,
     [f.sync, f.schemaLike, f.relLike, f.sinceInterval, f.sinceTime, f.status, f.limit]);
-  return r.rows.map((x) => ({ ...x, id: Number(x.id), run: x.run === null ? null : Number(x.run) }) as ConflictRow);
+  // Keys and rows as their text, read exactly (a bigint past 2^53 stays itself; see db/json.ts).
+  const exact = (t: unknown): unknown => (t === null ? null : parseExactJson(String(t)));
+  return r.rows.map((x) => ({ ...x, id: Number(x.id), run: x.run === null ? null : Number(x.run), key: exact(x.key), winner_row: exact(x.winner_row), losers: exact(x.losers) ?? [] }) as ConflictRow);
 }

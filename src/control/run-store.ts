@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { RunKind, RunResult } from '../model.js';
 import { literal } from '../db/ident.js';
 import { IbexError } from '../errors.js';
+import { stringifyExactJson } from '../db/json.js';
 
 /** Open a run row; returns its id. */
 export async function startRun(control: pg.Client, sync: string, kind: RunKind): Promise<number> {
@@ -87,7 +88,7 @@ async function insertConflicts(control: pg.Client, sync: string, run: number | n
      SELECT $1, $2, c->>'schema', c->>'table', c->'key', c->>'kind', c->>'strategy', c->>'winner', c->'winnerRow',
             (c->>'winnerTime')::timestamptz, c->'losers', $4, c->'columns'
        FROM jsonb_array_elements($3::jsonb) AS c`,
-    [sync, run, JSON.stringify(conflicts), status],
+    [sync, run, stringifyExactJson(conflicts), status],
   );
 }
 

@@ -11,6 +11,7 @@ import { errorText } from '../db/connect.js';
 import { IbexError, usage } from '../errors.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { Observer } from './observer.js';
+import { stringifyExactJson } from '../db/json.js';
 
 /** Parse `HOST:PORT`, `:PORT` or `PORT` (host defaults to 127.0.0.1: the endpoints are for this machine unless asked). */
 export function parseListen(value: string): { host: string; port: number } {
@@ -77,7 +78,7 @@ function send(res: ServerResponse, status: number, type: string, body: string, e
 }
 
 function sendJson(res: ServerResponse, status: number, doc: unknown): void {
-  send(res, status, 'application/json; charset=utf-8', JSON.stringify(doc) + '\n');
+  send(res, status, 'application/json; charset=utf-8', stringifyExactJson(doc) + '\n');
 }
 
 async function handle(observer: Observer, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -134,6 +134,47 @@ describe('apply errors', () => {
     assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === '{"id": 2}' && c.losers.some((l) => l.db === 'A' && l.row === null)), JSON.stringify(log));
   });
 
+  it('foreign-key conflicts on bigint keys beyond 2^53 remove and restore exactly the rows they name', async () => {
+    const P = '9007199254740993';
+    const C = '9007199254740995';
+    for (const i of ALL) {
+      await env.query(i, `CREATE TABLE bp (id bigint PRIMARY KEY, name text);
+        CREATE TABLE bc (id bigint PRIMARY KEY, parent_id bigint REFERENCES bp (id), note text)`);
+    }
+    await addSync(env, 'bigorphans', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: ['public.bp', 'public.bc'] });
+    // Neighbours one below each key: what a key read back as a double (2^53 + 1 → 2^53) would name instead.
+    await env.query(0, `INSERT INTO bp VALUES (${P}, 'parent'), (${P} - 1, 'neighbour');
+      INSERT INTO bc VALUES (${C} - 1, ${P} - 1, 'neighbour child')`);
+    await settle('bigorphans', 1);
+    // A parent deleted after a child was added under it elsewhere: that child goes, its neighbour stays.
+    await env.query(1, `INSERT INTO bc VALUES (${C}, ${P}, 'B, earlier')`);
+    await env.query(0, `DELETE FROM bp WHERE id = ${P}`);
+    await settle('bigorphans');
+    assert.deepEqual(await same('bp'), [`{"id": 9007199254740992, "name": "neighbour"}`]);
+    assert.deepEqual(await same('bc'), [`{"id": 9007199254740994, "note": "neighbour child", "parent_id": 9007199254740992}`]);
+    // A child added after its parent was deleted elsewhere: that parent comes back.
+    await env.query(0, `INSERT INTO bp VALUES (${P}, 'parent again')`);
+    await settle('bigorphans', 1);
+    await env.query(0, `DELETE FROM bp WHERE id = ${P}`);
+    await env.query(1, `INSERT INTO bc VALUES (${C}, ${P}, 'B, later')`);
+    await settle('bigorphans');
+    assert.deepEqual(await same('bp'), [`{"id": 9007199254740992, "name": "neighbour"}`, `{"id": 9007199254740993, "name": "parent again"}`]);
+    const log = await conflictLog('bigorphans');
+    assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === `{"id": ${P}}`), JSON.stringify(log));
+    assert.ok(log.some((c) => c.kind === 'foreign_key' && c.key === `{"id": ${C}}` && c.losers.some((l) => String(l.row?.note) === 'B, earlier')), JSON.stringify(log));
+    // The log as `ibex conflicts` shows it, and the removed child put back by `conflicts restore` (its parent is back).
+    const shown = await env.cli('conflicts', 'bigorphans', '--json');
+    assert.equal(shown.code, 0, shown.err);
+    assert.ok(shown.out.includes(`"id": ${C}`) && shown.out.includes(`"parent_id": ${P}`) && !shown.out.includes('9007199254740996'), shown.out);
+    const id = String((await env.query(0, `SELECT id FROM ibex.conflict WHERE sync = 'bigorphans' AND losers::text LIKE '%B, earlier%'`, [], 'ibexctl'))[0]!.id);
+    const restored = await env.cli('conflicts', 'restore', id);
+    assert.equal(restored.code, 0, restored.err);
+    assert.match(restored.out, new RegExp(`\\{"id":${C}\\}`));
+    await settle('bigorphans', 2);
+    assert.deepEqual(await same('bc'), [`{"id": 9007199254740994, "note": "neighbour child", "parent_id": 9007199254740992}`,
+      `{"id": 9007199254740995, "note": "B, earlier", "parent_id": 9007199254740993}`]);
+  });
+
   it('a row one target refuses (CHECK, trigger) is set aside with its error; the rest flows, and it goes in once fixed', async () => {
     await env.query(2, `ALTER TABLE ck ADD CONSTRAINT ck_small CHECK (v < 100)`);
     await env.query(1, `CREATE FUNCTION no_seven() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -159,6 +200,22 @@ describe('apply errors', () => {
     await settle('rowerr', 3);
     await same('ck');
     assert.deepEqual(await env.query(0, `SELECT id FROM ibex.row_aside WHERE sync = 'rowerr'`, [], 'ibexctl'), []);
+  });
+
+  it('a set-aside row keeps a bigint key beyond 2^53 exactly, in the record and in its retry', async () => {
+    // Snowflake-style keys are larger than a JavaScript number holds exactly: 2^53 + 1 would read back as 2^53.
+    for (const i of ALL) await env.query(i, `CREATE TABLE bk (id bigint PRIMARY KEY, v int)`);
+    await addSync(env, 'bigkeys', { dbs: { A: 'source', B: 'target', C: 'target' }, tables: ['public.bk'] });
+    await env.query(2, `ALTER TABLE bk ADD CONSTRAINT bk_small CHECK (v < 100)`);
+    await env.query(0, `INSERT INTO bk VALUES (9007199254740993, 500), (9007199254740992, 1)`);
+    await runOk(runner(env, 'bigkeys'));
+    const aside = await env.query(0, `SELECT db, key::text AS key, row::text AS row FROM ibex.row_aside WHERE sync = 'bigkeys'`, [], 'ibexctl');
+    assert.deepEqual(aside.map((x) => [x.db, x.key]), [['C', '{"id": 9007199254740993}']]);
+    assert.match(String(aside[0]!.row), /9007199254740993/);
+    await env.query(2, `ALTER TABLE bk DROP CONSTRAINT bk_small`);
+    await settle('bigkeys', 3);
+    assert.deepEqual(await same('bk'), ['{"v": 1, "id": 9007199254740992}', '{"v": 500, "id": 9007199254740993}']);
+    assert.deepEqual(await env.query(0, `SELECT id FROM ibex.row_aside WHERE sync = 'bigkeys'`, [], 'ibexctl'), []);
   });
 
   it('on_row_error=stall: the run fails with one line naming the table, key and db', async () => {

@@ -12,6 +12,7 @@ import type { MergeVersion } from '../../conflict/merge.js';
 import { conflictsSql } from '../sql/resolve.js';
 import { together } from '../together.js';
 import type { RunContext } from './context.js';
+import { parseExactJson, stringifyExactJson } from '../../db/json.js';
 
 /** A conflict record while a run resolves it; `text` carries the versions custom code sees, `merge` what a merge reads. */
 export type CollectedConflict = ConflictRecord & { keyText: Row; text?: Conflict; merge?: MergeVersion[]; settled?: boolean };
@@ -48,9 +49,9 @@ export async function collectConflicts(ctx: RunContext, p: TablePlan, order: str
     for (const row of perSource[i]!.rows) {
       const k = String(row.key);
       let entry = byKey.get(k);
-      if (!entry) byKey.set(k, (entry = { key: JSON.parse(k), winner: String(row.winner), keyText: JSON.parse(String(row.key_text)), versions: [] }));
+      if (!entry) byKey.set(k, (entry = { key: parseExactJson(k), winner: String(row.winner), keyText: JSON.parse(String(row.key_text)), versions: [] }));
       entry.versions.push({
-        db: src.name, row: row.row === null ? null : JSON.parse(String(row.row)), changed_at: row.my_ts === null ? null : String(row.my_ts),
+        db: src.name, row: row.row === null ? null : parseExactJson(String(row.row)), changed_at: row.my_ts === null ? null : String(row.my_ts),
         inserted: row.inserted === 't', text: asText && row.row_text !== null ? JSON.parse(String(row.row_text)) : null,
         ...(around.mergeWindow ? { merge: mergeVersion(src.name, row) } : {}),
       });
@@ -64,9 +65,9 @@ function toRecord(p: TablePlan, strategy: Strategy, e: KeyVersions, asText: bool
   // Versions that agree (the same row everywhere, or deleted everywhere) overwrite nothing:
   // not a conflict. This is also how an operator settles an aborted conflict: make the rows equal.
   // Counter columns are the exception: equal rows may still hide differences that must add up.
-  const first = JSON.stringify(e.versions[0]!.row);
+  const first = stringifyExactJson(e.versions[0]!.row);
   const counters = e.versions[0]!.merge !== undefined && (p.rel.deltaColumns ?? []).length > 0;
-  if (!counters && e.versions.every((v) => JSON.stringify(v.row) === first)) return undefined;
+  if (!counters && e.versions.every((v) => stringifyExactJson(v.row) === first)) return undefined;
   // skip and abort write nothing: every version is kept in losers, no winner is named.
   const decides = strategy.kind !== 'skip' && strategy.kind !== 'abort';
   const w = decides ? e.versions.find((v) => v.db === e.winner)! : undefined;

@@ -25,6 +25,7 @@ import {
 import { stampFor, type RunContext } from './context.js';
 import { ownerDo } from './owner.js';
 import type { RunState } from './state.js';
+import { parseExactJson, stringifyExactJson } from '../../db/json.js';
 
 interface Version { which: 'child' | 'parent'; ibex_src: string; ibex_ts: string; k: string }
 type Row = Record<string, unknown>;
@@ -79,7 +80,7 @@ async function foreignKey(ctx: RunContext, s: PostgresTarget, p: TablePlan, cons
 /** Every source's pending version of one key. */
 async function versions(ctx: RunContext, p: TablePlan, key: Row, which: Version['which']): Promise<Version[]> {
   const out: Version[] = [];
-  const k = JSON.stringify(key);
+  const k = stringifyExactJson(key);
   for (const src of ctx.sources) {
     const s = ctx.pg(src);
     await s.query('SAVEPOINT ibex_version');
@@ -97,7 +98,7 @@ async function versions(ctx: RunContext, p: TablePlan, key: Row, which: Version[
 async function firstOf(ctx: RunContext, s: PostgresTarget, p: TablePlan, vs: Version[]): Promise<{ which: string; src: string; ts: string } | undefined> {
   if (vs.length === 0) return undefined;
   const priority = new Map(ctx.cfg.dbs.map((d) => [d.name, d.priority]));
-  const r = (await s.query(versionOrderSql(winnerOrder(ctx.strategy(p), priority, 'k')), [JSON.stringify(vs)])).rows[0];
+  const r = (await s.query(versionOrderSql(winnerOrder(ctx.strategy(p), priority, 'k')), [stringifyExactJson(vs)])).rows[0];
   return { which: String(r.which), src: String(r.ibex_src), ts: String(r.ts) };
 }
 
@@ -121,7 +122,7 @@ async function settleOne(ctx: RunContext, s: PostgresTarget, d: SyncDb, p: Table
     const childSrc = vs.find((v) => v.which === 'child')?.ibex_src ?? null;
     if (first.which === 'child') {
       // The db that still holds the parent restores it (below); the child comes with it.
-      ctx.log.info({ table: p.label, db: d.name, key: JSON.stringify(q.key) }, 'a child waits for its parent, restored by a later change');
+      ctx.log.info({ table: p.label, db: d.name, key: stringifyExactJson(q.key) }, 'a child waits for its parent, restored by a later change');
       return [];
     }
     // The child's own source deletes it when the parent's delete reaches it, and logs it there.
@@ -131,8 +132,8 @@ async function settleOne(ctx: RunContext, s: PostgresTarget, d: SyncDb, p: Table
   // A parent's delete refused here: children on this db reference it.
   if (p !== fk.parent) return undefined;
   const ref = Object.fromEntries(fk.childCols.map((c, i) => [c, q.key[fk.parentCols[i]!]]));
-  const children = (await s.query(childrenSql(fk.child, fk.childCols), [JSON.stringify(ref)])).rows
-    .map((r) => ({ key: JSON.parse(String(r.key)) as Row, row: JSON.parse(String(r.row)) as Row }));
+  const children = (await s.query(childrenSql(fk.child, fk.childCols), [stringifyExactJson(ref)])).rows
+    .map((r) => ({ key: parseExactJson<Row>(String(r.key)), row: parseExactJson<Row>(String(r.row)) }));
   const vs = await versions(ctx, fk.parent, q.key, 'parent');
   for (const c of children) vs.push(...await versions(ctx, fk.child, c.key, 'child'));
   const first = await firstOf(ctx, s, p, vs);
@@ -144,21 +145,21 @@ async function settleOne(ctx: RunContext, s: PostgresTarget, d: SyncDb, p: Table
   const asOwner = <T>(t: TablePlan, work: () => Promise<T>): Promise<T> => ownerDo(ctx, d, t, [], work);
   if (first.which === 'parent') {
     await asOwner(fk.child, async () => {
-      for (const c of children) await s.query(deleteByKeySql(fk.child), [JSON.stringify(c.key)]);
+      for (const c of children) await s.query(deleteByKeySql(fk.child), [stringifyExactJson(c.key)]);
     });
     await s.query(stampSql(stampFor(ctx, p, d, deleteSrc)));
-    await asOwner(p, () => s.query(deleteByKeySql(p), [JSON.stringify(q.key)]));
-    ctx.log.info({ table: p.label, db: d.name, key: JSON.stringify(q.key), children: children.length }, 'a later delete of a parent removed its children here');
+    await asOwner(p, () => s.query(deleteByKeySql(p), [stringifyExactJson(q.key)]));
+    ctx.log.info({ table: p.label, db: d.name, key: stringifyExactJson(q.key), children: children.length }, 'a later delete of a parent removed its children here');
     return children.map((c) => record(fk.child, c.key, { winner: first.src, winnerRow: null, winnerTime: first.ts, losers: [{ db: d.name, row: c.row, changed_at: null, constraint }] }));
   }
-  const restored = (await asOwner(p, () => s.query(touchByKeySql(p), [JSON.stringify(q.key)]))).rows[0];
+  const restored = (await asOwner(p, () => s.query(touchByKeySql(p), [stringifyExactJson(q.key)]))).rows[0];
   await asOwner(fk.child, async () => {
-    for (const c of children) await s.query(touchByKeySql(fk.child), [JSON.stringify(c.key)]);
+    for (const c of children) await s.query(touchByKeySql(fk.child), [stringifyExactJson(c.key)]);
   });
   await s.query(stampSql(stampFor(ctx, p, d, null)));
-  ctx.log.info({ table: p.label, db: d.name, key: JSON.stringify(q.key) }, 'a parent deleted elsewhere is restored: a child of it is later');
+  ctx.log.info({ table: p.label, db: d.name, key: stringifyExactJson(q.key) }, 'a parent deleted elsewhere is restored: a child of it is later');
   return [record(p, q.key, {
-    winner: first.src, winnerRow: restored ? JSON.parse(String(restored.row)) : null, winnerTime: first.ts,
+    winner: first.src, winnerRow: restored ? parseExactJson(String(restored.row)) : null, winnerTime: first.ts,
     losers: [{ db: deleteSrc ?? d.name, row: null, changed_at: null, constraint }],
   })];
 }

@@ -22,6 +22,7 @@ import { tempNames } from '../sql/temp.js';
 import { isRowError, rowLockTimeout } from './aside.js';
 import { stampFor, type RunContext } from './context.js';
 import { asOwner } from './owner.js';
+import { parseExactJson } from '../../db/json.js';
 
 /** One apply of staged work on one db. */
 export interface StagedApply {
@@ -145,8 +146,8 @@ async function setAside(ctx: RunContext, s: PostgresTarget, a: StagedApply, ids:
     }
     const src = ctx.sources.find((x) => x.name === a.origin && x !== a.db) ?? ctx.sources.find((x) => x !== a.db);
     aside.push({
-      db: a.db.name, schema: a.p.rel.schema, table: a.p.rel.name, key: JSON.parse(String(row.key)), op: a.from === 'stage' ? 'upsert' : 'delete',
-      source: src?.name ?? null, row: a.from === 'stage' ? JSON.parse(String(row.incoming)) : null, sqlstate: e.state, error: e.message ?? e.state,
+      db: a.db.name, schema: a.p.rel.schema, table: a.p.rel.name, key: parseExactJson(String(row.key)), op: a.from === 'stage' ? 'upsert' : 'delete',
+      source: src?.name ?? null, row: a.from === 'stage' ? parseExactJson(String(row.incoming)) : null, sqlstate: e.state, error: e.message ?? e.state,
     });
     ctx.log.warn({ table: a.p.label, db: a.db.name, key: String(row.key), sqlstate: e.state }, `the ${what} was set aside: ${e.message ?? e.state} (see "ibex quarantine list")`);
   }
@@ -182,10 +183,10 @@ async function quarantine(ctx: RunContext, s: PostgresTarget, a: StagedApply, id
     const row = (await s.query(refusedRowSql(a.p, table), [id])).rows[0];
     const e = errors.get(id)!;
     quarantined.push({
-      schema: a.p.rel.schema, table: a.p.rel.name, key: JSON.parse(String(row.key)),
+      schema: a.p.rel.schema, table: a.p.rel.name, key: parseExactJson(String(row.key)),
       kind: e.state === SqlState.uniqueViolation ? 'unique' : 'foreign_key', strategy: 'quarantine',
-      winner: a.origin, winnerRow: a.from === 'stage' ? JSON.parse(String(row.incoming)) : null, winnerTime: null,
-      losers: [{ db: a.db.name, row: row.here === null ? null : JSON.parse(String(row.here)), changed_at: null, constraint: e.constraint }],
+      winner: a.origin, winnerRow: a.from === 'stage' ? parseExactJson(String(row.incoming)) : null, winnerTime: null,
+      losers: [{ db: a.db.name, row: row.here === null ? null : parseExactJson(String(row.here)), changed_at: null, constraint: e.constraint }],
     });
     ctx.log.warn({ table: a.p.label, db: a.db.name, key: String(row.key), constraint: e.constraint },
       `${a.from === 'stage' ? 'a row' : 'a delete'} was refused by ${e.constraint || 'a constraint'} on db ${a.db.name} and quarantined (see ibex.conflict)`);
@@ -276,15 +277,15 @@ async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, i
   const win = versions[0]?.which === 'here' ? 'here' : 'in';
   const w = versions.find((v) => v.which === win);
   const l = versions.find((v) => v.which !== win);
-  const inRow = JSON.parse(String(incoming.incoming));
-  const hereRow = JSON.parse(String(holder.row));
+  const inRow = parseExactJson(String(incoming.incoming));
+  const hereRow = parseExactJson(String(holder.row));
   const base = { schema: a.p.rel.schema, table: a.p.rel.name, kind: 'unique', strategy };
   const lost = { changed_at: l ? String(l.ts) : null, constraint };
   if (win === 'here') {
     ctx.log.info({ table: a.p.label, db: a.db.name, key: String(incoming.key), constraint }, 'a unique claim lost to the row held here: left out');
     return {
       applied: 0,
-      record: { ...base, key: JSON.parse(String(incoming.key)), winner: w ? String(w.ibex_src) : a.db.name, winnerRow: hereRow, winnerTime: w ? String(w.ts) : null,
+      record: { ...base, key: parseExactJson(String(incoming.key)), winner: w ? String(w.ibex_src) : a.db.name, winnerRow: hereRow, winnerTime: w ? String(w.ts) : null,
         losers: [{ db: l ? String(l.ibex_src) : (a.origin ?? a.db.name), row: inRow, ...lost }] },
     };
   }
@@ -296,7 +297,7 @@ async function settleClaim(ctx: RunContext, s: PostgresTarget, a: StagedApply, i
   ctx.log.info({ table: a.p.label, db: a.db.name, key: String(holder.key), constraint }, 'a unique claim lost to a later one: the row is removed everywhere');
   return {
     applied,
-    record: { ...base, key: JSON.parse(String(holder.key)), winner: w ? String(w.ibex_src) : (a.origin ?? null), winnerRow: inRow, winnerTime: w ? String(w.ts) : null,
+    record: { ...base, key: parseExactJson(String(holder.key)), winner: w ? String(w.ibex_src) : (a.origin ?? null), winnerRow: inRow, winnerTime: w ? String(w.ts) : null,
       losers: [{ db: a.db.name, row: hereRow, ...lost }] },
   };
 }

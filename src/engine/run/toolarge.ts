@@ -19,6 +19,7 @@ import type { TablePlan } from '../plan.js';
 import { largestRowsSql, withoutKeysSql } from '../sql/apply.js';
 import { others, type RunContext } from './context.js';
 import type { RunState } from './state.js';
+import { parseExactJson } from '../../db/json.js';
 
 /** PostgreSQL's limit on one COPY line (and on any value): 1 GB less one byte. */
 export const COPY_LINE_LIMIT = 0x3fffffff;
@@ -88,7 +89,7 @@ export async function movable(ctx: RunContext, st: RunState, p: TablePlan, src: 
       throw new IbexError('run_failed', `sync ${ctx.sync} stalls on the row ${p.label} ${r.key} from db ${src.name}: ${error} (shrink it there, or "ibex update sync ${ctx.sync} on_row_error=quarantine" to set such rows aside)`);
     }
     for (const db of dbs) {
-      st.aside.push({ db, schema: p.rel.schema, table: p.rel.name, key: JSON.parse(r.key) as Record<string, unknown>, op: 'upsert', source: src.name, row: null, sqlstate: '54000', error });
+      st.aside.push({ db, schema: p.rel.schema, table: p.rel.name, key: parseExactJson<Record<string, unknown>>(r.key), op: 'upsert', source: src.name, row: null, sqlstate: '54000', error });
     }
     ctx.log.warn({ table: p.label, db: src.name, key: r.key, bytes: r.bytes }, `the row ${p.label} ${r.key} of db ${src.name} was set aside: ${error} (see "ibex quarantine list")`);
   }
