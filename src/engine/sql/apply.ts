@@ -168,13 +168,20 @@ export function tableCopyInSql(p: TablePlan): string {
 }
 
 /**
- * Before a lazy batch of $1 delta rows is read: would hashing it beat index probes (more than
- * 1/20 of the table), and do the delta table's statistics know of fewer rows than the batch
- * alone holds (never analyzed: -1)?
+ * Before a lazy batch of $1 delta rows is read: does the table hold exactly $1 rows (`whole`:
+ * counted up to $1 + 1, so never more than the batch is read), would hashing the batch beat index
+ * probes (more than 1/20 of the table), and do the delta table's statistics know of fewer rows
+ * than the batch alone holds (never analyzed: -1)?
  */
 export function lazyPlanSql(p: TablePlan): string {
-  return `SELECT $1::bigint * 20 > t.reltuples AS hash, $1::bigint > d.reltuples AS stale
+  return `SELECT (SELECT count(*) FROM (SELECT FROM ${p.q} LIMIT $1::bigint + 1) x) = $1::bigint AS whole,
+                 $1::bigint * 20 > t.reltuples AS hash, $1::bigint > d.reltuples AS stale
             FROM pg_class t, pg_class d WHERE t.oid = ${literal(p.q)}::regclass AND d.oid = ${literal(p.delta)}::regclass`;
+}
+
+/** Every row of the table (a lazy batch that is the whole table, see lazyPlanSql). */
+export function tableRowsSql(p: TablePlan): string {
+  return `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${p.q} t`;
 }
 
 /**
