@@ -167,9 +167,30 @@ export function tableCopyInSql(p: TablePlan): string {
   return `COPY ${p.q} (${p.colList}) FROM STDIN`;
 }
 
-/** Would hashing a lazy batch of $1 keys beat index probes (more than 1/20 of the table)? */
-export function preferHashSql(p: TablePlan): string {
-  return `SELECT $1::bigint * 20 > reltuples AS hash FROM pg_class WHERE oid = ${literal(p.q)}::regclass`;
+/**
+ * Before a lazy batch of $1 delta rows is read: does the table hold exactly $1 rows (`whole`:
+ * counted up to $1 + 1, so never more than the batch is read), would hashing the batch beat index
+ * probes (more than 1/20 of the table), and do the delta table's statistics know of fewer rows
+ * than the batch alone holds (never analyzed: -1)?
+ */
+export function lazyPlanSql(p: TablePlan): string {
+  return `SELECT (SELECT count(*) FROM (SELECT FROM ${p.q} LIMIT $1::bigint + 1) x) = $1::bigint AS whole,
+                 $1::bigint * 20 > t.reltuples AS hash, $1::bigint > d.reltuples AS stale
+            FROM pg_class t, pg_class d WHERE t.oid = ${literal(p.q)}::regclass AND d.oid = ${literal(p.delta)}::regclass`;
+}
+
+/** Every row of the table (a lazy batch that is the whole table, see lazyPlanSql). */
+export function tableRowsSql(p: TablePlan): string {
+  return `SELECT ${p.cols.map((col) => `t.${ident(col).text}`).join(', ')} FROM ${p.q} t`;
+}
+
+/**
+ * Fresh statistics of a delta table. SKIP_LOCKED: a run of another sync analyzing it holds its
+ * lock until that run commits, and this run does not wait for it (it plans without). Only the
+ * table's owner may: for another role PostgreSQL skips it with a warning, not an error.
+ */
+export function analyzeDeltaSql(p: TablePlan): string {
+  return `ANALYZE (SKIP_LOCKED) ${p.delta}`;
 }
 
 /** COPY out every key a table holds (the keep-set of a truncate). */
