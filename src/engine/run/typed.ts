@@ -99,7 +99,12 @@ export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p:
 
 /** Sinks that upsert every typed target's rows (each row cut to the table's columns: a staged row ends with its origin). */
 export function upsertSinks(ctx: RunContext, st: RunState, p: TablePlan, winner: string | null): CopySink[] {
-  return ctx.typed.map((td) => typedSink(td, (rows) => upsertTyped(ctx, st, td, p, rows.map((r) => r.slice(0, p.cols.length)), winner)));
+  const width = p.cols.length;
+  return ctx.typed.map((td) => typedSink(td, (rows) => {
+    // The sink's rows are its own (each sink decodes its copy of the bytes): cut in place, no copy per row.
+    for (const r of rows) if (r.length > width) r.length = width;
+    return upsertTyped(ctx, st, td, p, rows, winner);
+  }));
 }
 
 /** Sinks that buffer every typed target's delete keys of a table (each row: the key, then its origin). */
