@@ -20,8 +20,8 @@ import type { RunState } from './state.js';
 
 /** A db of another kind that a sync writes, with its open session. */
 
-/** Rows handed on per batch by a RowSink. */
-const BATCH_ROWS = 1_000;
+/** Rows handed on per batch by a RowSink: a multiple of the statement sizes of the targets that cut batches (MariaDB's 500). */
+const BATCH_ROWS = 5_000;
 
 /**
  * A stream that decodes COPY text into rows and hands them on in batches, one call at a time.
@@ -43,7 +43,9 @@ export class RowSink extends Writable {
     for (const row of this.parser.push(chunk)) this.batch.push(row);
     if (this.batch.length < this.batchRows) return done();
     const before = this.applying;
-    this.hand();
+    // Whole batches only (the rest starts the next one): a target that splits a batch into
+    // statements of a fixed size then sends no odd-sized one before the last.
+    while (this.batch.length >= this.batchRows) this.hand(this.batchRows);
     // More bytes are taken once the batch before this one is applied.
     before.then(() => done(), done);
   }
@@ -54,11 +56,11 @@ export class RowSink extends Writable {
     this.applying.then(() => done(), done);
   }
 
-  /** Queue the decoded rows behind the batch being applied. */
-  private hand(): void {
-    if (this.batch.length === 0) return;
-    const rows = this.batch;
-    this.batch = [];
+  /** Queue the first `count` decoded rows (all by default) behind the batch being applied. */
+  private hand(count = this.batch.length): void {
+    if (count === 0) return;
+    const rows = count === this.batch.length ? this.batch : this.batch.slice(0, count);
+    this.batch = count === this.batch.length ? [] : this.batch.slice(count);
     this.rowCount += rows.length;
     this.applying = this.applying.then(() => this.onRows(rows));
     // Its failure reaches the stream through done(); this only keeps it from counting as unhandled.
