@@ -391,27 +391,135 @@ const ZERO_PARTS = { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0
  * What PostgreSQL prints for a timestamptz under ibex's pinned session (DateStyle ISO, TimeZone
  * UTC), years 1000-9999: `YYYY-MM-DD HH:MM:SS[.f…]+00`. Its parts are the value's UTC parts as
  * they stand, so no epoch arithmetic is needed to split them (the general path below does it).
+ * Scanned by character code, without a regular expression's captures: this is the one form a
+ * target meets per row, and the scan fills `UTC_FIELDS` (year, month, day, hour, minute, second,
+ * micro) instead of allocating.
  */
-const UTC_TIMESTAMPTZ_RE = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\+00$/;
+const UTC_FIELDS = new Int32Array(7);
 /** Days from 1970 whose microseconds a double holds exactly (years 1685 to 2255). */
 const SAFE_DAYS = Math.floor(Number.MAX_SAFE_INTEGER / 86_400_000_000) - 1;
 
+/** The value of `n` ASCII digits of `s` from `at`, or -1 if one is not a digit. */
+function digitsAt(s: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/**
+ * Fill UTC_FIELDS from a timestamptz in the pinned session's form; false when the text is not in
+ * that form or a field is out of range (24:00:00, a leap second, Feb 30 go the general way, which
+ * refuses or normalizes them).
+ */
+function scanUtcTimestamptz(s: string): boolean {
+  const len = s.length;
+  if (len < 22 || len > 29 || s.charCodeAt(len - 3) !== 43 /* + */ || s.charCodeAt(len - 2) !== 48 || s.charCodeAt(len - 1) !== 48) return false;
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 32 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return false;
+  const f = UTC_FIELDS;
+  f[0] = digitsAt(s, 0, 4);
+  f[1] = digitsAt(s, 5, 2);
+  f[2] = digitsAt(s, 8, 2);
+  f[3] = digitsAt(s, 11, 2);
+  f[4] = digitsAt(s, 14, 2);
+  f[5] = digitsAt(s, 17, 2);
+  let micro = 0;
+  const fracLen = len - 23;
+  if (fracLen > 0) {
+    if (s.charCodeAt(19) !== 46 /* . */ || fracLen > 6) return false;
+    micro = digitsAt(s, 20, fracLen);
+    if (micro < 0) return false;
+    for (let i = fracLen; i < 6; i++) micro *= 10;
+  } else if (fracLen === 0) {
+    return false; // a '.' with no digits
+  }
+  f[6] = micro;
+  const year = f[0]!;
+  const month = f[1]!;
+  const day = f[2]!;
+  if (year < 0 || month < 1 || month > 12 || day < 1 || f[3]! < 0 || f[3]! > 23 || f[4]! < 0 || f[4]! > 59 || f[5]! < 0 || f[5]! > 59) return false;
+  return day <= 28 || civilFromDays(daysFromCivil(year, month, day)).day === day;
+}
+
 function decodeUtcTimestamptz(text: string): Extract<Value, { kind: 'timestamptz' }> | null {
-  const m = UTC_TIMESTAMPTZ_RE.exec(text);
-  if (m === null) return null;
-  const parts = {
-    year: Number(m[1]), month: Number(m[2]), day: Number(m[3]),
-    hour: Number(m[4]), minute: Number(m[5]), second: Number(m[6]), micro: fracMicros(m[7]),
-  };
-  // Out-of-range fields (24:00:00, a leap second, Feb 30) go the general way, which refuses or normalizes them.
-  if (parts.hour > 23 || parts.minute > 59 || parts.second > 59) return null;
+  if (!scanUtcTimestamptz(text)) return null;
+  const f = UTC_FIELDS;
+  const parts = { year: f[0]!, month: f[1]!, day: f[2]!, hour: f[3]!, minute: f[4]!, second: f[5]!, micro: f[6]! };
   const days = daysFromCivil(parts.year, parts.month, parts.day);
-  if (parts.month < 1 || parts.month > 12 || parts.day < 1 || (parts.day > 28 && civilFromDays(days).day !== parts.day)) return null;
   const secOfDay = parts.hour * 3600 + parts.minute * 60 + parts.second;
   const micros = Math.abs(days) <= SAFE_DAYS
     ? BigInt(days * 86_400_000_000 + secOfDay * 1_000_000 + parts.micro)
     : BigInt(days) * MICROS_PER_DAY + BigInt(secOfDay * 1_000_000 + parts.micro);
-  return { kind: 'timestamptz', micros, iso: `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${pad(parts.micro, 6)}Z`, parts, special: null };
+  return { kind: 'timestamptz', micros, iso: utcIso(text), parts, special: null };
+}
+
+/** The ISO text of a timestamptz UTC_FIELDS was just filled from (the same digits, six fraction digits). */
+function utcIso(text: string): string {
+  return text.slice(0, 10) + 'T' + text.slice(11, 19) + '.' + pad(UTC_FIELDS[6]!, 6) + 'Z';
+}
+
+/**
+ * `YYYY-MM-DDTHH:MM:SS.ffffffZ` of a timestamptz in the pinned session's form (the `iso` that
+ * `decode` gives), or null for any other text (then decode it). Allocates only the result.
+ */
+export function utcTimestamptzIso(text: string): string | null {
+  return scanUtcTimestamptz(text) ? utcIso(text) : null;
+}
+
+/**
+ * The text itself when it is an integer as PostgreSQL prints one (an optional '-', no leading
+ * zeros, '0' unsigned), which is its canonical text; null for any other text (then decode it).
+ */
+export function canonicalIntText(text: string): string | null {
+  const len = text.length;
+  const start = text.charCodeAt(0) === 45 /* - */ ? 1 : 0;
+  if (len === start) return null;
+  const first = text.charCodeAt(start);
+  if (first === 48 /* 0 */) return len === 1 ? text : null;
+  for (let i = start; i < len; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return null;
+  }
+  return text;
+}
+
+/**
+ * `canonicalNumeric` of a plain decimal text (an optional '-', digits, an optional '.' and
+ * digits; at least one digit), scanned without regular expressions; null for any other text
+ * (signs '+', blanks, specials, exponents: then call canonicalNumeric).
+ */
+export function plainNumericCanonical(text: string): string | null {
+  const len = text.length;
+  const neg = text.charCodeAt(0) === 45;
+  let i = neg ? 1 : 0;
+  const intStart = i;
+  while (i < len && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
+  const intEnd = i;
+  let fracEnd = i;
+  if (i < len) {
+    if (text.charCodeAt(i) !== 46) return null;
+    i++;
+    while (i < len && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
+    if (i !== len) return null;
+    fracEnd = len;
+    if (intEnd === intStart && fracEnd === intEnd + 1) return null; // '.' alone
+  } else if (intEnd === intStart) {
+    return null;
+  }
+  let a = intStart;
+  while (a < intEnd && text.charCodeAt(a) === 48) a++;
+  const fracStart = intEnd + 1;
+  let b = fracEnd;
+  while (b > fracStart && text.charCodeAt(b - 1) === 48) b--;
+  const hasFrac = b > fracStart;
+  if (a === intEnd && !hasFrac) return '0';
+  // Already canonical (the common case of an integral numeric): no new string.
+  const intCanonical = a === intStart ? a < intEnd : hasFrac && intEnd - intStart === 1;
+  if (intCanonical && (hasFrac ? b === len : intEnd === len)) return text;
+  return (neg ? '-' : '') + (a === intEnd ? '0' : text.slice(a, intEnd)) + (hasFrac ? '.' + text.slice(fracStart, b) : '');
 }
 
 function decodeTimestamptz(text: string): Extract<Value, { kind: 'timestamptz' }> {
@@ -880,9 +988,11 @@ export function canonicalText(typeText: string, pgText: string | null): string |
   const t = typeOf(typeText);
   switch (t.cls) {
     case 'int':
-      return intValue(pgText).toString();
+      return canonicalIntText(pgText) ?? intValue(pgText).toString();
     case 'decimal':
-      return canonicalNumeric(pgText);
+      return plainNumericCanonical(pgText) ?? canonicalNumeric(pgText);
+    case 'timestamptz':
+      return utcTimestamptzIso(pgText) ?? (decode(typeText, pgText) as { iso: string }).iso;
     case 'float':
       return canonicalFloat(pgText, t.width);
     case 'bool':

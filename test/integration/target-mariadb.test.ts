@@ -121,6 +121,33 @@ describe('mariadb target: check()', () => {
   });
 });
 
+describe('mariadb target: statements sent ahead of their answers', () => {
+  it('fails the call when a statement the server refuses was followed by one already sent, and the rollback leaves none of it', async () => {
+    const target = mariadb(db.dbname);
+    await admin.query('CREATE TABLE ahead (id INT PRIMARY KEY, v INT, CONSTRAINT no13 CHECK (v <> 13)) ENGINE=InnoDB');
+    const t = spec('ahead', [['id', 'integer'], ['v', 'integer']], ['id']);
+    // 1,700 rows: four statements; the refused value in the first, then in the last.
+    const rows = (bad: number): TextRow[] => Array.from({ length: 1700 }, (_, i) => [String(i), i === bad ? '13' : '1']);
+    try {
+      await target.connect();
+      for (const bad of [10, 1690]) {
+        await target.begin();
+        await assert.rejects(target.upsertRows(t, rows(bad)), /no13/);
+        await target.rollback();
+        const [n] = (await admin.query('SELECT count(*) AS n FROM ahead')) as unknown as [{ n: number }[]];
+        assert.equal(Number(n[0]?.n), 0, `refused row ${bad}`);
+      }
+      await target.begin();
+      assert.equal((await target.upsertRows(t, rows(-1))).applied, 1700);
+      await target.commit();
+      const [n] = (await admin.query('SELECT count(*) AS n, sum(v) AS s FROM ahead')) as unknown as [{ n: number; s: string }[]];
+      assert.deepEqual([Number(n[0]?.n), Number(n[0]?.s)], [1700, 1700]);
+    } finally {
+      await target.close();
+    }
+  });
+});
+
 describe('mariadb target: the silent-corruption cases stay apart', () => {
   it('keeps keys differing only in case or trailing blanks as separate rows, and a key 0 in an AUTO_INCREMENT column as 0', async () => {
     const target = mariadb(db.dbname);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { rng, testSeed } from '../helpers/seed.js';
 import {
+  canonicalIntText,
   canonicalJson,
   canonicalNumeric,
   canonicalText,
@@ -13,6 +15,8 @@ import {
   isoInterval,
   parseArrayLiteral,
   parseType,
+  plainNumericCanonical,
+  utcTimestamptzIso,
 } from '../../src/targets/codec.js';
 
 describe('parseType', () => {
@@ -277,5 +281,66 @@ describe('helpers', () => {
   it('parses array literals with blanks around elements', () => {
     assert.deepEqual(parseArrayLiteral('{ 1 , 2 ,NULL}'), ['1', '2', null]);
     assert.deepEqual(parseArrayLiteral('{"",null}'), ['', null]);
+  });
+});
+
+describe('fast forms', () => {
+  const seed = testSeed();
+  const r = rng(seed);
+  const pick = (chars: string, max: number): string => Array.from({ length: r.int(0, max) }, () => chars[r.int(0, chars.length - 1)]).join('');
+  const general = <T>(f: () => T): T | 'error' => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof CodecError) return 'error';
+      throw e;
+    }
+  };
+  it(`take only integers PostgreSQL prints, unchanged (seed ${seed})`, () => {
+    for (const t of ['0', '-1', '9223372036854775807', '-9223372036854775808', '42']) assert.equal(canonicalIntText(t), t);
+    for (const t of ['', '-', '-0', '00', '007', '+5', ' 5', '5 ', '1.0', '1e3']) assert.equal(canonicalIntText(t), null, t);
+    for (let i = 0; i < 20_000; i++) {
+      const t = pick('-+0123456789 .', 6);
+      const fast = canonicalIntText(t);
+      if (fast !== null) assert.equal(fast, (decode('bigint', t) as { value: bigint }).value.toString(), t);
+    }
+  });
+  it(`give canonicalNumeric of plain decimals (seed ${seed})`, () => {
+    assert.equal(plainNumericCanonical('123.40'), '123.4');
+    assert.equal(plainNumericCanonical('-0.00'), '0');
+    assert.equal(plainNumericCanonical('007'), '7');
+    assert.equal(plainNumericCanonical('.50'), '0.5');
+    assert.equal(plainNumericCanonical('5.'), '5');
+    for (const t of ['', '.', '-', '-.', '+1', ' 1', '1e5', 'NaN', '1.2.3', '1-']) assert.equal(plainNumericCanonical(t), null, t);
+    for (let i = 0; i < 20_000; i++) {
+      const t = pick('-+00123456789. e', 8);
+      const fast = plainNumericCanonical(t);
+      if (fast !== null) assert.equal(fast, general(() => canonicalNumeric(t)), t);
+    }
+  });
+  it(`give decode's ISO text of timestamptz in the pinned session's form, and refuse what it normalizes (seed ${seed})`, () => {
+    assert.equal(utcTimestamptzIso('2026-12-04 23:30:00.5+00'), '2026-12-04T23:30:00.500000Z');
+    assert.equal(utcTimestamptzIso('2024-02-29 00:00:00+00'), '2024-02-29T00:00:00.000000Z');
+    for (const t of ['2023-02-29 00:00:00+00', '2026-01-01 24:00:00+00', '2026-01-01 23:59:60+00', '2026-01-01 00:00:00.+00',
+      '2026-01-01 00:00:00.1234567+00', '2026-01-01T00:00:00+00', '2026-01-01 00:00:00+01', '2026-01-01 00:00:00+00:00', '2026-13-01 00:00:00+00']) {
+      assert.equal(utcTimestamptzIso(t), null, t);
+    }
+    const two = (n: number): string => String(n).padStart(2, '0');
+    for (let i = 0; i < 20_000; i++) {
+      let t = `${String(r.int(0, 9999)).padStart(4, '0')}-${two(r.int(0, 13))}-${two(r.int(0, 32))} ${two(r.int(0, 24))}:${two(r.int(0, 60))}:${two(r.int(0, 60))}`;
+      const frac = r.int(-1, 7);
+      if (frac >= 0) t += '.' + pick('0123456789', frac).padEnd(frac, '7');
+      t += '+00';
+      if (r.next() < 0.2) {
+        const at = r.int(0, t.length - 1);
+        t = t.slice(0, at) + pick('0123456789 :-.+T', 1) + t.slice(at + 1);
+      }
+      const fast = utcTimestamptzIso(t);
+      if (fast === null) continue;
+      // The general path (an explicit '+00:00' offset does not take the fast form) is the reference.
+      const ref = general(() => decode('timestamp with time zone', t.replace(/\+00$/, '+00:00')));
+      assert.equal(fast, ref === 'error' ? 'error' : (ref as { iso: string }).iso, t);
+      assert.equal((decode('timestamp with time zone', t) as { iso: string }).iso, fast, t);
+    }
   });
 });

@@ -20,8 +20,8 @@ import type { RunState } from './state.js';
 
 /** A db of another kind that a sync writes, with its open session. */
 
-/** Rows handed on per batch by a RowSink. */
-const BATCH_ROWS = 1_000;
+/** Rows handed on per batch by a RowSink: a multiple of the statement sizes of the targets that cut batches (MariaDB's 500). */
+const BATCH_ROWS = 5_000;
 
 /**
  * A stream that decodes COPY text into rows and hands them on in batches, one call at a time.
@@ -43,7 +43,9 @@ export class RowSink extends Writable {
     for (const row of this.parser.push(chunk)) this.batch.push(row);
     if (this.batch.length < this.batchRows) return done();
     const before = this.applying;
-    this.hand();
+    // Whole batches only (the rest starts the next one): a target that splits a batch into
+    // statements of a fixed size then sends no odd-sized one before the last.
+    while (this.batch.length >= this.batchRows) this.hand(this.batchRows);
     // More bytes are taken once the batch before this one is applied.
     before.then(() => done(), done);
   }
@@ -54,11 +56,11 @@ export class RowSink extends Writable {
     this.applying.then(() => done(), done);
   }
 
-  /** Queue the decoded rows behind the batch being applied. */
-  private hand(): void {
-    if (this.batch.length === 0) return;
-    const rows = this.batch;
-    this.batch = [];
+  /** Queue the first `count` decoded rows (all by default) behind the batch being applied. */
+  private hand(count = this.batch.length): void {
+    if (count === 0) return;
+    const rows = count === this.batch.length ? this.batch : this.batch.slice(0, count);
+    this.batch = count === this.batch.length ? [] : this.batch.slice(count);
     this.rowCount += rows.length;
     this.applying = this.applying.then(() => this.onRows(rows));
     // Its failure reaches the stream through done(); this only keeps it from counting as unhandled.
@@ -99,7 +101,12 @@ export async function upsertTyped(ctx: RunContext, st: RunState, td: TypedDb, p:
 
 /** Sinks that upsert every typed target's rows (each row cut to the table's columns: a staged row ends with its origin). */
 export function upsertSinks(ctx: RunContext, st: RunState, p: TablePlan, winner: string | null): CopySink[] {
-  return ctx.typed.map((td) => typedSink(td, (rows) => upsertTyped(ctx, st, td, p, rows.map((r) => r.slice(0, p.cols.length)), winner)));
+  const width = p.cols.length;
+  return ctx.typed.map((td) => typedSink(td, (rows) => {
+    // The sink's rows are its own (each sink decodes its copy of the bytes): cut in place, no copy per row.
+    for (const r of rows) if (r.length > width) r.length = width;
+    return upsertTyped(ctx, st, td, p, rows, winner);
+  }));
 }
 
 /** Sinks that buffer every typed target's delete keys of a table (each row: the key, then its origin). */

@@ -13,8 +13,11 @@ export type MysqlFlavor = 'mariadb' | 'mysql';
 
 /** Placeholders per prepared statement (ER_PS_MANY_PARAM above it). */
 export const MYSQL_MAX_PARAMS = 65_535;
-/** Rows per multi-row statement: beyond ~1000 rows a statement is not faster (targets.md), and the engine hands rows on in batches of 1,000 (RowSink), so a batch is one statement. */
-export const MYSQL_MAX_ROWS = 1000;
+/**
+ * Rows per multi-row statement. The engine hands rows on in batches of 5,000 (RowSink), so a batch
+ * is ten statements of one size, and the server executes one while the next is encoded (sendBatched).
+ */
+export const MYSQL_MAX_ROWS = 500;
 /** Characters of a text key column ibex creates: 768 × 4 bytes is InnoDB's 3072-byte index limit. */
 export const TEXT_KEY_CHARS = 768;
 

@@ -8,7 +8,7 @@ import type * as Mysql2 from 'mysql2/promise';
 import type { Connection, FieldPacket, ResultSetHeader } from 'mysql2/promise';
 import { userInfo } from 'node:os';
 import { IbexError } from '../../errors.js';
-import { canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType } from '../codec.js';
+import { canonicalIntText, canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
 import type {
   KeyRow,
   Problem,
@@ -154,6 +154,54 @@ export function encodeMysql(type: string, text: string | null, limits: ColumnLim
   }
 }
 
+/** Encodes one non-NULL text of a column: `encodeMysql` of that column's type and limits. */
+export type MysqlEncoder = (text: string) => Param | Refusal;
+
+/**
+ * `encodeMysql` for one column, resolved once: the forms a row mostly carries (an integer, a plain
+ * numeric, a timestamptz in the pinned session's form, text) are encoded straight from the text
+ * without decoding a Value; any other text takes `encodeMysql`, so the result is the same.
+ */
+export function mysqlEncoder(type: string, limits: ColumnLimits): MysqlEncoder {
+  const general = (text: string): Param | Refusal => encodeMysql(type, text, limits);
+  switch (pgType(type).cls) {
+    case 'int':
+      return (text) => canonicalIntText(text) ?? general(text);
+    case 'decimal': {
+      const prec = limits.precision ?? 65;
+      const scale = limits.scale ?? 30;
+      return (text) => {
+        const c = plainNumericCanonical(text);
+        if (c === null) return general(text);
+        const neg = c.charCodeAt(0) === 45 ? 1 : 0;
+        const dot = c.indexOf('.');
+        const intEnd = dot < 0 ? c.length : dot;
+        // The canonical text's integer part is '0' only when it has no integer digits.
+        const intDigits = intEnd - neg === 1 && c.charCodeAt(neg) === 48 ? 0 : intEnd - neg;
+        const fracDigits = dot < 0 ? 0 : c.length - dot - 1;
+        return intDigits > prec - scale || fracDigits > scale ? general(text) : c;
+      };
+    }
+    case 'timestamptz':
+      return (text) => {
+        const iso = utcTimestamptzIso(text);
+        // Year 0 is outside DATETIME: the general path says so.
+        if (iso === null || iso.startsWith('0000')) return general(text);
+        return iso.slice(0, 10) + ' ' + iso.slice(11, 26);
+      };
+    case 'text':
+      return (text) => {
+        if ((limits.maxChars !== null && text.length > limits.maxChars) || (limits.maxBytes !== null && text.length * 3 > limits.maxBytes)) return general(text);
+        return text;
+      };
+    default:
+      return general;
+  }
+}
+
+/** Statements of one call sent ahead of their answers (see sendBatched). */
+const IN_FLIGHT = 2;
+
 function paramBytes(p: Param): number {
   if (p === null) return 1;
   if (typeof p === 'number') return 9;
@@ -211,6 +259,8 @@ class MysqlTarget implements Target {
   private version = '';
   private progressReady = false;
   private readonly limits = new Map<string, Map<string, ColumnLimits>>();
+  /** Column encoders per table, with the limits they were made under (new limits, new encoders). */
+  private readonly encoders = new WeakMap<TableSpec, { limits: Map<string, ColumnLimits>; encoders: MysqlEncoder[] }>();
 
   constructor(params: TargetParams) {
     if (params.kind !== 'mariadb' && params.kind !== 'mysql') throw new IbexError('internal', `db ${params.name}: kind ${params.kind} is not mariadb or mysql`);
@@ -498,8 +548,10 @@ class MysqlTarget implements Target {
    * Send items as multi-row statements: each item is encoded to `perItem` parameters (or skipped
    * when `encode` gives null), and a statement carries at most `full` items and stays under the
    * packet budget. Full statements go as they fill; what is left at the end goes in power-of-two
-   * sizes (chunkSizes), so a session prepares few distinct statements. Returns the items sent and
-   * the rows the server reports affected.
+   * sizes (chunkSizes), so a session prepares few distinct statements. A statement is not awaited
+   * before the next one is encoded: the server executes one while this process encodes the next
+   * (the session still runs one at a time; a failure ends the call at the next statement or at the
+   * end). Returns the items sent and the rows the server reports affected.
    */
   private async sendBatched<T>(items: readonly T[], perItem: number, full: number, sqlFor: (n: number) => string,
     encode: (item: T) => Param[] | null): Promise<{ sent: number; affected: number }> {
@@ -508,12 +560,23 @@ class MysqlTarget implements Target {
     let params: Param[] = [];
     let count = 0;
     let bytes = 0;
+    // Statements sent and not yet answered: one executing and one queued behind it on the session,
+    // which the driver sends the moment the first is answered, so the server does not wait on this process.
+    const inflight: Promise<void>[] = [];
+    const issue = async (text: string, values: Param[]): Promise<void> => {
+      if (inflight.length === IN_FLIGHT) await inflight.shift();
+      const p = this.exec(text, values).then((res) => {
+        affected += res.affectedRows;
+      });
+      // Awaited in turn or at the end; until then its failure is held, not unhandled.
+      p.catch(() => undefined);
+      inflight.push(p);
+    };
     const flush = async (): Promise<void> => {
       if (count === 0) return;
       let at = 0;
       for (const n of chunkSizes(count, full)) {
-        const res = await this.exec(sqlFor(n), params.slice(at, at + n * perItem));
-        affected += res.affectedRows;
+        await issue(sqlFor(n), n === count ? params : params.slice(at, at + n * perItem));
         at += n * perItem;
       }
       sent += count;
@@ -521,17 +584,22 @@ class MysqlTarget implements Target {
       count = 0;
       bytes = 0;
     };
-    for (const item of items) {
-      const enc = encode(item);
-      if (enc === null) continue;
-      const size = enc.reduce<number>((sum, e) => sum + paramBytes(e), 0);
-      if (bytes + size > this.packetBudget) await flush();
-      for (const e of enc) params.push(e);
-      count += 1;
-      bytes += size;
-      if (count === full) await flush();
+    try {
+      for (const item of items) {
+        const enc = encode(item);
+        if (enc === null) continue;
+        const size = enc.reduce<number>((sum, e) => sum + paramBytes(e), 0);
+        if (bytes + size > this.packetBudget) await flush();
+        for (const e of enc) params.push(e);
+        count += 1;
+        bytes += size;
+        if (count === full) await flush();
+      }
+      await flush();
+    } finally {
+      // Never leave a statement running past the call, even when encoding threw.
+      for (const p of inflight.splice(0)) await p;
     }
-    await flush();
     return { sent, affected };
   }
 
@@ -560,16 +628,17 @@ class MysqlTarget implements Target {
     const width = table.columns.length;
     const full = Math.max(1, Math.min(MYSQL_MAX_ROWS, Math.floor(MYSQL_MAX_PARAMS / width)));
     const keyIdx = table.keys.map((k) => table.columns.findIndex((c) => c.name === k));
-    const colLimits = table.columns.map((c) => limits.get(c.name) ?? mappedLimits(c.type, table.keys.includes(c.name), this.flavor));
+    const encoders = this.encodersOf(table, limits);
     const refused: RefusedRow[] = [];
     const out = await this.sendBatched(rows, width, full, (n) => this.upsertText(table, n), (row) => {
       const enc: Param[] = new Array<Param>(width);
       let why: string | null = null;
       let size = 0;
       for (let i = 0; i < width; i++) {
-        const col = table.columns[i] as TableSpec['columns'][number];
-        const e = encodeMysql(col.type, row[i] ?? null, colLimits[i] as ColumnLimits);
+        const text = row[i] ?? null;
+        const e = text === null ? null : (encoders[i] as MysqlEncoder)(text);
         if (e instanceof Refusal) {
+          const col = table.columns[i] as TableSpec['columns'][number];
           why = `column ${col.name} (${col.type}): ${e.reason}`;
           break;
         }
@@ -584,6 +653,15 @@ class MysqlTarget implements Target {
       return null;
     });
     return { applied: out.sent, refused };
+  }
+
+  /** The table's column encoders under the limits read in this transaction (cached with them). */
+  private encodersOf(t: TableSpec, limits: Map<string, ColumnLimits>): MysqlEncoder[] {
+    const got = this.encoders.get(t);
+    if (got !== undefined && got.limits === limits) return got.encoders;
+    const encoders = t.columns.map((c) => mysqlEncoder(c.type, limits.get(c.name) ?? mappedLimits(c.type, t.keys.includes(c.name), this.flavor)));
+    this.encoders.set(t, { limits, encoders });
+    return encoders;
   }
 
   private upsertText(t: TableSpec, n: number): string {

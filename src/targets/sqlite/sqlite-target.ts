@@ -4,7 +4,7 @@
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { IbexError } from '../../errors.js';
-import { canonicalText, CodecError, decode, byteaText } from '../codec.js';
+import { canonicalIntText, canonicalText, CodecError, decode, byteaText, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
 import type {
   KeyRow,
   Problem,
@@ -87,6 +87,49 @@ export function encodeSqlite(type: string, text: string | null): SqliteValue | R
     case 'text':
       return v.value;
   }
+}
+
+/** Encodes one non-NULL text of a column: `encodeSqlite` of that column's type. */
+type Encoder = (text: string) => SqliteValue | Refusal;
+
+/**
+ * `encodeSqlite` for one column type, resolved once: the forms a row mostly carries (an integer,
+ * a plain numeric, a timestamptz in the pinned session's form, text) are encoded straight from
+ * the text without decoding a Value; any other text takes `encodeSqlite`, so the result is the same.
+ */
+export function sqliteEncoder(type: string): Encoder {
+  const general = (text: string): SqliteValue | Refusal => encodeSqlite(type, text);
+  switch (pgType(type).cls) {
+    case 'int':
+      return (text) => (canonicalIntText(text) !== null ? BigInt(text) : general(text));
+    case 'decimal':
+      return (text) => plainNumericCanonical(text) ?? general(text);
+    case 'timestamptz':
+      return (text) => utcTimestamptzIso(text) ?? general(text);
+    case 'text':
+      return (text) => text;
+    default:
+      return general;
+  }
+}
+
+const encodersCache = new WeakMap<TableSpec, Encoder[]>();
+function encodersOf(t: TableSpec): Encoder[] {
+  let e = encodersCache.get(t);
+  if (e === undefined) {
+    e = t.columns.map((c) => sqliteEncoder(c.type));
+    encodersCache.set(t, e);
+  }
+  return e;
+}
+
+const upsertSqlCache = new WeakMap<TableSpec, Map<number, string>>();
+function upsertSqlOf(t: TableSpec, rows: number): string {
+  let m = upsertSqlCache.get(t);
+  if (m === undefined) upsertSqlCache.set(t, (m = new Map()));
+  let s = m.get(rows);
+  if (s === undefined) m.set(rows, (s = upsertSql(t, rows)));
+  return s;
 }
 
 /** A stored SQLite value back to a text the codec canonicalizes. */
@@ -247,35 +290,37 @@ class SqliteTarget implements Target {
     const refused: RefusedRow[] = [];
     const width = table.columns.length;
     const chunk = upsertChunkRows(width);
-    const keyIdx = table.keys.map((k) => table.columns.findIndex((c) => c.name === k));
+    const encoders = encodersOf(table);
     let params: SqliteValue[] = [];
     let pending = 0;
     let applied = 0;
     const flush = (): void => {
       if (pending === 0) return;
-      this.prepare(upsertSql(table, pending)).run(...params);
+      // An array binds its elements in order, as spread arguments would, without the spread.
+      this.prepare(upsertSqlOf(table, pending)).run(params);
       applied += pending;
       params = [];
       pending = 0;
     };
     for (const row of rows) {
-      const encoded: SqliteValue[] = [];
+      const start = params.length;
       let why: string | null = null;
       for (let i = 0; i < width; i++) {
-        const col = table.columns[i];
-        if (col === undefined) break;
-        const e = encodeSqlite(col.type, row[i] ?? null);
+        const text = row[i] ?? null;
+        const e = text === null ? null : (encoders[i] as Encoder)(text);
         if (e instanceof Refusal) {
+          const col = table.columns[i] as TableSpec['columns'][number];
           why = `column ${col.name} (${col.type}): ${e.reason}`;
           break;
         }
-        encoded.push(e);
+        params.push(e);
       }
       if (why !== null) {
+        params.length = start;
+        const keyIdx = table.keys.map((k) => table.columns.findIndex((c) => c.name === k));
         refused.push({ key: keyIdx.map((i) => row[i] ?? null), reason: `${table.label} on ${this.name}: ${why}` });
         continue;
       }
-      params.push(...encoded);
       pending += 1;
       if (pending === chunk) flush();
     }
