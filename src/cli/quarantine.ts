@@ -13,6 +13,7 @@ import { requeue } from '../engine/run/aside.js';
 import { usage } from '../errors.js';
 import { allowOnly, parseArgs, parseIntOption } from './args.js';
 import type { Context } from './context.js';
+import { parseExactJson } from '../db/json.js';
 
 const SYNOPSIS = 'ibex quarantine [list|retry|drop] [sync] [--id=N]';
 const ACTIONS = ['list', 'retry', 'drop'];
@@ -62,7 +63,7 @@ export async function quarantine(ctx: Context, args: string[]): Promise<number> 
 
 function list(ctx: Context, rows: AsideRow[], sync: string | undefined): number {
   if (ctx.flags.json) {
-    ctx.json(rows.map((r) => ({ ...r, key: JSON.parse(r.key) })));
+    ctx.json(rows.map((r) => ({ ...r, key: parseExactJson(r.key) })));
     return 0;
   }
   if (rows.length === 0) {

@@ -22,10 +22,13 @@ const TOKEN = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
 const MARK = '\u0000exact:';
 const MARKED = /"\\u0000exact:(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)"/g;
 
-/** Does this number token have more significant digits than a double keeps? */
+/** Would this number token read as another value: more significant digits than a double keeps, or outside its range? */
 function tooPrecise(tok: string): boolean {
   const mantissa = tok.replace(/[eE].*$/, '').replace(/[-.]/g, '').replace(/^0+/, '');
-  return mantissa.length > 15;
+  if (mantissa.length > 15) return true;
+  const n = Math.abs(Number(tok));
+  // A numeric below the smallest normal double reads as 0 or loses digits; beyond the largest, as Infinity.
+  return !Number.isFinite(n) || (mantissa.length > 0 && n < 2.2250738585072014e-308);
 }
 
 /** JSON.parse, with numbers a double cannot hold exactly as ExactNumber. */

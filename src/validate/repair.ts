@@ -27,6 +27,7 @@ import * as q from './queries.js';
 import { keyColumnsOf, repairKind } from './compare.js';
 import type { Validator } from './validate.js';
 import { repairForeignTable } from './foreign.js';
+import { parseExactJson } from '../db/json.js';
 
 /** Keys per statement when filling the repair's key tables. */
 const KEY_BATCH = 20_000;
@@ -259,12 +260,12 @@ async function logRepair(control: pg.Client, sync: string, from: string, works: 
         if (!rec) {
           const win = w.winners.get(c.k);
           rec = {
-            schema: w.plan.rel.schema, table: w.plan.rel.name, key: JSON.parse(win?.key ?? c.key) as Record<string, unknown>,
-            kind: 'update_update', strategy: 'repair', winner: from, winnerRow: win?.row ? JSON.parse(win.row) : null, winnerTime: null, losers: [],
+            schema: w.plan.rel.schema, table: w.plan.rel.name, key: parseExactJson<Record<string, unknown>>(win?.key ?? c.key),
+            kind: 'update_update', strategy: 'repair', winner: from, winnerRow: win?.row ? parseExactJson(win.row) : null, winnerTime: null, losers: [],
           };
           byKey.set(c.k, rec);
         }
-        rec.losers.push({ db, row: c.here === null ? null : JSON.parse(c.here), changed_at: null });
+        rec.losers.push({ db, row: c.here === null ? null : parseExactJson(c.here), changed_at: null });
       }
     }
     for (const rec of byKey.values()) {

@@ -401,6 +401,18 @@ describe('ibex validate', () => {
     assert.equal((await q('B', `SELECT v FROM other WHERE id = 3`))[0]!.v, 'o3');
   });
 
+  it('repairs and logs a bigint key beyond 2^53 as itself, not as its neighbour', async () => {
+    for (const db of ['A', 'B'] as const) await behindBack(db, `INSERT INTO other VALUES (9007199254740992, 'neighbour'), (9007199254740993, 'o-big')`);
+    await behindBack('B', `UPDATE other SET v = 'drift' WHERE id = 9007199254740993`);
+    const fixed = await env.cli('validate', 'w', '--repair', '--from=A');
+    assert.equal(fixed.code, 0, fixed.out + fixed.err);
+    assert.deepEqual(await q('B', `SELECT id::text, v FROM other WHERE id >= 9007199254740992 ORDER BY id`),
+      [{ id: '9007199254740992', v: 'neighbour' }, { id: '9007199254740993', v: 'o-big' }]);
+    const log = await env.query(0, `SELECT key::text AS key, losers::text AS losers FROM ibex.conflict WHERE sync = 'w' AND strategy = 'repair' ORDER BY id DESC LIMIT 1`, [], 'ibexctl');
+    assert.equal(log[0]!.key, '{"id": 9007199254740993}');
+    assert.match(String(log[0]!.losers), /"id": 9007199254740993/);
+  });
+
   it('prints a machine-readable document with --json', async () => {
     const { res, doc } = await validateJson('v');
     assert.equal(res.code, 0);

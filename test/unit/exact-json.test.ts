@@ -22,6 +22,16 @@ describe('JSON read and written back exactly', () => {
     assert.equal(stringifyExactJson(v), JSON.stringify(JSON.parse(text)).replace('12345678901234568', '12345678901234567'));
   });
 
+  it('keeps numerics beyond the range of a double, tiny or huge', () => {
+    const tiny = `0.${'0'.repeat(340)}1`;
+    const huge = `1${'0'.repeat(400)}`;
+    const v = parseExactJson<Record<string, unknown>>(`{"tiny": ${tiny}, "huge": ${huge}, "zero": 0.000}`);
+    assert.equal(String(v.tiny), tiny);
+    assert.equal(String(v.huge), huge);
+    assert.equal(v.zero, 0);
+    assert.equal(stringifyExactJson(v), `{"tiny":${tiny},"huge":${huge},"zero":0}`);
+  });
+
   it('is JSON.parse for everything else', () => {
     for (const t of ['null', 'true', '"text"', '[]', '{}', '[1, -2, 3.25, 1e3, 0]', '{"a": {"b": [null, false]}}']) {
       assert.deepEqual(parseExactJson(t), JSON.parse(t), t);

@@ -19,6 +19,7 @@ import { resolveMerge } from './merge.js';
 import { deltaWindow, type RunContext } from './context.js';
 import type { RunState } from './state.js';
 import { mergedRows } from './typed.js';
+import { stringifyExactJson } from '../../db/json.js';
 
 /**
  * Keys exchanged by COPY from which ibex_all is analyzed before the conflict query reads it.
@@ -41,7 +42,7 @@ export async function resolve(ctx: RunContext, st: RunState): Promise<void> {
   }
   const conflicts = st.conflicts;
   if (conflicts.some((c) => c.strategy === 'abort')) {
-    const shown = conflicts.slice(0, 5).map((c) => `${c.schema}.${c.table} ${JSON.stringify(c.key)}`).join(', ');
+    const shown = conflicts.slice(0, 5).map((c) => `${c.schema}.${c.table} ${stringifyExactJson(c.key)}`).join(', ');
     await store.logConflicts(ctx.control, ctx.sync, st.result.runId, conflicts, 'aborted');
     throw new AbortError(`${conflicts.length} conflicting key(s) and conflict_strategy=abort: ${shown}${conflicts.length > 5 ? ', …' : ''}; make each row identical on the dbs that changed it, then "ibex resume ${ctx.sync}"`);
   }
