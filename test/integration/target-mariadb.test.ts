@@ -148,6 +148,47 @@ describe('mariadb target: statements sent ahead of their answers', () => {
   });
 });
 
+describe('mariadb target: a deadlock while a statement waits behind another', () => {
+  it('leaves nothing of the run, not even the statement already sent behind the one chosen as the victim', async () => {
+    const target = mariadb(db.dbname);
+    await admin.query('CREATE TABLE dl (id INT PRIMARY KEY, v INT) ENGINE=InnoDB');
+    await admin.query('INSERT INTO dl SELECT seq, 0 FROM seq_1_to_400');
+    const t = spec('dl', [['id', 'integer'], ['v', 'integer']], ['id']);
+    const other = await adminConnection(3306, db.dbname);
+    try {
+      await target.connect();
+      // The other writer holds 300 rows (id 2 among them): InnoDB picks the lighter run as the victim.
+      await other.query('START TRANSACTION');
+      await other.query('UPDATE dl SET v = 1 WHERE id BETWEEN 2 AND 301');
+      await target.begin();
+      await target.upsertRows(t, [['1', '5']]);
+      // Two statements of 500 rows: the first waits on id 2, the second (new ids) is queued behind it.
+      const rows: TextRow[] = [['2', '7'], ...Array.from({ length: 999 }, (_, i): TextRow => [String(1000 + i), '9'])];
+      const apply = target.upsertRows(t, rows);
+      apply.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      const closing = other.query('UPDATE dl SET v = 2 WHERE id = 1');
+      await assert.rejects(apply, /deadlock/i);
+      await closing;
+      await other.query('COMMIT');
+      await target.rollback();
+      const [n] = (await admin.query('SELECT count(*) AS n FROM dl WHERE id >= 1000')) as unknown as [{ n: number }[]];
+      assert.equal(Number(n[0]?.n), 0, 'rows of the run committed on their own');
+      const [one] = (await admin.query('SELECT v FROM dl WHERE id = 1')) as unknown as [{ v: number }[]];
+      assert.equal(Number(one[0]?.v), 2);
+      // The session is usable again, with autocommit back on after the run.
+      await target.begin();
+      assert.equal((await target.upsertRows(t, rows)).applied, 1000);
+      await target.commit();
+      const [m] = (await admin.query('SELECT count(*) AS n FROM dl WHERE id >= 1000')) as unknown as [{ n: number }[]];
+      assert.equal(Number(m[0]?.n), 999);
+    } finally {
+      await other.end().catch(() => {});
+      await target.close();
+    }
+  });
+});
+
 describe('mariadb target: the silent-corruption cases stay apart', () => {
   it('keeps keys differing only in case or trailing blanks as separate rows, and a key 0 in an AUTO_INCREMENT column as 0', async () => {
     const target = mariadb(db.dbname);

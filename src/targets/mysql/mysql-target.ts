@@ -498,6 +498,11 @@ class MysqlTarget implements Target {
       this.progressReady = true;
     }
     this.limits.clear();
+    // Off for the run: a statement the server answers with a deadlock (or a lock timeout under
+    // innodb_rollback_on_timeout) ends the transaction, and the statement already sent behind it
+    // (sendBatched) would otherwise commit on its own; with autocommit off it opens a new
+    // transaction that the run's ROLLBACK undoes. Back on once the run has committed or rolled back.
+    await this.sql('SET autocommit = 0');
     await this.sql('START TRANSACTION');
   }
 
@@ -597,7 +602,9 @@ class MysqlTarget implements Target {
       }
       await flush();
     } finally {
-      // Never leave a statement running past the call, even when encoding threw.
+      // Every statement sent is awaited, even when encoding threw; a failure of one of them fails
+      // the call. After a failure the driver still runs the one queued behind it, in order and
+      // before the run's ROLLBACK (autocommit is off during a run: see begin).
       for (const p of inflight.splice(0)) await p;
     }
     return { sent, affected };
@@ -686,12 +693,14 @@ class MysqlTarget implements Target {
 
   async commit(): Promise<void> {
     await this.sql('COMMIT');
+    await this.sql('SET autocommit = 1');
   }
 
   async rollback(): Promise<void> {
     if (this.conn === null) return;
     try {
       await this.conn.query('ROLLBACK');
+      await this.conn.query('SET autocommit = 1');
     } catch {
       // A session that is gone has nothing left to undo: the server rolled it back.
     }
