@@ -132,10 +132,14 @@ async function copyDirect(ctx: RunContext, st: RunState, p: TablePlan, src: Sync
   // is a good part of the table). Hash when that is cheaper.
   const plan = at.lazy && at.pending >= 1000 ? (await s.query(lazyPlanSql(p), [at.pending])).rows[0] : undefined;
   // The batch is the whole table (a first load into an empty table): its rows are read as they
-  // lie, with no join of the window's keys. Sound because every key of an insert-only window is
-  // in the table (a key is deleted only by a captured write, or by this sync's own apply, which
-  // sees only rows a past run already consumed) and is there once (inserting it again needs a
-  // delete between): a table of n rows holding the batch's n distinct keys holds only them.
+  // lie, with no join of the window's keys. The table's rows are a superset of what the join
+  // reads, so no row of the batch is lost; they are the same rows because every key of an
+  // insert-only window is in the table (a key is deleted only by a captured write, or by this
+  // sync's own apply) and is there once (inserting it again needs a delete between), so a table
+  // of n rows holding the batch's n distinct keys holds only them. The one exception, this run's
+  // own apply having deleted window rows (a cascade from a parent's delete) while as many older
+  // rows remain, sends rows every target already holds: the COPY meets a unique violation and the
+  // run repeats through staging, as for any fast-path conflict.
   const whole = plan?.whole === 't';
   const hash = !whole && plan?.hash === 't';
   // Statistics that have not seen the batch guess a few hundred distinct keys: the planner then
