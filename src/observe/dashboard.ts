@@ -79,7 +79,29 @@ export const DASHBOARD_HTML = `<!doctype html>
     return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
   }
   function time(iso) { return iso ? new Date(iso).toLocaleTimeString() : "-"; }
-  function json(v) { return v === undefined ? "" : JSON.stringify(v, null, 1); }
+  // A key or value past 2^53 (a snowflake id) is shown as the server sent it: where the browser
+  // hands the reviver a number's source text, one a double would round is kept as that text.
+  function Exact(text) { this.text = text; }
+  function digits(t) { return t.replace(/[eE].*$/, "").replace(/[-.]/g, "").replace(/^0+/, "").length; }
+  function parseState(text) {
+    return JSON.parse(text, function (k, v, ctx) {
+      return typeof v === "number" && ctx && typeof ctx.source === "string" && digits(ctx.source) > 15 ? new Exact(ctx.source) : v;
+    });
+  }
+  function show(v, pad, compact) {
+    if (v instanceof Exact) return v.text;
+    if (v === null || typeof v !== "object") return JSON.stringify(v);
+    var inner = compact ? "" : pad + " ";
+    var open = compact ? "" : "\\n" + inner;
+    var close = compact ? "" : "\\n" + pad;
+    var items = Array.isArray(v)
+      ? v.map(function (x) { return show(x, inner, compact); })
+      : Object.keys(v).map(function (k) { return JSON.stringify(k) + (compact ? ":" : ": ") + show(v[k], inner, compact); });
+    var sep = compact ? "," : "," + open;
+    var b = Array.isArray(v) ? ["[", "]"] : ["{", "}"];
+    return items.length ? b[0] + open + items.join(sep) + close + b[1] : b[0] + b[1];
+  }
+  function json(v) { return v === undefined ? "" : show(v, "", false); }
   function fill(id, rows, cols) {
     var body = document.querySelector("#" + id + " tbody");
     body.replaceChildren();
@@ -171,7 +193,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       var tr = el("tr", { cls: "conflict" });
       tr.dataset.conflict = c.id;
       tr.appendChild(td(c.id, "num")); tr.appendChild(td(time(c.created))); tr.appendChild(td(c.sync));
-      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { cls: "key", text: JSON.stringify(c.key) })));
+      tr.appendChild(td(c.schemaname + "." + c.relname)); tr.appendChild(el("td", null, el("pre", { cls: "key", text: show(c.key, "", true) })));
       tr.appendChild(td(c.kind + " / " + c.strategy + (c.status !== "applied" ? " (" + c.status + ")" : "")));
       var v = el("div", { cls: "versions" });
       v.appendChild(el("div", { cls: "win" }, el("div", { cls: "label", text: "winner: " + (c.winner || "-") }), el("pre", { text: c.winner_row === null ? "(deleted)" : json(c.winner_row) })));
@@ -195,8 +217,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   function poll() {
     fetch("api/state", { cache: "no-store" }).then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
-      return r.json();
-    }).then(render).catch(function (e) {
+      return r.text();
+    }).then(parseState).then(render).catch(function (e) {
       var banner = document.getElementById("banner");
       banner.style.display = "block";
       banner.textContent = "cannot reach the daemon: " + e.message;

@@ -57,7 +57,7 @@ async function metrics(): Promise<string> {
 async function setup(): Promise<void> {
   for (const i of [0, 1]) {
     await env.query(i, `CREATE TABLE t (id int PRIMARY KEY, v text)`);
-    await env.query(i, `CREATE TABLE c (id int PRIMARY KEY, v text)`);
+    await env.query(i, `CREATE TABLE c (id bigint PRIMARY KEY, v text)`);
     await env.query(i, `CREATE TABLE o (id int PRIMARY KEY, v text)`);
     await env.query(i, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
   }
@@ -112,10 +112,11 @@ describe('the daemon, watched over HTTP', () => {
   });
 
   it('counts a conflict by kind and strategy', async () => {
-    await env.query(0, `INSERT INTO c VALUES (1, 'first')`);
+    // A key past 2^53 (a snowflake id): the dashboard must show it as itself (below).
+    await env.query(0, `INSERT INTO c VALUES (9007199254740993, 'first')`);
     ok(await daemon.ibex('kick', 'mm', '60'));
-    await env.query(1, `UPDATE c SET v = 'from B <b>bold</b>' WHERE id = 1`);
-    await env.query(0, `UPDATE c SET v = 'from A <img src=x onerror=window.__xss=1>' WHERE id = 1`);
+    await env.query(1, `UPDATE c SET v = 'from B <b>bold</b>' WHERE id = 9007199254740993`);
+    await env.query(0, `UPDATE c SET v = 'from A <img src=x onerror=window.__xss=1>' WHERE id = 9007199254740993`);
     ok(await daemon.ibex('kick', 'mm', '60'));
     const m = await waitFor('the conflict counted', async () => {
       const text = await metrics();
@@ -168,6 +169,7 @@ describe('the daemon, watched over HTTP', () => {
       assert.match(text, /loser: [AB]/);
       assert.ok(text.includes('from A <img src=x onerror=window.__xss=1>'), `winning version shown as text: ${text}`);
       assert.ok(text.includes('from B <b>bold</b>'), `losing version shown as text: ${text}`);
+      assert.ok(text.includes('{"id":9007199254740993}') && text.includes('"id": 9007199254740993') && !text.includes('9007199254740992'), `the key as itself: ${text}`);
       assert.equal(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss), undefined, 'no user data ran as HTML');
       assert.equal(await page.locator('#conflicts b').count(), 0, 'no user data became markup');
       await page.screenshot({ path: join(out, 'dashboard.png'), fullPage: true });
