@@ -284,4 +284,26 @@ describe('mariadb target: server killed mid-run', () => {
       await second.close();
     }
   });
+
+  it('after a rollback that failed on a killed server, the next use connects afresh (kill and restart, ten times)', async () => {
+    const t = spec('crashy', [['k', 'integer'], ['v', 'text']], ['k']);
+    const target = mariadb('crashdb', srv.port);
+    try {
+      await target.connect();
+      for (let i = 0; i < 10; i++) {
+        await target.begin();
+        await target.upsertRows(t, [['7', `try ${i}`], ...Array.from({ length: 2000 }, (_, j): TextRow => [String(1000 + j), 'x'])]);
+        await srv.kill();
+        await target.rollback();
+        await srv.start();
+        // Before: the failed ROLLBACK left the dead session trusted, and the scan waited on it for ever.
+        await target.connect();
+        const seen: TextRow[] = [];
+        for await (const r of target.scan(t)) seen.push(r);
+        assert.ok(!seen.some((r) => r[0] === '7'), `attempt ${i}: the killed run left a row`);
+      }
+    } finally {
+      await target.close();
+    }
+  });
 });

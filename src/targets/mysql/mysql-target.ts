@@ -702,7 +702,9 @@ class MysqlTarget implements Target {
       await this.conn.query('ROLLBACK');
       await this.conn.query('SET autocommit = 1');
     } catch {
-      // A session that is gone has nothing left to undo: the server rolled it back.
+      // A session that is gone has nothing left to undo: the server rolled it back. Whatever the
+      // failure, the session is not trusted again: the next begin() connects afresh.
+      this.broken = true;
     }
   }
 
