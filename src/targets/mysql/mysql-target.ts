@@ -498,12 +498,12 @@ class MysqlTarget implements Target {
       this.progressReady = true;
     }
     this.limits.clear();
-    // Off for the run: a statement the server answers with a deadlock (or a lock timeout under
-    // innodb_rollback_on_timeout) ends the transaction, and the statement already sent behind it
-    // (sendBatched) would otherwise commit on its own; with autocommit off it opens a new
+    // The run's transaction: with autocommit off it begins at the run's first statement. Off rather
+    // than START TRANSACTION because a statement the server answers with a deadlock (or a lock
+    // timeout under innodb_rollback_on_timeout) ends the transaction, and the statement already
+    // sent behind it (sendBatched) would then commit on its own; with autocommit off it opens a new
     // transaction that the run's ROLLBACK undoes. Back on once the run has committed or rolled back.
     await this.sql('SET autocommit = 0');
-    await this.sql('START TRANSACTION');
   }
 
   async readProgress(sync: string): Promise<ProgressEntry[] | 'missing'> {
