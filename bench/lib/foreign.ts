@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { freePort } from '../../src/cluster/clusters.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { sleep } from './proc.js';
 
 /** The kinds the bench can run here (each has a live server on this machine). */

@@ -8,11 +8,11 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer } from 'node:net';
 import pg from 'pg';
 import { mustRun } from '../lib/proc.js';
 import { BENCH_DB, nodeName, type BenchEnv } from '../lib/env.js';
 import type { ReplSystem, RunDetail, Topology } from './system.js';
+import { freePort } from '../../src/cluster/ports.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(ROOT, 'bin', 'ibex');
@@ -38,16 +38,6 @@ export function srcFingerprint(): string {
   return h.digest('hex').slice(0, 12);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export class IbexSystem implements ReplSystem {
   readonly name = 'ibex' as const;

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/cluster/clusters.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { CopyTextParser } from '../../src/targets/copy-text.js';
 import { openTarget } from '../../src/targets/registry.js';
 import type { TableSpec, TargetParams, TextRow } from '../../src/targets/target.js';

@@ -5,13 +5,13 @@
  * and as a last resort when the process exits or is interrupted.
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, appendFileSync, mkdirSync, cpSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, appendFileSync, mkdirSync, cpSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { PgParams } from '../db/connect.js';
 import { IbexError } from '../errors.js';
+import { freePort } from './ports.js';
 
 const run = promisify(execFile);
 
@@ -27,6 +27,8 @@ export interface ClusterOptions {
   names?: string[];
   /** A prefix for the temp dir, to recognise it. */
   label?: string;
+  /** Ports to try first, one per cluster (default: free ones picked here); a taken one is replaced. */
+  ports?: number[];
 }
 
 /** One running throwaway cluster. */
@@ -91,18 +93,32 @@ function serverUser(): { name: string; uid: number; gid: number } | undefined {
   throw new IbexError('internal', 'running as root and no "postgres" OS user exists: create one (useradd postgres) or set IBEX_PG_OS_USER');
 }
 
-/** A port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
+/** What a server wrote to its log since `from` (a byte offset), at most its last 4 KB. */
+function serverLogSince(logFile: string, from: number): string {
+  try {
+    const size = statSync(logFile).size;
+    const start = Math.max(from, size - 4096);
+    const buf = Buffer.alloc(Math.max(0, size - start));
+    const fd = openSync(logFile, 'r');
+    try {
+      readSync(fd, buf, 0, buf.length, start);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString('utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** A cluster that would not start, with what its server logged. */
+class ServerStartError extends IbexError {
+  /** Whether the server died because its port was taken. */
+  readonly portTaken: boolean;
+  constructor(name: string, port: number, log: string, cause: unknown) {
+    super('internal', `cluster ${name} (port ${port}) did not start: ${log || (cause instanceof Error ? cause.message : String(cause))}`);
+    this.portTaken = /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(log);
+  }
 }
 
 const liveRoots = new Set<{ root: string; stopAll: () => void }>();
@@ -148,7 +164,7 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
   const dataDirs = names.map((_, i) => join(root, `n${i}`));
   const ports: number[] = [];
   for (let i = 0; i < names.length; i++) {
-    let p = await freePort();
+    let p = opts.ports?.[i] ?? await freePort();
     while (ports.includes(p)) p = await freePort();
     ports.push(p);
   }
@@ -195,20 +211,31 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
     }));
     rmSync(template, { recursive: true, force: true });
 
+    const firstStarts: (() => Promise<void>)[] = [];
     const clusters: Cluster[] = names.map((name, i) => {
       const dataDir = dataDirs[i]!;
       const socketDir = join(root, `s${i}`);
-      const port = ports[i]!;
+      const logFile = join(dataDir, 'server.log');
+      let port = ports[i]!;
       const params = (dbname = 'postgres'): PgParams => ({ host: socketDir, port, dbname, user: 'postgres' });
+      const startOnce = async (): Promise<void> => {
+        const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+        const [c, a] = asUser(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+        try {
+          await run(c, a);
+        } catch (err) {
+          throw new ServerStartError(name, port, serverLogSince(logFile, logStart), err);
+        }
+        started.add(dataDir);
+      };
       const cluster: Cluster = {
-        name, port, socketDir, dataDir,
+        name, socketDir, dataDir,
+        get port() {
+          return port;
+        },
         params,
         url: (dbname = 'postgres') => `postgresql://postgres@localhost:${port}/${encodeURIComponent(dbname)}?host=${encodeURIComponent(socketDir)}`,
-        async start() {
-          const [c, a] = asUser(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dataDir, 'server.log'), '-w', '-t', '60', 'start']);
-          await run(c, a);
-          started.add(dataDir);
-        },
+        start: startOnce,
         async stop(mode = 'fast') {
           const [c, a] = asUser(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', mode, '-w', 'stop']);
           await run(c, a);
@@ -223,9 +250,21 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
           return stdout;
         },
       };
+      firstStarts.push(async () => {
+        // Nobody knows the port yet, so a port taken since it was picked is replaced by another.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await startOnce();
+          } catch (err) {
+            if (!(err instanceof ServerStartError) || !err.portTaken || attempt >= 5) throw err;
+            port = await freePort();
+            appendFileSync(join(dataDir, 'postgresql.conf'), `port = ${port}\n`);
+          }
+        }
+      });
       return cluster;
     });
-    await Promise.all(clusters.map((c) => c.start()));
+    await Promise.all(firstStarts.map((f) => f()));
     return {
       clusters,
       root,

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/cluster/clusters.js';
+import { freePort } from '../../src/cluster/ports.js';
 import type { ExitCode } from '../../src/errors.js';
 import { runCliInProcess, runCliProcess, useClusters, type CliResult } from '../helpers/env.js';
 

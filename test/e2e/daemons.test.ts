@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/cluster/clusters.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { useClusters, waitFor } from '../helpers/env.js';
 import { useDaemonProcess, type DaemonProcess } from '../helpers/daemon.js';
 import { setupControl, addSync } from '../helpers/sync.js';

@@ -7,29 +7,19 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { useDaemonProcess } from '../helpers/daemon.js';
 import { ROOT, ok, useClusters, waitFor } from '../helpers/env.js';
 import { addSync, setupControl } from '../helpers/sync.js';
+import { freePort } from '../../src/cluster/ports.js';
 
 const env = useClusters(2);
 const daemon = useDaemonProcess(env, {}, 'observe');
 const SECRET = 'Sup3r-Secret-Pw';
 let base = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function get(path: string): Promise<{ status: number; type: string; body: string }> {
   const r = await fetch(base + path);

@@ -5,12 +5,13 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import type { RefusedValue } from './target-contract.js';
+import { freePort } from '../../src/cluster/ports.js';
+
 
 const run = promisify(execFile);
 
@@ -44,18 +45,6 @@ export async function freshDatabase(port = SHARED_MARIADB.port): Promise<{ dbnam
   };
 }
 
-/** A TCP port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A private mariadbd on its own data directory. */
 export interface PrivateMariadb {

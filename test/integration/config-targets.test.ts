@@ -7,7 +7,6 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +19,7 @@ import { checkTargets, type OpenTarget } from '../../src/config/targets.js';
 import { schemaStatements } from '../../src/config/schema.js';
 import { IbexError } from '../../src/errors.js';
 import type { Problem, TableSpec, Target, TargetParams } from '../../src/targets/target.js';
+import { freePort } from '../../src/cluster/ports.js';
 
 process.env.IBEX_SKIP_CAPTURE = '1';
 
@@ -68,16 +68,6 @@ function fakeTargets(known: Record<string, string[]>): { open: OpenTarget; asked
   return { open, asked };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('configuring dbs that are not PostgreSQL', () => {
   before(async () => {

@@ -10,7 +10,7 @@ import { IbexError } from '../../src/errors.js';
 import type { TableSpec, Target } from '../../src/targets/target.js';
 import { createTarget } from '../../src/targets/mongo/mongo-target.js';
 import { peerBson, startMongoWire, type MongoWire } from '../helpers/mongo-wire.js';
-import { freePort } from '../helpers/redis-server.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { targetContract } from '../helpers/target-contract.js';
 
 function table(targetName: string, columns: [string, string][], keys: string[]): TableSpec {

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { IbexError } from '../../src/errors.js';
 import { createTarget } from '../../src/targets/oracle/oracle-target.js';
-import { freePort } from '../helpers/redis-server.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { targetContract } from '../helpers/target-contract.js';
 
 describe('oracle target with node-oracledb', () => {

@@ -7,7 +7,8 @@ import { Redis } from 'ioredis';
 import { IbexError } from '../../src/errors.js';
 import type { TableSpec, Target, TextRow } from '../../src/targets/target.js';
 import { createTarget, forgetSeenServers } from '../../src/targets/redis/redis-target.js';
-import { freePort, privateRedis, type RedisServer } from '../helpers/redis-server.js';
+import { privateRedis, type RedisServer } from '../helpers/redis-server.js';
+import { freePort } from '../../src/cluster/ports.js';
 import { targetContract } from '../helpers/target-contract.js';
 
 // The shared contract on one private server, each case in a logical database of its own (so
