@@ -31,7 +31,7 @@ if (process.env.TRACE === '1') {
     const ret = orig.apply(this, args);
     const first = args[0];
     const sql = typeof first === 'string' ? first : String((first as { text?: string }).text ?? (first as { constructor: { name: string } }).constructor.name);
-    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: `${String(sql.length).padStart(6)} B  ${sql.replace(/\s+/g, ' ').slice(0, 100)}` };
+    const rec = { at: t0, ms: -1, db: `${this.port}`, sql: process.env.TRACE_FULL === "1" ? `${String(sql.length).padStart(6)} B  ${sql}` : `${String(sql.length).padStart(6)} B  ${sql.replace(/\s+/g, " ").slice(0, 100)}` };
     if (tracing) trace.push(rec);
     if (ret && typeof (ret as Promise<unknown>).then === 'function') (ret as Promise<unknown>).then(() => { rec.ms = performance.now() - t0; }, () => { rec.ms = performance.now() - t0; });
     else if (ret && typeof (ret as { on?: unknown }).on === 'function') {

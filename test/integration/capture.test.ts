@@ -5,6 +5,9 @@ import { setupControl, addSync, runner, runOk, closeRunners, tableRows } from '.
 import { openControl } from '../../src/control/connection.js';
 import { installCapture, removeCapture } from '../../src/capture/install.js';
 import { captureNames } from '../../src/capture/objects.js';
+import { classifySql } from '../../src/engine/sql/gather.js';
+import type { TablePlan } from '../../src/engine/plan.js';
+import type pg from 'pg';
 
 const env = useClusters(2);
 after(closeRunners);
@@ -85,5 +88,41 @@ describe('capture', () => {
     assert.deepEqual(await ibexObjects(0), []);
     assert.deepEqual(await ibexObjects(1), []);
     assert.equal((await env.query(0, `SELECT count(*) AS n FROM pg_namespace WHERE nspname = 'ibex'`))[0]!.n, '0');
+  });
+});
+
+describe('classifying a source\'s pending changes', () => {
+  it('gives the count, insert-only and the one origin of every mix of operations and origins', async () => {
+    // The reference is the plain formula: the one value of coalesce(origin, source), if there is one.
+    await env.clusters[0]!.createDatabase('cls');
+    await env.query(0, `CREATE SCHEMA ibex; CREATE TABLE ibex.truncates (grp int, schemaname text, relname text, ibex_ts timestamptz);
+                        CREATE TABLE cls_delta (grp int, ibex_op "char" NOT NULL, ibex_origin text)`, [], 'cls');
+    const ops = ['I', 'U', 'D'];
+    const origins = [null, 'C', 'D', 'Z'];
+    let seed = 7;
+    const rand = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+    const values: string[] = [];
+    const GROUPS = 300;
+    for (let g = 0; g < GROUPS; g++) {
+      const rows = 1 + rand(5);
+      const originPool = origins.slice(rand(3), rand(3) + 1 + rand(2));
+      for (let r = 0; r < rows; r++) {
+        const o = originPool[rand(originPool.length)] ?? null;
+        values.push(`(${g}, '${ops[rand(g % 3 === 0 ? 1 : 3)]}', ${o === null ? 'NULL' : `'${o}'`})`);
+      }
+    }
+    await env.query(0, `INSERT INTO cls_delta VALUES ${values.join(', ')}`, [], 'cls');
+    const plan = { idx: 0, delta: 'cls_delta' } as unknown as TablePlan;
+    const c = await env.client(0, 'cls');
+    let mixed = 0;
+    for (let g = 0; g < GROUPS; g++) {
+      const got = (await c.query(classifySql([plan], `grp = ${g}`, 'A')) as unknown as pg.QueryResult[])[1]!.rows[0];
+      const want = (await c.query(`SELECT count(*) AS n, bool_and(ibex_op = 'I') AS insonly,
+          CASE WHEN min(coalesce(ibex_origin, 'A')) = max(coalesce(ibex_origin, 'A')) THEN min(coalesce(ibex_origin, 'A')) END AS origin
+          FROM cls_delta WHERE grp = $1`, [g])).rows[0];
+      assert.deepEqual({ n: Number(got.n), insonly: got.insonly, origin: got.origin }, { n: Number(want.n), insonly: want.insonly, origin: want.origin }, `group ${g}`);
+      if (want.origin === null) mixed++;
+    }
+    assert.ok(mixed > 20 && mixed < GROUPS - 20, `both outcomes are covered (${mixed} of ${GROUPS} mixed)`);
   });
 });

@@ -45,11 +45,17 @@ export function anyPendingSql(plans: readonly TablePlan[], window: string): stri
  * pending changes its count of delta rows, whether all are plain inserts, and their one origin.
  */
 export function classifySql(plans: readonly TablePlan[], window: string, source: string): string {
-  const origin = originSql(source);
+  // This scans every pending delta row before a big run can start, so the aggregates are the
+  // cheap ones: min and max skip NULL origins (local writes, the usual case) without a call each,
+  // and a filtered count costs less than bool_and. The one origin is then the source's own when
+  // no row names one, else the named one when all rows name it (a row naming the source itself
+  // is outside the window).
   return `SELECT schemaname || '.' || relname AS label, max(ibex_ts)::text AS ts FROM ibex.truncates WHERE ${window} GROUP BY 1;
-         ${plans.length === 0 ? 'SELECT 1 WHERE false' : `SELECT i, n, insonly, origin FROM (${plans.map((p) =>
-          `SELECT ${p.idx} AS i, count(*) AS n, bool_and(ibex_op = 'I') AS insonly,
-                  CASE WHEN min(${origin}) = max(${origin}) THEN min(${origin}) END AS origin
+         ${plans.length === 0 ? 'SELECT 1 WHERE false' : `SELECT i, n, notins = 0 AS insonly,
+                CASE WHEN named = 0 THEN ${literal(source)} WHEN lo = hi AND (named = n OR lo = ${literal(source)}) THEN lo END AS origin
+           FROM (${plans.map((p) =>
+          `SELECT ${p.idx} AS i, count(*) AS n, count(*) FILTER (WHERE ibex_op <> 'I') AS notins,
+                  count(ibex_origin) AS named, min(ibex_origin) AS lo, max(ibex_origin) AS hi
              FROM ${p.delta} WHERE ${window}`).join(' UNION ALL ')}) x WHERE n > 0`}`;
 }
 
