@@ -221,12 +221,13 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
       const startOnce = async (): Promise<void> => {
         const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
         const [c, a] = asUser(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+        // Counted as started before pg_ctl returns: a server still starting when pg_ctl gives up must be stopped too.
+        started.add(dataDir);
         try {
           await run(c, a);
         } catch (err) {
           throw new ServerStartError(name, port, serverLogSince(logFile, logStart), err);
         }
-        started.add(dataDir);
       };
       const cluster: Cluster = {
         name, socketDir, dataDir,
@@ -264,7 +265,10 @@ export async function createClusters(opts: ClusterOptions): Promise<ClusterSet> 
       });
       return cluster;
     });
-    await Promise.all(firstStarts.map((f) => f()));
+    // Every start settles before a failure is handled, so the clean-up below stops them all.
+    const starts = await Promise.allSettled(firstStarts.map((f) => f()));
+    const failed = starts.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return {
       clusters,
       root,

@@ -6,6 +6,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createClusters } from '../../src/cluster/clusters.js';
 import { freePort } from '../../src/cluster/ports.js';
 
@@ -43,13 +46,17 @@ describe('throwaway clusters', () => {
     }
   });
 
-  it('says why a server would not start, with the lines of its log', async () => {
+  it('says why a server would not start, with the lines of its log, and leaves nothing behind', async () => {
+    const label = `ibex-test-bad-${process.pid}`;
     await assert.rejects(
-      createClusters({ count: 1, label: 'ibex-test-bad', settings: { shared_buffers: 'lots' } }),
+      createClusters({ count: 2, label, settings: { shared_buffers: 'lots' } }),
       (err: Error) => {
-        assert.match(err.message, /cluster A \(port \d+\) did not start: .*shared_buffers/s);
+        assert.match(err.message, /cluster [AB] \(port \d+\) did not start: .*shared_buffers/s);
         return true;
       },
     );
+    assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith(`${label}-pg-`)), [], 'its temp dir is removed');
+    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    assert.ok(!ps.includes(`${label}-pg-`), 'no server of it runs');
   });
 });
