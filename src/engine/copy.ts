@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { pgArray } from '../db/catalog.js';
 import { errorText } from '../db/connect.js';
 import { IbexError } from '../errors.js';
+import { stringifyExactJson } from '../db/json.js';
 import * as store from '../control/run-store.js';
 import type { SyncConfig, SyncDb } from '../control/sync-config.js';
 import type { PostgresTarget } from '../targets/postgres/postgres-target.js';
@@ -195,14 +196,38 @@ function pgDest(o: Onetime, db: SyncDb, c: PostgresTarget): Dest {
   };
 }
 
-/** Rows a typed target refused during a copy, logged as quarantined (never stopping the copy). */
-async function logRefused(o: { ctx: CopyContext; result: RunResult }, records: ConflictRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  await store.logConflicts(await o.ctx.control(), o.ctx.sync, o.result.runId, records.splice(0), 'quarantined');
+/** What a copy applied on typed targets, and what they refused (logged, then quarantined, by logRefused). */
+interface Tally {
+  applied: number;
+  refused: ConflictRecord[];
+  /** Refused rows warned about one by one so far. */
+  warned: number;
+}
+
+const newTally = (): Tally => ({ applied: 0, refused: [], warned: 0 });
+
+/** Warnings a copy writes for refused rows, each with its key, before it only counts them. */
+const REFUSED_WARNINGS = 100;
+
+/** Rows a typed target refused during a copy: warned about with their keys, logged as quarantined (never stopping the copy). */
+async function logRefused(ctx: CopyContext, result: RunResult, tally: Tally): Promise<void> {
+  if (tally.refused.length === 0) return;
+  const batch = tally.refused.splice(0);
+  for (const r of batch) {
+    tally.warned += 1;
+    const db = r.losers[0]?.db ?? '?';
+    if (tally.warned <= REFUSED_WARNINGS) {
+      ctx.log.warn({ table: `${r.schema}.${r.table}`, db, key: stringifyExactJson(r.key) },
+        `a row was refused by db ${db} and quarantined (see ibex.conflict): ${r.losers[0]?.constraint ?? ''}`);
+    } else if (tally.warned === REFUSED_WARNINGS + 1) {
+      ctx.log.warn({ sync: ctx.sync }, `more than ${REFUSED_WARNINGS} rows were refused and quarantined; the rest are not logged one by one: see "ibex conflicts --status=quarantined"`);
+    }
+  }
+  await store.logConflicts(await ctx.control(), ctx.sync, result.runId, batch, 'quarantined');
 }
 
 /** A sink that upserts decoded rows on a typed target, counting what it applied and noting what it refused. */
-function upsertSink(target: Target, db: SyncDb, spec: TableSpec, winner: string, tally: { applied: number; refused: ConflictRecord[] }): RowSink {
+function upsertSink(target: Target, db: SyncDb, spec: TableSpec, winner: string, tally: Tally): RowSink {
   return new RowSink(async (rows) => {
     const out = await target.upsertRows(spec, rows);
     tally.applied += out.applied;
@@ -213,7 +238,7 @@ function upsertSink(target: Target, db: SyncDb, spec: TableSpec, winner: string,
 /** A destination of another kind. */
 function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
   const { ctx } = o;
-  const tally = { applied: 0, refused: [] as ConflictRecord[] };
+  const tally = newTally();
   return {
     db,
     async empty(plans) {
@@ -236,7 +261,7 @@ function typedDest(o: Onetime, db: SyncDb, target: Target): Dest {
     },
     async finish() {
       await target.commit();
-      await logRefused(o, tally.refused);
+      await logRefused(ctx, o.result, tally);
       const n = tally.applied;
       tally.applied = 0;
       return n;
@@ -377,7 +402,7 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
       count(result, p, 'truncates', 1);
     }
   }
-  const tally = { applied: 0, refused: [] as ConflictRecord[] };
+  const tally = newTally();
   for (const p of ctx.plans) {
     for (const { t, s } of sinks) await mark(ctx, s, t, p, from.name);
     // COPY straight into the tables, each target's session as the table's owner, back after.
@@ -401,7 +426,7 @@ async function fullcopy(ctx: CopyContext, result: RunResult): Promise<Record<str
   for (const { s } of sinks) await s.commit();
   // Targets of other kinds commit after the PostgreSQL dbs (as in a delta run).
   for (const { target } of typed) await target.commit();
-  await logRefused({ ctx, result }, tally.refused);
+  await logRefused(ctx, result, tally);
   for (const { s } of sinks) for (const p of ctx.plans) await analyze(ctx, s, p);
   result.status = 'good';
   return { from: from.name, targets: targets.map((t) => t.name) };

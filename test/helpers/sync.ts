@@ -102,7 +102,7 @@ export async function addSync(env: TestEnv, name: string, o: TestSyncOptions): P
 
 /** A runner for a sync, closed by `closeRunners()`. */
 const runners: SyncRunner[] = [];
-export function runner(env: TestEnv, sync: string, more: Partial<Pick<RunnerOptions, 'hooks' | 'clockOffsetMs' | 'openTarget'>> = {}): SyncRunner {
+export function runner(env: TestEnv, sync: string, more: Partial<Pick<RunnerOptions, 'hooks' | 'clockOffsetMs' | 'openTarget' | 'log'>> = {}): SyncRunner {
   const r = new SyncRunner({ controlUrl: env.controlUrl, sync, log: testLog, ...more });
   runners.push(r);
   return r;

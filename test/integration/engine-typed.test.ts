@@ -11,6 +11,7 @@ import { useClusters } from '../helpers/env.js';
 import { setupControl, addSync, runner, runOk, closeRunners } from '../helpers/sync.js';
 import { MemoryTarget, memoryTargets } from '../helpers/memory-target.js';
 import type { TextRow } from '../../src/targets/target.js';
+import pino from 'pino';
 
 const env = useClusters(2);
 after(closeRunners);
@@ -135,6 +136,25 @@ describe('a target of another kind (in memory) next to two masters', () => {
     delete process.env.IBEX_COPY_CHUNK_ROWS;
     assert.equal(res.status, 'good', res.error);
     assert.deepEqual(copyMem.rows('public.t1'), await pgRows(0, 't1', T.cols, T.keys));
+  });
+
+  it('warns about the rows a copy refused, each with its key, then only counts them', async () => {
+    await env.query(0, `INSERT INTO t1 SELECT g, 'refused in a copy', NULL, g FROM generate_series(5000, 5149) g`);
+    copyMem.refuse = (spec, row) => (row[1] === 'refused in a copy' ? 'v: this target refuses it (test)' : undefined);
+    const lines: { msg: string; key?: string; level: number }[] = [];
+    const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; key?: string; level: number }) });
+    try {
+      const res = await runner(env, 'ncopy', { openTarget: open, log }).run('onetimecopy');
+      assert.equal(res.status, 'good', res.error);
+    } finally {
+      copyMem.refuse = undefined;
+    }
+    const perRow = lines.filter((l) => /^a row was refused by db N and quarantined .*this target refuses it/.test(l.msg));
+    assert.equal(perRow.length, 100, 'the first 100, one line each');
+    assert.ok(perRow.every((l) => /^\{"id":"5\d{3}"\}$/.test(l.key ?? '')), 'each names its key');
+    assert.equal(lines.filter((l) => /^more than 100 rows were refused/.test(l.msg)).length, 1, 'then one line for the rest');
+    const logged = await env.query(0, `SELECT count(*)::int AS n FROM ibex.conflict WHERE sync = 'ncopy' AND kind = 'refused'`, [], 'ibexctl');
+    assert.equal(Number(logged[0]!.n), 150, 'every refused row is in the conflict log');
   });
 
   it('refuses a source of another kind with a one-line reason', async () => {
