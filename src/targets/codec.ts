@@ -797,6 +797,29 @@ class JsonReader {
   }
 }
 
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * The first number of a JSON text that a double does not hold exactly (it reads back as another
+ * number, or overflows), or undefined when every number survives the trip: what JSON.parse, a
+ * BSON double and MySQL's JSON type do to them. With `int64`, an integer written without fraction
+ * or exponent that fits 64 bits, signed or unsigned, counts as exact: MySQL's JSON type keeps
+ * those as integers. Numbers inside strings are not numbers.
+ */
+export function jsonNumberLostAsDouble(json: string, opts: { int64?: boolean } = {}): string | undefined {
+  for (const [tok] of json.matchAll(/"(?:[^"\\]|\\.)*"|[^\s"{}[\],:]+/g)) {
+    if (tok.startsWith('"') || tok === 'true' || tok === 'false' || tok === 'null') continue;
+    if (opts.int64 === true && /^-?\d+$/.test(tok)) {
+      const n = BigInt(tok);
+      if (n >= INT64_MIN && n <= UINT64_MAX) continue;
+    }
+    const d = Number(tok);
+    if (!Number.isFinite(d) || jsonNumber(String(d)) !== jsonNumber(tok)) return tok;
+  }
+  return undefined;
+}
+
 /** A JSON number token to canonical exact decimal text (exponents expanded: 1E2 → 100). */
 function jsonNumber(tok: string): string {
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(tok);

@@ -170,22 +170,54 @@ describe('mongo target on the wire', () => {
     assert.deepEqual(ups[1]!.items.map((i) => i.q._id), [{ b: 'b', a: 2 }]);
   });
 
-  it('fails when the duplicate key comes back on the retry', async () => {
+  it('refuses the row when the duplicate key comes back on the retry (another unique index)', async () => {
     wire.script = (cmd) =>
-      cmd.name === 'update' ? { ok: 1, n: 0, writeErrors: [{ index: 0, code: 11000, errmsg: 'E11000 duplicate key error' }] } : undefined;
-    await assert.rejects(target.upsertRows(PAIRS, [['1', 'a', 'x']]), (err: unknown) => {
-      assert.ok(err instanceof IbexError);
-      assert.match(err.message, /1 write\(s\) failed, first \(code 11000\): E11000/);
-      return true;
-    });
+      cmd.name === 'update' ? { ok: 1, n: 0, writeErrors: [{ index: 0, code: 11000, errmsg: 'E11000 duplicate key error collection: app.pairs index: v_1' }] } : undefined;
+    const out = await target.upsertRows(PAIRS, [['1', 'a', 'x']]);
+    assert.deepEqual(out, { applied: 0, refused: [{ key: ['a', '1'], reason: 'MongoDB refused the document (code 11000): E11000 duplicate key error collection: app.pairs index: v_1' }] });
     assert.equal(wire.writes().filter((c) => c.name === 'update').length, 2);
   });
 
-  it('does not retry other write errors', async () => {
+  it('refuses the rows whose documents the server rejects one by one, with their keys, and applies the rest', async () => {
+    const T = table('docs', [['id', 'integer'], ['doc', 'jsonb']], ['id']);
+    const rows = Array.from({ length: 1500 }, (_, i) => [String(i), '{"a": 1}']);
+    // Indexes are per bulkWrite call: 1000 operations each, so index 7 of the second call is row 1007.
+    wire.script = (cmd, nth) =>
+      cmd.name !== 'update' ? undefined
+        : nth === 0 ? { ok: 1, n: 998, writeErrors: [{ index: 2, code: 15, errmsg: 'BSONObj exceeds maximum nested object depth: 180' }, { index: 999, code: 121, errmsg: 'Document failed validation\nmore' }] }
+          : { ok: 1, n: 499, writeErrors: [{ index: 7, code: 52, errmsg: "The dollar ($) prefixed field '$x' in 'doc.$x' is not valid for storage." }] };
+    const out = await target.upsertRows(T, rows);
+    assert.equal(out.applied, 1497);
+    assert.deepEqual(out.refused, [
+      { key: ['2'], reason: 'MongoDB refused the document (code 15): BSONObj exceeds maximum nested object depth: 180' },
+      { key: ['999'], reason: 'MongoDB refused the document (code 121): Document failed validation' },
+      { key: ['1007'], reason: "MongoDB refused the document (code 52): The dollar ($) prefixed field '$x' in 'doc.$x' is not valid for storage." },
+    ]);
+    // Nothing is sent again: a rejected document would be rejected again.
+    assert.deepEqual(wire.writes().map((c) => c.items.length), [1000, 500]);
+  });
+
+  it('fails the run for write errors that are not about the document (a primary stepping down)', async () => {
     wire.script = (cmd) =>
-      cmd.name === 'update' ? { ok: 1, n: 0, writeErrors: [{ index: 0, code: 121, errmsg: 'Document failed validation' }] } : undefined;
-    await assert.rejects(target.upsertRows(PAIRS, [['1', 'a', 'x']]), /code 121\): Document failed validation/);
+      cmd.name === 'update' ? { ok: 1, n: 1, writeErrors: [{ index: 1, code: 121, errmsg: 'Document failed validation' }, { index: 0, code: 11602, errmsg: 'operation was interrupted because of a replication state change' }] } : undefined;
+    await assert.rejects(target.upsertRows(PAIRS, [['1', 'a', 'x'], ['2', 'b', 'y']]), /mongo target "m1": writing public.pairs: 2 write\(s\) failed, first not about the document \(code 11602\): operation was interrupted/);
     assert.equal(wire.writes().filter((c) => c.name === 'update').length, 1);
+  });
+
+  it('skips a delete of a key MongoDB cannot hold, and deletes the others', async () => {
+    const T = table('events', [['at', 'timestamp with time zone'], ['v', 'text']], ['at']);
+    assert.equal(await target.deleteKeys(T, [['infinity'], ['2020-01-01 00:00:00+00'], ['-infinity']]), 1);
+    const dels = wire.writes().filter((c) => c.name === 'delete');
+    assert.equal(dels.length, 1);
+    assert.deepEqual(dels[0]!.items.map((i) => (i.q._id as Date).toISOString()), ['2020-01-01T00:00:00.000Z']);
+    wire.reset();
+    assert.equal(await target.deleteKeys(T, [['infinity']]), 0);
+    assert.deepEqual(wire.writes(), [], 'nothing to send');
+  });
+
+  it('fails a delete the server rejects', async () => {
+    wire.script = (cmd) => (cmd.name === 'delete' ? { ok: 1, n: 0, writeErrors: [{ index: 0, code: 2, errmsg: 'bad delete' }] } : undefined);
+    await assert.rejects(target.deleteKeys(PAIRS, [['a', '1']]), /mongo target "m1": deleting from public.pairs: 1 write\(s\) failed, first \(code 2\): bad delete/);
   });
 
   it('surfaces a write concern error instead of counting the write as done', async () => {

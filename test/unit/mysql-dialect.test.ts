@@ -161,6 +161,26 @@ describe('mysql value encoding', () => {
     assert.match(refused('character varying(3)', 'abcd'), /4 characters do not fit varchar\(3\)/);
     assert.match(refused('bytea', 'nothex'), /hex format/);
   });
+  it('refuses, for a MySQL JSON column only, json whose numbers MySQL would store as changed doubles', () => {
+    const mysqlJson = (t: string) => mappedLimits(t, false, 'mysql');
+    const refused = (t: string, v: string): string => {
+      const e = encodeMysql(t, v, mysqlJson(t));
+      assert.ok(e instanceof Refusal, `${t} ${v} should be refused`);
+      return e.reason;
+    };
+    assert.match(refused('jsonb', '{"a": 1.00000000000000000001}'), /json number 1\.00000000000000000001 would be stored by MySQL's JSON type as the double 1; keep it as a JSON string on the source, or make the column LONGTEXT/);
+    assert.match(refused('json', '[18446744073709551616]'), /json number 18446744073709551616 would be stored/);
+    assert.match(refused('json', '{"x": "1.5", "y": [-9223372036854775809]}'), /-9223372036854775809/);
+    assert.match(refused('numeric[]', '{1.5,0.12345678901234567890123}'), /0\.12345678901234567890123/);
+    assert.match(refused('json', '{"a": 12345678901234567890.0}'), /12345678901234567890\.0 would be stored/, 'MySQL parses a number with a fraction as a double');
+    // Exact: doubles that read back the same, integers of 64 bits (MySQL keeps those as integers), numbers inside strings.
+    const text = '{"a": [0.1, 1e300, -2.5E-3, 9223372036854775807, 18446744073709551615, -9223372036854775808], "b": "1.00000000000000000001", "c\\"d": 3}';
+    assert.equal(encodeMysql('jsonb', text, mysqlJson('jsonb')), text);
+    assert.equal(encodeMysql('bigint[]', '{9223372036854775807}', mysqlJson('bigint[]')), '[9223372036854775807]');
+    // MariaDB's JSON is LONGTEXT, and a MySQL column of another type does not parse: the text is kept exactly.
+    assert.equal(enc('jsonb', '{"a": 1.00000000000000000001}'), '{"a": 1.00000000000000000001}');
+    assert.equal(encodeMysql('jsonb', '[1e400]', { ...mysqlJson('jsonb'), dataType: 'longtext' }), '[1e400]');
+  });
   it('counts characters, not UTF-16 units, against VARCHAR lengths', () => {
     assert.equal(encodeMysql('character varying(2)', '😀😀', lim('character varying(2)')), '😀😀');
   });

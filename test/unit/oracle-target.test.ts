@@ -5,7 +5,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableSpec } from '../../src/targets/target.js';
-import { OracleTarget, type OracleConnection, type OracleDriver, type OracleResult } from '../../src/targets/oracle/oracle-target.js';
+import { IbexError } from '../../src/errors.js';
+import { OracleTarget, isOracleSessionLost, type OracleConnection, type OracleDriver, type OracleResult } from '../../src/targets/oracle/oracle-target.js';
 import { CREATE_PROGRESS_SQL, PROGRESS_ADD_EPOCH_SQL, PROGRESS_FENCE_SQL, PROGRESS_HAS_EPOCH_SQL, READ_PROGRESS_SQL, WRITE_PROGRESS_SQL } from '../../src/targets/oracle/oracle-dialect.js';
 
 interface Call { op: string; sql?: string; binds?: unknown; options?: Record<string, unknown> }
@@ -142,14 +143,65 @@ describe('oracle target on a fake connection', () => {
   });
 
   it('rolls back on failure and never throws from rollback', async () => {
-    const { calls, driver } = fake((c) => (c.op === 'executeMany' ? new Error('ORA-03113: end-of-file on communication channel') : c.op === 'rollback' ? new Error('gone') : undefined));
+    const { calls, driver } = fake((c) => (c.op === 'executeMany' ? new Error('ORA-01653: unable to extend table IBEX.T by 128 in tablespace USERS') : c.op === 'rollback' ? new Error('gone') : undefined));
     const t = new OracleTarget(params, driver);
     await t.connect();
-    await assert.rejects(t.upsertRows(T, [['1', 'x', null]]), /oracle target "ora": writing public.t: ORA-03113/);
+    await assert.rejects(t.upsertRows(T, [['1', 'x', null]]), /oracle target "ora": writing public.t: ORA-01653/);
     await t.rollback();
     assert.equal(calls.at(-1)!.op, 'rollback');
     await t.close();
     await t.rollback();
+  });
+
+  it('reconnects at the next begin() after losing its session, and says so as unreachable', async () => {
+    // node-oracledb's errors carry the code (NJS-500, ORA-03113) and the message; a dead session answers every call alike.
+    const lost = (code: string, text: string) => Object.assign(new Error(`${code}: ${text}`), { code });
+    let dead: Error | undefined;
+    const { calls, driver } = fake((c) => (dead !== undefined && c.op !== 'getConnection' ? dead : c.sql?.includes('USER_TAB_COLUMNS') ? { rows: [[1]] } : undefined));
+    const t = new OracleTarget(params, driver);
+    await t.connect();
+    for (const [code, text] of [['NJS-500', 'connection to the Oracle Database was broken'], ['ORA-03113', 'end-of-file on communication channel'], ['NJS-003', 'invalid or closed connection']] as const) {
+      await t.begin();
+      dead = lost(code, text);
+      const err = await t.upsertRows(T, [['1', 'x', null]]).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof IbexError, `${code}: an IbexError`);
+      // 'unreachable' is what the runner and the daemon retry with backoff (a transient failure).
+      assert.equal(err.code, 'unreachable', code);
+      assert.equal(err.message, `oracle target "ora": lost the connection to db.example:1522/FREEPDB1 while writing public.t: ${code}: ${text}`);
+      await t.rollback();
+      dead = undefined;
+      calls.length = 0;
+      await t.begin();
+      assert.deepEqual(calls.map((c) => c.op).slice(0, 3), ['close', 'getConnection', 'execute'], `${code}: a new session`);
+      assert.deepEqual(await t.upsertRows(T, [['1', 'x', null]]), { applied: 1, refused: [] });
+      await t.writeProgress('s1', [{ source: 'A', snapshot: '3:4:', run: 8 }]);
+      await t.commit();
+    }
+  });
+
+  it('stays unreachable, without the password, while the server refuses new sessions', async () => {
+    let refuse = false;
+    const { driver } = fake((c) => (refuse && c.op !== 'getConnection' ? Object.assign(new Error('NJS-500: connection to the Oracle Database was broken'), { code: 'NJS-500' }) : undefined));
+    const flaky: OracleDriver = { ...driver, getConnection: async (a) => { if (refuse) throw Object.assign(new Error('ORA-12541: Cannot connect. No listener at host db.example port 1522 (password tiger-pw)'), { code: 'ORA-12541' }); return driver.getConnection(a); } };
+    const t = new OracleTarget(params, flaky);
+    await t.connect();
+    await t.begin();
+    refuse = true;
+    await assert.rejects(t.truncate(T), { code: 'unreachable' });
+    await t.rollback();
+    await assert.rejects(t.begin(), (e: unknown) => e instanceof IbexError && e.code === 'unreachable' && !e.message.includes('tiger-pw') && /cannot connect to db\.example:1522\/FREEPDB1: ORA-12541/.test(e.message));
+    refuse = false;
+    await t.begin();
+    assert.deepEqual(await t.upsertRows(T, [['1', 'x', null]]), { applied: 1, refused: [] });
+  });
+
+  it('knows the errors of a lost or refused session from other errors', () => {
+    for (const code of ['NJS-500', 'NJS-003', 'NJS-501', 'NJS-503', 'ORA-03113', 'ORA-03114', 'ORA-03135', 'ORA-12170', 'ORA-12541', 'ORA-12514', 'ORA-00028', 'ORA-01012', 'ORA-01089', 'ORA-01033', 'ORA-01034', 'ORA-02396']) {
+      assert.equal(isOracleSessionLost(Object.assign(new Error(`${code}: x`), { code })), true, code);
+      assert.equal(isOracleSessionLost(new Error(`${code}: x`)), true, `${code} in the message only`);
+    }
+    for (const code of ['ORA-00001', 'ORA-12899', 'ORA-00942', 'NJS-004']) assert.equal(isOracleSessionLost(Object.assign(new Error(`${code}: x`), { code })), false, code);
+    assert.equal(isOracleSessionLost('ORA-03113'), false);
   });
 
   it('truncates with DELETE inside the transaction', async () => {

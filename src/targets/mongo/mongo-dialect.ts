@@ -22,7 +22,7 @@
  * driver.
  */
 import type { Binary as BinaryT, BSON as BSONT, Decimal128 as Decimal128T, Long as LongT, Document } from 'mongodb';
-import { canonicalJson, canonicalText, decode, parseArrayLiteral, pgType, type ArrayItem, type PgType, plainDecimal } from '../codec.js';
+import { canonicalText, decode, jsonNumberLostAsDouble, parseArrayLiteral, pgType, type ArrayItem, type PgType, plainDecimal } from '../codec.js';
 import { FENCE_SOURCE, type KeyRow, type ProgressEntry, type TableSpec, type TextRow } from '../target.js';
 
 /** The BSON constructors the dialect needs: the driver's (`await import('mongodb')`). */
@@ -58,11 +58,6 @@ function elementTypeText(type: string): string | undefined {
   return t.endsWith('[]') ? t.slice(0, -2).trimEnd() : undefined;
 }
 
-/** True when every number in a JSON value survives a trip through a double. */
-function jsonExactAsDouble(canonical: string, parsed: unknown): boolean {
-  return canonicalJson(JSON.stringify(parsed)) === canonical;
-}
-
 /** One non-NULL value of a column of PostgreSQL type `type`, from its text, as BSON. */
 export function toBson(bson: BsonKit, type: string, text: string, column: string): unknown {
   const elType = elementTypeText(type);
@@ -93,7 +88,8 @@ export function toBson(bson: BsonKit, type: string, text: string, column: string
       return new bson.Binary(Buffer.from(v.value.replace(/-/g, ''), 'hex'), bson.Binary.SUBTYPE_UUID);
     case 'json': {
       const parsed = JSON.parse(v.text) as unknown;
-      return jsonExactAsDouble(v.text, parsed) ? parsed : v.text;
+      // A number a double would change keeps the whole value as its exact canonical text.
+      return jsonNumberLostAsDouble(v.text) === undefined ? parsed : v.text;
     }
     case 'timestamptz': {
       if (v.special !== null) {

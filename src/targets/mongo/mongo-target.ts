@@ -10,7 +10,7 @@
  */
 import type { AnyBulkWriteOperation, BulkWriteResult, Db, Document, MongoClient } from 'mongodb';
 import { IbexError } from '../../errors.js';
-import { connected, targetFailure } from '../failure.js';
+import { connected, firstLine, targetFailure } from '../failure.js';
 import type {
   KeyRow,
   Problem,
@@ -47,6 +47,47 @@ export const BULK_OPS = 1000;
 const DUPLICATE_KEY = 11000;
 
 const WRITE_CONCERN = { w: 'majority' as const, journal: true };
+
+/**
+ * Codes a write error can carry that say the server, the network or the operation failed, not the
+ * document: those fail the run (and a retry may pass). Any other write error is the document's
+ * own (validation, nesting depth, a field name the server will not store, another unique index),
+ * would come back on every retry, and refuses that row instead.
+ */
+const NOT_ABOUT_THE_DOCUMENT = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  13, // Unauthorized
+  18, // AuthenticationFailed
+  24, // LockTimeout
+  46, // LockBusy
+  50, // MaxTimeMSExpired
+  63, // StaleShardVersion
+  64, // WriteConcernFailed
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  112, // WriteConflict
+  133, // FailedToSatisfyReadPreference
+  150, // StaleEpoch
+  189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10058, // LegacyNotPrimary
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11601, // Interrupted
+  11602, // InterruptedDueToReplStateChange
+  13388, // StaleConfig
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
+/** An operation of a bulk write the server rejected for its document: its index among the operations given, and why. */
+interface Rejected {
+  index: number;
+  code: number;
+  errmsg: string;
+}
 
 /** Create a MongoDB target for these parameters (the registry's factory). */
 export function createTarget(params: TargetParams): Target {
@@ -182,17 +223,22 @@ export class MongoTarget implements Target {
   }
 
   /**
-   * Unordered bulk writes of at most BULK_OPS operations. Operations that failed only with a
-   * duplicate key (an upsert race) are sent once more; anything else fails the run.
+   * Unordered bulk writes of at most BULK_OPS operations. Operations that failed with a duplicate
+   * key (an upsert race) are sent once more. Operations the server rejected for their document
+   * (and a duplicate key that comes back) are answered as rejected, the rest applied; a write
+   * error not about the document (NOT_ABOUT_THE_DOCUMENT), a write concern error or any other
+   * failure fails the run.
    */
-  private async bulk(collection: string, ops: AnyBulkWriteOperation[], what: string): Promise<number> {
+  private async bulk(collection: string, ops: AnyBulkWriteOperation[], what: string): Promise<{ deleted: number; rejected: Rejected[] }> {
     let deleted = 0;
+    const rejected: Rejected[] = [];
     for (let s = 0; s < ops.length; s += BULK_OPS) {
-      let pending = ops.slice(s, s + BULK_OPS);
-      for (let attempt = 0; ; attempt++) {
+      // Indexes into `ops` of the operations sent: a write error's index is into the call's own list.
+      let pending = ops.slice(s, s + BULK_OPS).map((_, i) => s + i);
+      for (let attempt = 0; pending.length > 0; attempt++) {
         let result: BulkWriteResult | undefined;
         try {
-          result = await this.database.collection(collection).bulkWrite(pending, { ordered: false, writeConcern: WRITE_CONCERN });
+          result = await this.database.collection(collection).bulkWrite(pending.map((i) => ops[i]!), { ordered: false, writeConcern: WRITE_CONCERN });
           deleted += result.deletedCount;
           break;
         } catch (err) {
@@ -203,23 +249,47 @@ export class MongoTarget implements Target {
             throw new IbexError('internal', this.clean(`mongo target "${this.name}": ${what}: the write concern {w: majority, j: true} was not satisfied (code ${wce.code}): ${wce.errmsg ?? ''}`.trim()), { cause: err });
           }
           const writeErrors = e.result.getWriteErrors();
-          const onlyDuplicates = writeErrors.length > 0 && writeErrors.every((w) => w.code === DUPLICATE_KEY);
-          if (!onlyDuplicates || attempt > 0) {
-            const first = writeErrors[0];
-            throw new IbexError('internal', this.clean(`mongo target "${this.name}": ${what}: ${writeErrors.length} write(s) failed, first (code ${first?.code}): ${first?.errmsg ?? String(err)}`), { cause: err });
+          const notTheDocument = writeErrors.find((w) => NOT_ABOUT_THE_DOCUMENT.has(w.code));
+          if (writeErrors.length === 0 || notTheDocument !== undefined) {
+            const first = notTheDocument ?? writeErrors[0];
+            const which = notTheDocument !== undefined ? 'first not about the document' : 'first';
+            throw new IbexError('internal', this.clean(`mongo target "${this.name}": ${what}: ${writeErrors.length} write(s) failed, ${which} (code ${first?.code}): ${firstLine(first?.errmsg ?? err)}`), { cause: err });
           }
           deleted += e.result.deletedCount;
-          pending = writeErrors.map((w) => pending[w.index]!);
+          const retry: number[] = [];
+          for (const w of writeErrors) {
+            const index = pending[w.index]!;
+            if (w.code === DUPLICATE_KEY && attempt === 0) retry.push(index);
+            else rejected.push({ index, code: w.code, errmsg: firstLine(w.errmsg ?? '') });
+          }
+          pending = retry;
         }
       }
     }
-    return deleted;
+    return { deleted, rejected: rejected.sort((a, b) => a.index - b.index) };
+  }
+
+  /** Rejected writes where none may be (deletes, progress): the run fails, naming the first. */
+  private noneRejected(rejected: Rejected[], what: string): void {
+    const first = rejected[0];
+    if (first === undefined) return;
+    throw new IbexError('internal', this.clean(`mongo target "${this.name}": ${what}: ${rejected.length} write(s) failed, first (code ${first.code}): ${first.errmsg}`));
   }
 
   async deleteKeys(table: TableSpec, keys: readonly KeyRow[]): Promise<number> {
-    if (keys.length === 0) return 0;
-    const ops: AnyBulkWriteOperation[] = keys.map((k) => ({ deleteOne: { filter: { _id: idOf(this.kit, table, k) } as Document } }));
-    return this.bulk(table.targetName, ops, `deleting from ${table.label}`);
+    const ops: AnyBulkWriteOperation[] = [];
+    for (const k of keys) {
+      try {
+        ops.push({ deleteOne: { filter: { _id: idOf(this.kit, table, k) } as Document } });
+      } catch (err) {
+        // A key MongoDB cannot hold (a timestamptz of infinity) cannot be stored there either: nothing to delete.
+        if (!(err instanceof RefusedValue)) throw err;
+      }
+    }
+    if (ops.length === 0) return 0;
+    const { deleted, rejected } = await this.bulk(table.targetName, ops, `deleting from ${table.label}`);
+    this.noneRejected(rejected, `deleting from ${table.label}`);
+    return deleted;
   }
 
   async upsertRows(table: TableSpec, rows: readonly TextRow[]): Promise<UpsertOutcome> {
@@ -228,6 +298,7 @@ export class MongoTarget implements Target {
     const layout = docLayout(table);
     const refused: RefusedRow[] = [];
     const ops: AnyBulkWriteOperation[] = [];
+    const keysOf: KeyRow[] = [];
     for (const row of rows) {
       let doc: Document;
       try {
@@ -243,9 +314,12 @@ export class MongoTarget implements Target {
         continue;
       }
       ops.push({ replaceOne: { filter: { _id: doc._id }, replacement: doc, upsert: true } });
+      keysOf.push(keyOfRow(layout, row));
     }
-    if (ops.length > 0) await this.bulk(table.targetName, ops, `writing ${table.label}`);
-    return { applied: ops.length, refused };
+    if (ops.length === 0) return { applied: 0, refused };
+    const { rejected } = await this.bulk(table.targetName, ops, `writing ${table.label}`);
+    for (const r of rejected) refused.push({ key: keysOf[r.index]!, reason: `MongoDB refused the document (code ${r.code}): ${r.errmsg}` });
+    return { applied: ops.length - rejected.length, refused };
   }
 
   async truncate(table: TableSpec): Promise<void> {
@@ -278,7 +352,7 @@ export class MongoTarget implements Target {
       const replacement = progressDoc(sync, e);
       return { replaceOne: { filter: { _id: replacement._id }, replacement, upsert: true } };
     });
-    if (ops.length) await this.bulk(PROGRESS_COLLECTION, ops, 'writing progress');
+    if (ops.length) this.noneRejected((await this.bulk(PROGRESS_COLLECTION, ops, 'writing progress')).rejected, 'writing progress');
   }
 
   async commit(): Promise<void> {

@@ -8,7 +8,7 @@ import type * as Mysql2 from 'mysql2/promise';
 import type { Connection, FieldPacket, ResultSetHeader } from 'mysql2/promise';
 import { userInfo } from 'node:os';
 import { IbexError } from '../../errors.js';
-import { canonicalIntText, canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
+import { canonicalIntText, canonicalText, byteaText, CodecError, decimalParts, decode, isoDate, isoTime, jsonNumberLostAsDouble, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
 import type {
   KeyRow,
   Problem,
@@ -67,7 +67,8 @@ const pad = (n: number, w: number): string => String(n).padStart(w, '0');
 /** The limits ibex's own mapping gives a column (used when the table's columns were not read). */
 export function mappedLimits(pgTypeText: string, isKey: boolean, flavor: MysqlFlavor): ColumnLimits {
   const declared = mysqlType(pgTypeText, isKey, flavor);
-  const dataType = (/^[A-Z]+/.exec(declared)?.[0] ?? '').toLowerCase();
+  // MariaDB's JSON is an alias of LONGTEXT (its information_schema says longtext): it keeps the text.
+  const dataType = flavor === 'mariadb' && declared === 'JSON' ? 'longtext' : (/^[A-Z]+/.exec(declared)?.[0] ?? '').toLowerCase();
   const num = /\((\d+)(?:,(\d+))?\)/.exec(declared);
   const isDecimal = dataType === 'decimal';
   const chars = !isDecimal && num !== null ? Number(num[1]) : dataType === 'longtext' ? 2 ** 32 - 1 : null;
@@ -122,9 +123,9 @@ export function encodeMysql(type: string, text: string | null, limits: ColumnLim
       }
       return v.value;
     case 'json':
-      return text;
+      return limits.dataType === 'json' ? jsonRefusal(text) ?? text : text;
     case 'array':
-      return v.json;
+      return limits.dataType === 'json' ? jsonRefusal(v.json) ?? v.json : v.json;
     case 'timestamptz':
     case 'timestamp':
       if (v.special !== null) return new Refusal(`${v.special} has no DATETIME form; use a real date on the source`);
@@ -152,6 +153,19 @@ export function encodeMysql(type: string, text: string | null, limits: ColumnLim
       return s;
     }
   }
+}
+
+/**
+ * Why MySQL's JSON type (which parses the text; MariaDB's keeps it) would store a number of this
+ * JSON as another one: a number with a fraction or exponent, or an integer beyond 64 bits, is
+ * stored as a double.
+ */
+function jsonRefusal(json: string): Refusal | undefined {
+  const lost = jsonNumberLostAsDouble(json, { int64: true });
+  if (lost === undefined) return undefined;
+  const d = Number(lost);
+  const as = Number.isFinite(d) ? `would be stored by MySQL's JSON type as the double ${d}` : `is beyond the range of a double, which MySQL's JSON type stores it as`;
+  return new Refusal(`json number ${clip(lost)} ${as}; keep it as a JSON string on the source, or make the column LONGTEXT`);
 }
 
 /** Encodes one non-NULL text of a column: `encodeMysql` of that column's type and limits. */

@@ -6,11 +6,12 @@
  * batch), and the progress row is merged into IBEX_PROGRESS inside the same transaction, so a
  * crash after Oracle committed is recognised by the next run. Rows Oracle rejects one by one
  * (a value too large for its column, a constraint) come back as batch errors and are refused,
- * the rest of the batch applies.
+ * the rest of the batch applies. A session lost to a restart or the network fails the run as
+ * 'unreachable' (retried) and is replaced at the next begin(), so the target catches up by itself.
  */
 import { createRequire } from 'node:module';
 import { IbexError } from '../../errors.js';
-import { connected, targetFailure, withoutPassword } from '../failure.js';
+import { connected, firstLine, targetFailure, withoutPassword } from '../failure.js';
 import { canonicalText } from '../codec.js';
 import type {
   KeyRow,
@@ -86,6 +87,34 @@ export interface OracleDriver {
   OUT_FORMAT_ARRAY: unknown;
 }
 
+/**
+ * node-oracledb's codes for a session that is gone or cannot be opened now: NJS-500 and its kin
+ * (the driver maps ORA-03113, ORA-03114, ORA-03135, ORA-00028 and the others of its own list to
+ * NJS-500, but keeps the ORA code when it passes one through), NJS-003 (a call on a closed
+ * connection), and the listener's and instance's refusals while a server starts or stops.
+ */
+const LOST_SESSION_CODES = new Set([
+  'NJS-003', 'NJS-500', 'NJS-501', 'NJS-503', 'NJS-510', 'NJS-511', 'NJS-513', 'NJS-521',
+  // What node-oracledb itself counts as a closed connection (lib/errors.js, adjustErrorXref).
+  'ORA-00022', 'ORA-00028', 'ORA-00031', 'ORA-00045', 'ORA-00378', 'ORA-00600', 'ORA-00602', 'ORA-00603', 'ORA-00609',
+  'ORA-01012', 'ORA-01041', 'ORA-01043', 'ORA-01089', 'ORA-01092', 'ORA-02396', 'ORA-03113', 'ORA-03114', 'ORA-03122',
+  'ORA-03135', 'ORA-12153', 'ORA-12537', 'ORA-12547', 'ORA-12570', 'ORA-12583', 'ORA-27146', 'ORA-28511', 'ORA-56600',
+  // A server that is starting, stopping or out of reach: no listener, unknown service yet, no handler, timeout.
+  'ORA-01033', 'ORA-01034', 'ORA-01109', 'ORA-12170', 'ORA-12505', 'ORA-12514', 'ORA-12516', 'ORA-12519', 'ORA-12520',
+  'ORA-12521', 'ORA-12528', 'ORA-12541', 'ORA-12543',
+]);
+
+/** True for an error of a lost session, or of a server that cannot take a new one now (see LOST_SESSION_CODES). */
+export function isOracleSessionLost(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  // The thin driver marks the errors after which a new session may succeed.
+  if ((err as { isRecoverable?: unknown }).isRecoverable === true) return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && LOST_SESSION_CODES.has(code)) return true;
+  const lead = /^(?:NJS-\d{3}|ORA-\d{5})/.exec(err.message)?.[0];
+  return lead !== undefined && LOST_SESSION_CODES.has(lead);
+}
+
 /** Create an Oracle target for these parameters (the registry's factory). */
 export function createTarget(params: TargetParams): Target {
   return new OracleTarget(params);
@@ -101,6 +130,8 @@ export class OracleTarget implements Target {
   private readonly loadDriver: () => Promise<OracleDriver>;
   private driver: OracleDriver | undefined;
   private conn: OracleConnection | undefined;
+  /** The session died (server restart, network): the next begin() opens a new one. */
+  private broken = false;
   /** IBEX_PROGRESS and its EPOCH column are there (checked once per session). */
   private progressReady = false;
 
@@ -124,8 +155,14 @@ export class OracleTarget implements Target {
     return withoutPassword(message, this.params);
   }
 
+  /**
+   * A failed call as one line naming the db: 'unreachable' when the session is gone (the run is
+   * retried and the next begin() connects afresh), 'internal' otherwise.
+   */
   private fail(what: string, err: unknown): IbexError {
-    return targetFailure(this.params, what, err);
+    if (!isOracleSessionLost(err)) return targetFailure(this.params, what, err);
+    this.broken = true;
+    return new IbexError('unreachable', this.clean(`oracle target "${this.name}": lost the connection to ${this.connectString} while ${what}: ${firstLine(err)}`), { cause: err });
   }
 
   private get c(): OracleConnection {
@@ -152,10 +189,13 @@ export class OracleTarget implements Target {
       const why = [msg[0], msg[1]].filter(Boolean).join(': ');
       throw new IbexError('unreachable', this.clean(`oracle target "${this.name}": cannot connect to ${this.connectString}: ${why}`), { cause: err });
     }
+    this.broken = false;
     try {
       for (const sql of SESSION_SQL) await this.conn.execute(sql, [], { autoCommit: false });
     } catch (err) {
-      throw this.fail('setting up the session', err);
+      const failure = this.fail('setting up the session', err);
+      await this.close();
+      throw failure;
     }
   }
 
@@ -206,7 +246,12 @@ export class OracleTarget implements Target {
   }
 
   async begin(): Promise<void> {
+    // A session lost since the last run is replaced (throws 'unreachable' while the server is down).
     // Oracle opens the transaction with the first statement; every call runs with autoCommit off.
+    if (this.conn === undefined || this.broken) {
+      await this.close();
+      await this.connect();
+    }
   }
 
   /**
@@ -372,7 +417,7 @@ export class OracleTarget implements Target {
     try {
       await this.c.commit();
     } catch (err) {
-      throw this.fail('commit', err);
+      throw this.fail('committing', err);
     }
   }
 
@@ -380,7 +425,9 @@ export class OracleTarget implements Target {
     try {
       await this.conn?.rollback();
     } catch {
-      // A session that is gone has nothing left to roll back.
+      // A session that is gone has nothing left to roll back: the server did. Whatever the
+      // failure, the session is not trusted again: the next begin() connects afresh.
+      this.broken = true;
     }
   }
 
