@@ -202,7 +202,15 @@ async function repairForeign(v: Validator, fromDb: SyncDb, opts: RepairOptions, 
     const plans = v.tablePlans().filter((p) => (perTable?.get(p.label) ?? []).length > 0);
     if (plans.length === 0) continue;
     if (opts.dryRun && !(await v.target(d)).caps.transactional) {
-      for (const p of plans) tableReport(report, p.label).changed[d.name] = perTable!.get(p.label)!.length;
+      // No transaction to roll back: nothing is written, and every differing key counts as one
+      // the repair would write (each differs, so each would be upserted or deleted).
+      for (const p of plans) {
+        const n = perTable!.get(p.label)!.length;
+        const t = tableReport(report, p.label);
+        t.keys = Math.max(t.keys, n);
+        t.changed[d.name] = n;
+        report.changedKeys += n;
+      }
       continue;
     }
     const target = await v.target(d);
