@@ -190,6 +190,18 @@ describe('validate on targets of other kinds', () => {
       const fixed = await env.cli('validate', k.sync, '--repair', '--from=A');
       assert.equal(fixed.code, 0, fixed.out + fixed.err);
       assert.match(fixed.out, /repaired 7 key\(s\) from A/);
+      // What the repair overwrote is in the conflict log, as for a PostgreSQL target.
+      const log = JSON.parse(ok(await env.cli('conflicts', k.sync, '--json')).out) as
+        { key: Record<string, number | undefined>; kind: string; strategy: string; winner: string; status: string; winnerRow: Record<string, string | null> | null; losers: { db: string; row: Record<string, string | null> | null }[] }[];
+      // Keys and winning rows typed as for a PostgreSQL target; the target's version as validate read it.
+      assert.deepEqual(log.map((c) => Number(c.key.id)).sort((a, b) => a - b), [3, 4, 7, 11, 12, 13, 9999]);
+      for (const c of log) {
+        assert.deepEqual([c.strategy, c.status, c.winner, c.losers.map((l) => l.db)], ['repair', 'applied', 'A', [k.db]], JSON.stringify(c));
+      }
+      const entry = (id: string): (typeof log)[number] => log.find((c) => String(c.key.id) === id)!;
+      assert.deepEqual([entry('3').kind, entry('3').winnerRow!.name, entry('3').losers[0]!.row!.name], ['update_update', 'item 3 \t tab', 'changed on the target']);
+      assert.deepEqual([entry('4').kind, entry('4').losers[0]!.row], ['update_delete', null]);
+      assert.deepEqual([entry('9999').kind, entry('9999').winnerRow, entry('9999').losers[0]!.row!.name], ['delete_update', null, 'only on the target']);
       assert.deepEqual(await targetRows(t), (await sourceRows()).map((row) => canonicalRow(spec, row)));
       const again = await env.cli('validate', k.sync);
       assert.equal(again.code, 0, again.out + again.err);
