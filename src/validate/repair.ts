@@ -53,6 +53,8 @@ export interface RepairTableReport {
   changed: Record<string, number>;
   /** Per target, rows inserted less rows deleted. */
   netRows: Record<string, number>;
+  /** Rows a target of another kind refused (a value it cannot hold exactly): not written, still different. */
+  refused: { db: string; key: Record<string, string | null>; reason: string }[];
 }
 
 /** The outcome of a repair. */
@@ -120,7 +122,7 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
       const all = diffs.get(p.label)!;
       const pending = await v.pendingKeys(p, all, cursors);
       const keys = all.filter((k) => !pending.has(k));
-      const tr: RepairTableReport = { table: p.label, keys: all.length, inFlight: all.length - keys.length, changed: {}, netRows: {} };
+      const tr: RepairTableReport = { table: p.label, keys: all.length, inFlight: all.length - keys.length, changed: {}, netRows: {}, refused: [] };
       report.tables.push(tr);
       if (keys.length === 0) continue;
       opts.progress?.(`sync ${sync}: repairing ${keys.length} key(s) of ${p.label} from ${fromDb.name}`);
@@ -228,7 +230,7 @@ async function repairForeign(v: Validator, control: pg.Client, fromDb: SyncDb, o
         const t = tableReport(report, p.label);
         t.keys = Math.max(t.keys, keys.length);
         t.changed[d.name] = done.upserted + done.deleted;
-        for (const r of done.refused) opts.progress?.(`  ${p.label} on ${d.name}: key ${JSON.stringify(r.key)} refused: ${r.reason}`);
+        for (const r of done.refused) t.refused.push({ db: d.name, key: Object.fromEntries(spec.keys.map((k, i) => [k, r.key[i] ?? null])), reason: r.reason });
         report.changedKeys += done.upserted + done.deleted;
         records.push(...foreignRecords(p, spec, fromDb.name, d.name, diffs, done.written));
       }
@@ -270,7 +272,7 @@ function foreignRecords(p: TablePlan, spec: TableSpec, from: string, db: string,
 function tableReport(report: RepairReport, label: string): RepairTableReport {
   let t = report.tables.find((x) => x.table === label);
   if (!t) {
-    t = { table: label, keys: 0, inFlight: 0, changed: {}, netRows: {} };
+    t = { table: label, keys: 0, inFlight: 0, changed: {}, netRows: {}, refused: [] };
     report.tables.push(t);
   }
   return t;

@@ -209,3 +209,27 @@ describe('validate on targets of other kinds', () => {
     });
   }
 });
+
+describe('a repair a target refuses', () => {
+  it('names the refused key and the reason, and the key stays a difference (exit 6)', async () => {
+    const m = KINDS.find((k) => k.db === 'M')!;
+    // Written without capture, so the key is not in flight: a NaN MariaDB's DECIMAL cannot hold.
+    const c = await env.client(0);
+    try {
+      await c.query(`BEGIN; SET LOCAL ibex.nocapture = 'on'; UPDATE item SET price = 'NaN' WHERE id = 20; COMMIT`);
+    } finally {
+      await c.end();
+    }
+    const r = await env.cli('validate', m.sync, '--repair', '--from=A');
+    assert.equal(r.code, 6, r.out + r.err);
+    assert.match(r.out, /public\.item: 1 differing key\(s\); changed: M 0\n/, r.out);
+    assert.match(r.out, /\n {4}refused on M: key id="20": .*price.*\n/, r.out);
+    const j = await env.cli('validate', m.sync, '--repair', '--from=A', '--json');
+    assert.equal(j.code, 6, j.out + j.err);
+    const doc = JSON.parse(j.out) as
+      { repairs: { tables: { refused: { db: string; key: Record<string, string>; reason: string }[] }[] }[] };
+    assert.deepEqual(doc.repairs[0]!.tables[0]!.refused.map((x) => [x.db, x.key]), [['M', { id: '20' }]]);
+    const log = JSON.parse(ok(await env.cli('conflicts', m.sync, '--json')).out) as { key: Record<string, unknown> }[];
+    assert.equal(log.filter((x) => String(x.key.id) === '20').length, 0, 'a refused row is not logged as overwritten');
+  });
+});
