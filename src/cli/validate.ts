@@ -203,6 +203,7 @@ function printRepair(ctx: Context, rep: RepairReport): void {
   for (const t of rep.tables) {
     const per = Object.entries(t.changed).map(([db, n]) => `${db} ${n}`).join(', ');
     ctx.say(`  ${t.table}: ${t.keys} differing key(s)${per ? `; changed: ${per}` : ''}${t.inFlight ? `; ${t.inFlight} left to the sync (in flight)` : ''}`, true);
+    for (const r of t.refused) ctx.say(`    refused on ${r.db}: key ${keyText(r.key)}: ${r.reason}`, true);
   }
   if (rep.dryRun) ctx.say('dry run: nothing was changed');
   else if (rep.changedKeys) ctx.say(`  every overwritten version is in the conflict log: ibex conflicts ${rep.sync}`);

@@ -17,6 +17,7 @@ import { canonicalText } from '../targets/codec.js';
 import type { KeyRow, Target, TableSpec, TextRow } from '../targets/target.js';
 import type { TablePlan } from '../engine/plan.js';
 import { ident } from '../db/ident.js';
+import { keyJsonb } from './queries.js';
 
 /** Source rows read per FETCH. */
 const FETCH_ROWS = 10_000;
@@ -87,34 +88,59 @@ export async function compareForeignTable(source: pg.Client, plan: TablePlan, sp
   return { diffs, sourceRows, targetRows };
 }
 
+/** A key a repair wrote on a target, in the conflict log's forms. */
+export interface ForeignWrite {
+  /** The key's identity as validate writes it (see ForeignDiff). */
+  key: string;
+  /** The key as the conflict log stores it: column → typed JSON value (as for PostgreSQL dbs). */
+  typedKey: string;
+  /** The source's row as `to_jsonb` gives it, or null where the key was deleted. */
+  row: string | null;
+}
+
 /**
  * Re-apply some keys from the source (in its open snapshot) to a target, in one target
  * transaction: rows the source holds are upserted, keys it does not hold are deleted.
- * Returns how many keys were written and the rows the target refused.
+ * Returns how many keys were written, each written key (for the conflict log) and the rows the
+ * target refused.
  */
 export async function repairForeignTable(source: pg.Client, plan: TablePlan, spec: TableSpec, target: Target, keys: readonly string[]):
-  Promise<{ upserted: number; deleted: number; refused: { key: KeyRow; reason: string }[] }> {
+  Promise<{ upserted: number; deleted: number; written: ForeignWrite[]; refused: { key: KeyRow; reason: string }[] }> {
   let upserted = 0;
   let deleted = 0;
+  const written: ForeignWrite[] = [];
   const refused: { key: KeyRow; reason: string }[] = [];
   const cols = spec.columns.map((c) => ident(c.name).text).join('::text, t.');
   const keyTypes = spec.keys.map((k) => spec.columns.find((c) => c.name === k)!.type);
   const keyCols = spec.keys.map((k) => `t.${ident(k).text}`);
+  const unnest = `unnest(${keyTypes.map((ty, j) => `$${j + 1}::${ty}[]`).join(', ')})`;
   for (let i = 0; i < keys.length; i += REPAIR_BATCH) {
-    const batch = keys.slice(i, i + REPAIR_BATCH).map((k) => JSON.parse(k) as KeyRow);
+    const ids = keys.slice(i, i + REPAIR_BATCH);
+    const batch = ids.map((k) => JSON.parse(k) as KeyRow);
     const params = spec.keys.map((_, j) => batch.map((k) => k[j] ?? null));
     const r = await source.query(
-      `SELECT to_json(ARRAY[t.${cols}::text])::text AS r FROM ${plan.q} t
-        WHERE (${keyCols.join(', ')}) IN (SELECT * FROM unnest(${keyTypes.map((ty, j) => `$${j + 1}::${ty}[]`).join(', ')}))`, params);
+      `SELECT to_json(ARRAY[t.${cols}::text])::text AS r, to_jsonb(t)::text AS j FROM ${plan.q} t
+        WHERE (${keyCols.join(', ')}) IN (SELECT * FROM ${unnest})`, params);
+    // The typed form of every key of the batch, by position (a key only the target holds has
+    // its canonical text there, which reads back as the same value but not always as the same text).
+    const typed = await source.query(
+      `SELECT u.ibex_n AS n, ${keyJsonb(plan, 'u')} AS key FROM ${unnest} WITH ORDINALITY AS u(${spec.keys.map((k) => ident(k).text).join(', ')}, ibex_n)`, params);
+    const typedKeys = new Map(typed.rows.map((x) => [ids[Number(x.n) - 1]!, String(x.key)]));
+    const typedKey = (k: string): string => typedKeys.get(k) ?? JSON.stringify(Object.fromEntries(spec.keys.map((c, j) => [c, (JSON.parse(k) as KeyRow)[j] ?? null])));
     const rows = r.rows.map((x) => JSON.parse(String(x.r)) as TextRow);
-    const present = new Set(rows.map((row) => JSON.stringify(keyOf(spec, row))));
-    const gone = batch.filter((k) => !present.has(JSON.stringify(k)));
-    if (gone.length) deleted += await target.deleteKeys(spec, gone);
+    const json = new Map(r.rows.map((x, n) => [JSON.stringify(keyOf(spec, rows[n]!)), String(x.j)]));
+    const gone = ids.filter((k) => !json.has(k));
+    if (gone.length) {
+      deleted += await target.deleteKeys(spec, gone.map((k) => JSON.parse(k) as KeyRow));
+      for (const k of gone) written.push({ key: k, typedKey: typedKey(k), row: null });
+    }
     if (rows.length) {
       const out = await target.upsertRows(spec, rows);
       upserted += out.applied;
       refused.push(...out.refused);
+      const notWritten = new Set(out.refused.map((x) => JSON.stringify(x.key)));
+      for (const [k, j] of json) if (!notWritten.has(k)) written.push({ key: k, typedKey: typedKey(k), row: j });
     }
   }
-  return { upserted, deleted, refused };
+  return { upserted, deleted, written, refused };
 }

@@ -26,7 +26,8 @@ import type { SyncDb } from '../control/sync-config.js';
 import * as q from './queries.js';
 import { keyColumnsOf, repairKind } from './compare.js';
 import type { Validator } from './validate.js';
-import { repairForeignTable } from './foreign.js';
+import { repairForeignTable, type ForeignDiff, type ForeignWrite } from './foreign.js';
+import type { TableSpec } from '../targets/target.js';
 import { parseExactJson } from '../db/json.js';
 
 /** Keys per statement when filling the repair's key tables. */
@@ -52,6 +53,8 @@ export interface RepairTableReport {
   changed: Record<string, number>;
   /** Per target, rows inserted less rows deleted. */
   netRows: Record<string, number>;
+  /** Rows a target of another kind refused (a value it cannot hold exactly): not written, still different. */
+  refused: { db: string; key: Record<string, string | null>; reason: string }[];
 }
 
 /** The outcome of a repair. */
@@ -94,7 +97,7 @@ export async function repair(v: Validator, control: pg.Client, diffs: Map<string
   };
   const plans = v.tablePlans().filter((p) => (diffs.get(p.label) ?? []).length > 0);
   if (plans.length && targets.length) await repairPostgres(v, control, diffs, opts, fromDb, targets, plans, report);
-  await repairForeign(v, fromDb, opts, report);
+  await repairForeign(v, control, fromDb, opts, report);
   return report;
 }
 
@@ -119,7 +122,7 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
       const all = diffs.get(p.label)!;
       const pending = await v.pendingKeys(p, all, cursors);
       const keys = all.filter((k) => !pending.has(k));
-      const tr: RepairTableReport = { table: p.label, keys: all.length, inFlight: all.length - keys.length, changed: {}, netRows: {} };
+      const tr: RepairTableReport = { table: p.label, keys: all.length, inFlight: all.length - keys.length, changed: {}, netRows: {}, refused: [] };
       report.tables.push(tr);
       if (keys.length === 0) continue;
       opts.progress?.(`sync ${sync}: repairing ${keys.length} key(s) of ${p.label} from ${fromDb.name}`);
@@ -195,29 +198,41 @@ async function repairPostgres(v: Validator, control: pg.Client, diffs: Map<strin
  * one snapshot) through the Target contract, in one target transaction each (rolled back in a dry
  * run where the target has transactions; a dry run writes nothing to one that has none).
  */
-async function repairForeign(v: Validator, fromDb: SyncDb, opts: RepairOptions, report: RepairReport): Promise<void> {
+async function repairForeign(v: Validator, control: pg.Client, fromDb: SyncDb, opts: RepairOptions, report: RepairReport): Promise<void> {
   const source = await v.session(fromDb);
   for (const d of v.comparedForeign()) {
     const perTable = v.foreignDifferences().get(d.name);
     const plans = v.tablePlans().filter((p) => (perTable?.get(p.label) ?? []).length > 0);
     if (plans.length === 0) continue;
     if (opts.dryRun && !(await v.target(d)).caps.transactional) {
-      for (const p of plans) tableReport(report, p.label).changed[d.name] = perTable!.get(p.label)!.length;
+      // No transaction to roll back: nothing is written, and every differing key counts as one
+      // the repair would write (each differs, so each would be upserted or deleted).
+      for (const p of plans) {
+        const n = perTable!.get(p.label)!.length;
+        const t = tableReport(report, p.label);
+        t.keys = Math.max(t.keys, n);
+        t.changed[d.name] = n;
+        report.changedKeys += n;
+      }
       continue;
     }
     const target = await v.target(d);
+    const records: store.ConflictRecord[] = [];
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await target.begin();
     try {
       for (const p of plans) {
-        const keys = perTable!.get(p.label)!;
+        const diffs = perTable!.get(p.label)!;
+        const keys = diffs.map((x) => x.key);
         opts.progress?.(`sync ${v.sync}: repairing ${keys.length} key(s) of ${p.label} on ${d.name} from ${fromDb.name}`);
-        const done = await repairForeignTable(source, p, await v.spec(p, fromDb, d), target, keys);
+        const spec = await v.spec(p, fromDb, d);
+        const done = await repairForeignTable(source, p, spec, target, keys);
         const t = tableReport(report, p.label);
         t.keys = Math.max(t.keys, keys.length);
         t.changed[d.name] = done.upserted + done.deleted;
-        for (const r of done.refused) opts.progress?.(`  ${p.label} on ${d.name}: key ${JSON.stringify(r.key)} refused: ${r.reason}`);
+        for (const r of done.refused) t.refused.push({ db: d.name, key: Object.fromEntries(spec.keys.map((k, i) => [k, r.key[i] ?? null])), reason: r.reason });
         report.changedKeys += done.upserted + done.deleted;
+        records.push(...foreignRecords(p, spec, fromDb.name, d.name, diffs, done.written));
       }
       if (opts.dryRun) await target.rollback();
       else await target.commit();
@@ -227,13 +242,37 @@ async function repairForeign(v: Validator, fromDb: SyncDb, opts: RepairOptions, 
       await source.query('ROLLBACK').catch(() => undefined); // the session is closed with the validator
       throw err instanceof IbexError ? err : new IbexError('internal', `repair of sync "${v.sync}" on ${d.name} from ${fromDb.name} failed: ${(err as Error).message ?? String(err)}`, { cause: err });
     }
+    // As for PostgreSQL dbs, every overwritten version is logged once the target committed.
+    try {
+      if (!opts.dryRun) await store.logConflicts(control, v.sync, null, records, 'applied');
+    } catch (err) {
+      throw new IbexError('internal', `repair of sync "${v.sync}" on ${d.name} from ${fromDb.name} committed, but its overwrites could not be logged: ${(err as Error).message ?? String(err)}`, { cause: err });
+    }
   }
+}
+
+/**
+ * The conflict-log records of a repair on a target of another kind: the winner's row and key as
+ * for a PostgreSQL db (`to_jsonb`, typed key), the target's overwritten version as validate read
+ * it (canonical text per column; a target has no snapshot to read it again in).
+ */
+function foreignRecords(p: TablePlan, spec: TableSpec, from: string, db: string, diffs: readonly ForeignDiff[], written: readonly ForeignWrite[]): store.ConflictRecord[] {
+  const held = new Map(diffs.map((x) => [x.key, x.target]));
+  return written.map((w): store.ConflictRecord => {
+    const here = held.get(w.key) ?? null;
+    return {
+      schema: p.rel.schema, table: p.rel.name, key: parseExactJson<Record<string, unknown>>(w.typedKey),
+      kind: repairKind(w.row !== null, here !== null), strategy: 'repair', winner: from,
+      winnerRow: w.row === null ? null : parseExactJson(w.row), winnerTime: null,
+      losers: [{ db, row: here === null ? null : Object.fromEntries(spec.columns.map((c, i) => [c.name, here[i] ?? null])), changed_at: null }],
+    };
+  });
 }
 
 function tableReport(report: RepairReport, label: string): RepairTableReport {
   let t = report.tables.find((x) => x.table === label);
   if (!t) {
-    t = { table: label, keys: 0, inFlight: 0, changed: {}, netRows: {} };
+    t = { table: label, keys: 0, inFlight: 0, changed: {}, netRows: {}, refused: [] };
     report.tables.push(t);
   }
   return t;

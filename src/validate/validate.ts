@@ -79,8 +79,8 @@ export class Validator {
   /** Active targets of other kinds (compared row by row against one source, see foreign.ts). */
   private foreign: SyncDb[] = [];
   private readonly targets = new Map<string, Target>();
-  /** Per foreign db, per table label, the keys that differ there (for repairForeign). */
-  private foreignDiffs = new Map<string, Map<string, string[]>>();
+  /** Per foreign db, per table label, the keys that differ there with both versions (for repairForeign). */
+  private foreignDiffs = new Map<string, Map<string, ForeignDiff[]>>();
 
   constructor(private readonly control: pg.Client, readonly sync: string, private readonly opts: ValidateOptions = {}) {}
 
@@ -155,8 +155,8 @@ export class Validator {
     return tableSpec(info, p.keys, p.rel.customnames?.[on.name]);
   }
 
-  /** Per foreign db, the keys that differ there per table label, after `compare`: what a repair re-applies. */
-  foreignDifferences(): Map<string, Map<string, string[]>> {
+  /** Per foreign db, the keys that differ there per table label (with both versions), after `compare`: what a repair re-applies. */
+  foreignDifferences(): Map<string, Map<string, ForeignDiff[]>> {
     return this.foreignDiffs;
   }
 
@@ -213,7 +213,7 @@ export class Validator {
     }
     for (const d of this.foreign) {
       const target = await this.target(d);
-      const perTable = new Map<string, string[]>();
+      const perTable = new Map<string, ForeignDiff[]>();
       this.foreignDiffs.set(d.name, perTable);
       for (const s of this.states) {
         if (s.report.status === 'schema') continue;
@@ -229,7 +229,7 @@ export class Validator {
         }
         s.report.rows[d.name] = first.targetRows;
         const different = first.diffs.filter((x) => !first.inFlight.has(x.key));
-        perTable.set(s.plan.label, different.map((x) => x.key));
+        perTable.set(s.plan.label, different);
         s.report.differences += different.length;
         s.report.inFlight += first.inFlight.size;
         if (different.length) s.report.status = 'different';

@@ -28,11 +28,13 @@ const TABLES: Record<string, { cols: [string, string][]; keys: string[] }> = {
   comp: { cols: [['a', 'integer'], ['k', 'text'], ['v', 'text']], keys: ['a', 'k'] },
   big: { cols: [['id', 'integer'], ['v', 'text']], keys: ['id'] },
   dn: { cols: [['id', 'integer'], ['v', 'text']], keys: ['id'] },
+  fc: { cols: [['id', 'integer'], ['v', 'text'], ['b', 'bytea'], ['n', 'numeric(20,6)'], ['ts', 'timestamp with time zone']], keys: ['id'] },
 };
 const DDL = `CREATE TABLE t1 (id int PRIMARY KEY, v text, b bytea, n numeric(20,6), ts timestamptz);
   CREATE TABLE comp (a int, k text, v text, PRIMARY KEY (a, k));
   CREATE TABLE big (id int PRIMARY KEY, v text);
-  CREATE TABLE dn (id int PRIMARY KEY, v text);`;
+  CREATE TABLE dn (id int PRIMARY KEY, v text);
+  CREATE TABLE fc (id int PRIMARY KEY, v text, b bytea, n numeric(20,6), ts timestamptz);`;
 
 const spec = (table: string): TableSpec => ({
   label: `public.${table}`, schema: 'public', name: table, targetName: table,
@@ -172,9 +174,10 @@ describe('targets of other kinds, end to end (MariaDB, SQLite, Redis)', () => {
     ok(await env.cli('add', 'table', 'public.t1', 'public.comp', 'db=A', 'relgroup=gmain'));
     ok(await env.cli('add', 'table', 'public.big', 'db=A', 'relgroup=gbig'));
     ok(await env.cli('add', 'table', 'public.dn', 'db=A', 'relgroup=gdn'));
+    ok(await env.cli('add', 'table', 'public.fc', 'db=A', 'relgroup=gfc'));
     for (const k of kinds) {
       ok(await env.cli('add', 'db', k.db, ...k.addArgs));
-      for (const g of ['gmain', 'gbig', 'gdn']) await k.create(ok(await env.cli('schema', `--db=${k.db}`, `relgroup=${g}`)).out);
+      for (const g of ['gmain', 'gbig', 'gdn', 'gfc']) await k.create(ok(await env.cli('schema', `--db=${k.db}`, `relgroup=${g}`)).out);
     }
     ok(await env.cli('add', 'sync', 'main', 'relgroup=gmain', 'dbs=A:source,B:source,M:target,S:target,R:target'));
     ok(await env.cli('add', 'sync', 'dn', 'relgroup=gdn', 'dbs=A:source,B:source,PM:target'));
@@ -232,6 +235,43 @@ describe('targets of other kinds, end to end (MariaDB, SQLite, Redis)', () => {
     assert.equal((await targetRows(byDb('R').params, 'comp')).length, 2);
   });
 
+  it('ibex validate compares the targets of other kinds of a multi-master sync, lists what differs there, and --repair fixes it', async () => {
+    const equal = await env.cli('validate', 'main');
+    assert.equal(equal.code, 0, equal.out + equal.err);
+    assert.match(equal.out, /sync main: equal on A, B, M, R, S/);
+    // A changed row on M, a missing row and a stray one on R.
+    const m = await openTarget(byDb('M').params);
+    const r = await openTarget(byDb('R').params);
+    try {
+      const one = (await targetRows(byDb('M').params, 't1')).find((x) => x[0] === '1')!;
+      await m.begin();
+      await m.upsertRows(spec('t1'), [[one[0]!, 'changed on M', one[2]!, one[3]!, one[4]!]]);
+      await m.commit();
+      await r.begin();
+      await r.deleteKeys(spec('comp'), [['7', 'after']]);
+      await r.upsertRows(spec('t1'), [['424242', 'stray on R', null, null, null]]);
+      await r.commit();
+    } finally {
+      await m.close();
+      await r.close();
+    }
+    const found = await env.cli('validate', 'main', '--json');
+    assert.equal(found.code, 6, found.out + found.err);
+    const doc = JSON.parse(found.out) as { differences: number; syncs: { tables: { table: string; keys: { key: Record<string, string>; versions: { db: string; row: Record<string, string | null> | null }[] }[] }[] }[] };
+    assert.equal(doc.differences, 3);
+    const keys = (table: string): string[] => doc.syncs[0]!.tables.find((t) => t.table === table)!.keys
+      .map((k) => `${JSON.stringify(k.key)} ${k.versions.map((v) => `${v.db}:${v.row === null ? 'missing' : (v.row.v ?? 'NULL')}`).join(' ')}`).sort();
+    assert.deepEqual(keys('public.t1'), [
+      `{"id":"1"} A:a1 updated on A M:changed on M`,
+      `{"id":"424242"} A:missing R:stray on R`,
+    ]);
+    assert.deepEqual(keys('public.comp'), [`{"a":"7","k":"after"} A:the truncate R:missing`]);
+    const fixed = await env.cli('validate', 'main', '--repair', '--from=A');
+    assert.equal(fixed.code, 0, fixed.out + fixed.err);
+    assert.match(fixed.out, /repaired 3 key\(s\) from A on B, M, R, S/);
+    await converged();
+  });
+
   for (const db of ['M', 'S']) {
     it(`recognises a run db ${db} committed before the cursors moved: nothing applied twice`, async () => {
       await env.query(0, `INSERT INTO t1 (id, v) SELECT g, 'crash ${db}' FROM generate_series(${db === 'M' ? 5000 : 5500}, ${db === 'M' ? 5099 : 5599}) g`);
@@ -274,6 +314,40 @@ describe('targets of other kinds, end to end (MariaDB, SQLite, Redis)', () => {
     const s = await env.query(0, `SELECT onetimecopy FROM ibex.sync WHERE name = 'big'`, [], 'ibexctl');
     assert.equal(Number(s[0]!.onetimecopy), 0);
     console.log(`# onetimecopy of 100k rows to MariaDB, SQLite and Redis: ${Date.now() - t0} ms`);
+  });
+
+  it('a fullcopy sync fills empty targets of other kinds, then leaves them exactly equal to the source (strays gone)', async () => {
+    ok(await env.cli('add', 'sync', 'fc', 'relgroup=gfc', 'dbs=A:source,M:fullcopy,S:fullcopy,R:fullcopy'));
+    const fc = runner(env, 'fc');
+    const dbs = ['M', 'S', 'R'];
+    for (const db of dbs) assert.deepEqual(await targetRows(byDb(db).params, 'fc'), [], `db ${db} starts empty`);
+    await env.query(0, `INSERT INTO fc SELECT g, 'fc ' || g || E' \\t\\n ''q''', decode(lpad(to_hex(g), 6, '0'), 'hex'), g / 3.0,
+                          '2024-03-10 01:30:00.123456-05'::timestamptz + g * interval '1 minute' FROM generate_series(1, 2000) g;
+                        INSERT INTO fc VALUES (0, '', ''::bytea, 0, NULL), (-1, NULL, NULL, NULL, NULL)`);
+    const first = await fc.run('fullcopy');
+    assert.equal(first.status, 'good', first.error);
+    const check = async (): Promise<void> => {
+      const a = await sourceRows(0, 'fc');
+      for (const db of dbs) assert.deepEqual(await targetRows(byDb(db).params, 'fc'), a, `db ${db} differs from A`);
+    };
+    await check();
+    // The source changes; every target gets a stray row and a local edit the source does not have.
+    await env.query(0, `INSERT INTO fc (id, v) VALUES (5000, 'new'); UPDATE fc SET v = 'updated', n = 42.5 WHERE id BETWEEN 10 AND 19;
+                        DELETE FROM fc WHERE id BETWEEN 100 AND 199; UPDATE fc SET b = NULL, ts = NULL WHERE id = 1; UPDATE fc SET v = NULL WHERE id = 0`);
+    for (const db of dbs) {
+      const t = await openTarget(byDb(db).params);
+      try {
+        await t.begin();
+        await t.upsertRows(spec('fc'), [['777777', `stray on ${db}`, '\\x00', '1', null], ['2', 'edited on the target', null, null, null]]);
+        await t.commit();
+      } finally {
+        await t.close();
+      }
+    }
+    const second = await fc.run('fullcopy');
+    assert.equal(second.status, 'good', second.error);
+    await check();
+    assert.equal((await targetRows(byDb('R').params, 'fc')).length, 2002 + 1 - 100);
   });
 
   it('a private MariaDB stopped during writes: runs fail in one line naming it, then catch up by themselves', async () => {
