@@ -21,7 +21,7 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
-import { epochOf, fencedMessage } from '../target.js';
+import { epochOf, fencedMessage, otherUniqueProblem } from '../target.js';
 import {
   blanksMatter,
   chunkSizes,
@@ -520,7 +520,7 @@ class MysqlTarget implements Target {
     }
     for (const [ix, u] of uniques) {
       if (ix === keyIndex) continue;
-      p(`table ${t.targetName} has unique key ${ix} (${u.cols.join(', ')}) besides the key; ON DUPLICATE KEY UPDATE fires on any unique key and would overwrite another row: drop it or make it a plain index`);
+      p(otherUniqueProblem(t.targetName, 'unique key', ix, u.cols, 'ON DUPLICATE KEY UPDATE fires on any unique key and would overwrite another row'));
     }
   }
 
