@@ -60,6 +60,11 @@ export interface TargetParams {
   password?: string | undefined;
   /** A connection string (mongodb://…, an Oracle connect string) or extra parameters. */
   conn?: string | undefined;
+  /**
+   * Open only a database that exists and create nothing: how `add db` / `update db` test a
+   * connection, so that a mistyped SQLite path is refused instead of becoming a new empty file.
+   */
+  mustExist?: boolean | undefined;
 }
 
 /** A column as the source describes it. */

@@ -3,6 +3,7 @@
  * with the progress row inside it, so a crash leaves either the whole run or none of it.
  */
 import type BetterSqlite3 from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 import { IbexError } from '../../errors.js';
 import { canonicalIntText, canonicalText, CodecError, decode, byteaText, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
 import type {
@@ -145,6 +146,7 @@ class SqliteTarget implements Target {
   readonly name: string;
   readonly caps: TargetCaps = { transactional: true, progressInTxn: true, copyText: false };
   private readonly file: string;
+  private readonly mustExist: boolean;
   private db: Db | null = null;
   private readonly stmts = new Map<string, Stmt>();
 
@@ -154,6 +156,7 @@ class SqliteTarget implements Target {
       throw new IbexError('config', `db ${params.name}: a sqlite db needs dbname=<path of the database file>`);
     }
     this.file = params.dbname;
+    this.mustExist = params.mustExist === true;
   }
 
   private get conn(): Db {
@@ -178,8 +181,13 @@ class SqliteTarget implements Target {
     } catch (e) {
       throw new IbexError('unreachable', `db ${this.name}: the better-sqlite3 driver cannot be loaded (${(e as Error).message}); run npm install`, { cause: e });
     }
+    // Runs open the file as it is (creating it if gone: check() then reports every table missing);
+    // a connection test must not turn a mistyped path into a new empty database.
+    if (this.mustExist && !existsSync(this.file)) {
+      throw new IbexError('config', `db ${this.name}: SQLite file ${this.file} does not exist: create it (sqlite3 ${this.file} 'VACUUM') or fix dbname=`);
+    }
     try {
-      const db = new Driver(this.file, { timeout: BUSY_TIMEOUT_MS });
+      const db = new Driver(this.file, { timeout: BUSY_TIMEOUT_MS, fileMustExist: this.mustExist });
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
