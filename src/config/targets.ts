@@ -107,9 +107,9 @@ function reasonOf(err: unknown, db: DbRecord): string {
 }
 
 /** A new Target for a db, with a one-line error when its kind is not in this build. */
-async function openTarget(db: DbRecord, open: OpenTarget, fix: string): Promise<Target> {
+async function openTarget(db: DbRecord, open: OpenTarget, fix: string, extra: Partial<TargetParams> = {}): Promise<Target> {
   try {
-    return await open(targetParams(db));
+    return await open({ ...targetParams(db), ...extra });
   } catch (err) {
     if (err instanceof IbexError && err.exitCode === ExitCode.usage) throw new IbexError(err.code, `db ${db.name}: ${err.message}: ${fix}`, { cause: err });
     throw err;
@@ -121,7 +121,7 @@ async function openTarget(db: DbRecord, open: OpenTarget, fix: string): Promise<
  * close. Returns the product and version to record.
  */
 export async function probeTarget(db: DbRecord, verb: 'add' | 'update', open: OpenTarget = createTarget): Promise<string> {
-  const t = await openTarget(db, open, `${verb} it anyway with --force`);
+  const t = await openTarget(db, open, `${verb} it anyway with --force`, { mustExist: true });
   try {
     await t.connect();
     return (await t.probe()).version;

@@ -39,6 +39,14 @@ export const TARGET_KIND_ALIASES: Readonly<Record<string, TargetKind>> = {
   oracle: 'oracle',
 };
 
+/**
+ * `check()`'s line for a unique key or index of a target table besides its key, which the
+ * upsert keyed on the key does not handle as `risk` says: one wording for every kind.
+ */
+export function otherUniqueProblem(table: string, what: 'unique key' | 'unique index', name: string, columns: readonly string[], risk: string): string {
+  return `table ${table} has ${what} ${name} (${columns.join(', ')}) besides the key; ${risk}: drop it or make it a plain index`;
+}
+
 /** Where and how to reach a target (the `ibex.db` row; the password is never printed). */
 export interface TargetParams {
   /** The db's name in ibex (for messages). */
@@ -52,6 +60,11 @@ export interface TargetParams {
   password?: string | undefined;
   /** A connection string (mongodb://…, an Oracle connect string) or extra parameters. */
   conn?: string | undefined;
+  /**
+   * Open only a database that exists and create nothing: how `add db` / `update db` test a
+   * connection, so that a mistyped SQLite path is refused instead of becoming a new empty file.
+   */
+  mustExist?: boolean | undefined;
 }
 
 /** A column as the source describes it. */

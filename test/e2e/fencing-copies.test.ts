@@ -108,6 +108,8 @@ describe('fencing of copies and of targets of other kinds', () => {
       ok(await daemons[0]!.ibex('add', 'db', name, `host=${p.host}`, `port=${p.port}`, 'dbname=app', `user=${p.user}`));
     }
     ok(await daemons[0]!.ibex('add', 'db', 'M', 'type=mariadb', 'host=127.0.0.1', 'port=3306', 'user=root', `dbname=${maria.dbname}`));
+    // add db opens only a file that exists: an empty one, its table made from ibex schema.
+    new Database(join(dir, 'target.sqlite')).close();
     ok(await daemons[0]!.ibex('add', 'db', 'S', 'type=sqlite', `dbname=${join(dir, 'target.sqlite')}`));
     ok(await daemons[0]!.ibex('set', `lease_seconds=${LEASE_S}`));
     await Promise.all(daemons.map((d) => d.start()));

@@ -238,6 +238,8 @@ describe('configuring dbs that are not PostgreSQL', () => {
     it('refuses add sync with the problems of a SQLite target listed one a line', { skip: notBuilt('sqlite') }, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
       try {
+        // add db opens only a file that exists: an empty one, tables to come.
+        await run('sqlite3', [join(dir, 'target.db'), 'VACUUM']);
         ok(await env.cli('add', 'db', 'S', 'type=sqlite', `dbname=${join(dir, 'target.db')}`));
         const before = await configDump();
         const r = await env.cli('add', 'sync', 'zs', 'relgroup=g', 'dbs=A:source,S:target');
@@ -252,6 +254,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
         assert.match(ddl.out, /CREATE TABLE/);
         await run('sqlite3', [join(dir, 'target.db'), ddl.out]);
         // update sync to a dbgroup with an empty SQLite file: checked the same way.
+        await run('sqlite3', [join(dir, 'empty.db'), 'VACUUM']);
         ok(await env.cli('add', 'db', 'S2', 'type=sqlite', `dbname=${join(dir, 'empty.db')}`));
         ok(await env.cli('add', 'dbgroup', 'ds2', 'A:source', 'S2:target'));
         ok(await env.cli('add', 'sync', 'zs', 'relgroup=g', 'dbs=A:source,S:target'));
@@ -343,11 +346,19 @@ describe('configuring dbs that are not PostgreSQL', () => {
       }
     });
 
-    it('adds a SQLite db on a file', { skip: notBuilt('sqlite') }, async () => {
+    it('adds a SQLite db on a file that exists, and refuses a path with no file without creating one', { skip: notBuilt('sqlite') }, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
       try {
-        const r = ok(await env.cli('add', 'db', 'SQ', 'type=sqlite3', `dbname=${join(dir, 'x.db')}`));
+        const file = join(dir, 'x.db');
+        const missing = (f: string): RegExp => new RegExp(`^ibex: db SQ: SQLite file ${f} does not exist: create it \\(sqlite3 ${f} 'VACUUM'\\) or fix dbname=$`);
+        await refused(['add', 'db', 'SQ', 'type=sqlite3', `dbname=${file}`], missing(file));
+        assert.equal(existsSync(file), false, 'add db created the file');
+        await run('sqlite3', [file, 'VACUUM']);
+        const r = ok(await env.cli('add', 'db', 'SQ', 'type=sqlite3', `dbname=${file}`));
         assert.match(r.out, /^added db SQ \(sqlite: /);
+        const typo = join(dir, 'y.db');
+        await refused(['update', 'db', 'SQ', `dbname=${typo}`], missing(typo));
+        assert.equal(existsSync(typo), false, 'update db created the file');
         ok(await env.cli('remove', 'db', 'SQ'));
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -92,6 +92,75 @@ describe('mariadb target: check()', () => {
     }
   });
 
+  it('refuses a column whose type cannot hold the source type, naming both types and the type to make it', async () => {
+    const target = mariadb(db.dbname);
+    const types: [string, string][] = [
+      ['i2', 'smallint'], ['i4', 'integer'], ['i8', 'bigint'], ['n', 'numeric(12,2)'], ['f4', 'real'], ['f8', 'double precision'],
+      ['b', 'boolean'], ['bl', 'bytea'], ['j', 'json'], ['jb', 'jsonb'], ['arr', 'integer[]'], ['u', 'uuid'],
+      ['tz', 'timestamp with time zone'], ['ts', 'timestamp without time zone'], ['d', 'date'], ['tm', 'time without time zone'],
+      ['ttz', 'time with time zone'], ['iv', 'interval'], ['t', 'text'], ['vc', 'character varying(20)'], ['c', 'character(3)'],
+    ];
+    const all = spec('ty_all', [['id', 'text'], ...types], ['id']);
+    for (const s of target.createTableSql(all)) await admin.query(s);
+    // Wider than what ibex makes, each still holding every value of its source type.
+    await admin.query(`CREATE TABLE ty_wide (id BIGINT PRIMARY KEY, i2 INT, i4 BIGINT, i8 DECIMAL(30,0), f4 DOUBLE, b INT UNSIGNED,
+      bl BLOB, u VARCHAR(100) CHARACTER SET utf8mb4, tm TIME(6), iv LONGTEXT CHARACTER SET utf8mb4, t MEDIUMTEXT CHARACTER SET utf8mb4) ENGINE=InnoDB`);
+    await admin.query(`CREATE TABLE ty_bad (id INT PRIMARY KEY, big INT, small TINYINT, neg INT UNSIGNED, txt INT, bin TEXT, js INT,
+      flag DATE, at VARCHAR(40), dbl FLOAT, pad BINARY(8), mood ENUM('a','b'), day DATETIME(6), few DECIMAL(12,2), clock TIME) ENGINE=InnoDB`);
+    try {
+      await target.connect();
+      assert.deepEqual(await target.check([all]), []);
+      assert.deepEqual(await target.check([spec('ty_wide', [['id', 'bigint'], ['i2', 'smallint'], ['i4', 'integer'], ['i8', 'bigint'],
+        ['f4', 'real'], ['b', 'boolean'], ['bl', 'bytea'], ['u', 'uuid'], ['tm', 'time'], ['iv', 'interval'], ['t', 'text']], ['id'])]), []);
+      const problems = await target.check([spec('ty_bad', [['id', 'integer'], ['big', 'bigint'], ['small', 'smallint'], ['neg', 'integer'],
+        ['txt', 'text'], ['bin', 'bytea'], ['js', 'jsonb'], ['flag', 'boolean'], ['at', 'timestamp with time zone'], ['dbl', 'double precision'],
+        ['pad', 'bytea'], ['mood', 'text'], ['day', 'date'], ['few', 'bigint'], ['clock', 'time without time zone']], ['id'])]);
+      const text = problems.map((p) => `${p.table}: ${p.message}`);
+      const expect = [
+        /^public\.ty_bad: column ty_bad\.big \(int\(11\)\) cannot hold bigint: INT holds 4 bytes, bigint 8; make it BIGINT$/,
+        /^public\.ty_bad: column ty_bad\.small \(tinyint\(4\)\) cannot hold smallint: TINYINT holds 1 bytes?, smallint 2; make it SMALLINT$/,
+        /^public\.ty_bad: column ty_bad\.neg \(int\(10\) unsigned\) cannot hold integer: UNSIGNED has no negative values; make it INT$/,
+        /^public\.ty_bad: column ty_bad\.txt \(int\(11\)\) cannot hold text: .*; make it LONGTEXT CHARACTER SET utf8mb4$/,
+        /^public\.ty_bad: column ty_bad\.bin \(text\) cannot hold bytea: .*; make it LONGBLOB$/,
+        /^public\.ty_bad: column ty_bad\.js \(int\(11\)\) cannot hold jsonb: .*; make it JSON$/,
+        /^public\.ty_bad: column ty_bad\.flag \(date\) cannot hold boolean: .*; make it TINYINT\(1\)$/,
+        /^public\.ty_bad: column ty_bad\.at \(varchar\(40\)\) cannot hold timestamp with time zone: .*; make it DATETIME\(6\)$/,
+        /^public\.ty_bad: column ty_bad\.dbl \(float\) cannot hold double precision: .*; make it DOUBLE$/,
+        /^public\.ty_bad: column ty_bad\.pad \(binary\(8\)\) cannot hold bytea: BINARY pads shorter values with zero bytes; make it LONGBLOB$/,
+        /^public\.ty_bad: column ty_bad\.mood \(enum\('a','b'\)\) cannot hold text: .*; make it LONGTEXT CHARACTER SET utf8mb4$/,
+        /^public\.ty_bad: column ty_bad\.day \(datetime\(6\)\) cannot hold date: .*; make it DATE$/,
+        /^public\.ty_bad: column ty_bad\.few \(decimal\(12,2\)\) cannot hold bigint: DECIMAL\(12,2\) has 10 integer digits, bigint needs 19; make it BIGINT$/,
+        /^public\.ty_bad: column ty_bad\.clock \(time\) rounds away microseconds of time without time zone; make it TIME\(6\)$/,
+      ];
+      for (const re of expect) assert.ok(text.some((t) => re.test(t)), `expected ${re} in:\n${text.join('\n')}`);
+      assert.equal(text.length, expect.length, text.join('\n'));
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('refuses an integer beyond a column narrowed after add sync as a row, instead of failing the statement', async () => {
+    const target = mariadb(db.dbname);
+    await admin.query('CREATE TABLE narrowed (id BIGINT PRIMARY KEY, n INT, u SMALLINT UNSIGNED) ENGINE=InnoDB');
+    const t = spec('narrowed', [['id', 'bigint'], ['n', 'bigint'], ['u', 'integer']], ['id']);
+    try {
+      await target.connect();
+      await target.begin();
+      const out = await target.upsertRows(t, [['1', '2147483647', '65535'], ['2', '2147483648', '0'], ['3', '-2147483648', '-1'], ['4', '-2147483649', '7']]);
+      await target.commit();
+      assert.deepEqual(out.refused.map((r) => r.key), [['2'], ['3'], ['4']]);
+      assert.match(out.refused[0]?.reason ?? '', /^public\.narrowed on maria: column n \(bigint\): 2147483648 does not fit INT \(-2147483648 to 2147483647\); make it BIGINT$/);
+      assert.match(out.refused[1]?.reason ?? '', /column u \(integer\): -1 does not fit SMALLINT UNSIGNED \(0 to 65535\); make it INT$/);
+      assert.match(out.refused[2]?.reason ?? '', /column n \(bigint\): -2147483649 does not fit INT/);
+      assert.equal(out.applied, 1);
+      const rows: TextRow[] = [];
+      for await (const r of target.scan(t)) rows.push(r);
+      assert.deepEqual(rows, [['1', '2147483647', '65535']]);
+    } finally {
+      await target.close();
+    }
+  });
+
   it('refuses to serve kind mysql on a MariaDB server', async () => {
     const t = createTarget({ name: 'my', kind: 'mysql', host: '127.0.0.1', port: 3306, user: 'root', dbname: db.dbname });
     await assert.rejects(t.connect(), /is MariaDB .* declare the db with type=mariadb/);

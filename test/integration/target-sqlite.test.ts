@@ -89,6 +89,43 @@ describe('sqlite target: check()', () => {
   });
 });
 
+describe('sqlite target: check() of unique indexes', () => {
+  it('refuses every unique index besides the key, since ON CONFLICT (key) does not cover it and a collision fails the run', async () => {
+    const { dir, file } = tempFile();
+    const target: Target = createTarget({ name: 'lite', kind: 'sqlite', dbname: file });
+    try {
+      withTables(file, [
+        'CREATE TABLE uq (id INTEGER PRIMARY KEY, email TEXT UNIQUE, v TEXT)',
+        'CREATE TABLE uqix (id TEXT PRIMARY KEY, code TEXT, v TEXT)',
+        'CREATE UNIQUE INDEX uqix_code ON uqix (code)',
+        'CREATE UNIQUE INDEX uqix_part ON uqix (v) WHERE v IS NOT NULL',
+        'CREATE UNIQUE INDEX uqix_nocase ON uqix (id COLLATE NOCASE)',
+        'CREATE UNIQUE INDEX uqix_expr ON uqix (lower(code))',
+        // The key's columns again, binary: it conflicts exactly when the key does.
+        'CREATE UNIQUE INDEX uqix_same ON uqix (id)',
+        'CREATE INDEX uqix_plain ON uqix (v)',
+      ]);
+      const uq = spec('uq', [['id', 'bigint'], ['email', 'text'], ['v', 'text']], ['id']);
+      const uqix = spec('uqix', [['id', 'text'], ['code', 'text'], ['v', 'text']], ['id']);
+      await target.connect();
+      const text = (await target.check([uq, uqix])).map((p) => `${p.table}: ${p.message}`);
+      const risk = "besides the key; ON CONFLICT \\(key\\) covers only the key, so a row colliding on it would fail the whole run: drop it or make it a plain index$";
+      const expect = [
+        new RegExp(`^public\\.uq: table uq has unique index sqlite_autoindex_uq_1 \\(email\\) ${risk}`),
+        new RegExp(`^public\\.uqix: table uqix has unique index uqix_code \\(code\\) ${risk}`),
+        new RegExp(`^public\\.uqix: table uqix has unique index uqix_part \\(v\\) ${risk}`),
+        new RegExp(`^public\\.uqix: table uqix has unique index uqix_nocase \\(id\\) ${risk}`),
+        new RegExp(`^public\\.uqix: table uqix has unique index uqix_expr \\(\\(expression\\)\\) ${risk}`),
+      ];
+      for (const re of expect) assert.ok(text.some((t) => re.test(t)), `expected ${re} in:\n${text.join('\n')}`);
+      assert.equal(text.length, expect.length, text.join('\n'));
+    } finally {
+      await target.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('sqlite target: crash', () => {
   it('a process killed mid-transaction leaves neither data nor progress of that run, and the next run applies', async () => {
     const { dir, file } = tempFile();

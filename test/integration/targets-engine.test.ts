@@ -98,6 +98,8 @@ before(async () => {
   await pm.start();
   pmDb = await freshDatabase(pm.port);
   const file = join(dir, 'target.sqlite');
+  // add db opens only a file that exists: an empty one, its tables made from ibex schema.
+  new Database(file).close();
   kinds.push(
     {
       db: 'M', params: { name: 'M', kind: 'mariadb', host: '127.0.0.1', port: 3306, user: 'root', dbname: maria.dbname },

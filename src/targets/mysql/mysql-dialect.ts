@@ -88,6 +88,92 @@ export function mysqlType(pgTypeText: string, isKey: boolean, flavor: MysqlFlavo
   }
 }
 
+/** Bytes of each MariaDB/MySQL integer type, signed range ±2^(8·bytes−1). */
+export const INT_TYPE_BYTES: Readonly<Record<string, number>> = { tinyint: 1, smallint: 2, mediumint: 3, int: 4, bigint: 8 };
+
+/** Decimal digits of the largest value of a PostgreSQL integer of this many bytes. */
+const INT_DIGITS: Readonly<Record<number, number>> = { 2: 5, 4: 10, 8: 19 };
+
+const TEXT_DATA_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
+const BINARY_DATA_TYPES = new Set(['varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+
+/** What `columnMismatch` needs of an existing column (information_schema.COLUMNS). */
+export interface ExistingColumn {
+  /** DATA_TYPE, lower case (`int`, `varchar`, `longtext` — MariaDB's JSON is LONGTEXT). */
+  dataType: string;
+  /** COLUMN_TYPE (`int(10) unsigned`). */
+  columnType: string;
+  maxChars: number | null;
+  precision: number | null;
+  scale: number | null;
+}
+
+/**
+ * Why an existing column cannot hold every value of a PostgreSQL type, or null when it can: the
+ * type ibex creates (mysqlType) and types obviously wider pass. Values a wide-enough type still
+ * cannot take one by one (a too long text, a numeric with too many digits) are refused as rows
+ * instead (encodeMysql); what this refuses would fail the whole statement under STRICT_ALL_TABLES,
+ * or change the value silently. Cases `check()` words on its own (TIMESTAMP, short DATETIME,
+ * decimal as FLOAT/DOUBLE, varchar as CHAR) pass here.
+ */
+export function columnMismatch(pgTypeText: string, col: ExistingColumn): string | null {
+  const t = pgType(pgTypeText);
+  const dt = col.dataType.toLowerCase();
+  const DT = dt.toUpperCase();
+  const unsigned = /\bunsigned\b/i.test(col.columnType);
+  const textAtLeast = (n: number): boolean => (TEXT_DATA_TYPES.has(dt) && (col.maxChars === null || col.maxChars >= n));
+  const notA = (what: string): string => `${DT} is not ${what}`;
+  switch (t.cls) {
+    case 'int': {
+      const width = t.width ?? 8;
+      const bytes = INT_TYPE_BYTES[dt];
+      if (bytes !== undefined) {
+        if (unsigned) return 'UNSIGNED has no negative values';
+        return bytes < width ? `${DT} holds ${bytes} byte${bytes === 1 ? '' : 's'}, ${t.base} ${width}` : null;
+      }
+      if (dt === 'decimal') {
+        const digits = (col.precision ?? 10) - (col.scale ?? 0);
+        const need = INT_DIGITS[width] ?? 19;
+        if (unsigned) return 'UNSIGNED has no negative values';
+        return digits < need ? `DECIMAL(${col.precision ?? 10},${col.scale ?? 0}) has ${digits} integer digits, ${t.base} needs ${need}` : null;
+      }
+      return notA('an integer type');
+    }
+    case 'decimal':
+      return dt === 'decimal' || dt === 'float' || dt === 'double' ? null : notA('DECIMAL');
+    case 'float':
+      if (dt === 'double') return null;
+      if (dt === 'float') return t.width === 4 ? null : 'FLOAT keeps about 7 of the 17 digits of double precision';
+      return notA('floating point');
+    case 'bool':
+      return INT_TYPE_BYTES[dt] !== undefined ? null : notA('an integer type');
+    case 'bytes':
+      if (BINARY_DATA_TYPES.has(dt)) return null;
+      if (dt === 'binary') return 'BINARY pads shorter values with zero bytes';
+      return TEXT_DATA_TYPES.has(dt) ? `${DT} holds characters, not bytes` : notA('a binary type');
+    case 'json':
+    case 'array':
+      // MariaDB's JSON is LONGTEXT with a json_valid check; shorter text types would cut a document off.
+      return dt === 'json' || dt === 'longtext' ? null : notA('JSON or LONGTEXT');
+    case 'uuid':
+      return dt === 'uuid' || textAtLeast(36) ? null : notA('text of at least 36 characters');
+    case 'timestamptz':
+    case 'timestamp':
+      return dt === 'datetime' || dt === 'timestamp' ? null : notA('DATETIME');
+    case 'date':
+      return dt === 'date' ? null : notA('DATE');
+    case 'time':
+      if (t.base === 'time with time zone') return textAtLeast(32) ? null : notA('text of at least 32 characters');
+      return dt === 'time' ? null : notA('TIME');
+    case 'interval':
+      return textAtLeast(64) ? null : notA('text of at least 64 characters');
+    case 'text':
+      if (TEXT_DATA_TYPES.has(dt)) return null;
+      if (dt === 'enum' || dt === 'set') return `${DT} refuses any value not in its list`;
+      return notA('a text type');
+  }
+}
+
 /**
  * Characters each unbounded text (or bytea) key column gets, so that the whole key stays within
  * InnoDB's 3072-byte index limit (4 bytes per utf8mb4 character; 16 bytes allowed for any other key column).

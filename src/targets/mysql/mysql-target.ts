@@ -21,12 +21,14 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
-import { epochOf, fencedMessage } from '../target.js';
+import { epochOf, fencedMessage, otherUniqueProblem } from '../target.js';
 import {
   blanksMatter,
   chunkSizes,
+  columnMismatch,
   createTableSql,
   deleteSql,
+  INT_TYPE_BYTES,
   keyCollation,
   MYSQL_MAX_PARAMS,
   MYSQL_MAX_ROWS,
@@ -40,6 +42,7 @@ import {
   quoteIdent,
   scanSql,
   SESSION_SQL_MODE,
+  textKeyChars,
   truncateSql,
   upsertSql as upsertSqlOf,
   type MysqlFlavor,
@@ -60,6 +63,26 @@ export interface ColumnLimits {
   maxBytes: number | null;
   precision: number | null;
   scale: number | null;
+  /**
+   * An integer column's range (`check()` refuses one narrower than its source type, but a column
+   * altered after `add sync` can be): a value outside it is refused as a row, since the server
+   * would fail the whole statement under STRICT_ALL_TABLES. Absent: no integer column.
+   */
+  intRange?: { min: bigint; max: bigint; unsigned: boolean } | undefined;
+}
+
+/** The range of an integer column of this DATA_TYPE, signed or not; undefined for other types. */
+export function intRangeOf(dataType: string, unsigned: boolean): ColumnLimits['intRange'] {
+  const bytes = INT_TYPE_BYTES[dataType];
+  if (bytes === undefined) return undefined;
+  const bits = BigInt(bytes * 8);
+  return unsigned ? { min: 0n, max: (1n << bits) - 1n, unsigned } : { min: -(1n << (bits - 1n)), max: (1n << (bits - 1n)) - 1n, unsigned };
+}
+
+/** Whether an integer column of this range holds every value of a PostgreSQL integer type. */
+function holdsEvery(range: NonNullable<ColumnLimits['intRange']>, pgTypeText: string): boolean {
+  const bits = BigInt((pgType(pgTypeText).width ?? 8) * 8);
+  return range.min <= -(1n << (bits - 1n)) && range.max >= (1n << (bits - 1n)) - 1n;
 }
 
 const pad = (n: number, w: number): string => String(n).padStart(w, '0');
@@ -98,8 +121,13 @@ export function encodeMysql(type: string, text: string | null, limits: ColumnLim
     throw e;
   }
   switch (v.kind) {
-    case 'int':
+    case 'int': {
+      const r = limits.intRange;
+      if (r !== undefined && (v.value < r.min || v.value > r.max)) {
+        return new Refusal(`${v.value} does not fit ${limits.dataType.toUpperCase()}${r.unsigned ? ' UNSIGNED' : ''} (${r.min} to ${r.max}); make it ${mysqlType(type, false, 'mariadb')}`);
+      }
       return v.value.toString();
+    }
     case 'decimal': {
       if (v.special !== null) return new Refusal(`${v.special} has no DECIMAL form; store it on the source as NULL or a number`);
       const p = decimalParts(v.value);
@@ -180,6 +208,8 @@ export function mysqlEncoder(type: string, limits: ColumnLimits): MysqlEncoder {
   const general = (text: string): Param | Refusal => encodeMysql(type, text, limits);
   switch (pgType(type).cls) {
     case 'int':
+      // A column narrower than the source type checks each value (general); the usual one need not.
+      if (limits.intRange !== undefined && !holdsEvery(limits.intRange, type)) return general;
       return (text) => canonicalIntText(text) ?? general(text);
     case 'decimal': {
       const prec = limits.precision ?? 65;
@@ -444,7 +474,18 @@ class MysqlTarget implements Target {
         if (cls === 'text' && blanksMatter(c.type) && dt === 'char') {
           p(`${where} drops trailing blanks of ${c.type} values on read; make it VARCHAR`);
         }
-        if (cls === 'text' && TEXT_TYPES.has(dt) && col.CHARACTER_SET_NAME !== null && col.CHARACTER_SET_NAME !== 'utf8mb4') {
+        if (cls === 'time' && dt === 'time' && Number(col.DATETIME_PRECISION ?? 0) < (pgType(c.type).precision ?? 6)) {
+          p(`${where} rounds away microseconds of ${c.type}; make it ${mysqlType(c.type, isKey, this.flavor)}`);
+        }
+        const mismatch = columnMismatch(c.type, {
+          dataType: dt, columnType: col.COLUMN_TYPE, maxChars: numOrNull(col.CHARACTER_MAXIMUM_LENGTH),
+          precision: numOrNull(col.NUMERIC_PRECISION), scale: numOrNull(col.NUMERIC_SCALE),
+        });
+        if (mismatch !== null) {
+          // Under STRICT_ALL_TABLES a value the type cannot take fails its whole statement, and every retry with it.
+          p(`${where} cannot hold ${c.type}: ${mismatch}; make it ${mysqlType(c.type, isKey, this.flavor, textKeyChars(t))}`);
+        }
+        if ((cls === 'text' || cls === 'json' || cls === 'array') && TEXT_TYPES.has(dt) && col.CHARACTER_SET_NAME !== null && col.CHARACTER_SET_NAME !== 'utf8mb4') {
           p(`${where} has character set ${col.CHARACTER_SET_NAME}, which cannot hold every character of ${c.type}; convert it to utf8mb4`);
         }
         if (isKey && col.COLLATION_NAME !== null && TEXT_TYPES.has(dt)) {
@@ -493,7 +534,7 @@ class MysqlTarget implements Target {
     }
     for (const [ix, u] of uniques) {
       if (ix === keyIndex) continue;
-      p(`table ${t.targetName} has unique key ${ix} (${u.cols.join(', ')}) besides the key; ON DUPLICATE KEY UPDATE fires on any unique key and would overwrite another row: drop it or make it a plain index`);
+      p(otherUniqueProblem(t.targetName, 'unique key', ix, u.cols, 'ON DUPLICATE KEY UPDATE fires on any unique key and would overwrite another row'));
     }
   }
 
@@ -552,6 +593,7 @@ class MysqlTarget implements Target {
         maxBytes: numOrNull(col.CHARACTER_OCTET_LENGTH),
         precision: dt === 'decimal' ? numOrNull(col.NUMERIC_PRECISION) : null,
         scale: dt === 'decimal' ? numOrNull(col.NUMERIC_SCALE) : null,
+        intRange: intRangeOf(dt, /\bunsigned\b/i.test(col.COLUMN_TYPE)),
       });
     }
     this.limits.set(t.targetName, m);

@@ -3,6 +3,7 @@
  * with the progress row inside it, so a crash leaves either the whole run or none of it.
  */
 import type BetterSqlite3 from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 import { IbexError } from '../../errors.js';
 import { canonicalIntText, canonicalText, CodecError, decode, byteaText, pgType, plainNumericCanonical, utcTimestamptzIso } from '../codec.js';
 import type {
@@ -17,7 +18,7 @@ import type {
   TextRow,
   UpsertOutcome,
 } from '../target.js';
-import { epochOf, fencedMessage } from '../target.js';
+import { epochOf, fencedMessage, otherUniqueProblem } from '../target.js';
 import {
   affinityOf,
   affinityProblem,
@@ -145,6 +146,7 @@ class SqliteTarget implements Target {
   readonly name: string;
   readonly caps: TargetCaps = { transactional: true, progressInTxn: true, copyText: false };
   private readonly file: string;
+  private readonly mustExist: boolean;
   private db: Db | null = null;
   private readonly stmts = new Map<string, Stmt>();
 
@@ -154,6 +156,7 @@ class SqliteTarget implements Target {
       throw new IbexError('config', `db ${params.name}: a sqlite db needs dbname=<path of the database file>`);
     }
     this.file = params.dbname;
+    this.mustExist = params.mustExist === true;
   }
 
   private get conn(): Db {
@@ -178,8 +181,13 @@ class SqliteTarget implements Target {
     } catch (e) {
       throw new IbexError('unreachable', `db ${this.name}: the better-sqlite3 driver cannot be loaded (${(e as Error).message}); run npm install`, { cause: e });
     }
+    // Runs open the file as it is (creating it if gone: check() then reports every table missing);
+    // a connection test must not turn a mistyped path into a new empty database.
+    if (this.mustExist && !existsSync(this.file)) {
+      throw new IbexError('config', `db ${this.name}: SQLite file ${this.file} does not exist: create it (sqlite3 ${this.file} 'VACUUM') or fix dbname=`);
+    }
     try {
-      const db = new Driver(this.file, { timeout: BUSY_TIMEOUT_MS });
+      const db = new Driver(this.file, { timeout: BUSY_TIMEOUT_MS, fileMustExist: this.mustExist });
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -225,30 +233,33 @@ class SqliteTarget implements Target {
           p(`column ${t.targetName}.${col.name} is NOT NULL without a default and not in the source table; every insert would fail: drop it or give it a default`);
         }
       }
-      if (!this.hasKey(t, cols, indexes, indexCols)) {
+      const want = t.keys.map((k) => k.toLowerCase()).sort().join('\0');
+      const pkCols = cols.filter((c) => c.pk > 0n).map((c) => c.name.toLowerCase()).sort().join('\0');
+      // An INTEGER PRIMARY KEY is the rowid and has no index entry in pragma_index_list.
+      let hasKey = pkCols === want && t.keys.length === 1 && affinityOf(cols.find((c) => c.pk > 0n)?.type ?? '') === 'INTEGER';
+      const others: { name: string; cols: (string | null)[]; onKeyColumns: boolean }[] = [];
+      for (const ix of indexes.all(t.targetName) as { name: string; uq: bigint; partial: bigint }[]) {
+        if (ix.uq === 0n) continue;
+        const ic = indexCols.all(ix.name) as { name: string | null; coll: string }[];
+        const onKeyColumns = ic.every((c) => c.name !== null) && ic.map((c) => (c.name as string).toLowerCase()).sort().join('\0') === want;
+        // Unique on exactly the key columns, binary and whole: it conflicts exactly when the key
+        // does, so it can serve as the key (ON CONFLICT's target) and is harmless besides it.
+        if (onKeyColumns && ix.partial === 0n && ic.every((c) => c.coll.toUpperCase() === 'BINARY')) hasKey = true;
+        else others.push({ name: ix.name, cols: ic.map((c) => c.name), onKeyColumns });
+      }
+      if (!hasKey) {
         p(`table ${t.targetName} has no PRIMARY KEY or unique index on exactly (${t.keys.join(', ')}) with binary collation; upserts need one: add PRIMARY KEY (${t.keys.join(', ')})`);
+      }
+      for (const o of others) {
+        // Without a usable key, an index on the key columns is the would-be key: the line above covers it.
+        if (!hasKey && o.onKeyColumns) continue;
+        // UNIQUE constraints too (their sqlite_autoindex_…): the upsert's ON CONFLICT names the
+        // key only, so a row colliding on any other unique index fails its statement, and the run.
+        p(otherUniqueProblem(t.targetName, 'unique index', o.name, o.cols.map((c) => c ?? '(expression)'),
+          'ON CONFLICT (key) covers only the key, so a row colliding on it would fail the whole run'));
       }
     }
     return problems;
-  }
-
-  private hasKey(
-    t: TableSpec,
-    cols: { name: string; pk: bigint; type: string }[],
-    indexes: Stmt,
-    indexCols: Stmt,
-  ): boolean {
-    const want = t.keys.map((k) => k.toLowerCase()).sort().join('\0');
-    const pkCols = cols.filter((c) => c.pk > 0n).map((c) => c.name.toLowerCase()).sort().join('\0');
-    // An INTEGER PRIMARY KEY is the rowid and has no index entry in pragma_index_list.
-    if (pkCols === want && t.keys.length === 1 && affinityOf(cols.find((c) => c.pk > 0n)?.type ?? '') === 'INTEGER') return true;
-    for (const ix of indexes.all(t.targetName) as { name: string; uq: bigint; partial: bigint }[]) {
-      if (ix.uq === 0n || ix.partial !== 0n) continue;
-      const ic = indexCols.all(ix.name) as { name: string | null; coll: string }[];
-      if (ic.some((c) => c.name === null || c.coll.toUpperCase() !== 'BINARY')) continue;
-      if (ic.map((c) => (c.name as string).toLowerCase()).sort().join('\0') === want) return true;
-    }
-    return false;
   }
 
   createTableSql(table: TableSpec): string[] {
