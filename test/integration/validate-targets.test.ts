@@ -110,6 +110,7 @@ describe('validate on targets of other kinds', () => {
     const c = await env.client(0);
     spec = tableSpec((await tableInfo(c, 'public', 'item'))!, ['id']);
     const rows = await sourceRows();
+    new Database(file).close(); // add db opens only a SQLite file that exists
     for (const k of KINDS) {
       ok(await env.cli('add', 'db', k.db, ...k.addArgs()));
       await addSync(env, k.sync, { dbs: { A: 'source', [k.db]: 'target' }, tables: ['public.item'] });
