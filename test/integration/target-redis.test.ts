@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { IbexError } from '../../src/errors.js';
 import type { TableSpec, Target, TextRow } from '../../src/targets/target.js';
-import { createTarget, forgetSeenServers } from '../../src/targets/redis/redis-target.js';
+import { createTarget, forgetSeenServers, REPLACE_ARGS } from '../../src/targets/redis/redis-target.js';
 import { privateRedis, type RedisServer } from '../helpers/redis-server.js';
 import { freePort } from '../../src/cluster/ports.js';
 import { targetContract } from '../helpers/target-contract.js';
@@ -174,6 +174,33 @@ describe('redis target', () => {
     assert.deepEqual(await rowsOf(target, big2), [['1', 'stay']]);
     assert.deepEqual(await rowsOf(target, colon), [['1', 'stay too']]);
     assert.equal(await raw.get('bigfoot'), 'not ours');
+  });
+
+  it('writes a wide table (80 non-key columns × 3,000 rows) and rewrites it with the new values', async () => {
+    // 3,000 rows of 160 field and value arguments each: one call per 1,000 rows would pass
+    // ~161k arguments, which overflows Node's stack when spread into one call.
+    const cols: [string, string][] = [['id', 'integer'], ...Array.from({ length: 80 }, (_, c): [string, string] => [`c${c}`, 'text'])];
+    const wide = table('wide', cols, ['id']);
+    const rowsOfRound = (round: string): TextRow[] =>
+      Array.from({ length: 3_000 }, (_, i) => [String(i), ...Array.from({ length: 80 }, (_, c) => (c === 7 && i % 3 === 0 ? null : `${round}${i}.${c}`))]);
+    const scriptCalls = async (): Promise<number> => {
+      const stats = await raw.info('commandstats');
+      return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    for (const round of ['a', 'b']) {
+      const rows = rowsOfRound(round);
+      const before = await scriptCalls();
+      assert.deepEqual(await target.upsertRows(wide, rows), { applied: 3_000, refused: [] });
+      // ~483k arguments in all: cut by the argument bound, not only every 1,000 rows.
+      const calls = (await scriptCalls()) - before;
+      assert.ok(calls >= Math.ceil((3_000 * 162) / REPLACE_ARGS), `${calls} calls of the replace script`);
+      const back = await rowsOf(target, wide);
+      assert.equal(back.length, 3_000);
+      assert.deepEqual(back, sorted(rows));
+    }
+    assert.deepEqual(await raw.hgetall('wide:3'), Object.fromEntries(Array.from({ length: 80 }, (_, c) => [`c${c}`, `b3.${c}`]).filter(([f]) => f !== 'c7')));
+    await target.truncate(wide);
+    assert.deepEqual(await rowsOf(target, wide), []);
   });
 
   it('reports keys under a table prefix that are not its hashes', async () => {
