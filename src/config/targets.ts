@@ -101,6 +101,18 @@ export function checkDbParams(db: DbRecord): void {
   }
 }
 
+/**
+ * Refuse a table without a key on any db that is not PostgreSQL, fullcopy or not: every other
+ * kind keeps a row by its key (a Redis key, a MongoDB _id, a PRIMARY KEY), so it would fail every
+ * run there or keep one row for the whole table. `leaveOut` says how to leave the db out.
+ */
+export function refuseKeyless(relations: readonly TargetRelation[], dbs: readonly DbRecord[], fix: { reAdd: boolean; leaveOut: string }): void {
+  const keyless = relations.find((r) => r.reltype === 'table' && !r.key_columns?.length);
+  const db = dbs.find((d) => d.dbtype !== 'postgres');
+  if (!keyless || !db) return;
+  throw configError(`table ${displayRelation(keyless.schemaname, keyless.relname)} has no primary key (nor a unique index on NOT NULL columns), and db ${db.name} is a ${db.dbtype} db, which keeps each row by its key: give the table a primary key${fix.reAdd ? ' (then remove and add the table again)' : ''}, or leave db ${db.name} out of ${fix.leaveOut}`);
+}
+
 /** A driver's or a target's message as one line, without the db's password. */
 function reasonOf(err: unknown, db: DbRecord): string {
   return redact(errorText(err), db.dbpass ?? undefined).replace(/\s*\n\s*/g, ' ').replace(/[.:]\s*$/, '');

@@ -375,6 +375,40 @@ describe('configuring dbs that are not PostgreSQL', () => {
         if (redis?.pid) process.kill(redis.pid);
         rmSync(dir, { recursive: true, force: true });
       });
+      it('refuses a table without a key on a db that is not postgres, fullcopy or not, and ibex schema prints no empty key', async () => {
+        // Every other kind keeps a row by its key (a Redis key, a MongoDB _id, a PRIMARY KEY):
+        // without one, Redis failed every run and MongoDB kept one document for the whole table.
+        const sqliteDir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
+        try {
+          await env.clusters[0]!.psql('CREATE TABLE public.nokey (x int, y text)', 'app');
+          await env.clusters[0]!.psql('CREATE TABLE public.nokey (x int, y text)', 'app2');
+          ok(await env.cli('add', 'table', 'public.nokey', 'db=A', 'relgroup=gk', '--force'));
+          ok(await env.cli('add', 'db', 'RK', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=4'));
+          ok(await env.cli('add', 'db', 'SK', 'type=sqlite', `dbname=${join(sqliteDir, 'k.db')}`));
+          const why = (db: string, kind: string, sync: string): RegExp =>
+            new RegExp(`^ibex: table public\\.nokey has no primary key \\(nor a unique index on NOT NULL columns\\), and db ${db} is a ${kind} db, which keeps each row by its key: give the table a primary key \\(then remove and add the table again\\), or leave db ${db} out of sync ${sync}$`);
+          await refused(['add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,B:fullcopy,RK:fullcopy'], why('RK', 'redis', 'zk'));
+          await refused(['add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,SK:fullcopy'], why('SK', 'sqlite', 'zk'));
+          // PostgreSQL can hold it: the sync without those dbs is made, and cannot take one in later.
+          ok(await env.cli('add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,B:fullcopy'));
+          await refused(['update', 'dbgroup', 'zk', 'add', 'RK:fullcopy'], why('RK', 'redis', 'zk'));
+          // ibex schema: refused for those dbs (SQLite printed PRIMARY KEY ()), as before for postgres.
+          fails(await env.cli('schema', '--db=SK', 'tables=public.nokey', 'source=A'), 2,
+            /^ibex: table public\.nokey has no primary key \(nor a unique index on NOT NULL columns\), and db SK is a sqlite db, which keeps each row by its key: give the table a primary key, or leave db SK out of the sync$/);
+          fails(await env.cli('schema', '--db=RK', 'relgroup=gk'), 2, /^ibex: table public\.nokey has no primary key .*db RK is a redis db/);
+          const pgDdl = ok(await env.cli('schema', 'zk', '--db=B'));
+          assert.equal(pgDdl.out, 'CREATE TABLE "public"."nokey" (\n  "x" integer,\n  "y" text\n);\n');
+          ok(await env.cli('remove', 'sync', 'zk'));
+          ok(await env.cli('remove', 'dbgroup', 'zk'));
+          ok(await env.cli('remove', 'relgroup', 'gk'));
+          ok(await env.cli('remove', 'table', 'public.nokey', 'db=A'));
+          ok(await env.cli('remove', 'db', 'RK'));
+          ok(await env.cli('remove', 'db', 'SK'));
+        } finally {
+          rmSync(sqliteDir, { recursive: true, force: true });
+        }
+      });
+
       it('adds it with a logical db number, showing its version', async () => {
         const r = ok(await env.cli('add', 'db', 'RD', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=3'));
         assert.match(r.out, /^added db RD \(redis: Redis 7\./);
