@@ -300,6 +300,28 @@ describe('redis target connection', () => {
     });
   });
 
+  it('fails at connect, in one line, on a db number the server lacks, rather than writing to db 0', async () => {
+    // The server has 16 databases: ioredis's own SELECT at connect fails only as an event, and
+    // the session stayed on db 0.
+    const t = createTarget({ name: 'far', kind: 'redis', host: '127.0.0.1', port: server.port, dbname: '16', password: secret });
+    const connected = await t.connect().then(() => true, (err: unknown) => {
+      assert.ok(err instanceof IbexError);
+      assert.equal(err.code, 'unreachable');
+      assert.match(err.message, new RegExp(`^redis target "far": cannot connect to 127\\.0\\.0\\.1:${server.port}/16: .*DB index is out of range`));
+      assert.doesNotMatch(err.message, /\n/);
+      return false;
+    });
+    if (connected) {
+      await t.upsertRows(T, [['far', 'x', null]]).catch(() => undefined);
+      await t.close();
+    }
+    const raw = new Redis({ port: server.port, password: secret, db: 0, lazyConnect: true });
+    await raw.connect();
+    const leaked = await raw.exists('items:far');
+    raw.disconnect();
+    assert.equal(connected, false, `connect succeeded${leaked ? ' and the row went to db 0' : ''}`);
+  });
+
   it('refuses a dbname that is not a number', () => {
     assert.throws(() => createTarget({ name: 'x', kind: 'redis', dbname: 'app' }), /dbname=app is not a Redis database number/);
   });

@@ -146,7 +146,6 @@ export class RedisTarget implements Target {
     const client = new Redis({
       host: this.host,
       port: this.port,
-      db: this.db,
       ...(this.params.user ? { username: this.params.user } : {}),
       ...(this.params.password ? { password: this.params.password } : {}),
       connectionName: 'ibex',
@@ -164,6 +163,9 @@ export class RedisTarget implements Target {
     });
     try {
       await client.connect();
+      // SELECT here, not ioredis's db option: that SELECT's failure (a number past the server's
+      // `databases`) is only an event, and the session would stay on db 0 and write there.
+      await client.select(this.db);
     } catch (err) {
       client.disconnect();
       const e = (lastError ?? err) as Error & { code?: string };
