@@ -7,7 +7,7 @@ import { ident, qualified } from '../db/ident.js';
 import type { DbRecord } from '../control/config-store.js';
 import { createTarget } from '../targets/registry.js';
 import type { TableSpec } from '../targets/target.js';
-import { readSourceTables, targetParams, type OpenTarget, type TargetRelation } from './targets.js';
+import { readSourceTables, refuseKeyless, targetParams, type OpenTarget, type TargetRelation } from './targets.js';
 
 /** A PostgreSQL CREATE TABLE for a table as the source has it (the columns ibex writes, the key). */
 export function postgresCreateTable(t: TableSpec): string {
@@ -20,6 +20,8 @@ export function postgresCreateTable(t: TableSpec): string {
 export async function schemaStatements(
   c: pg.Client, relations: readonly TargetRelation[], db: DbRecord, open: OpenTarget = createTarget,
 ): Promise<string[]> {
+  // Not a `PRIMARY KEY ()` that the db would refuse: the same refusal as add sync's.
+  refuseKeyless(relations, [db], { reAdd: false, leaveOut: 'the sync' });
   const specs = await (await readSourceTables(c, relations)).specsFor(db.name);
   const end = (s: string): string => (/;\s*$/.test(s) ? s.trimEnd() : `${s.trimEnd()};`);
   if (db.dbtype === 'postgres') return specs.map((t) => end(postgresCreateTable(t)));

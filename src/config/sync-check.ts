@@ -12,7 +12,7 @@ import { configError, notFound } from '../errors.js';
 import { closeAll, listHint, openDbs } from './dbs.js';
 import { displayPart, displayRelation } from './names.js';
 import { STRATEGIES, strategyDbs } from './strategies.js';
-import { checkTargets } from './targets.js';
+import { checkTargets, refuseKeyless } from './targets.js';
 
 /** What the checks need of a relation (it may not be registered yet). */
 export interface RelationLike {
@@ -95,6 +95,7 @@ export async function checkRules(c: pg.Client, plan: SyncPlan): Promise<DbRecord
       throw configError(`table ${displayRelation(r.schemaname, r.relname)} has no key, so sync ${plan.name} cannot carry its changes: give it a primary key (then remove and add the table again), or use one source with fullcopy targets only`);
     }
   }
+  refuseKeyless(plan.relations, dbs, { reAdd: true, leaveOut: `sync ${plan.name}` });
   if (plan.onetimecopy_from !== null && !names.includes(plan.onetimecopy_from)) {
     throw configError(`onetimecopy_from=${plan.onetimecopy_from} is not a db of sync ${plan.name}: name one of ${names.join(', ')}`);
   }

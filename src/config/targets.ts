@@ -44,7 +44,7 @@ const KIND_OPTIONS: Record<Exclude<TargetKind, 'postgres'>, { synopsis: string; 
   mariadb: { synopsis: 'dbname= host= [port=] user= [pass=]', unused: ['conn', 'service'] },
   mysql: { synopsis: 'dbname= host= [port=] user= [pass=]', unused: ['conn', 'service'] },
   sqlite: { synopsis: 'dbname=<file>', unused: ['host', 'port', 'user', 'pass', 'conn', 'service'] },
-  redis: { synopsis: 'host= [port=] [dbname=<0-15>] [user=] [pass=]', unused: ['conn', 'service'] },
+  redis: { synopsis: 'host= [port=] [dbname=<number>] [user=] [pass=]', unused: ['conn', 'service'] },
   mongo: { synopsis: '(conn=mongodb://… | host= [port=]) dbname= [user= pass=]', unused: ['service'] },
   oracle: { synopsis: '(conn=<connect string> | host= [port=] dbname=<service>) user= [pass=]', unused: ['service'] },
 };
@@ -78,8 +78,10 @@ export function checkDbParams(db: DbRecord): void {
       return;
     case 'redis':
       need('host', '<host>');
-      if (db.dbname !== null && !/^(\d|1[0-5])$/.test(db.dbname)) {
-        throw usage(`dbname= of a redis db is its logical database number, 0 to 15, not "${db.dbname}": ${fix}`);
+      // Any number Redis's `databases` setting (an int) can reach: a server has 16 unless set
+      // higher, and it refuses a number it lacks at the connection test (SELECT), which says so.
+      if (db.dbname !== null && !isRedisDbNumber(db.dbname)) {
+        throw usage(`dbname= of a redis db is its logical database number (0 or more; the server refuses one past its databases setting, 16 by default), not "${db.dbname}": ${fix}`);
       }
       return;
     case 'mongo':
@@ -99,6 +101,23 @@ export function checkDbParams(db: DbRecord): void {
       }
       return;
   }
+}
+
+/**
+ * Refuse a table without a key on any db that is not PostgreSQL, fullcopy or not: every other
+ * kind keeps a row by its key (a Redis key, a MongoDB _id, a PRIMARY KEY), so it would fail every
+ * run there or keep one row for the whole table. `leaveOut` says how to leave the db out.
+ */
+export function refuseKeyless(relations: readonly TargetRelation[], dbs: readonly DbRecord[], fix: { reAdd: boolean; leaveOut: string }): void {
+  const keyless = relations.find((r) => r.reltype === 'table' && !r.key_columns?.length);
+  const db = dbs.find((d) => d.dbtype !== 'postgres');
+  if (!keyless || !db) return;
+  throw configError(`table ${displayRelation(keyless.schemaname, keyless.relname)} has no primary key (nor a unique index on NOT NULL columns), and db ${db.name} is a ${db.dbtype} db, which keeps each row by its key: give the table a primary key${fix.reAdd ? ' (then remove and add the table again)' : ''}, or leave db ${db.name} out of ${fix.leaveOut}`);
+}
+
+/** Whether text is a Redis logical database number: digits, at most 2^31 - 1 (the rule of redis-dialect's dbNumber). */
+function isRedisDbNumber(text: string): boolean {
+  return /^\d{1,10}$/.test(text) && Number(text) <= 2 ** 31 - 1;
 }
 
 /** A driver's or a target's message as one line, without the db's password. */

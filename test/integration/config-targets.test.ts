@@ -90,8 +90,9 @@ describe('configuring dbs that are not PostgreSQL', () => {
       ['service= on mariadb', ['type=mariadb', 'dbname=x', 'host=h', 'user=u', 'service=s'], /service= is for postgres dbs only: give dbname= host= \[port=\] user= \[pass=\] for a mariadb db/],
       ['mysql without a host', ['type=mysql', 'dbname=x', 'user=u'], /a mysql db needs host=<host>/],
       ['mariadb without a user', ['type=mariadb', 'dbname=x', 'host=h'], /a mariadb db needs user=<user>/],
-      ['redis with a db number out of range', ['type=redis', 'host=h', 'dbname=16'], /dbname= of a redis db is its logical database number, 0 to 15, not "16"/],
-      ['redis with a name as db number', ['type=redis', 'host=h', 'dbname=app'], /logical database number, 0 to 15, not "app"/],
+      ['redis with a negative db number', ['type=redis', 'host=h', 'dbname=-1'], /dbname= of a redis db is its logical database number \(0 or more; the server refuses one past its databases setting, 16 by default\), not "-1": ibex add db X type=redis host=/],
+      ['redis with a name as db number', ['type=redis', 'host=h', 'dbname=app'], /logical database number \(0 or more; .*\), not "app"/],
+      ['redis without a host', ['type=redis', 'dbname=0'], /a redis db needs host=<host>/],
       ['redis with conn=', ['type=redis', 'host=h', 'conn=x'], /conn= has no meaning for a redis db/],
       ['mongo without dbname', ['type=mongodb', 'host=h'], /a mongo db needs dbname=<database>/],
       ['mongo with a conn= that is not a URL', ['type=mongo', 'dbname=x', 'conn=h:27017'], /conn= of a mongo db is a mongodb:\/\/ \(or mongodb\+srv:\/\/\) URL/],
@@ -109,7 +110,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
 
     it('refuses the same on update db', async () => {
       ok(await env.cli('add', 'db', 'R0', 'type=redis', 'host=h', '--force'));
-      await refused(['update', 'db', 'R0', 'dbname=99'], /logical database number, 0 to 15, not "99"/);
+      await refused(['update', 'db', 'R0', 'dbname=x9'], /logical database number \(0 or more; .*\), not "x9"/);
       await refused(['update', 'db', 'R0', 'type=sqlite'], /host= has no meaning for a sqlite db \(a local file\)/);
       ok(await env.cli('remove', 'db', 'R0'));
     });
@@ -372,7 +373,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
       before(async () => {
         dir = mkdtempSync(join(tmpdir(), 'ibex-redis-'));
         port = await freePort();
-        redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+        redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--databases', '20'], { stdio: 'ignore' });
         await waitFor('redis to listen', async () => {
           try {
             await run('redis-cli', ['-p', String(port), 'ping']);
@@ -386,10 +387,51 @@ describe('configuring dbs that are not PostgreSQL', () => {
         if (redis?.pid) process.kill(redis.pid);
         rmSync(dir, { recursive: true, force: true });
       });
+      it('refuses a table without a key on a db that is not postgres, fullcopy or not, and ibex schema prints no empty key', async () => {
+        // Every other kind keeps a row by its key (a Redis key, a MongoDB _id, a PRIMARY KEY):
+        // without one, Redis failed every run and MongoDB kept one document for the whole table.
+        const sqliteDir = mkdtempSync(join(tmpdir(), 'ibex-sqlite-'));
+        try {
+          await env.clusters[0]!.psql('CREATE TABLE public.nokey (x int, y text)', 'app');
+          await env.clusters[0]!.psql('CREATE TABLE public.nokey (x int, y text)', 'app2');
+          ok(await env.cli('add', 'table', 'public.nokey', 'db=A', 'relgroup=gk', '--force'));
+          ok(await env.cli('add', 'db', 'RK', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=4'));
+          ok(await env.cli('add', 'db', 'SK', 'type=sqlite', `dbname=${join(sqliteDir, 'k.db')}`));
+          const why = (db: string, kind: string, sync: string): RegExp =>
+            new RegExp(`^ibex: table public\\.nokey has no primary key \\(nor a unique index on NOT NULL columns\\), and db ${db} is a ${kind} db, which keeps each row by its key: give the table a primary key \\(then remove and add the table again\\), or leave db ${db} out of sync ${sync}$`);
+          await refused(['add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,B:fullcopy,RK:fullcopy'], why('RK', 'redis', 'zk'));
+          await refused(['add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,SK:fullcopy'], why('SK', 'sqlite', 'zk'));
+          // PostgreSQL can hold it: the sync without those dbs is made, and cannot take one in later.
+          ok(await env.cli('add', 'sync', 'zk', 'relgroup=gk', 'dbs=A:source,B:fullcopy'));
+          await refused(['update', 'dbgroup', 'zk', 'add', 'RK:fullcopy'], why('RK', 'redis', 'zk'));
+          // ibex schema: refused for those dbs (SQLite printed PRIMARY KEY ()), as before for postgres.
+          fails(await env.cli('schema', '--db=SK', 'tables=public.nokey', 'source=A'), 2,
+            /^ibex: table public\.nokey has no primary key \(nor a unique index on NOT NULL columns\), and db SK is a sqlite db, which keeps each row by its key: give the table a primary key, or leave db SK out of the sync$/);
+          fails(await env.cli('schema', '--db=RK', 'relgroup=gk'), 2, /^ibex: table public\.nokey has no primary key .*db RK is a redis db/);
+          const pgDdl = ok(await env.cli('schema', 'zk', '--db=B'));
+          assert.equal(pgDdl.out, 'CREATE TABLE "public"."nokey" (\n  "x" integer,\n  "y" text\n);\n');
+          ok(await env.cli('remove', 'sync', 'zk'));
+          ok(await env.cli('remove', 'dbgroup', 'zk'));
+          ok(await env.cli('remove', 'relgroup', 'gk'));
+          ok(await env.cli('remove', 'table', 'public.nokey', 'db=A'));
+          ok(await env.cli('remove', 'db', 'RK'));
+          ok(await env.cli('remove', 'db', 'SK'));
+        } finally {
+          rmSync(sqliteDir, { recursive: true, force: true });
+        }
+      });
+
       it('adds it with a logical db number, showing its version', async () => {
         const r = ok(await env.cli('add', 'db', 'RD', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=3'));
         assert.match(r.out, /^added db RD \(redis: Redis 7\./);
         ok(await env.cli('remove', 'db', 'RD'));
+      });
+      it('takes a db number past 15 when the server has it, and leaves the refusal of one it lacks to the server', async () => {
+        // This server has 20 databases (--databases 20): 19 is there, 20 is not.
+        ok(await env.cli('add', 'db', 'RD', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=19'));
+        ok(await env.cli('remove', 'db', 'RD'));
+        await refused(['add', 'db', 'RD', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=20'],
+          /^ibex: db RD \(redis\): .*DB index is out of range.*: fix the connection options, or add it anyway with --force$/, 1);
       });
     });
   });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { IbexError } from '../../src/errors.js';
 import type { TableSpec, Target, TextRow } from '../../src/targets/target.js';
-import { createTarget, forgetSeenServers } from '../../src/targets/redis/redis-target.js';
+import { createTarget, forgetSeenServers, REPLACE_ARGS } from '../../src/targets/redis/redis-target.js';
 import { privateRedis, type RedisServer } from '../helpers/redis-server.js';
 import { freePort } from '../../src/cluster/ports.js';
 import { targetContract } from '../helpers/target-contract.js';
@@ -176,6 +176,33 @@ describe('redis target', () => {
     assert.equal(await raw.get('bigfoot'), 'not ours');
   });
 
+  it('writes a wide table (80 non-key columns × 3,000 rows) and rewrites it with the new values', async () => {
+    // 3,000 rows of 160 field and value arguments each: one call per 1,000 rows would pass
+    // ~161k arguments, which overflows Node's stack when spread into one call.
+    const cols: [string, string][] = [['id', 'integer'], ...Array.from({ length: 80 }, (_, c): [string, string] => [`c${c}`, 'text'])];
+    const wide = table('wide', cols, ['id']);
+    const rowsOfRound = (round: string): TextRow[] =>
+      Array.from({ length: 3_000 }, (_, i) => [String(i), ...Array.from({ length: 80 }, (_, c) => (c === 7 && i % 3 === 0 ? null : `${round}${i}.${c}`))]);
+    const scriptCalls = async (): Promise<number> => {
+      const stats = await raw.info('commandstats');
+      return [...stats.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    for (const round of ['a', 'b']) {
+      const rows = rowsOfRound(round);
+      const before = await scriptCalls();
+      assert.deepEqual(await target.upsertRows(wide, rows), { applied: 3_000, refused: [] });
+      // ~483k arguments in all: cut by the argument bound, not only every 1,000 rows.
+      const calls = (await scriptCalls()) - before;
+      assert.ok(calls >= Math.ceil((3_000 * 162) / REPLACE_ARGS), `${calls} calls of the replace script`);
+      const back = await rowsOf(target, wide);
+      assert.equal(back.length, 3_000);
+      assert.deepEqual(back, sorted(rows));
+    }
+    assert.deepEqual(await raw.hgetall('wide:3'), Object.fromEntries(Array.from({ length: 80 }, (_, c) => [`c${c}`, `b3.${c}`]).filter(([f]) => f !== 'c7')));
+    await target.truncate(wide);
+    assert.deepEqual(await rowsOf(target, wide), []);
+  });
+
   it('reports keys under a table prefix that are not its hashes', async () => {
     const odd = table('odd', [['id', 'integer'], ['v', 'text']], ['id']);
     await raw.set('odd:1', 'a string');
@@ -271,6 +298,28 @@ describe('redis target connection', () => {
       assert.doesNotMatch(err.message, /\n/);
       return true;
     });
+  });
+
+  it('fails at connect, in one line, on a db number the server lacks, rather than writing to db 0', async () => {
+    // The server has 16 databases: ioredis's own SELECT at connect fails only as an event, and
+    // the session stayed on db 0.
+    const t = createTarget({ name: 'far', kind: 'redis', host: '127.0.0.1', port: server.port, dbname: '16', password: secret });
+    const connected = await t.connect().then(() => true, (err: unknown) => {
+      assert.ok(err instanceof IbexError);
+      assert.equal(err.code, 'unreachable');
+      assert.match(err.message, new RegExp(`^redis target "far": cannot connect to 127\\.0\\.0\\.1:${server.port}/16: .*DB index is out of range`));
+      assert.doesNotMatch(err.message, /\n/);
+      return false;
+    });
+    if (connected) {
+      await t.upsertRows(T, [['far', 'x', null]]).catch(() => undefined);
+      await t.close();
+    }
+    const raw = new Redis({ port: server.port, password: secret, db: 0, lazyConnect: true });
+    await raw.connect();
+    const leaked = await raw.exists('items:far');
+    raw.disconnect();
+    assert.equal(connected, false, `connect succeeded${leaked ? ' and the row went to db 0' : ''}`);
   });
 
   it('refuses a dbname that is not a number', () => {

@@ -35,13 +35,18 @@ describe('the options of each type of db', () => {
     checkDbParams(db({ dbtype: 'sqlite', dbname: '/var/lib/x.db' }));
     checkDbParams(db({ dbtype: 'redis', host: 'h' }));
     checkDbParams(db({ dbtype: 'redis', host: 'h', dbname: '15' }));
+    // Past 15 too: a server's databases setting may give it more; the connection test says when not.
+    checkDbParams(db({ dbtype: 'redis', host: 'h', dbname: '16' }));
+    checkDbParams(db({ dbtype: 'redis', host: 'h', dbname: '2147483647' }));
     checkDbParams(db({ dbtype: 'mongo', conn: 'mongodb+srv://c.example', dbname: 'd' }));
     checkDbParams(db({ dbtype: 'oracle', conn: '//h:1521/svc', dbuser: 'u' }));
     checkDbParams(db({ dbtype: 'oracle', host: 'h', dbname: 'svc', dbuser: 'u' }));
   });
   it('refuses what a type has no use for, and what it lacks', () => {
     refused({ dbtype: 'sqlite', dbname: 'x.db', dbpass: 'p' }, /^pass= has no meaning for a sqlite db/);
-    refused({ dbtype: 'redis', host: 'h', dbname: '-1' }, /logical database number, 0 to 15, not "-1"/);
+    const notNumber = (v: string): RegExp => new RegExp(`^dbname= of a redis db is its logical database number \\(0 or more; the server refuses one past its databases setting, 16 by default\\), not "${v}": ibex add db X type=redis host= \\[port=\\] \\[dbname=<number>\\]`);
+    for (const v of ['-1', 'app', '1.5', '2147483648']) refused({ dbtype: 'redis', host: 'h', dbname: v }, notNumber(v));
+    refused({ dbtype: 'redis', dbname: '0' }, /^a redis db needs host=<host>: ibex add db X type=redis host=/);
     refused({ dbtype: 'oracle', conn: '//h/svc', dbname: 'svc', dbuser: 'u' }, /conn= and host=\/port=\/dbname= given together for oracle db X/);
     refused({ dbtype: 'mysql', host: 'h', dbuser: 'u' }, /^a mysql db needs dbname=<database>: ibex add db X type=mysql/);
   });

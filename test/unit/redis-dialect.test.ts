@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TableSpec } from '../../src/targets/target.js';
-import { decodeProgress, encodeProgress, escapeGlob, FENCED_PROGRESS_LUA, hashArgs, parseRowKey, rowKey, rowLayout, tablePattern } from '../../src/targets/redis/redis-dialect.js';
+import { dbNumber, decodeProgress, encodeProgress, escapeGlob, FENCED_PROGRESS_LUA, hashArgs, parseRowKey, rowKey, rowLayout, tablePattern } from '../../src/targets/redis/redis-dialect.js';
 
 const t: TableSpec = {
   label: 'public.t', schema: 'public', name: 't', targetName: 't',
@@ -10,6 +10,14 @@ const t: TableSpec = {
 };
 
 describe('redis dialect', () => {
+  it('takes any non-negative integer a server can have as the database number', () => {
+    assert.equal(dbNumber(undefined), 0);
+    assert.equal(dbNumber(''), 0);
+    assert.equal(dbNumber('15'), 15);
+    assert.equal(dbNumber('123456'), 123456);
+    assert.equal(dbNumber('2147483647'), 2147483647);
+    for (const v of ['-1', 'app', '1.5', ' 1', '2147483648']) assert.equal(dbNumber(v), undefined, v);
+  });
   it('fences progress in one script: the newest epoch of the hash, written only when not newer', () => {
     assert.equal(FENCED_PROGRESS_LUA, [
       'local mine = tonumber(ARGV[1])',

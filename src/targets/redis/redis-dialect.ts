@@ -200,9 +200,14 @@ export function decodeProgress(text: string): { snapshot: string; run: number } 
   return undefined;
 }
 
-/** The logical database number of `dbname=` (empty → 0); undefined when it is not a number. */
+/**
+ * The logical database number of `dbname=` (empty → 0); undefined when it is not a number a
+ * server can have: digits, at most 2^31 - 1 (its `databases` setting is an int). Whether this
+ * server has it is its own to say, when SELECT refuses it at connect.
+ */
 export function dbNumber(dbname: string | undefined): number | undefined {
   if (dbname === undefined || dbname === '') return 0;
-  if (!/^\d{1,5}$/.test(dbname)) return undefined;
-  return Number(dbname);
+  if (!/^\d{1,10}$/.test(dbname)) return undefined;
+  const n = Number(dbname);
+  return n <= 2 ** 31 - 1 ? n : undefined;
 }

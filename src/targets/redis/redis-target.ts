@@ -48,8 +48,14 @@ import {
 export const CHUNK_COMMANDS = 1000;
 /** Chunks in flight at once on the one connection (pipelining without unbounded memory). */
 const CHUNKS_IN_FLIGHT = 16;
-/** Rows per call of the replace script, and the bytes of values one call carries at most. */
+/**
+ * Rows per call of the replace script, and the arguments and characters of keys and values one
+ * call carries at most (a call is cut when either passes). The argument bound matters for wide
+ * tables: 1,000 rows of 80 columns are 161k arguments, one EVAL that keeps the server busy long
+ * and an argument list the client must hold at once.
+ */
 export const REPLACE_ROWS = 1000;
+export const REPLACE_ARGS = 50_000;
 const REPLACE_BYTES = 8 << 20;
 
 /**
@@ -68,7 +74,7 @@ end
 return #KEYS`;
 
 /** The client with the replace script defined (ioredis sends EVALSHA, and EVAL once when the server lacks it). */
-type ScriptClient = RedisClient & { ibexReplaceHashes(numKeys: number, ...args: string[]): Promise<number> };
+type ScriptClient = RedisClient & { ibexReplaceHashes(numKeys: number, keys: string[], args: string[]): Promise<number> };
 /** Keys asked for per SCAN step. */
 const SCAN_COUNT = 1000;
 /** Keys `check` samples per table. */
@@ -140,7 +146,6 @@ export class RedisTarget implements Target {
     const client = new Redis({
       host: this.host,
       port: this.port,
-      db: this.db,
       ...(this.params.user ? { username: this.params.user } : {}),
       ...(this.params.password ? { password: this.params.password } : {}),
       connectionName: 'ibex',
@@ -158,6 +163,9 @@ export class RedisTarget implements Target {
     });
     try {
       await client.connect();
+      // SELECT here, not ioredis's db option: that SELECT's failure (a number past the server's
+      // `databases`) is only an event, and the session would stay on db 0 and write there.
+      await client.select(this.db);
     } catch (err) {
       client.disconnect();
       const e = (lastError ?? err) as Error & { code?: string };
@@ -335,7 +343,9 @@ export class RedisTarget implements Target {
     let bytes = 0;
     const send = async (): Promise<void> => {
       if (keys.length === 0) return;
-      const call = redis.ibexReplaceHashes(keys.length, ...keys, ...args);
+      // Arrays, not spread: ioredis flattens them, and spreading 100k+ strings into one call
+      // overflows the stack (RangeError), the same batch on every retry.
+      const call = redis.ibexReplaceHashes(keys.length, keys, args);
       // Awaited in settle(); this only keeps a failure from counting as unhandled before then.
       call.catch(() => {});
       inFlight.push(call);
@@ -346,13 +356,15 @@ export class RedisTarget implements Target {
     };
     for (const row of rows) {
       const fields = hashArgs(layout, row);
-      keys.push(rowKey(table, keyOfRow(layout, row)));
+      const key = rowKey(table, keyOfRow(layout, row));
+      keys.push(key);
+      bytes += key.length;
       args.push(String(fields.length));
       for (const f of fields) {
         args.push(f);
         bytes += f.length;
       }
-      if (keys.length >= REPLACE_ROWS || bytes >= REPLACE_BYTES) await send();
+      if (keys.length >= REPLACE_ROWS || keys.length + args.length >= REPLACE_ARGS || bytes >= REPLACE_BYTES) await send();
     }
     await send();
     await settle();
@@ -369,7 +381,8 @@ export class RedisTarget implements Target {
         // Only keys of the table's shape: SCAN MATCH is a glob, and another writer's odd key
         // under the prefix is reported by check(), not silently removed.
         const mine = batch.filter((k) => parseRowKey(table, k) !== undefined);
-        if (mine.length > 0) await this.redis.unlink(...mine);
+        // An array, not spread: SCAN's COUNT is only a hint, so a batch has no hard bound.
+        if (mine.length > 0) await this.redis.unlink(mine);
       } while (cursor !== '0');
     } catch (err) {
       throw this.fail(`truncating ${table.label}`, err);
@@ -391,8 +404,7 @@ export class RedisTarget implements Target {
       const marker = await this.redis.get(MARKER_KEY);
       if (entries.length > 0) {
         if (epoch === undefined) {
-          const args = entries.flatMap((e) => [e.source, encodeProgress(e.snapshot, e.run)]);
-          await this.redis.hset(progressKey(sync), ...args);
+          await this.redis.hset(progressKey(sync), new Map(entries.map((e) => [e.source, encodeProgress(e.snapshot, e.run)])));
         } else {
           const all = entries.some((e) => e.source === FENCE_SOURCE) ? entries : [...entries, fenceEntry(entries[0]!.run, epoch)];
           const args = all.flatMap((e) => [e.source, encodeProgress(e.snapshot, e.run, epoch)]);
