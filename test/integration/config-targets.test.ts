@@ -396,6 +396,7 @@ describe('configuring dbs that are not PostgreSQL', () => {
           await env.clusters[0]!.psql('CREATE TABLE public.nokey (x int, y text)', 'app2');
           ok(await env.cli('add', 'table', 'public.nokey', 'db=A', 'relgroup=gk', '--force'));
           ok(await env.cli('add', 'db', 'RK', 'type=redis', 'host=127.0.0.1', `port=${port}`, 'dbname=4'));
+          await run('sqlite3', [join(sqliteDir, 'k.db'), 'VACUUM']); // add db opens only a file that exists
           ok(await env.cli('add', 'db', 'SK', 'type=sqlite', `dbname=${join(sqliteDir, 'k.db')}`));
           const why = (db: string, kind: string, sync: string): RegExp =>
             new RegExp(`^ibex: table public\\.nokey has no primary key \\(nor a unique index on NOT NULL columns\\), and db ${db} is a ${kind} db, which keeps each row by its key: give the table a primary key \\(then remove and add the table again\\), or leave db ${db} out of sync ${sync}$`);

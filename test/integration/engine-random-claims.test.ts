@@ -128,6 +128,7 @@ describe(`randomized hot keys, unique claims and orphans on three masters (IBEX_
       },
     });
     const statuses: Record<string, number> = {};
+    let contentionFailures = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = int(4, 12); k > 0; k--) {
         const node = int(0, 2);
@@ -135,7 +136,13 @@ describe(`randomized hot keys, unique claims and orphans on three masters (IBEX_
       }
       const res = await r.run('delta');
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-      assert.ok(res.status === 'good' || res.status === 'empty', why(`round ${round}: ${res.status} ${res.error ?? ''}`));
+      // The hook races every attempt of a run, repeats included. A key whose own row raced is left
+      // out, but not in tables linked by a foreign key (run/raced.ts): there a parent changed after
+      // the snapshot fails the child's foreign-key check, and after four such attempts the run
+      // fails as contention, to be run again. Rare; anything else is a bug.
+      const contention = res.status === 'failed' && res.contention === true && /could not serialize|deadlock/.test(res.error ?? '');
+      if (contention) contentionFailures++;
+      assert.ok(res.status === 'good' || res.status === 'empty' || (contention && contentionFailures <= 2), why(`round ${round}: ${res.status} ${res.error ?? ''}`));
     }
     racing = false;
     let quiet = 0;
