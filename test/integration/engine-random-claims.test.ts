@@ -137,9 +137,10 @@ describe(`randomized hot keys, unique claims and orphans on three masters (IBEX_
       const res = await r.run('delta');
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
       // The hook races every attempt of a run, repeats included. A key whose own row raced is left
-      // out, but not in tables linked by a foreign key (run/raced.ts): there a parent changed after
-      // the snapshot fails the child's foreign-key check, and after four such attempts the run
-      // fails as contention, to be run again. Rare; anything else is a bug.
+      // out, but not in tables linked by a foreign key (run/raced.ts): there a parent deleted or
+      // re-keyed after the snapshot fails the child's foreign-key check (design.md, "raced keys",
+      // point 3), and after four such attempts the run fails as contention, to be run again.
+      // Rare; anything else is a bug.
       const contention = res.status === 'failed' && res.contention === true && /could not serialize|deadlock/.test(res.error ?? '');
       if (contention) contentionFailures++;
       assert.ok(res.status === 'good' || res.status === 'empty' || (contention && contentionFailures <= 2), why(`round ${round}: ${res.status} ${res.error ?? ''}`));
