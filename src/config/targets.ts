@@ -10,7 +10,7 @@ import { customnamesOn, getSync, type DbRecord, type DbRoleName } from '../contr
 import { ExitCode, IbexError, configError, usage } from '../errors.js';
 import { createTarget } from '../targets/registry.js';
 import { tableSpec } from '../targets/spec.js';
-import type { Problem, TableSpec, Target, TargetKind, TargetParams } from '../targets/target.js';
+import { keylessTargetProblem, type Problem, type TableSpec, type Target, type TargetKind, type TargetParams } from '../targets/target.js';
 import { resolvePassword } from '../control/password.js';
 import { openDb, requireDb } from './dbs.js';
 import { displayRelation } from './names.js';
@@ -112,7 +112,7 @@ export function refuseKeyless(relations: readonly TargetRelation[], dbs: readonl
   const keyless = relations.find((r) => r.reltype === 'table' && !r.key_columns?.length);
   const db = dbs.find((d) => d.dbtype !== 'postgres');
   if (!keyless || !db) return;
-  throw configError(`table ${displayRelation(keyless.schemaname, keyless.relname)} has no primary key (nor a unique index on NOT NULL columns), and db ${db.name} is a ${db.dbtype} db, which keeps each row by its key: give the table a primary key${fix.reAdd ? ' (then remove and add the table again)' : ''}, or leave db ${db.name} out of ${fix.leaveOut}`);
+  throw configError(keylessTargetProblem(displayRelation(keyless.schemaname, keyless.relname), db, fix.reAdd, fix.leaveOut));
 }
 
 /** Whether text is a Redis logical database number: digits, at most 2^31 - 1 (the rule of redis-dialect's dbNumber). */

@@ -23,7 +23,7 @@ import { PostgresTarget } from '../targets/postgres/postgres-target.js';
 import { PROGRESS_EPOCH_SQL } from '../targets/postgres/postgres-dialect.js';
 import { openTarget, targetParams } from '../targets/registry.js';
 import { tableSpec } from '../targets/spec.js';
-import type { TableSpec, Target, TargetParams } from '../targets/target.js';
+import { keylessTargetProblem, type TableSpec, type Target, type TargetParams } from '../targets/target.js';
 import { tableInfo } from '../db/catalog.js';
 import { buildPlans, type TablePlan } from './plan.js';
 import { copyTables, refill, type CopyContext } from './copy.js';
@@ -156,6 +156,12 @@ export class SyncRunner {
     if (!ref) throw new IbexError('config', `sync ${this.opts.sync} has no source db: add one with ibex update dbgroup`);
     const foreignSource = this.cfg.dbs.find((d) => d.role === 'source' && d.dbtype !== 'postgres');
     if (foreignSource) throw new PauseError(`db ${foreignSource.name} is a ${foreignSource.dbtype} db and only PostgreSQL can be a source: make it a target of sync ${this.opts.sync} with "ibex update dbgroup"`);
+    // add sync refuses this; a sync configured before it did would fail (Redis) or fold rows together (MongoDB) at every run.
+    const keyless = this.cfg.relations.find((r) => r.reltype === 'table' && r.keyColumns.length === 0);
+    const foreignTarget = this.cfg.dbs.find((d) => d.dbtype !== 'postgres');
+    if (keyless && foreignTarget) {
+      throw new PauseError(keylessTargetProblem(`${keyless.schema}.${keyless.name}`, foreignTarget, true, `sync ${this.opts.sync} ("ibex update dbgroup")`));
+    }
     if (this.cfg.applyMode === 'replica') this.checkReplica(this.cfg);
     this.plans = [];
     await this.closeDbs();

@@ -47,6 +47,15 @@ export function otherUniqueProblem(table: string, what: 'unique key' | 'unique i
   return `table ${table} has ${what} ${name} (${columns.join(', ')}) besides the key; ${risk}: drop it or make it a plain index`;
 }
 
+/**
+ * Why a table without a key cannot go to a db of another kind (each keeps a row by its key: a
+ * Redis key, a MongoDB _id, a PRIMARY KEY). One wording for `add sync` and for a run of a sync
+ * configured before the check; `leaveOut` names what to leave the db out of.
+ */
+export function keylessTargetProblem(table: string, db: { name: string; dbtype: string }, reAdd: boolean, leaveOut: string): string {
+  return `table ${table} has no primary key (nor a unique index on NOT NULL columns), and db ${db.name} is a ${db.dbtype} db, which keeps each row by its key: give the table a primary key${reAdd ? ' (then remove and add the table again)' : ''}, or leave db ${db.name} out of ${leaveOut}`;
+}
+
 /** Where and how to reach a target (the `ibex.db` row; the password is never printed). */
 export interface TargetParams {
   /** The db's name in ibex (for messages). */

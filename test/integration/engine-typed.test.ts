@@ -164,4 +164,15 @@ describe('a target of another kind (in memory) next to two masters', () => {
     assert.equal(res.pause, true);
     assert.match(res.error ?? '', /^db N is a sqlite db and only PostgreSQL can be a source: /);
   });
+
+  it('pauses a sync configured before add sync refused a keyless table for a db of another kind', async () => {
+    await env.query(0, `CREATE TABLE nokey (x int, y text); INSERT INTO nokey VALUES (1, 'a'), (1, 'a')`);
+    await env.query(1, `CREATE TABLE nokey (x int, y text)`);
+    await addSync(env, 'nk', { dbs: { A: 'source', N: 'fullcopy' }, tables: ['public.nokey'] });
+    const res = await runner(env, 'nk', { openTarget: open }).run('fullcopy');
+    assert.equal(res.status, 'failed');
+    assert.equal(res.pause, true);
+    assert.match(res.error ?? '', /^table public\.nokey has no primary key \(nor a unique index on NOT NULL columns\), and db N is a sqlite db, which keeps each row by its key: give the table a primary key \(then remove and add the table again\), or leave db N out of sync nk \("ibex update dbgroup"\)$/);
+    assert.equal(copyMem.rows('public.nokey').length, 0, 'nothing was written');
+  });
 });
