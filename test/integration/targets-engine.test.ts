@@ -29,6 +29,7 @@ const TABLES: Record<string, { cols: [string, string][]; keys: string[] }> = {
   big: { cols: [['id', 'integer'], ['v', 'text']], keys: ['id'] },
   dn: { cols: [['id', 'integer'], ['v', 'text']], keys: ['id'] },
   fc: { cols: [['id', 'integer'], ['v', 'text'], ['b', 'bytea'], ['n', 'numeric(20,6)'], ['ts', 'timestamp with time zone']], keys: ['id'] },
+  rk: { cols: [['id', 'integer'], ['v', 'text'], ['n', 'numeric(20,6)']], keys: ['id'] },
 };
 const DDL = `CREATE TABLE t1 (id int PRIMARY KEY, v text, b bytea, n numeric(20,6), ts timestamptz);
   CREATE TABLE comp (a int, k text, v text, PRIMARY KEY (a, k));
@@ -352,6 +353,33 @@ describe('targets of other kinds, end to end (MariaDB, SQLite, Redis)', () => {
     assert.equal((await targetRows(byDb('R').params, 'fc')).length, 2002 + 1 - 100);
   });
 
+  it('a SQLite file locked by another writer past the busy timeout: the run fails transiently naming it, applies nothing, then catches up', async () => {
+    const file = byDb('S').params.dbname!;
+    const before = await targetRows(byDb('S').params, 't1');
+    const cursors = await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'main' ORDER BY db`, [], 'ibexctl');
+    // Another process's write transaction: ibex's BEGIN IMMEDIATE waits out its busy timeout, then gets SQLITE_BUSY.
+    const holder = new Database(file);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      await env.query(0, `INSERT INTO t1 (id, v) SELECT g, 'while S is locked' FROM generate_series(8000, 8099) g`);
+      await env.query(1, `UPDATE t1 SET v = 'B while S is locked' WHERE id BETWEEN 11 AND 20; DELETE FROM comp WHERE k = 'k:v'`);
+      const r = await main.run('delta');
+      assert.equal(r.status, 'failed');
+      assert.equal(r.transient, true, `a locked SQLite file is transient: ${r.error}`);
+      assert.match(r.error ?? '', /\bS\b/);
+      assert.match(r.error ?? '', /locked|busy/i);
+      assert.doesNotMatch(r.error ?? '', /\n/);
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    assert.deepEqual(await targetRows(byDb('S').params, 't1'), before, 'nothing of the failed run is on the SQLite file');
+    assert.deepEqual(await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'main' ORDER BY db`, [], 'ibexctl'), cursors, 'cursors stay behind');
+    const res = await runOk(main);
+    assert.ok(res.inserted >= 100, JSON.stringify(res));
+    await converged();
+  });
+
   it('a private MariaDB stopped during writes: runs fail in one line naming it, then catch up by themselves', async () => {
     const dn = runner(env, 'dn');
     await env.query(0, `INSERT INTO dn SELECT g, 'before' FROM generate_series(1, 100) g`);
@@ -391,5 +419,77 @@ describe('targets of other kinds, end to end (MariaDB, SQLite, Redis)', () => {
     const again = await runOk(main);
     assert.equal(again.deleted > 0, true);
     await converged();
+  });
+
+  it('a private Redis SIGKILLed in the middle of a large run: the run fails in one line, and the restarted EMPTY server is refilled exactly', async () => {
+    // Its own sync, table and db (with a password, to check no message shows it), on the private
+    // server restarted with requirepass: the tests before are done with R's data.
+    const secret = 'rk-Secret-4711';
+    await redis.kill();
+    await redis.start(['--requirepass', secret]);
+    for (const i of [0, 1]) await env.clusters[i]!.psql('CREATE TABLE rk (id int PRIMARY KEY, v text, n numeric(20,6));', 'app');
+    ok(await env.cli('add', 'table', 'public.rk', 'db=A', 'relgroup=grk'));
+    ok(await env.cli('add', 'db', 'RK', 'type=redis', 'host=127.0.0.1', `port=${redis.port}`, 'dbname=1', `pass=${secret}`));
+    ok(await env.cli('add', 'sync', 'rk', 'relgroup=grk', 'dbs=A:source,B:source,RK:target'));
+    const params: TargetParams = { name: 'RK', kind: 'redis', host: '127.0.0.1', port: redis.port, dbname: '1', password: secret };
+    // The kill lands while the second batch of rows is on its way to the server (the first is written).
+    let batches = 0;
+    const rk = runner(env, 'rk', {
+      openTarget: async (p) => {
+        const t = await openTarget(p);
+        const upsert = t.upsertRows.bind(t);
+        return Object.assign(Object.create(t) as Target, {
+          upsertRows: async (table: TableSpec, rows: readonly TextRow[]) => {
+            if (p.name !== 'RK' || ++batches !== 2) return upsert(table, rows);
+            const sent = upsert(table, rows);
+            sent.catch(() => undefined);
+            await redis.kill();
+            return sent;
+          },
+        });
+      },
+    });
+    await env.query(0, `INSERT INTO rk SELECT g, 'first ' || g, g / 3.0 FROM generate_series(1, 10) g`);
+    await runOk(rk);
+    batches = 0;
+    await env.query(0, `INSERT INTO rk SELECT g, md5(g::text) || E' \\t:x', g / 7.0 FROM generate_series(11, 40010) g`);
+    await env.query(1, `UPDATE rk SET v = 'B before the kill', n = NULL WHERE id <= 5; DELETE FROM rk WHERE id = 10`);
+    const cursors = await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'rk' ORDER BY db`, [], 'ibexctl');
+    const failed = await rk.run('delta');
+    assert.equal(failed.status, 'failed');
+    assert.ok(batches >= 2, `the kill happened during the run (batches: ${batches})`);
+    assert.equal(failed.transient, true, `a killed Redis is transient: ${failed.error}`);
+    assert.match(failed.error ?? '', /\bRK\b/);
+    assert.doesNotMatch(failed.error ?? '', /\n/);
+    assert.doesNotMatch(failed.error ?? '', new RegExp(secret));
+    // Nothing lost on PostgreSQL: every row is still on A, B's own changes stay, the cursors stay behind.
+    assert.equal(Number((await env.query(0, `SELECT count(*) AS n FROM rk`))[0]!.n), 40010);
+    assert.deepEqual((await env.query(1, `SELECT id, v, n FROM rk ORDER BY id`)).map((r) => `${r.id}:${r.v}:${r.n}`),
+      [1, 2, 3, 4, 5].map((i) => `${i}:B before the kill:null`).concat([6, 7, 8, 9].map((i) => `${i}:first ${i}:${(i / 3).toFixed(6)}`)));
+    assert.deepEqual(await env.query(0, `SELECT db, snapshot FROM ibex.cursor WHERE sync = 'rk' ORDER BY db`, [], 'ibexctl'), cursors, 'cursors stay behind');
+    // Restarted, it has nothing (no persistence): runs until one is good, then RK equals the source, key for key, field for field.
+    await redis.start(['--requirepass', secret]);
+    assert.deepEqual(await targetRows(params, 'rk'), [], 'the restarted Redis is empty');
+    let res;
+    for (let i = 0; i < 3 && res?.status !== 'good'; i++) res = await rk.run('delta');
+    assert.equal(res?.status, 'good', res?.error);
+    const details = await env.query(0, `SELECT details::text AS d FROM ibex.run WHERE id = $1`, [res!.runId], 'ibexctl');
+    assert.match(String(details[0]?.d), /"refilled": \["RK"\]/);
+    const a = await sourceRows(0, 'rk');
+    assert.equal(a.length, 40009);
+    assert.deepEqual(await sourceRows(1, 'rk'), a, 'A and B differ on rk');
+    assert.deepEqual(await targetRows(params, 'rk'), a, 'db RK differs from A on rk');
+    // No stray key either: the rows and ibex's own progress and marker keys, nothing else.
+    const { Redis } = await import('ioredis');
+    const c = new Redis({ host: '127.0.0.1', port: redis.port, password: secret, db: 1, lazyConnect: true });
+    try {
+      await c.connect();
+      assert.equal(await c.dbsize(), 40009 + 2);
+    } finally {
+      c.disconnect();
+    }
+    // And the next run has nothing left to apply.
+    const next = await runOk(rk);
+    assert.equal(next.inserted + next.deleted, 0, JSON.stringify(next));
   });
 });

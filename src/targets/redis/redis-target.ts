@@ -12,7 +12,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis as RedisClient, ChainableCommander } from 'ioredis';
 import { IbexError } from '../../errors.js';
-import { connected, targetFailure, withoutPassword } from '../failure.js';
+import { isConnectionError } from '../../db/sqlstate.js';
+import { connected, firstLine, targetFailure, withoutPassword } from '../failure.js';
 import { canonicalText } from '../codec.js';
 import type {
   KeyRow,
@@ -132,8 +133,17 @@ export class RedisTarget implements Target {
     return withoutPassword(message, this.params);
   }
 
+  /**
+   * A failed command as one line naming the db. A connection that died under it (the server was
+   * killed or restarted) is 'unreachable', so the run is retried with backoff as for a server that
+   * was down at the start; ioredis words that in several ways ("Connection is closed.", "Stream
+   * isn't writeable…" for the commands sent after it), so the client's state decides too.
+   */
   private fail(what: string, err: unknown): IbexError {
-    return targetFailure(this.params, what, err, this.where);
+    const status = this.client?.status;
+    const gone = (status !== undefined && status !== 'ready') || isConnectionError(err) || /Stream isn't writeable/.test(firstLine(err));
+    if (!gone) return targetFailure(this.params, what, err, this.where);
+    return new IbexError('unreachable', this.clean(`redis target "${this.name}" (${this.where}): lost the connection while ${what}: ${firstLine(err)}`), { cause: err });
   }
 
   private get redis(): RedisClient {

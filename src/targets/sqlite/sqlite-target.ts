@@ -267,7 +267,25 @@ class SqliteTarget implements Target {
   }
 
   async begin(): Promise<void> {
-    this.conn.exec('BEGIN IMMEDIATE');
+    try {
+      this.conn.exec('BEGIN IMMEDIATE');
+    } catch (e) {
+      throw this.locked(e);
+    }
+  }
+
+  /**
+   * Another process holding the file's write lock past the busy timeout (SQLITE_BUSY, or
+   * SQLITE_LOCKED within one process) as a one-line 'unreachable' error naming the db: the db is
+   * out of reach for now, so the run is retried with backoff like a server that is down, and
+   * nothing was written (the lock is taken at begin, before any row). Other errors as they are.
+   */
+  private locked(e: unknown): unknown {
+    const code = String((e as { code?: unknown }).code ?? '');
+    if (!/^SQLITE_(BUSY|LOCKED)/.test(code)) return e;
+    return new IbexError('unreachable',
+      `db ${this.name}: SQLite file ${this.file} stayed locked by another writer for ${BUSY_TIMEOUT_MS / 1000} s (${code}: ${(e as Error).message}); ibex retries: end that writer's transaction if it lasts`,
+      { cause: e });
   }
 
   async readProgress(sync: string): Promise<ProgressEntry[] | 'missing'> {
@@ -360,7 +378,11 @@ class SqliteTarget implements Target {
   }
 
   async commit(): Promise<void> {
-    this.conn.exec('COMMIT');
+    try {
+      this.conn.exec('COMMIT');
+    } catch (e) {
+      throw this.locked(e);
+    }
   }
 
   async rollback(): Promise<void> {
