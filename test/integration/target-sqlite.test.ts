@@ -173,3 +173,35 @@ describe('sqlite target: crash', () => {
     }
   });
 });
+
+describe('sqlite target: a file locked by another writer', () => {
+  it('waits for the lock without stopping the process, so other work (and the writer in it) goes on', async () => {
+    const { dir, file } = tempFile();
+    const target = createTarget({ name: 'lite', kind: 'sqlite', dbname: file });
+    withTables(file, ['CREATE TABLE t (id INTEGER PRIMARY KEY)']);
+    const holder = new Database(file);
+    try {
+      await target.connect();
+      holder.exec('BEGIN IMMEDIATE');
+      // The holder lives in this process: its COMMIT can only run if waiting for the lock leaves the event loop free.
+      setTimeout(() => holder.exec('COMMIT'), 300);
+      let ticks = 0;
+      const tick = setInterval(() => ticks++, 10);
+      const t0 = Date.now();
+      try {
+        await target.begin();
+      } finally {
+        clearInterval(tick);
+      }
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 250 && waited < 3000, `begin() waited ${waited} ms for a lock released after 300 ms`);
+      assert.ok(ticks >= 10, `the event loop ran while begin() waited (${ticks} ticks of 10 ms)`);
+      await target.rollback();
+    } finally {
+      if (holder.inTransaction) holder.exec('ROLLBACK');
+      holder.close();
+      await target.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -43,8 +43,14 @@ type Db = BetterSqlite3.Database;
 type Stmt = BetterSqlite3.Statement;
 type SqliteValue = bigint | number | string | Buffer | null;
 
-/** How long a writer waits for another one's lock before SQLITE_BUSY. */
+/** How long a run waits for another writer's lock on the file before it fails (and is retried with backoff). */
 const BUSY_TIMEOUT_MS = 10_000;
+/**
+ * How long one statement may wait for that lock inside SQLite. better-sqlite3 waits synchronously,
+ * stopping the whole process (every other sync, the lease renewals), so the wait is spent in short
+ * slices with the event loop free between them.
+ */
+const BUSY_SLICE_MS = 20;
 
 /** A value that cannot be stored: the reason, one line. */
 class Refusal {
@@ -187,8 +193,8 @@ class SqliteTarget implements Target {
       throw new IbexError('config', `db ${this.name}: SQLite file ${this.file} does not exist: create it (sqlite3 ${this.file} 'VACUUM') or fix dbname=`);
     }
     try {
-      const db = new Driver(this.file, { timeout: BUSY_TIMEOUT_MS, fileMustExist: this.mustExist });
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const db = new Driver(this.file, { timeout: BUSY_SLICE_MS, fileMustExist: this.mustExist });
+      db.pragma(`busy_timeout = ${BUSY_SLICE_MS}`);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.defaultSafeIntegers(true);
@@ -267,10 +273,20 @@ class SqliteTarget implements Target {
   }
 
   async begin(): Promise<void> {
-    try {
-      this.conn.exec('BEGIN IMMEDIATE');
-    } catch (e) {
-      throw this.locked(e);
+    await this.whileLocked('BEGIN IMMEDIATE');
+  }
+
+  /** Run `sql`, waiting (without blocking the process) while another writer holds the lock, up to BUSY_TIMEOUT_MS. */
+  private async whileLocked(sql: string): Promise<void> {
+    const until = Date.now() + BUSY_TIMEOUT_MS;
+    for (;;) {
+      try {
+        this.conn.exec(sql);
+        return;
+      } catch (e) {
+        if (!/^SQLITE_BUSY/.test(String((e as { code?: unknown }).code ?? '')) || Date.now() >= until) throw this.locked(e);
+        await new Promise((resolve) => setTimeout(resolve, BUSY_SLICE_MS));
+      }
     }
   }
 
@@ -378,11 +394,8 @@ class SqliteTarget implements Target {
   }
 
   async commit(): Promise<void> {
-    try {
-      this.conn.exec('COMMIT');
-    } catch (e) {
-      throw this.locked(e);
-    }
+    // A COMMIT that met SQLITE_BUSY leaves the transaction open, so it may be tried again.
+    await this.whileLocked('COMMIT');
   }
 
   async rollback(): Promise<void> {
