@@ -10,6 +10,7 @@ import { customnamesOn, getSync, type DbRecord, type DbRoleName } from '../contr
 import { ExitCode, IbexError, configError, usage } from '../errors.js';
 import { createTarget } from '../targets/registry.js';
 import { tableSpec } from '../targets/spec.js';
+import { dbNumber } from '../targets/redis/redis-dialect.js';
 import { keylessTargetProblem, type Problem, type TableSpec, type Target, type TargetKind, type TargetParams } from '../targets/target.js';
 import { resolvePassword } from '../control/password.js';
 import { openDb, requireDb } from './dbs.js';
@@ -80,7 +81,7 @@ export function checkDbParams(db: DbRecord): void {
       need('host', '<host>');
       // Any number Redis's `databases` setting (an int) can reach: a server has 16 unless set
       // higher, and it refuses a number it lacks at the connection test (SELECT), which says so.
-      if (db.dbname !== null && !isRedisDbNumber(db.dbname)) {
+      if (db.dbname !== null && dbNumber(db.dbname) === undefined) {
         throw usage(`dbname= of a redis db is its logical database number (0 or more; the server refuses one past its databases setting, 16 by default), not "${db.dbname}": ${fix}`);
       }
       return;
@@ -113,11 +114,6 @@ export function refuseKeyless(relations: readonly TargetRelation[], dbs: readonl
   const db = dbs.find((d) => d.dbtype !== 'postgres');
   if (!keyless || !db) return;
   throw configError(keylessTargetProblem(displayRelation(keyless.schemaname, keyless.relname), db, fix.reAdd, fix.leaveOut));
-}
-
-/** Whether text is a Redis logical database number: digits, at most 2^31 - 1 (the rule of redis-dialect's dbNumber). */
-function isRedisDbNumber(text: string): boolean {
-  return /^\d{1,10}$/.test(text) && Number(text) <= 2 ** 31 - 1;
 }
 
 /** A driver's or a target's message as one line, without the db's password. */
