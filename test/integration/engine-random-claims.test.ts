@@ -115,10 +115,17 @@ describe(`randomized hot keys, unique claims and orphans on three masters (IBEX_
     await addSync(env, 'claims3', { dbs: { A: 'source', B: 'source', C: 'source' }, tables: TABLES.map((t) => `public.${t}`) });
     const cs = await Promise.all(ALL.map((i) => env.client(i)));
     let racing = true;
+    // Attempts of the round's run the hook still races. Two: a repeated attempt is raced too, and
+    // the third (of the four a run may take) is not. A key whose own row raced is left out, but
+    // not in tables linked by a foreign key (run/raced.ts): there a parent deleted or re-keyed
+    // after the snapshot fails the child's foreign-key check and the whole run is repeated
+    // (design.md, "raced keys", point 3); raced on every attempt, such a run would fail by design.
+    let racesLeft = 0;
     const r = runner(env, 'claims3', {
       hooks: {
         afterGather: async () => {
-          if (!racing) return;
+          if (!racing || racesLeft === 0) return;
+          racesLeft--;
           // Local writes to hot keys between this run's gather and its apply: they race the apply.
           for (let k = int(0, 3); k > 0; k--) {
             const node = int(0, 2);
@@ -128,22 +135,15 @@ describe(`randomized hot keys, unique claims and orphans on three masters (IBEX_
       },
     });
     const statuses: Record<string, number> = {};
-    let contentionFailures = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = int(4, 12); k > 0; k--) {
         const node = int(0, 2);
         await randomWrite(cs[node]!, node, false);
       }
+      racesLeft = 2;
       const res = await r.run('delta');
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
-      // The hook races every attempt of a run, repeats included. A key whose own row raced is left
-      // out, but not in tables linked by a foreign key (run/raced.ts): there a parent deleted or
-      // re-keyed after the snapshot fails the child's foreign-key check (design.md, "raced keys",
-      // point 3), and after four such attempts the run fails as contention, to be run again.
-      // Rare; anything else is a bug.
-      const contention = res.status === 'failed' && res.contention === true && /could not serialize|deadlock/.test(res.error ?? '');
-      if (contention) contentionFailures++;
-      assert.ok(res.status === 'good' || res.status === 'empty' || (contention && contentionFailures <= 2), why(`round ${round}: ${res.status} ${res.error ?? ''}`));
+      assert.ok(res.status === 'good' || res.status === 'empty', why(`round ${round}: ${res.status} ${res.error ?? ''}`));
     }
     racing = false;
     let quiet = 0;
